@@ -1,0 +1,15 @@
+"""The one exception type for bad user input.
+
+Everything a user can get wrong (a scenario field, a command-line option)
+raises `InputError`; the command line turns it into one line on stderr and
+exit status 2, never a traceback.
+"""
+
+
+class InputError(ValueError):
+    """Bad input: `field` names what was wrong, the message says what is allowed."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message

@@ -1,0 +1,24 @@
+"""LocalSGD: R pipelined replicas, each free of staleness, averaged every round."""
+
+from pipebench.timeline.schedule import BARRIER_AVERAGE, Rules, Schedule, one_f_one_b_caps
+
+
+def _rules(stages: int, options: dict[str, object]) -> Rules:
+    replicas = int(options["replicas"])
+    return Rules(
+        cap=one_f_one_b_caps(stages),
+        accumulate=1,
+        group=replicas * int(options["local_steps"]),
+        barrier=BARRIER_AVERAGE,
+        replicas=replicas,
+        chain_replicas=True,
+    )
+
+
+SCHEDULE = Schedule(
+    name="localsgd",
+    summary="LocalSGD: `replicas` pipelined models, `local_steps` each, then AVG (drain + refill)",
+    synchronous=False,
+    defaults=lambda stages: {"replicas": stages, "local_steps": 1},
+    rules=_rules,
+)

@@ -1,0 +1,17 @@
+"""Naive pipelining: one micro-batch in the pipeline at a time; plain SGD."""
+
+import numpy as np
+
+from pipebench.timeline.schedule import Rules, Schedule
+
+
+def _rules(stages: int, options: dict[str, object]) -> Rules:
+    return Rules(cap=np.ones(stages, dtype=np.int64), accumulate=1)
+
+
+SCHEDULE = Schedule(
+    name="naive",
+    summary="Naive: one micro-batch in flight, update after each; plain SGD, 2S steps each",
+    synchronous=True,
+    rules=_rules,
+)

@@ -1,0 +1,15 @@
+"""PipeDream: 1F1B without flush, a step after every backward, weight stashing."""
+
+from pipebench.timeline.schedule import VERSIONS_STASH, Rules, Schedule, one_f_one_b_caps
+
+
+def _rules(stages: int, options: dict[str, object]) -> Rules:
+    return Rules(cap=one_f_one_b_caps(stages), accumulate=1, versions=VERSIONS_STASH)
+
+
+SCHEDULE = Schedule(
+    name="pd",
+    summary="PipeDream: 1F1B, no flush, update after every backward, weight stashing (vB = vF)",
+    synchronous=False,
+    rules=_rules,
+)

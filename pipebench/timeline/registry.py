@@ -1,0 +1,56 @@
+"""All schedules by name, and building a timeline from a name and options."""
+
+from __future__ import annotations
+
+import difflib
+
+from pipebench.errors import InputError
+from pipebench.timeline import flush, gpipe, localsgd, naive, paci, pd, rpd, twobw
+from pipebench.timeline.costs import CostModel
+from pipebench.timeline.rpd import RpdPlan
+from pipebench.timeline.schedule import Schedule
+from pipebench.timeline.simulate import simulate
+from pipebench.timeline.trace import Trace
+
+SCHEDULES: dict[str, Schedule] = {
+    s.name: s
+    for s in (
+        gpipe.SCHEDULE,
+        flush.SCHEDULE,
+        pd.SCHEDULE,
+        rpd.SCHEDULE,
+        twobw.SCHEDULE,
+        paci.SCHEDULE,
+        localsgd.SCHEDULE,
+        naive.SCHEDULE,
+    )
+}
+
+
+def did_you_mean(word: str, choices: list[str]) -> str:
+    """' (did you mean X?)' when a choice is close to `word`, else ''."""
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def get_schedule(name: str) -> Schedule:
+    """The schedule called `name`; an `InputError` listing the known ones otherwise."""
+    try:
+        return SCHEDULES[name]
+    except KeyError:
+        known = ", ".join(SCHEDULES)
+        hint = did_you_mean(name, list(SCHEDULES))
+        raise InputError("schedule", f"unknown schedule {name!r}{hint}; known: {known}") from None
+
+
+def build_timeline(
+    name: str, costs: CostModel, microbatches: int, **options: object
+) -> Trace | RpdPlan:
+    """Simulate schedule `name` (or draw rpd's iteration plan) for `microbatches`."""
+    schedule = get_schedule(name)
+    if microbatches < 1:
+        raise InputError("microbatches", f"must be >= 1, got {microbatches}")
+    resolved = schedule.options(costs.stages, options)
+    if schedule.rules is None:
+        return rpd.plan(costs, microbatches, **resolved)
+    return simulate(name, schedule.rules(costs.stages, resolved), costs, microbatches)

@@ -1,0 +1,163 @@
+"""Randomized PipeDream: the stale block-SGD abstraction as an iteration plan.
+
+RPD is not a timeline. Iteration k updates one uniformly drawn block s with
+the gradient taken at a point whose block j is the iterate from d_j
+iterations ago. The plan fixes everything but the arithmetic: the block of
+each iteration, how delays are drawn, and the clock, which is borrowed from
+the PipeDream timeline with the same stages and costs (iteration k happens
+when PD's k-th block update ends), so RPD and PD curves share one time axis.
+
+Draws come from a counter-based hash of (seed, stream, k, j): the replay can
+regenerate any iteration's delays without storing K x S numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+from pipebench.timeline import pd
+from pipebench.timeline.costs import CostModel, uniform01
+from pipebench.timeline.schedule import DELAY_MODES, Schedule, auto_delta
+from pipebench.timeline.simulate import simulate
+from pipebench.timeline.stats import TimelineStats, busy_time, delay_summary, read_iterates
+from pipebench.timeline.trace import Trace
+
+_STAGE_STREAM = 11
+_DELAY_STREAM = 12
+
+
+@dataclass(frozen=True, eq=False)
+class RpdPlan:
+    """K = S * M block iterations on the clock of the matching pd trace."""
+
+    stages: int
+    microbatches: int
+    delta: int
+    delays: str
+    seed: int
+    pd: Trace
+    block: np.ndarray  # stage updated at iteration k
+    time: np.ndarray  # end of PD's k-th block update
+    pd_reads: np.ndarray  # (M, S) iterate read by PD's F(j, m); only for delays == "pd"
+    pd_update_mb: np.ndarray  # micro-batch of PD's k-th update
+
+    schedule = "rpd"
+
+    @property
+    def iterations(self) -> int:
+        return len(self.block)
+
+    @property
+    def mode(self) -> int:
+        return DELAY_MODES.index(self.delays)
+
+    def delays_at(self, k: int) -> np.ndarray:
+        """The S block delays of iteration k (what the replay uses)."""
+        out = np.empty(self.stages, dtype=np.int64)
+        _fill_delays(self.mode, self.delta, self.seed, k, self.pd_update_mb, self.pd_reads, out)
+        return out
+
+
+@njit(cache=True)
+def _fill_delays(mode, delta, seed, k, pd_update_mb, pd_reads, out):
+    """Delays d_j of iteration k for every block j, written into `out`."""
+    bound = min(delta, k)
+    for j in range(len(out)):
+        if mode == 0:  # uniform on {0 .. min(delta, k)}
+            out[j] = int(uniform01(seed, _DELAY_STREAM, k, j) * (bound + 1))
+        elif mode == 1:  # max
+            out[j] = bound
+        elif mode == 2:  # zero
+            out[j] = 0
+        else:  # pd: the delays PipeDream's update k really had
+            out[j] = k - pd_reads[pd_update_mb[k], j]
+
+
+@njit(cache=True)
+def _draw_blocks(seed, stages, iterations):
+    out = np.empty(iterations, np.int32)
+    for k in range(iterations):
+        out[k] = int(uniform01(seed, _STAGE_STREAM, k, 0) * stages)
+    return out
+
+
+@njit(cache=True)
+def _plan_delays(mode, delta, seed, block, pd_update_mb, pd_reads, stages):
+    """Per iteration, the largest block delay; per stage, the largest delay of its own block."""
+    n = len(block)
+    worst = np.empty(n, np.int64)
+    own = np.zeros(stages, np.int64)
+    d = np.empty(stages, np.int64)
+    for k in range(n):
+        _fill_delays(mode, delta, seed, k, pd_update_mb, pd_reads, d)
+        worst[k] = d.max()
+        own[block[k]] = max(own[block[k]], d[block[k]])
+    return worst, own
+
+
+def plan(
+    costs: CostModel, microbatches: int, delta: object = "auto", delays: str = "uniform"
+) -> RpdPlan:
+    """The iteration plan for S * microbatches block updates, seeded by `costs.seed`."""
+    stages = costs.stages
+    bound = auto_delta(stages) if delta == "auto" else int(delta)  # type: ignore[arg-type]
+    trace = simulate("pd", pd.SCHEDULE.rules(stages, {}), costs, microbatches)
+    reads = read_iterates(trace)[0] if delays == "pd" else np.zeros((0, 0), dtype=np.int64)
+    with np.errstate(over="ignore"):  # the hash wraps on purpose without the JIT
+        block = _draw_blocks(costs.seed, stages, trace.n_updates)
+    return RpdPlan(
+        stages=stages,
+        microbatches=microbatches,
+        delta=bound,
+        delays=delays,
+        seed=costs.seed,
+        pd=trace,
+        block=block,
+        time=trace.upd_time,
+        pd_reads=reads,
+        pd_update_mb=trace.upd_last,
+    )
+
+
+def plan_stats(plan: RpdPlan) -> TimelineStats:
+    """The timeline figures of rpd: its pd clock, and the delays it draws.
+
+    Staleness of a stage is the largest delay of its own block; drift is zero
+    (there is no separate backward); the iterate history must hold the largest
+    delay plus one versions; activations do not apply.
+    """
+    with np.errstate(over="ignore"):
+        worst, own = _plan_delays(
+            plan.mode, plan.delta, plan.seed, plan.block, plan.pd_update_mb, plan.pd_reads,
+            plan.stages,
+        )  # fmt: skip
+    S, M = plan.stages, plan.microbatches
+    steady = (plan.pd_update_mb >= S) & (plan.pd_update_mb < M - S)
+    max_d, mean_d, steady_max, steady_mean = delay_summary(worst, steady)
+    return TimelineStats(
+        schedule="rpd",
+        stages=S,
+        microbatches=M,
+        makespan=plan.pd.makespan,
+        bubble_fraction=1.0 - busy_time(plan.pd) / (S * plan.pd.makespan),
+        updates=plan.iterations,
+        max_delay=max_d,
+        mean_delay=mean_d,
+        steady_max_delay=steady_max,
+        steady_mean_delay=steady_mean,
+        stage_max_drift=[0] * S,
+        stage_max_staleness=own.tolist(),
+        peak_versions=[max_d + 1] * S,
+        peak_activations=None,
+    )
+
+
+SCHEDULE = Schedule(
+    name="rpd",
+    summary="Randomized PipeDream: random block, delays d_j <= delta, on the pd clock",
+    synchronous=False,
+    defaults=lambda stages: {"delta": "auto", "delays": "uniform"},
+)

@@ -1,0 +1,123 @@
+"""What a schedule is to the simulator: a handful of rules, plus its options.
+
+Every timeline schedule of SCHEDULES.md reduces to the same few knobs (how
+many micro-batches a stage may hold, how many backwards an update sums,
+whether mini-batches are separated by a flush or an averaging round, which
+weight version a pass reads). A schedule file fills them in; the simulator
+in `simulate.py` is shared.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipebench.errors import InputError
+
+# How mini-batches (groups of micro-batches) are separated.
+BARRIER_NONE = 0  # micro-batches stream through
+BARRIER_FLUSH = 1  # the next group enters only after every stage stepped
+BARRIER_AVERAGE = 2  # after every stage stepped, AVG averages the replicas
+
+# Which version of the stage's block a pass reads.
+VERSIONS_STASH = 0  # F reads the current version; B reuses the forward's (stashed) copy
+VERSIONS_CURRENT = 1  # F and B each read the version current when they run
+VERSIONS_TWO_BW = 2  # micro-batch k reads max(k // accumulate - 1, 0) in both passes
+
+
+@dataclass(frozen=True, eq=False)
+class Rules:
+    """The simulator's view of a schedule."""
+
+    cap: np.ndarray  # per stage: most micro-batches forwarded there but not yet backwarded
+    accumulate: int = 1  # backwards (of one replica) summed by each optimizer step
+    group: int = 0  # micro-batches per mini-batch or LocalSGD round; 0 = no groups
+    barrier: int = BARRIER_NONE
+    forwards_first: bool = False  # GPipe: all forwards of a group before any backward
+    replicas: int = 1  # micro-batch m belongs to replica m % replicas
+    chain_replicas: bool = False  # F(s, m) waits for B(s, m - replicas): no staleness
+    versions: int = VERSIONS_STASH
+    recompute: bool = False  # the backward first reruns the stage's forward
+
+
+def one_f_one_b_caps(stages: int) -> np.ndarray:
+    """The 1F1B in-flight limit: stage s holds at most S - s micro-batches."""
+    return np.arange(stages, 0, -1, dtype=np.int64)
+
+
+# Options a schedule may take: name -> (what is allowed, check returning an error or None).
+def _positive_int(v: object) -> str | None:
+    ok = isinstance(v, int) and not isinstance(v, bool) and v >= 1
+    return None if ok else f"an integer >= 1, got {v!r}"
+
+
+def _delta(v: object) -> str | None:
+    ok = v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 0)
+    return None if ok else f"an integer >= 0 or 'auto', got {v!r}"
+
+
+def _delays(v: object) -> str | None:
+    return None if v in DELAY_MODES else f"one of {', '.join(DELAY_MODES)}, got {v!r}"
+
+
+def _flag(v: object) -> str | None:
+    return None if isinstance(v, bool) else f"true or false, got {v!r}"
+
+
+DELAY_MODES = ("uniform", "max", "zero", "pd")
+
+OPTION_CHECKS: dict[str, Callable[[object], str | None]] = {
+    "accumulate": _positive_int,
+    "replicas": _positive_int,
+    "local_steps": _positive_int,
+    "delta": _delta,
+    "delays": _delays,
+    "recompute": _flag,
+}
+
+OPTION_HELP = {
+    "accumulate": "micro-batches per update (2bw, paci) or per mini-batch (gpipe, 1f1b-flush)",
+    "replicas": "LocalSGD model replicas (default: stages)",
+    "local_steps": "LocalSGD local steps per replica between averagings",
+    "delta": "RPD delay bound (default 'auto' = floor(S^2 - S/2))",
+    "delays": "RPD delay draws: " + "|".join(DELAY_MODES),
+    "recompute": "PACI: the backward recomputes the stage's forward first",
+}
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A named schedule: its description, its options with defaults, and its rules."""
+
+    name: str
+    summary: str
+    synchronous: bool
+    defaults: Callable[[int], dict[str, object]] = field(default=lambda stages: {})
+    rules: Callable[[int, dict[str, object]], Rules] | None = None  # None: not a timeline (rpd)
+
+    def options(self, stages: int, given: dict[str, object]) -> dict[str, object]:
+        """Defaults overlaid with `given`; refuses options that do not apply or are out of range."""
+        resolved = self.defaults(stages)
+        for name, value in given.items():
+            if name not in resolved:
+                users = ", ".join(_schedules_taking(name)) or "none"
+                raise InputError(name, f"does not apply to {self.name} (it applies to: {users})")
+            problem = OPTION_CHECKS[name](value)
+            if problem:
+                raise InputError(name, f"must be {problem}")
+            resolved[name] = value
+        return resolved
+
+
+def _schedules_taking(option: str) -> list[str]:
+    from pipebench.timeline.registry import SCHEDULES
+
+    return [s.name for s in SCHEDULES.values() if option in s.defaults(2)]
+
+
+def auto_delta(stages: int) -> int:
+    """The steady-state PipeDream delay floor(S^2 - S/2), RPD's default bound."""
+    return math.floor(stages * stages - stages / 2)

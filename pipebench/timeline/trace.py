@@ -1,0 +1,86 @@
+"""The output of a timeline simulation: flat NumPy arrays, nothing about losses.
+
+A `Trace` is what the replay engine walks and what every timeline statistic
+is computed from. Operations are stored in causal order (non-decreasing start
+time; operations starting together are in stage order, and an operation that
+another one waits on comes first), so walking the rows in order never reads
+a weight version before the update that made it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Operation kinds, as stored in `Trace.kind`.
+FORWARD = 0
+BACKWARD = 1
+UPDATE = 2
+AVERAGE = 3
+KIND_NAMES = ("F", "B", "U", "AVG")
+
+
+@dataclass(frozen=True, eq=False)
+class Trace:
+    """One simulated run of a schedule.
+
+    Operation rows (length `n_ops`): `kind`, `stage` (-1 for AVG, which
+    occupies every stage), `mb` (micro-batch; for U the last micro-batch the
+    step sums; -1 for AVG), `replica` (-1 for AVG), `start`, `end`, `v_fwd`
+    and `v_bwd` (the weight version of the stage's block read by the forward
+    and multiplied by the backward; -1 on U and AVG rows).
+
+    Update rows (length `n_updates`), in the global order of block updates
+    (by end time, ties by stage): `upd_op` (row of the U operation),
+    `upd_stage`, `upd_replica`, `upd_first` and `upd_last` (the contiguous
+    micro-batches whose averaged gradient the step applies), `upd_version`
+    (the stage's version after the step).
+    """
+
+    schedule: str
+    stages: int
+    microbatches: int
+    replicas: int
+    kind: np.ndarray
+    stage: np.ndarray
+    mb: np.ndarray
+    replica: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    v_fwd: np.ndarray
+    v_bwd: np.ndarray
+    upd_op: np.ndarray
+    upd_stage: np.ndarray
+    upd_replica: np.ndarray
+    upd_first: np.ndarray
+    upd_last: np.ndarray
+    upd_version: np.ndarray
+
+    @property
+    def n_ops(self) -> int:
+        return len(self.kind)
+
+    @property
+    def n_updates(self) -> int:
+        return len(self.upd_op)
+
+    @property
+    def makespan(self) -> float:
+        return float(self.end.max()) if self.n_ops else 0.0
+
+    @property
+    def upd_time(self) -> np.ndarray:
+        """End time of each update, in update order (non-decreasing)."""
+        return self.end[self.upd_op]
+
+    def rows(self, kind: int) -> np.ndarray:
+        """Indices of the operation rows of one kind, in causal order."""
+        return np.flatnonzero(self.kind == kind)
+
+    def op_index(self, kind: int) -> np.ndarray:
+        """(stages, microbatches) table of row indices of the F or B operations."""
+        rows = self.rows(kind)
+        table = np.full((self.stages, self.microbatches), -1, dtype=np.int64)
+        table[self.stage[rows], self.mb[rows]] = rows
+        return table
