@@ -2,9 +2,9 @@
 
 Greedy list scheduling in global time order: every stage has a candidate
 (the earliest time it could start its next operation, and which one); a
-binary heap keyed by (time, stage) picks the globally earliest, ties to the
+tournament tree keyed by (time, stage) picks the globally earliest, ties to the
 lowest stage. Scheduling an operation only changes the candidates of its own
-stage and its two neighbours (plus stage 0 when a flush opens the next
+stage and one neighbour (plus stage 0 when a flush opens the next
 mini-batch, or every stage after an AVG), so each operation costs O(log S).
 
 Because forwards and backwards have positive durations, nothing that is not
@@ -35,87 +35,19 @@ _OK, _DEADLOCK, _VERSION_NOT_READY = 0, 1, 2
 
 
 @njit(cache=True)
-def _before(key, a, b):
-    return key[a] < key[b] or (key[a] == key[b] and a < b)
-
-
-@njit(cache=True)
-def _set_key(heap, pos, key, s, value):
-    """Change stage s's key and restore the heap order around it."""
-    n = len(heap)
-    key[s] = value
-    i = pos[s]
-    while i > 0:  # sift up
-        p = (i - 1) >> 1
-        y = heap[p]
-        if not _before(key, s, y):
-            break
-        heap[i] = y
-        pos[y] = i
-        i = p
-    while True:  # sift down
-        c = 2 * i + 1
-        if c >= n:
-            break
-        if c + 1 < n and _before(key, heap[c + 1], heap[c]):
-            c += 1
-        y = heap[c]
-        if not _before(key, y, s):
-            break
-        heap[i] = y
-        pos[y] = i
-        i = c
-    heap[i] = s
-    pos[s] = i
-
-
-@njit(cache=True)
-def _candidate(
-    s, S, M, comm, cap, group, forwards_first, replicas, chain,
-    free, next_f, next_b, inflight, pending_u, fend, bend, open_group, gate,
-    ready_f, ready_b,
-):  # fmt: skip
-    """Earliest time stage s can start something; records when its next F and B are ready."""
-    if pending_u[s] != _NONE:
-        ready_f[s] = _INF
-        ready_b[s] = _INF
-        return free[s]
-    tf = _INF
-    m = next_f[s]
-    if m < M and inflight[s] < cap[s]:
-        if s == 0:
-            if group == 0 or m // group <= open_group:
-                tf = gate
-        else:
-            tf = fend[s - 1, m] + comm
-        if chain and m >= replicas:
-            tf = max(tf, bend[s, m - replicas])
-    tb = _INF
-    m = next_b[s]
-    if m < next_f[s]:
-        tb = fend[s, m]
-        if s < S - 1:
-            tb = max(tb, bend[s + 1, m] + comm)
-        if forwards_first and next_f[s] < min((m // group + 1) * group, M):
-            tb = _INF
-    ready_f[s] = tf
-    ready_b[s] = tb
-    t = min(tf, tb)
-    return _INF if t == _INF else max(free[s], t)
-
-
-@njit(cache=True)
 def _simulate(
     fwd, bwd, comm, upd_cost, avg_cost, jitter, seed, M,
     cap, accumulate, group, barrier, forwards_first, replicas, chain, versions, recompute,
     n_ops, n_upd,
 ):  # fmt: skip
+    # One function on purpose: numba pays a reference-count round trip for
+    # every array handed to a helper, which would triple the cost per operation.
     S = len(fwd)
     R = replicas
     kind = np.empty(n_ops, np.int8)
-    stage = np.empty(n_ops, np.int32)
+    stage = np.empty(n_ops, np.int16)
     mbs = np.empty(n_ops, np.int32)
-    rep = np.empty(n_ops, np.int32)
+    rep = np.empty(n_ops, np.int16)
     start = np.empty(n_ops, np.float64)
     end = np.empty(n_ops, np.float64)
     vf = np.empty(n_ops, np.int32)
@@ -124,11 +56,18 @@ def _simulate(
     u_first = np.empty(n_upd, np.int32)
     u_version = np.empty(n_upd, np.int32)
 
-    fend = np.full((S, M), _INF)
-    bend = np.full((S, M), _INF)
-    fver = np.zeros((S, M), np.int32)
-    free = np.zeros(S)
-    next_f = np.zeros(S, np.int64)
+    # End of F(s, m) and B(s, m), and the version F(s, m) read, in ring buffers
+    # indexed by m & (W - 1): a stage never looks further back than its
+    # in-flight cap plus the replica count, so W larger than both is enough.
+    W = 1
+    while cap.max() + R + 2 > W:
+        W *= 2
+    ring = W - 1
+    fend = np.empty((S, W))
+    bend = np.empty((S, W))
+    fver = np.zeros((S, W), np.int32)
+    free = np.zeros(S)  # when each stage finishes its last operation
+    next_f = np.zeros(S, np.int64)  # forwards and backwards run in micro-batch order
     next_b = np.zeros(S, np.int64)
     inflight = np.zeros(S, np.int64)
     last_fb = np.full(S, _NONE, np.int64)
@@ -136,38 +75,79 @@ def _simulate(
     version = np.zeros((S, R), np.int32)
     acc_count = np.zeros((S, R), np.int64)
     acc_first = np.zeros((S, R), np.int64)
-    ready_f = np.empty(S)
-    ready_b = np.empty(S)
+    ready_f = np.full(S, _INF)  # when the stage's next F and B are ready
+    ready_b = np.full(S, _INF)
     open_group = 0  # groups up to this one may enter stage 0
-    gate = 0.0  # time the open group may enter
+    gate = 0.0  # when the open group may enter
     closed = 0  # stages that have stepped for the open group's last micro-batch
 
-    key = np.empty(S)
-    heap = np.arange(S)
-    pos = np.arange(S)
-    for s in range(S):
-        key[s] = _candidate(
-            s, S, M, comm, cap, group, forwards_first, R, chain, free, next_f, next_b,
-            inflight, pending_u, fend, bend, open_group, gate, ready_f, ready_b,
-        )  # fmt: skip
-    for s in range(S - 1, -1, -1):
-        _set_key(heap, pos, key, s, key[s])
+    # Tournament tree over stages by (key, stage), key = earliest start of the
+    # stage's next operation: leaves P..2P-1, win[i] = the winner below node i.
+    P = 1
+    while P < S:
+        P *= 2
+    key = np.full(P, _INF)
+    win = np.empty(2 * P, np.int64)
+    win[P:] = np.arange(P)
+    for i in range(P - 1, 0, -1):
+        win[i] = win[2 * i]
 
     row = 0
     n_u = 0
     status = _OK
+    lo, hi = 0, S  # stages whose candidate must be recomputed
     while True:
-        s = heap[0]
+        for j in range(lo, hi):
+            if pending_u[j] != _NONE:  # a due step goes first
+                tf = _INF
+                tb = _INF
+                kj = free[j]
+            else:
+                tf = _INF
+                m = next_f[j]
+                if m < M and inflight[j] < cap[j]:
+                    if j > 0:
+                        if next_f[j - 1] > m:
+                            tf = fend[j - 1, m & ring] + comm
+                    elif group == 0 or m // group <= open_group:
+                        tf = gate
+                    if chain and m >= R:
+                        tf = max(tf, bend[j, (m - R) & ring] if next_b[j] > m - R else _INF)
+                tb = _INF
+                m = next_b[j]
+                if m < next_f[j]:
+                    tb = fend[j, m & ring]
+                    if j < S - 1:
+                        tb = max(tb, bend[j + 1, m & ring] + comm if next_b[j + 1] > m else _INF)
+                    if forwards_first and next_f[j] < min((m // group + 1) * group, M):
+                        tb = _INF
+                kj = min(tf, tb)
+                if kj < _INF:
+                    kj = max(kj, free[j])
+            ready_f[j] = tf
+            ready_b[j] = tb
+            if kj == key[j]:
+                continue
+            key[j] = kj
+            i = (j + P) >> 1  # replay the matches on the path from leaf j to the root
+            while i > 0:
+                a = win[2 * i]
+                b = win[2 * i + 1]
+                win[i] = b if key[b] < key[a] else a  # a < b, so ties go to a
+                i >>= 1
+
+        s = win[1]
         t = key[s]
         if t == _INF:
             break
-        if pending_u[s] != _NONE:  # the step a backward made due; it has priority
+        if pending_u[s] != _NONE:
             r = pending_u[s]
             pending_u[s] = _NONE
             version[s, r] += 1
+            last = acc_first[s, r] + acc_count[s, r] - 1
             kind[row] = UPDATE
             stage[row] = s
-            mbs[row] = acc_first[s, r] + acc_count[s, r] - 1
+            mbs[row] = last
             rep[row] = r
             start[row] = t
             end[row] = t + upd_cost
@@ -176,9 +156,8 @@ def _simulate(
             u_op[n_u] = row
             u_first[n_u] = acc_first[s, r]
             u_version[n_u] = version[s, r]
-            last = mbs[row]
             acc_count[s, r] = 0
-            free[s] = end[row]
+            free[s] = t + upd_cost
             row += 1
             n_u += 1
             lo, hi = s, s + 1
@@ -199,62 +178,58 @@ def _simulate(
                         end[row] = gate + avg_cost
                         vf[row] = _NONE
                         vb[row] = _NONE
-                        gate = end[row]
+                        gate += avg_cost
                         free[:] = gate
                         row += 1
                         lo, hi = 0, S
                     else:
                         lo = 0
+            continue
+        if ready_b[s] <= t and (last_fb[s] != BACKWARD or not ready_f[s] <= t):
+            m = next_b[s]
+            r = m % R
+            d = bwd[s] + (fwd[s] if recompute else 0.0)
+            d *= jitter_factor(jitter, seed, BACKWARD, s, m)
+            kind[row] = BACKWARD
+            vf[row] = fver[s, m & ring]
+            vb[row] = version[s, r] if versions == VERSIONS_CURRENT else fver[s, m & ring]
+            bend[s, m & ring] = t + d
+            next_b[s] += 1
+            inflight[s] -= 1
+            if acc_count[s, r] == 0:
+                acc_first[s, r] = m
+            acc_count[s, r] += 1
+            if acc_count[s, r] == accumulate or m == M - 1:
+                pending_u[s] = r
+            lo = max(s - 1, 0)  # a backward can make the previous stage's backward ready
+            hi = s + 1
         else:
-            do_b = ready_b[s] <= t and (last_fb[s] != BACKWARD or not ready_f[s] <= t)
-            if do_b:
-                m = next_b[s]
-                r = m % R
-                d = bwd[s] + (fwd[s] if recompute else 0.0)
-                d *= jitter_factor(jitter, seed, BACKWARD, s, m)
-                kind[row] = BACKWARD
-                vf[row] = fver[s, m]
-                vb[row] = version[s, r] if versions == VERSIONS_CURRENT else fver[s, m]
-                bend[s, m] = t + d
-                next_b[s] += 1
-                inflight[s] -= 1
-                if acc_count[s, r] == 0:
-                    acc_first[s, r] = m
-                acc_count[s, r] += 1
-                if acc_count[s, r] == accumulate or m == M - 1:
-                    pending_u[s] = r
-            else:
-                m = next_f[s]
-                r = m % R
-                d = fwd[s] * jitter_factor(jitter, seed, FORWARD, s, m)
-                v = version[s, r]
-                if versions == VERSIONS_TWO_BW:
-                    v = max(m // accumulate - 1, 0)
-                    if v > version[s, r]:
-                        status = _VERSION_NOT_READY
-                        break
-                kind[row] = FORWARD
-                vf[row] = v
-                vb[row] = _NONE
-                fver[s, m] = v
-                fend[s, m] = t + d
-                next_f[s] += 1
-                inflight[s] += 1
-            stage[row] = s
-            mbs[row] = m
-            rep[row] = r
-            start[row] = t
-            end[row] = t + d
-            free[s] = t + d
-            last_fb[s] = kind[row]
-            row += 1
-            lo, hi = max(s - 1, 0), min(s + 2, S)
-        for j in range(lo, hi):
-            kj = _candidate(
-                j, S, M, comm, cap, group, forwards_first, R, chain, free, next_f, next_b,
-                inflight, pending_u, fend, bend, open_group, gate, ready_f, ready_b,
-            )  # fmt: skip
-            _set_key(heap, pos, key, j, kj)
+            m = next_f[s]
+            r = m % R
+            d = fwd[s] * jitter_factor(jitter, seed, FORWARD, s, m)
+            v = version[s, r]
+            if versions == VERSIONS_TWO_BW:
+                v = max(m // accumulate - 1, 0)
+                if v > version[s, r]:
+                    status = _VERSION_NOT_READY
+                    break
+            kind[row] = FORWARD
+            vf[row] = v
+            vb[row] = _NONE
+            fver[s, m & ring] = v
+            fend[s, m & ring] = t + d
+            next_f[s] += 1
+            inflight[s] += 1
+            lo = s  # a forward can make the next stage's forward ready
+            hi = min(s + 2, S)
+        stage[row] = s
+        mbs[row] = m
+        rep[row] = r
+        start[row] = t
+        end[row] = t + d
+        free[s] = t + d
+        last_fb[s] = kind[row]
+        row += 1
 
     if status == _OK and np.any(next_b != M):
         status = _DEADLOCK
@@ -297,9 +272,6 @@ def simulate(name: str, rules: Rules, costs: CostModel, microbatches: int) -> Tr
         v_fwd=v_fwd,
         v_bwd=v_bwd,
         upd_op=upd_op,
-        upd_stage=stage[upd_op],
-        upd_replica=replica[upd_op],
         upd_first=upd_first,
-        upd_last=mb[upd_op],
         upd_version=upd_version,
     )

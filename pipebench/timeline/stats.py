@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from numba import njit
 
-from pipebench.timeline.trace import AVERAGE, BACKWARD, FORWARD, Trace
+from pipebench.timeline.trace import AVERAGE, BACKWARD, FORWARD, UPDATE, Trace
 
 
 @njit(cache=True)
@@ -91,61 +91,76 @@ def steady_updates(trace: Trace) -> np.ndarray:
     return (trace.upd_first >= S) & (trace.upd_last < M - S)
 
 
+@njit(cache=True)
+def _update_staleness(S, M, kind, stage, mb, v_fwd, upd_stage, upd_first, upd_last, upd_version):
+    read = np.zeros((S, M), np.int32)
+    for i in range(len(kind)):
+        if kind[i] == FORWARD:
+            read[stage[i], mb[i]] = v_fwd[i]
+    out = np.empty(len(upd_stage), np.int64)
+    for u in range(len(upd_stage)):
+        s = upd_stage[u]
+        out[u] = upd_version[u] - 1 - read[s, upd_first[u] : upd_last[u] + 1].min()
+    return out
+
+
 def update_staleness(trace: Trace) -> np.ndarray:
     """Per update: the stage's version before the step minus the oldest version it read."""
-    fwd = trace.rows(FORWARD)
-    read = np.zeros((trace.stages, trace.microbatches), dtype=np.int64)
-    read[trace.stage[fwd], trace.mb[fwd]] = trace.v_fwd[fwd]
-    staleness = np.empty(trace.n_updates, dtype=np.int64)
-    for s in range(trace.stages):
-        mine = np.flatnonzero(trace.upd_stage == s)
-        oldest = _range_min(read[s], trace.upd_first[mine], trace.upd_last[mine])
-        staleness[mine] = trace.upd_version[mine] - 1 - oldest
-    return staleness
+    return _update_staleness(
+        trace.stages, trace.microbatches, trace.kind, trace.stage, trace.mb, trace.v_fwd,
+        trace.upd_stage, trace.upd_first, trace.upd_last, trace.upd_version,
+    )  # fmt: skip
 
 
-def _peak_overlap(stages: int, stage: np.ndarray, begin: np.ndarray, finish: np.ndarray):
-    """Per stage, the most intervals [begin, finish) open at one instant."""
-    s = np.concatenate([stage, stage])
-    t = np.concatenate([begin, finish])
-    delta = np.concatenate([np.ones(len(begin), np.int64), -np.ones(len(finish), np.int64)])
-    order = np.lexsort((delta, t, s))  # at a tie, a release comes before an acquisition
-    level = np.cumsum(delta[order])  # every interval closes, so each stage starts from 0
-    peak = np.zeros(stages, dtype=np.int64)
-    np.maximum.at(peak, s[order], level)
-    return peak
+@njit(cache=True)
+def _stage_sweep(S, R, kind, stage, replica, v_fwd, v_bwd, upd_stage, upd_replica):
+    """Per stage: max drift vB - vF, peak activations, peak weight versions held.
 
-
-def peak_activations(trace: Trace) -> np.ndarray:
-    """Per stage, most micro-batches held between the start of F and the end of B."""
-    f = trace.op_index(FORWARD).ravel()
-    b = trace.op_index(BACKWARD).ravel()
-    return _peak_overlap(trace.stages, trace.stage[f], trace.start[f], trace.end[b])
-
-
-def peak_versions(trace: Trace) -> np.ndarray:
-    """Per stage, most weight versions held at once (all replicas counted).
-
-    A version is held from the step that made it until it is superseded, or
-    until the last backward that multiplies by it ends, whichever is later.
+    Each stage runs one operation at a time, so walking the rows in causal
+    order visits a stage's events in time order: per-stage counters give
+    exact peaks without sorting. An activation is held from the start of
+    F(s, m) to the end of B(s, m). A version is held from the step that makes
+    it until it is superseded or its last backward ends, whichever is later.
     """
-    S, R = trace.stages, trace.replicas
-    made = np.zeros((S, R), dtype=np.int64)
-    np.add.at(made, (trace.upd_stage, trace.upd_replica), 1)
-    count = (made + 1).ravel()  # versions 0 .. made per (stage, replica)
-    offset = np.concatenate([[0], np.cumsum(count)[:-1]]).reshape(S, R)
-    n = int(count.sum())
-    owner = np.repeat(np.arange(S * R) // R, count)
-    created = np.zeros(n)
-    superseded = np.full(n, np.inf)
-    index = offset[trace.upd_stage, trace.upd_replica] + trace.upd_version
-    created[index] = trace.upd_time
-    superseded[index - 1] = trace.upd_time
-    b = trace.rows(BACKWARD)
-    last_use = np.zeros(n)
-    np.maximum.at(last_use, offset[trace.stage[b], trace.replica[b]] + trace.v_bwd[b], trace.end[b])
-    released = np.maximum(superseded, last_use)
-    return _peak_overlap(S, owner, created, released)
+    made = np.zeros((S, R), np.int64)
+    for u in range(len(upd_stage)):
+        made[upd_stage[u], upd_replica[u]] += 1
+    offset = np.zeros((S, R), np.int64)
+    total = 0
+    for s in range(S):
+        for r in range(R):
+            offset[s, r] = total
+            total += made[s, r] + 1
+    uses = np.zeros(total, np.int64)  # backwards still to multiply by each version
+    for i in range(len(kind)):
+        if kind[i] == BACKWARD:
+            uses[offset[stage[i], replica[i]] + v_bwd[i]] += 1
+    current = np.zeros((S, R), np.int64)
+    held = np.full(S, R, np.int64)
+    peak_versions = np.full(S, R, np.int64)
+    level = np.zeros(S, np.int64)
+    peak_act = np.zeros(S, np.int64)
+    drift = np.zeros(S, np.int64)
+    for i in range(len(kind)):
+        s = stage[i]
+        r = replica[i]
+        if kind[i] == FORWARD:
+            level[s] += 1
+            peak_act[s] = max(peak_act[s], level[s])
+        elif kind[i] == BACKWARD:
+            level[s] -= 1
+            drift[s] = max(drift[s], v_bwd[i] - v_fwd[i])
+            v = offset[s, r] + v_bwd[i]
+            uses[v] -= 1
+            if uses[v] == 0 and v_bwd[i] != current[s, r]:
+                held[s] -= 1
+        elif kind[i] == UPDATE:
+            old = offset[s, r] + current[s, r]
+            current[s, r] += 1
+            if uses[old] > 0:  # still stashed for a backward: both copies are held
+                held[s] += 1
+                peak_versions[s] = max(peak_versions[s], held[s])
+    return drift, peak_act, peak_versions
 
 
 def busy_time(trace: Trace) -> float:
@@ -190,9 +205,10 @@ def timeline_stats(trace: Trace) -> TimelineStats:
     """Every statistic of `trace`."""
     S = trace.stages
     makespan = trace.makespan
-    b = trace.rows(BACKWARD)
-    drift = np.zeros(S, dtype=np.int64)
-    np.maximum.at(drift, trace.stage[b], trace.v_bwd[b] - trace.v_fwd[b])
+    drift, activations, versions = _stage_sweep(
+        S, trace.replicas, trace.kind, trace.stage, trace.replica, trace.v_fwd, trace.v_bwd,
+        trace.upd_stage, trace.upd_replica,
+    )  # fmt: skip
     staleness = np.zeros(S, dtype=np.int64)
     np.maximum.at(staleness, trace.upd_stage, update_staleness(trace))
     max_d, mean_d, steady_max, steady_mean = delay_summary(
@@ -211,6 +227,6 @@ def timeline_stats(trace: Trace) -> TimelineStats:
         steady_mean_delay=steady_mean,
         stage_max_drift=drift.tolist(),
         stage_max_staleness=staleness.tolist(),
-        peak_versions=peak_versions(trace).tolist(),
-        peak_activations=peak_activations(trace).tolist(),
+        peak_versions=versions.tolist(),
+        peak_activations=activations.tolist(),
     )

@@ -10,6 +10,7 @@ a weight version before the update that made it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -51,11 +52,27 @@ class Trace:
     v_fwd: np.ndarray
     v_bwd: np.ndarray
     upd_op: np.ndarray
-    upd_stage: np.ndarray
-    upd_replica: np.ndarray
     upd_first: np.ndarray
-    upd_last: np.ndarray
     upd_version: np.ndarray
+
+    # The rest of an update row is its U operation's row; derived on first use
+    # because a long trace holds tens of millions of updates.
+    @cached_property
+    def upd_stage(self) -> np.ndarray:
+        return self.stage[self.upd_op]
+
+    @cached_property
+    def upd_replica(self) -> np.ndarray:
+        return self.replica[self.upd_op]
+
+    @cached_property
+    def upd_last(self) -> np.ndarray:
+        return self.mb[self.upd_op]
+
+    @cached_property
+    def upd_time(self) -> np.ndarray:
+        """End time of each update, in update order (non-decreasing)."""
+        return self.end[self.upd_op]
 
     @property
     def n_ops(self) -> int:
@@ -68,11 +85,6 @@ class Trace:
     @property
     def makespan(self) -> float:
         return float(self.end.max()) if self.n_ops else 0.0
-
-    @property
-    def upd_time(self) -> np.ndarray:
-        """End time of each update, in update order (non-decreasing)."""
-        return self.end[self.upd_op]
 
     def rows(self, kind: int) -> np.ndarray:
         """Indices of the operation rows of one kind, in causal order."""
