@@ -57,7 +57,8 @@ def _per_stage(name: str, value: float | Sequence[float], stages: int) -> np.nda
         )
     out = np.asarray(values, dtype=np.float64)
     if not np.all(np.isfinite(out)) or np.any(out <= 0):
-        raise InputError(name, f"costs must be finite and > 0, got {_fmt(values)}")
+        shown = f"{value:g}" if isinstance(value, (int, float)) else _fmt(values)
+        raise InputError(name, f"costs must be finite and > 0, got {shown}")
     return out
 
 

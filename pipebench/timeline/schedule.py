@@ -95,7 +95,9 @@ class Schedule:
     name: str
     summary: str
     synchronous: bool
-    defaults: Callable[[int], dict[str, object]] = field(default=lambda stages: {})
+    # Options and their defaults as plain expressions of S (called with the
+    # symbol "S" too, to spell defaults out in `pipebench list`).
+    defaults: Callable[[int | str], dict[str, object]] = field(default=lambda stages: {})
     rules: Callable[[int, dict[str, object]], Rules] | None = None  # None: not a timeline (rpd)
 
     def options(self, stages: int, given: dict[str, object]) -> dict[str, object]:

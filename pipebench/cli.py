@@ -1,0 +1,202 @@
+"""The `pipebench` command line: parses, calls `pipebench.api`, renders.
+
+Results go to stdout; anything else (notes, errors) to stderr. Every bad
+argument ends in one line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pipebench import __version__, api
+from pipebench.errors import InputError
+
+try:  # typer >= 0.26 vendors click
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover - older typer
+    from click.exceptions import ClickException
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+app = typer.Typer(
+    name="pipebench",
+    help="Benchmark pipeline-parallel training schedules on a simulated clock.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"pipebench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """Benchmark pipeline-parallel training schedules on a simulated clock."""
+
+
+def _costs(option: str, text: str) -> float | list[float]:
+    """`1.5` or `1,2,1.5` (one per stage) into a number or a list."""
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise InputError(
+            option, f"a number or comma-separated numbers (one per stage), got {text!r}"
+        ) from None
+    return values[0] if len(values) == 1 else values
+
+
+def _straggler(text: str) -> tuple[int, float]:
+    stage, _, factor = text.partition(":")
+    try:
+        return int(stage), float(factor)
+    except ValueError:
+        raise InputError("straggler", f"STAGE:FACTOR such as 3:1.5, got {text!r}") from None
+
+
+def _delta(text: str) -> int | str:
+    try:
+        return int(text)
+    except ValueError:
+        return text  # 'auto', or refused with the allowed values by the schedule
+
+
+@app.command()
+def schedule(
+    name: Annotated[str, typer.Argument(help="Schedule name (see `pipebench list`).")],
+    stages: Annotated[int, typer.Option("--stages", "-S", help="Pipeline stages S.")],
+    microbatches: Annotated[int, typer.Option("--microbatches", "-M", help="Micro-batches M.")],
+    forward: Annotated[
+        str, typer.Option(help="Forward time: a number, or one per stage (1,1,2,1).")
+    ] = "1",
+    backward: Annotated[str, typer.Option(help="Backward time: a number or one per stage.")] = "1",
+    comm: Annotated[float, typer.Option(help="Link latency between stages.")] = 0.0,
+    update: Annotated[float, typer.Option(help="Optimizer step time.")] = 0.0,
+    allreduce: Annotated[float, typer.Option(help="LocalSGD averaging time.")] = 0.0,
+    jitter: Annotated[
+        float, typer.Option(help="Multiply each F/B time by a seeded factor in [1-j, 1+j].")
+    ] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed of jitter and of rpd's draws.")] = 0,
+    straggler: Annotated[
+        str | None, typer.Option(help="Slow one stage: STAGE:FACTOR, e.g. 3:1.5.")
+    ] = None,
+    accumulate: Annotated[
+        int | None, typer.Option(help="Micro-batches per update (2bw, paci) or mini-batch (flush).")
+    ] = None,
+    replicas: Annotated[int | None, typer.Option(help="LocalSGD replicas (default S).")] = None,
+    local_steps: Annotated[
+        int | None, typer.Option(help="LocalSGD local steps per round (default 1).")
+    ] = None,
+    delta: Annotated[str | None, typer.Option(help="RPD delay bound, or 'auto'.")] = None,
+    delays: Annotated[str | None, typer.Option(help="RPD delays: uniform|max|zero|pd.")] = None,
+    recompute: Annotated[
+        bool, typer.Option("--recompute", help="PACI: recompute the forward in the backward.")
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    png: Annotated[Path | None, typer.Option(help="Also draw the Gantt chart to this PNG.")] = None,
+) -> None:
+    """Simulate one schedule without training: Gantt chart and timeline statistics."""
+    given = {
+        "accumulate": accumulate,
+        "replicas": replicas,
+        "local_steps": local_steps,
+        "delta": None if delta is None else _delta(delta),
+        "delays": delays,
+        "recompute": True if recompute else None,
+    }
+    options = {key: value for key, value in given.items() if value is not None}
+    if png is not None and not png.parent.is_dir():
+        raise InputError("png", f"folder {str(png.parent)!r} does not exist")
+    timeline, stats = api.schedule_timeline(
+        name,
+        stages,
+        microbatches,
+        forward=_costs("forward", forward),
+        backward=_costs("backward", backward),
+        comm=comm,
+        update=update,
+        allreduce=allreduce,
+        jitter=jitter,
+        seed=seed,
+        straggler=None if straggler is None else _straggler(straggler),
+        **options,
+    )
+    # rpd is not a timeline: its pictures are those of the pd clock it runs on.
+    trace = getattr(timeline, "pd", timeline)
+    if png is not None:
+        from pipebench.report.plots import gantt_png
+
+        gantt_png(trace, png)
+    if json_out:
+        record = stats.as_dict() | {"options": options}
+        print(json.dumps(record, allow_nan=False))
+        return
+    from pipebench.report.gantt import gantt_text
+    from pipebench.report.stats_view import stage_table, summary_table
+
+    out = Console()
+    if trace is not timeline:
+        out.print(f"rpd is not a timeline; its clock is that of pd with S={stages}:", style="dim")
+    out.print(gantt_text(trace, width=out.width))
+    out.print(summary_table(stats))
+    out.print(stage_table(stats))
+
+
+@app.command("list")
+def list_cmd() -> None:
+    """List the schedules (and later objectives and optimizers) with a line each."""
+    from pipebench.timeline import SCHEDULES
+
+    table = Table(title="schedules (S = stages)", show_lines=False)
+    table.add_column("name", style="bold")
+    table.add_column("what it is; options with their defaults")
+    for entry in SCHEDULES.values():
+        kind = "synchronous" if entry.synchronous else "asynchronous"
+        # Defaults are plain functions of S, so evaluating them on "S" spells them out.
+        options = ", ".join(f"{k}={v}" for k, v in entry.defaults("S").items()) or "none"
+        table.add_row(entry.name, f"{entry.summary}\n[dim]{kind}; options: {options}[/dim]")
+    Console().print(table)
+
+
+def _option_name(field: str) -> str:
+    """How the command line spells a field an `InputError` names."""
+    return "NAME" if field == "schedule" else "--" + field.replace("_", "-")
+
+
+def _fail(message: str) -> int:
+    print(" ".join(message.split()), file=sys.stderr)  # always exactly one line
+    return EXIT_BAD_INPUT
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    command = typer.main.get_command(app)
+    args = sys.argv[1:] if argv is None else argv
+    if not args:
+        args = ["--help"]
+    sub = next((a for a in args if not a.startswith("-")), "")
+    where = f"pipebench {sub}".strip()
+    try:
+        result = command.main(args=args, prog_name="pipebench", standalone_mode=False)
+    except InputError as error:
+        return _fail(f"{where}: {_option_name(error.field)}: {error.message}")
+    except ClickException as error:
+        return _fail(f"{where}: {error.format_message()}")
+    except (KeyboardInterrupt, typer.Abort):
+        return EXIT_INTERRUPTED
+    return result if isinstance(result, int) else 0

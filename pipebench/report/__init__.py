@@ -1,0 +1,1 @@
+"""What users look at: terminal charts and tables, pictures, exported files."""

@@ -1,0 +1,58 @@
+"""Terminal tables of timeline statistics for `pipebench schedule`."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from pipebench.timeline import TimelineStats
+
+
+def _fmt(value: object) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def summary_table(stats: TimelineStats) -> Table:
+    """Whole-run figures: one row per statistic."""
+    table = Table(title=f"{stats.schedule}: S={stats.stages}, M={stats.microbatches}")
+    table.add_column("statistic")
+    table.add_column("value", justify="right")
+    rows = [
+        ("makespan", stats.makespan),
+        ("bubble fraction", stats.bubble_fraction),
+        ("updates (block steps)", stats.updates),
+        ("max delay, whole run", stats.max_delay),
+        ("mean delay, whole run", stats.mean_delay),
+        ("max delay, steady state", stats.steady_max_delay),
+        ("mean delay, steady state", stats.steady_mean_delay),
+    ]
+    for name, value in rows:
+        table.add_row(name, _fmt(value))
+    return table
+
+
+def stage_table(stats: TimelineStats, max_rows: int = 16) -> Table:
+    """Per-stage figures; beyond `max_rows` stages the middle ones are elided."""
+    table = Table(title="per stage")
+    for name in ("stage", "max drift vB-vF", "max staleness", "peak versions", "peak activations"):
+        table.add_column(name, justify="right")
+    stages = list(range(stats.stages))
+    if len(stages) > max_rows:
+        half = max_rows // 2
+        stages = [*stages[:half], -1, *stages[-half:]]
+    for s in stages:
+        if s < 0:
+            table.add_row("⋮", "", "", "", "")
+            continue
+        activations = stats.peak_activations[s] if stats.peak_activations is not None else None
+        table.add_row(
+            str(s),
+            _fmt(stats.stage_max_drift[s]),
+            _fmt(stats.stage_max_staleness[s]),
+            _fmt(stats.peak_versions[s]),
+            _fmt(activations),
+        )
+    return table
