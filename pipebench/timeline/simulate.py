@@ -133,7 +133,10 @@ def _simulate(
             while i > 0:
                 a = win[2 * i]
                 b = win[2 * i + 1]
-                win[i] = b if key[b] < key[a] else a  # a < b, so ties go to a
+                w = b if key[b] < key[a] else a  # a < b, so ties go to a
+                if w == win[i] and w != j:
+                    break  # same winner with the same key: nothing above changes
+                win[i] = w
                 i >>= 1
 
         s = win[1]
