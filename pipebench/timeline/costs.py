@@ -10,6 +10,7 @@ visits it: schedules compared under one seed see the same noise.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -50,14 +51,14 @@ def jitter_factor(jitter: float, seed: int, kind: int, stage: int, mb: int) -> f
 
 def _per_stage(name: str, value: float | Sequence[float], stages: int) -> np.ndarray:
     """Broadcast a number, or check a per-stage list, into an array of positive durations."""
-    values = [value] * stages if isinstance(value, (int, float)) else list(value)
+    values = [value] * stages if isinstance(value, numbers.Real) else list(value)
     if len(values) != stages:
         raise InputError(
             name, f"a list of {len(values)} costs for {stages} stages; give one number or {stages}"
         )
     out = np.asarray(values, dtype=np.float64)
     if not np.all(np.isfinite(out)) or np.any(out <= 0):
-        shown = f"{value:g}" if isinstance(value, (int, float)) else _fmt(values)
+        shown = f"{value:g}" if isinstance(value, numbers.Real) else _fmt(values)
         raise InputError(name, f"costs must be finite and > 0, got {shown}")
     return out
 
@@ -92,17 +93,6 @@ class CostModel:
     def stages(self) -> int:
         return len(self.forward)
 
-    @property
-    def is_unit(self) -> bool:
-        """True for the papers' unit model, where closed formulas hold exactly."""
-        return (
-            bool(np.all(self.forward == 1.0) and np.all(self.backward == 1.0))
-            and self.comm == 0.0
-            and self.update == 0.0
-            and self.allreduce == 0.0
-            and self.jitter == 0.0
-        )
-
     @classmethod
     def build(
         cls,
@@ -119,6 +109,7 @@ class CostModel:
         """Validate user-facing cost settings; raises `InputError` naming the bad field."""
         if stages < 1:
             raise InputError("stages", f"must be >= 1, got {stages}")
+        stages = int(stages)
         fwd = _per_stage("forward", forward, stages)
         bwd = _per_stage("backward", backward, stages)
         if not math.isfinite(jitter) or not 0.0 <= jitter < 1.0:

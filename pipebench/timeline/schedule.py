@@ -78,15 +78,6 @@ OPTION_CHECKS: dict[str, Callable[[object], str | None]] = {
     "recompute": _flag,
 }
 
-OPTION_HELP = {
-    "accumulate": "micro-batches per update (2bw, paci) or per mini-batch (gpipe, 1f1b-flush)",
-    "replicas": "LocalSGD model replicas (default: stages)",
-    "local_steps": "LocalSGD local steps per replica between averagings",
-    "delta": "RPD delay bound (default 'auto' = floor(S^2 - S/2))",
-    "delays": "RPD delay draws: " + "|".join(DELAY_MODES),
-    "recompute": "PACI: the backward recomputes the stage's forward first",
-}
-
 
 @dataclass(frozen=True)
 class Schedule:

@@ -239,6 +239,20 @@ def _simulate(
     return status, row, n_u, kind, stage, mbs, rep, start, end, vf, vb, u_op, u_first, u_version
 
 
+def _in_update_order(upd_op, upd_first, upd_version, stage, end):
+    """The update rows ordered by (end, stage), the global order of block updates.
+
+    Steps are scheduled in (start, stage) order, which is the same unless
+    rounding makes two steps that start 1 ulp apart end at the same time;
+    checking costs one pass, sorting only happens then.
+    """
+    t, s = end[upd_op], stage[upd_op]
+    if np.all((t[1:] > t[:-1]) | ((t[1:] == t[:-1]) & (s[1:] > s[:-1]))):
+        return upd_op, upd_first, upd_version
+    order = np.lexsort((s, t))
+    return upd_op[order], upd_first[order], upd_version[order]
+
+
 def simulate(name: str, rules: Rules, costs: CostModel, microbatches: int) -> Trace:
     """Run the event simulation of `rules` for `microbatches` micro-batches."""
     stages = costs.stages
@@ -261,6 +275,7 @@ def simulate(name: str, rules: Rules, costs: CostModel, microbatches: int) -> Tr
         raise RuntimeError(f"{name}: a forward needed a weight version not produced yet")
     assert n_rows == n_ops and n_u == n_upd, (n_rows, n_ops, n_u, n_upd)
     kind, stage, mb, replica, start, end, v_fwd, v_bwd, upd_op, upd_first, upd_version = arrays
+    upd_op, upd_first, upd_version = _in_update_order(upd_op, upd_first, upd_version, stage, end)
     return Trace(
         schedule=name,
         stages=stages,

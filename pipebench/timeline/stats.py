@@ -22,8 +22,11 @@ from pipebench.timeline.trace import AVERAGE, BACKWARD, FORWARD, UPDATE, Trace
 
 
 @njit(cache=True)
-def _read_iterates(S, M, R, kind, stage, mb, rep, start, v_fwd, u_stage, u_rep, u_version, u_end):
-    """(M, S) table: the iterate index each F(j, m) read block j from; and each update's k."""
+def _read_iterates(
+    S, R, kind, stage, mb, rep, start, v_fwd, u_stage, u_rep, u_version, u_end, reads
+):
+    """Fill `reads` with the iterate index each F(j, m) read block j from, and return
+    each update's index k. `reads` is (M, S), or (M, 1) to keep only the minimum over j."""
     n_upd = len(u_stage)
     k_rep = np.empty(n_upd, np.int64)
     count = np.zeros(R, np.int64)
@@ -42,7 +45,9 @@ def _read_iterates(S, M, R, kind, stage, mb, rep, start, v_fwd, u_stage, u_rep, 
     maker = np.empty(total, np.int64)  # index k of the update that made version v + 1
     for u in range(n_upd):
         maker[offset[u_stage[u], u_rep[u]] + u_version[u] - 1] = k_rep[u]
-    reads = np.empty((M, S), np.int64)
+    keep_all = reads.shape[1] > 1
+    if not keep_all:
+        reads[:] = np.iinfo(np.int64).max
     finished = np.zeros(R, np.int64)
     p = 0
     for i in range(len(kind)):
@@ -57,17 +62,23 @@ def _read_iterates(S, M, R, kind, stage, mb, rep, start, v_fwd, u_stage, u_rep, 
         v = v_fwd[i]
         if v < made[j, r]:
             n = min(n, maker[offset[j, r] + v])
-        reads[mb[i], j] = n
-    return reads, k_rep
+        if keep_all:
+            reads[mb[i], j] = n
+        else:
+            reads[mb[i], 0] = min(reads[mb[i], 0], n)
+    return k_rep
 
 
-def read_iterates(trace: Trace) -> tuple[np.ndarray, np.ndarray]:
-    """Iterate index read by each F(j, m) as an (M, S) table, and each update's index k."""
-    return _read_iterates(
-        trace.stages, trace.microbatches, trace.replicas, trace.kind, trace.stage, trace.mb,
-        trace.replica, trace.start, trace.v_fwd, trace.upd_stage, trace.upd_replica,
-        trace.upd_version, trace.upd_time,
+def read_iterates(trace: Trace, per_block: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Iterate index read by each F(j, m) as an (M, S) table (or (M, 1): the minimum
+    over blocks), and each update's index k in its replica's numbering."""
+    reads = np.empty((trace.microbatches, trace.stages if per_block else 1), dtype=np.int64)
+    k = _read_iterates(
+        trace.stages, trace.replicas, trace.kind, trace.stage, trace.mb, trace.replica,
+        trace.start, trace.v_fwd, trace.upd_stage, trace.upd_replica, trace.upd_version,
+        trace.upd_time, reads,
     )  # fmt: skip
+    return reads, k
 
 
 @njit(cache=True)
@@ -81,8 +92,8 @@ def _range_min(values, first, last):
 
 def update_delays(trace: Trace) -> np.ndarray:
     """Delay of every update in block updates, in update order."""
-    reads, k = read_iterates(trace)
-    return k - _range_min(reads.min(axis=1), trace.upd_first, trace.upd_last)
+    oldest, k = read_iterates(trace, per_block=False)
+    return k - _range_min(oldest[:, 0], trace.upd_first, trace.upd_last)
 
 
 def steady_updates(trace: Trace) -> np.ndarray:
@@ -163,11 +174,26 @@ def _stage_sweep(S, R, kind, stage, replica, v_fwd, v_bwd, upd_stage, upd_replic
     return drift, peak_act, peak_versions
 
 
+@njit(cache=True)
+def _busy_time(S, kind, start, end):
+    busy = 0.0
+    for i in range(len(kind)):
+        busy += (end[i] - start[i]) * (S if kind[i] == AVERAGE else 1)
+    return busy
+
+
 def busy_time(trace: Trace) -> float:
     """Stage-time spent working: every F, B and U, and AVG once per stage."""
-    duration = trace.end - trace.start
-    avg = trace.kind == AVERAGE
-    return float(duration[~avg].sum() + trace.stages * duration[avg].sum())
+    return float(_busy_time(trace.stages, trace.kind, trace.start, trace.end))
+
+
+@njit(cache=True)
+def _max_by(group, values, n):
+    """out[g] = max of values where group == g (0 where there are none)."""
+    out = np.zeros(n, np.int64)
+    for i in range(len(group)):
+        out[group[i]] = max(out[group[i]], values[i])
+    return out
 
 
 @dataclass(frozen=True)
@@ -209,8 +235,7 @@ def timeline_stats(trace: Trace) -> TimelineStats:
         S, trace.replicas, trace.kind, trace.stage, trace.replica, trace.v_fwd, trace.v_bwd,
         trace.upd_stage, trace.upd_replica,
     )  # fmt: skip
-    staleness = np.zeros(S, dtype=np.int64)
-    np.maximum.at(staleness, trace.upd_stage, update_staleness(trace))
+    staleness = _max_by(trace.upd_stage, update_staleness(trace), S)
     max_d, mean_d, steady_max, steady_mean = delay_summary(
         update_delays(trace), steady_updates(trace)
     )

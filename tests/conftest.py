@@ -1,0 +1,37 @@
+"""Shared helpers for the timeline tests (imported as `from conftest import ...`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pipebench.timeline import CostModel
+from pipebench.timeline.trace import BACKWARD, FORWARD, UPDATE
+
+# Every schedule that produces a timeline (rpd is an iteration plan on pd's clock).
+TIMELINE_SCHEDULES = ("gpipe", "1f1b-flush", "pd", "2bw", "paci", "localsgd", "naive")
+ALL_SCHEDULES = (*TIMELINE_SCHEDULES, "rpd")
+
+
+def unit(stages: int) -> CostModel:
+    """The papers' unit model: forward = backward = 1, everything else free."""
+    return CostModel.build(stages)
+
+
+def durations(trace, kind: int) -> np.ndarray:
+    """(S, M) table of the durations of every F or B operation."""
+    rows = trace.op_index(kind)
+    return trace.end[rows] - trace.start[rows]
+
+
+def fb_tables(trace):
+    """(F rows, B rows) as (S, M) tables, after checking each (s, m) occurs exactly once."""
+    S, M = trace.stages, trace.microbatches
+    for kind in (FORWARD, BACKWARD):
+        rows = trace.rows(kind)
+        counts = np.bincount(trace.stage[rows] * M + trace.mb[rows], minlength=S * M)
+        assert len(counts) == S * M and np.all(counts == 1), f"kind {kind}: not one op per (s, m)"
+    return trace.op_index(FORWARD), trace.op_index(BACKWARD)
+
+
+def u_rows_of_stage(trace, s: int) -> np.ndarray:
+    return np.flatnonzero((trace.kind == UPDATE) & (trace.stage == s))
