@@ -17,6 +17,7 @@ from rich.table import Table
 
 from pipebench import __version__, api
 from pipebench.errors import InputError
+from pipebench.timeline import RpdPlan
 
 try:  # typer >= 0.26 vendors click
     from typer._click.exceptions import ClickException
@@ -137,7 +138,7 @@ def schedule(
         **options,
     )
     # rpd is not a timeline: its pictures are those of the pd clock it runs on.
-    trace = getattr(timeline, "pd", timeline)
+    trace = timeline.pd if isinstance(timeline, RpdPlan) else timeline
     if png is not None:
         from pipebench.report.plots import gantt_png
 
@@ -150,7 +151,7 @@ def schedule(
     from pipebench.report.stats_view import stage_table, summary_table
 
     out = Console()
-    if trace is not timeline:
+    if isinstance(timeline, RpdPlan):
         out.print(f"rpd is not a timeline; its clock is that of pd with S={stages}:", style="dim")
     out.print(gantt_text(trace, width=out.width))
     out.print(summary_table(stats))

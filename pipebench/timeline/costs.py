@@ -18,6 +18,7 @@ import numpy as np
 from numba import njit
 
 from pipebench.errors import InputError
+from pipebench.timeline.trace import MAX_STAGES
 
 _MASK32 = 0xFFFFFFFF
 
@@ -107,8 +108,8 @@ class CostModel:
         straggler: tuple[int, float] | None = None,
     ) -> CostModel:
         """Validate user-facing cost settings; raises `InputError` naming the bad field."""
-        if stages < 1:
-            raise InputError("stages", f"must be >= 1, got {stages}")
+        if not 1 <= stages <= MAX_STAGES:
+            raise InputError("stages", f"must be in 1..{MAX_STAGES}, got {stages}")
         stages = int(stages)
         fwd = _per_stage("forward", forward, stages)
         bwd = _per_stage("backward", backward, stages)

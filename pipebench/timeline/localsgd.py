@@ -1,10 +1,14 @@
 """LocalSGD: R pipelined replicas, each free of staleness, averaged every round."""
 
+from pipebench.errors import InputError
 from pipebench.timeline.schedule import BARRIER_AVERAGE, Rules, Schedule, one_f_one_b_caps
+from pipebench.timeline.trace import MAX_STAGES
 
 
 def _rules(stages: int, options: dict[str, object]) -> Rules:
     replicas = int(options["replicas"])
+    if replicas > MAX_STAGES:
+        raise InputError("replicas", f"must be <= {MAX_STAGES}, got {replicas}")
     return Rules(
         cap=one_f_one_b_caps(stages),
         accumulate=1,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 
 from pipebench.errors import InputError
 from pipebench.timeline import flush, gpipe, localsgd, naive, paci, pd, rpd, twobw
@@ -10,7 +11,7 @@ from pipebench.timeline.costs import CostModel
 from pipebench.timeline.rpd import RpdPlan
 from pipebench.timeline.schedule import Schedule
 from pipebench.timeline.simulate import simulate
-from pipebench.timeline.trace import Trace
+from pipebench.timeline.trace import BYTES_PER_OP, MAX_MICROBATCHES, Trace
 
 SCHEDULES: dict[str, Schedule] = {
     s.name: s
@@ -43,13 +44,29 @@ def get_schedule(name: str) -> Schedule:
         raise InputError("schedule", f"unknown schedule {name!r}{hint}; known: {known}") from None
 
 
+def _check_memory(stages: int, microbatches: int) -> None:
+    """Refuse, up front, a trace that cannot fit in this machine's memory."""
+    need = 3 * stages * microbatches * BYTES_PER_OP  # F, B and (at most) one U per pair
+    try:
+        have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not a POSIX system: let it try
+        return
+    if need > have:
+        raise InputError(
+            "microbatches",
+            f"a trace of S={stages}, M={microbatches} needs about {need / 2**30:.0f} GiB "
+            f"({BYTES_PER_OP} bytes per operation); this machine has {have / 2**30:.0f} GiB",
+        )
+
+
 def build_timeline(
     name: str, costs: CostModel, microbatches: int, **options: object
 ) -> Trace | RpdPlan:
     """Simulate schedule `name` (or draw rpd's iteration plan) for `microbatches`."""
     schedule = get_schedule(name)
-    if microbatches < 1:
-        raise InputError("microbatches", f"must be >= 1, got {microbatches}")
+    if not 1 <= microbatches <= MAX_MICROBATCHES:
+        raise InputError("microbatches", f"must be in 1..{MAX_MICROBATCHES}, got {microbatches}")
+    _check_memory(costs.stages, microbatches)
     resolved = schedule.options(costs.stages, options)
     if schedule.rules is None:
         return rpd.plan(costs, microbatches, **resolved)

@@ -106,8 +106,7 @@ def plan(
     bound = auto_delta(stages) if delta == "auto" else int(delta)  # type: ignore[arg-type]
     trace = simulate("pd", pd.SCHEDULE.rules(stages, {}), costs, microbatches)
     reads = read_iterates(trace)[0] if delays == "pd" else np.zeros((0, 0), dtype=np.int64)
-    with np.errstate(over="ignore"):  # the hash wraps on purpose without the JIT
-        block = _draw_blocks(costs.seed, stages, trace.n_updates)
+    block = _draw_blocks(costs.seed, stages, trace.n_updates)
     return RpdPlan(
         stages=stages,
         microbatches=microbatches,
@@ -129,11 +128,9 @@ def plan_stats(plan: RpdPlan) -> TimelineStats:
     (there is no separate backward); the iterate history must hold the largest
     delay plus one versions; activations do not apply.
     """
-    with np.errstate(over="ignore"):
-        worst, own = _plan_delays(
-            plan.mode, plan.delta, plan.seed, plan.block, plan.pd_update_mb, plan.pd_reads,
-            plan.stages,
-        )  # fmt: skip
+    worst, own = _plan_delays(
+        plan.mode, plan.delta, plan.seed, plan.block, plan.pd_update_mb, plan.pd_reads, plan.stages
+    )
     S, M = plan.stages, plan.microbatches
     steady = (plan.pd_update_mb >= S) & (plan.pd_update_mb < M - S)
     max_d, mean_d, steady_max, steady_mean = delay_summary(worst, steady)

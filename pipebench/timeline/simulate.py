@@ -261,14 +261,13 @@ def simulate(name: str, rules: Rules, costs: CostModel, microbatches: int) -> Tr
     n_upd = stages * math.ceil(microbatches / rules.accumulate)
     n_avg = math.ceil(microbatches / rules.group) if rules.barrier == BARRIER_AVERAGE else 0
     n_ops = 2 * stages * microbatches + n_upd + n_avg
-    with np.errstate(over="ignore"):  # the jitter hash wraps on purpose without the JIT
-        status, n_rows, n_u, *arrays = _simulate(
-            costs.forward, costs.backward, costs.comm, costs.update, costs.allreduce,
-            costs.jitter, costs.seed, microbatches,
-            rules.cap, rules.accumulate, rules.group, rules.barrier, rules.forwards_first,
-            rules.replicas, rules.chain_replicas, rules.versions, rules.recompute,
-            n_ops, n_upd,
-        )  # fmt: skip
+    status, n_rows, n_u, *arrays = _simulate(
+        costs.forward, costs.backward, costs.comm, costs.update, costs.allreduce,
+        costs.jitter, costs.seed, microbatches,
+        rules.cap, rules.accumulate, rules.group, rules.barrier, rules.forwards_first,
+        rules.replicas, rules.chain_replicas, rules.versions, rules.recompute,
+        n_ops, n_upd,
+    )  # fmt: skip
     if status == _DEADLOCK:
         raise RuntimeError(f"{name}: the simulation stopped before every micro-batch finished")
     if status == _VERSION_NOT_READY:

@@ -21,6 +21,12 @@ UPDATE = 2
 AVERAGE = 3
 KIND_NAMES = ("F", "B", "U", "AVG")
 
+# Storage: stage and replica ids are int16, micro-batches int32; an operation
+# row takes 33 bytes, an update row 16 more.
+MAX_STAGES = 2**15 - 1
+MAX_MICROBATCHES = 2**31 - 1
+BYTES_PER_OP = 33
+
 
 @dataclass(frozen=True, eq=False)
 class Trace:
