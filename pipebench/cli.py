@@ -17,7 +17,7 @@ from rich.table import Table
 
 from pipebench import __version__, api
 from pipebench.errors import InputError
-from pipebench.timeline import RpdPlan
+from pipebench.timeline import CostModel, RpdPlan
 
 try:  # typer >= 0.26 vendors click
     from typer._click.exceptions import ClickException
@@ -123,10 +123,8 @@ def schedule(
     options = {key: value for key, value in given.items() if value is not None}
     if png is not None and not png.parent.is_dir():
         raise InputError("png", f"folder {str(png.parent)!r} does not exist")
-    timeline, stats = api.schedule_timeline(
-        name,
+    costs = CostModel.build(
         stages,
-        microbatches,
         forward=_costs("forward", forward),
         backward=_costs("backward", backward),
         comm=comm,
@@ -135,8 +133,8 @@ def schedule(
         jitter=jitter,
         seed=seed,
         straggler=None if straggler is None else _straggler(straggler),
-        **options,
     )
+    timeline, stats = api.schedule_timeline(name, costs, microbatches, **options)
     # rpd is not a timeline: its pictures are those of the pd clock it runs on.
     trace = timeline.pd if isinstance(timeline, RpdPlan) else timeline
     if png is not None:
