@@ -20,12 +20,13 @@ _TICK_STEPS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 
 
 def _quantum(trace: Trace, sample: int = 4000) -> tuple[float, bool]:
-    """Time per cell: the shortest forward or backward, halved (at most 4 times)
-    until the boundaries of the first operations fall on cell edges, so that
-    link latencies of half an operation do not make operations collide."""
-    fb = trace.kind <= BACKWARD
-    q = float((trace.end[fb] - trace.start[fb]).min())
-    edges = np.concatenate([trace.start[:sample], trace.end[:sample]])
+    """Time per cell: the shortest of the first forwards and backwards, halved (at
+    most 4 times) until their boundaries fall on cell edges, so that link
+    latencies of half an operation do not make operations collide."""
+    kind, start, end = trace.kind[:sample], trace.start[:sample], trace.end[:sample]
+    fb = kind <= BACKWARD
+    q = float((end[fb] - start[fb]).min())
+    edges = np.concatenate([start, end])
     for halvings in range(5):
         size = q / 2**halvings
         cells = edges / size
@@ -45,18 +46,22 @@ def _shown_stages(stages: int, max_rows: int) -> list[int | None]:
 def gantt_text(trace: Trace, width: int = 100, max_rows: int = 16) -> Text:
     """Render `trace` as rich Text fitting in `width` columns."""
     q, exact = _quantum(trace)
-    cell_of_start = np.floor(trace.start / q + 0.5).astype(np.int64)
-    cell_of_end = np.maximum(np.floor(trace.end / q + 0.5).astype(np.int64), cell_of_start + 1)
     total_cells = max(int(np.ceil(trace.makespan / q - 1e-9)), 1)
     label_width = len(_LABEL.format(0))
+    # Rows are in start order, so the chart only needs those starting in view.
+    in_view = np.searchsorted(trace.start, (width - label_width) // 3 * q + q)
+    kind, stage, mb = trace.kind[:in_view], trace.stage[:in_view], trace.mb[:in_view]
+    cell_of_start = np.floor(trace.start[:in_view] / q + 0.5).astype(np.int64)
+    cell_of_end = np.floor(trace.end[:in_view] / q + 0.5).astype(np.int64)
+    cell_of_end = np.maximum(cell_of_end, cell_of_start + 1)
     # Size cells for the largest micro-batch id the chart can show, then trim.
     n_cells = min(max((width - label_width) // 3, 1), total_cells)
-    digits = len(str(max(int(trace.mb[cell_of_start < n_cells].max()), 0)))
+    digits = len(str(max(int(mb[cell_of_start < n_cells].max()), 0)))
     cell_w = digits + 2  # kind letter, micro-batch, a space
     n_cells = min(max((width - label_width) // cell_w, 1), total_cells)
     visible = cell_of_start < n_cells
     # Zero-length operations (U or AVG with zero cost) take no cell.
-    visible &= (trace.end > trace.start) | (trace.kind <= BACKWARD)
+    visible &= (trace.end[:in_view] > trace.start[:in_view]) | (kind <= BACKWARD)
 
     grid: dict[int, list[tuple[str, str]]] = {}
     idle = ("·".ljust(cell_w), "dim")
@@ -65,11 +70,11 @@ def gantt_text(trace: Trace, width: int = 100, max_rows: int = 16) -> Text:
         if s is not None:
             grid[s] = [idle] * n_cells
     for i in np.flatnonzero(visible):
-        k = int(trace.kind[i])
-        stages = rows if k == AVERAGE else [int(trace.stage[i])]
+        k = int(kind[i])
+        stages = rows if k == AVERAGE else [int(stage[i])]
         first = int(cell_of_start[i])
         last = min(int(cell_of_end[i]), n_cells)
-        label = KIND_NAMES[k][0] + ("" if k == AVERAGE else str(int(trace.mb[i])))
+        label = KIND_NAMES[k][0] + ("" if k == AVERAGE else str(int(mb[i])))
         # A long operation's label runs into its continuation cells: "B3──────".
         label = label.ljust(cell_w, "─" if last > first + 1 else " ")
         for s in stages:
