@@ -52,6 +52,7 @@ class RpdPlan:
 
     @property
     def mode(self) -> int:
+        """The delay mode as the number `_fill_delays` branches on."""
         return DELAY_MODES.index(self.delays)
 
     def delays_at(self, k: int) -> np.ndarray:

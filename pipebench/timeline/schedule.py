@@ -48,7 +48,6 @@ def one_f_one_b_caps(stages: int) -> np.ndarray:
     return np.arange(stages, 0, -1, dtype=np.int64)
 
 
-# Options a schedule may take: name -> (what is allowed, check returning an error or None).
 def _positive_int(v: object) -> str | None:
     ok = isinstance(v, int) and not isinstance(v, bool) and v >= 1
     return None if ok else f"an integer >= 1, got {v!r}"
@@ -67,8 +66,10 @@ def _flag(v: object) -> str | None:
     return None if isinstance(v, bool) else f"true or false, got {v!r}"
 
 
+# RPD delay modes; rpd._fill_delays branches on the index in this tuple.
 DELAY_MODES = ("uniform", "max", "zero", "pd")
 
+# Options a schedule may take: name -> a check returning what is allowed, or None if valid.
 OPTION_CHECKS: dict[str, Callable[[object], str | None]] = {
     "accumulate": _positive_int,
     "replicas": _positive_int,
