@@ -2,6 +2,25 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import platform
+import re
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numba
+import numpy as np
+import pandas as pd
+
+from pipebench import __version__
+from pipebench.experiment import Entry, Experiment, resolve
+from pipebench.report.export import csv_text, meta_json, write_files
+from pipebench.report.tables import curves_table, summary_table
+from pipebench.runner import Outcome, run_experiment
+from pipebench.scenario import load_scenario
 from pipebench.timeline import CostModel, RpdPlan, TimelineStats, Trace, build_timeline, stats_of
 
 
@@ -15,3 +34,80 @@ def schedule_timeline(
     """
     timeline = build_timeline(name, costs, microbatches, **options)
     return timeline, stats_of(timeline)
+
+
+def load_experiment(
+    path: str | Path, overrides: list[str] | tuple = (), seeds: int | None = None
+) -> Experiment:
+    """Load, validate and resolve a scenario; raises `ScenarioError`/`InputError` if it is bad."""
+    return resolve(load_scenario(path, overrides), seeds)
+
+
+@dataclass(frozen=True)
+class RunReport:
+    experiment: Experiment
+    summary: pd.DataFrame
+    curves: pd.DataFrame
+    out_dir: Path
+    interrupted: bool
+
+
+def default_out_dir(exp: Experiment) -> Path:
+    """results/<scenario name, made safe for a file name>."""
+    return Path("results") / (re.sub(r"[^A-Za-z0-9._-]+", "-", exp.name).strip("-.") or "run")
+
+
+def run_scenario(
+    exp: Experiment,
+    out_dir: Path | None = None,
+    workers: int = 1,
+    on_prepared: Callable[[Entry], None] | None = None,
+    on_done: Callable[[Outcome], None] | None = None,
+) -> RunReport:
+    """Run every schedule x seed x lr of `exp` and write its results to `out_dir`.
+
+    Writes `summary.csv`, `curves.csv`, `meta.json` and `scenario.yaml` (the
+    file as given; `meta.json` lists the `--set` overrides). After Ctrl-C,
+    the completed runs are written and `interrupted` is true.
+    """
+    out_dir = default_out_dir(exp) if out_dir is None else out_dir
+    started = dt.datetime.now(dt.timezone.utc)
+    clock = time.perf_counter()
+    outcomes, interrupted = run_experiment(exp, workers, on_prepared, on_done)
+    scenario_hash = exp.loaded.content_hash()
+    summary = summary_table(exp, scenario_hash, outcomes)
+    curves = curves_table(exp, outcomes)
+    meta = {
+        "pipebench": __version__,
+        "numba": numba.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "scenario": exp.name,
+        "scenario_file": str(exp.loaded.path),
+        "scenario_hash": scenario_hash,
+        "overrides": exp.loaded.overrides,
+        "seeds": exp.seeds,
+        "command": ["pipebench", *sys.argv[1:]],
+        "workers": workers,
+        "started": started.isoformat(timespec="seconds"),
+        "wall_seconds": round(time.perf_counter() - clock, 3),
+        "runs": {"planned": exp.runs, "completed": len(outcomes)},
+        "interrupted": interrupted,
+        "objective": {
+            "description": exp.objective.description,
+            "examples": exp.objective.examples,
+            "dim": exp.objective.dim,
+            "smoothness": exp.objective.smoothness,
+            "f_star": exp.objective.f_star,
+        },
+    }
+    write_files(
+        out_dir,
+        {
+            "summary.csv": csv_text(summary),
+            "curves.csv": csv_text(curves),
+            "meta.json": meta_json(meta),
+            "scenario.yaml": exp.loaded.text,
+        },
+    )
+    return RunReport(exp, summary, curves, out_dir, interrupted)

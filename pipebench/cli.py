@@ -7,6 +7,7 @@ argument ends in one line on stderr and exit status 2, never a traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -16,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pipebench import __version__, api
-from pipebench.errors import InputError
+from pipebench.errors import InputError, ScenarioError
 from pipebench.timeline import CostModel, RpdPlan
 
 try:  # typer >= 0.26 vendors click
@@ -156,11 +157,78 @@ def schedule(
     out.print(stage_table(stats))
 
 
+FORMATS = ("table", "csv", "json", "markdown")
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a scenario field: key.path=value (repeatable)."),
+]
+
+
+@app.command()
+def run(
+    scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
+    out: Annotated[
+        Path | None, typer.Option(help="Results folder (default results/<scenario name>).")
+    ] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", help="Summary on stdout: table, csv, json or markdown.")
+    ] = "table",
+    overrides: SetOption = None,
+    seeds: Annotated[int | None, typer.Option(help="Use seeds 0 .. N-1 instead.")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Runs in parallel (default: the number of cores).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> int:
+    """Train every schedule x seed x learning rate of a scenario; write and print the results."""
+    from pipebench.report.runview import print_summary, progress_bar
+
+    if fmt not in FORMATS:
+        raise InputError("format", f"one of {', '.join(FORMATS)}, got {fmt!r}")
+    if seeds is not None and seeds < 1:
+        raise InputError("seeds", f"must be >= 1, got {seeds}")
+    if workers is not None and workers < 1:
+        raise InputError("workers", f"must be >= 1, got {workers}")
+    if out is not None and out.exists() and not out.is_dir():
+        raise InputError("out", f"{str(out)!r} exists and is not a folder")
+    exp = api.load_experiment(scenario, overrides or [], seeds)
+    workers = min(workers or os.cpu_count() or 1, exp.runs)
+    show = sys.stderr.isatty() and not quiet
+    with progress_bar(exp, show) as (on_prepared, on_done):
+        report = api.run_scenario(exp, out, workers, on_prepared, on_done)
+    print_summary(report, fmt)
+    if report.interrupted:
+        if show:
+            Console(stderr=True).print(
+                f"interrupted: {len(report.summary[report.summary['seed'].notna()])} "
+                f"of {exp.runs} runs written to {report.out_dir}"
+            )
+        return EXIT_INTERRUPTED
+    return 0
+
+
+@app.command()
+def validate(
+    scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
+    overrides: SetOption = None,
+) -> None:
+    """Check a scenario without running it: one line saying what would run, or what is wrong."""
+    exp = api.load_experiment(scenario, overrides or [])
+    lrs = sum(len(e.lrs) for e in exp.entries)
+    print(
+        f"{scenario}: valid: {len(exp.entries)} schedules, {len(exp.seeds)} seeds, "
+        f"{lrs} schedule x lr pairs = {exp.runs} runs on {exp.objective.description}"
+    )
+
+
 @app.command("list")
 def list_cmd() -> None:
-    """List the schedules (and later objectives and optimizers) with a line each."""
+    """List the schedules, objectives and optimizers with a line each."""
+    from pipebench.optim import OPTIMIZERS
+    from pipebench.scenario import OBJECTIVE_KINDS
     from pipebench.timeline import SCHEDULES
 
+    out = Console()
     table = Table(title="schedules (S = stages)", show_lines=False)
     table.add_column("name", style="bold")
     table.add_column("what it is; options with their defaults")
@@ -169,7 +237,20 @@ def list_cmd() -> None:
         # Defaults are plain functions of S, so evaluating them on "S" spells them out.
         options = ", ".join(f"{k}={v}" for k, v in entry.defaults("S").items()) or "none"
         table.add_row(entry.name, f"{entry.summary}\n[dim]{kind}; options: {options}[/dim]")
-    Console().print(table)
+    out.print(table)
+    objectives = Table(title="objectives (objective.kind)")
+    objectives.add_column("kind", style="bold")
+    objectives.add_column("what it is")
+    for kind, summary in OBJECTIVE_KINDS.items():
+        objectives.add_row(kind, summary)
+    out.print(objectives)
+    optimizers = Table(title="optimizers (optimizer.name)")
+    optimizers.add_column("name", style="bold")
+    optimizers.add_column("what it is; parameters besides lr, with defaults")
+    for name, info in OPTIMIZERS.items():
+        params = ", ".join(f"{k}={v}" for k, v in info.defaults.items()) or "none"
+        optimizers.add_row(name, f"{info.summary}\n[dim]{params}[/dim]")
+    out.print(optimizers)
 
 
 def _option_name(field: str) -> str:
@@ -192,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     where = f"pipebench {sub}".strip()
     try:
         result = command.main(args=args, prog_name="pipebench", standalone_mode=False)
+    except ScenarioError as error:
+        return _fail(f"{where}: {error.where}: {error.field}: {error.message}")
     except InputError as error:
         return _fail(f"{where}: {_option_name(error.field)}: {error.message}")
     except ClickException as error:

@@ -13,3 +13,11 @@ class InputError(ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+class ScenarioError(InputError):
+    """Bad input in a scenario file: `where` is `FILE:LINE` (or `FILE` when the line is unknown)."""
+
+    def __init__(self, where: str, field: str, message: str) -> None:
+        super().__init__(field, message)
+        self.where = where

@@ -18,28 +18,8 @@ import numpy as np
 from numba import njit
 
 from pipebench.errors import InputError
+from pipebench.hashrng import uniform01
 from pipebench.timeline.trace import MAX_STAGES
-
-_MASK32 = 0xFFFFFFFF
-
-
-@njit(cache=True)
-def _mix32(x: int) -> int:
-    """A 32-bit integer hash with good avalanche (two multiply-xorshift rounds)."""
-    x &= _MASK32
-    x ^= x >> 16
-    x = (x * 0x7FEB352D) & _MASK32
-    x ^= x >> 15
-    x = (x * 0x846CA68B) & _MASK32
-    x ^= x >> 16
-    return x
-
-
-@njit(cache=True)
-def uniform01(seed: int, stream: int, a: int, b: int) -> float:
-    """A uniform number in (0, 1), a pure function of its four integer arguments."""
-    h = _mix32(int(seed) ^ _mix32(int(stream) ^ _mix32(int(a) ^ _mix32(int(b)))))
-    return (h + 0.5) / 4294967296.0
 
 
 @njit(cache=True)

@@ -13,13 +13,14 @@ regenerate any iteration's delays without storing K x S numbers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numba import njit
 
+from pipebench.hashrng import uniform01
 from pipebench.timeline import pd
-from pipebench.timeline.costs import CostModel, uniform01
+from pipebench.timeline.costs import CostModel
 from pipebench.timeline.schedule import DELAY_MODES, Schedule, auto_delta
 from pipebench.timeline.simulate import simulate
 from pipebench.timeline.stats import TimelineStats, busy_time, delay_summary, read_iterates
@@ -52,18 +53,23 @@ class RpdPlan:
 
     @property
     def mode(self) -> int:
-        """The delay mode as the number `_fill_delays` branches on."""
+        """The delay mode as the number `fill_delays` branches on."""
         return DELAY_MODES.index(self.delays)
+
+    def reseeded(self, seed: int) -> RpdPlan:
+        """The same plan on the same clock with the blocks and delays of another seed."""
+        blocks = _draw_blocks(seed, self.stages, len(self.block))
+        return replace(self, seed=seed, block=blocks)
 
     def delays_at(self, k: int) -> np.ndarray:
         """The S block delays of iteration k (what the replay uses)."""
         out = np.empty(self.stages, dtype=np.int64)
-        _fill_delays(self.mode, self.delta, self.seed, k, self.pd_update_mb, self.pd_reads, out)
+        fill_delays(self.mode, self.delta, self.seed, k, self.pd_update_mb, self.pd_reads, out)
         return out
 
 
 @njit(cache=True)
-def _fill_delays(mode, delta, seed, k, pd_update_mb, pd_reads, out):
+def fill_delays(mode, delta, seed, k, pd_update_mb, pd_reads, out):
     """Delays d_j of iteration k for every block j, written into `out`."""
     bound = min(delta, k)
     for j in range(len(out)):
@@ -93,7 +99,7 @@ def _plan_delays(mode, delta, seed, block, pd_update_mb, pd_reads, stages):
     own = np.zeros(stages, np.int64)
     d = np.empty(stages, np.int64)
     for k in range(n):
-        _fill_delays(mode, delta, seed, k, pd_update_mb, pd_reads, d)
+        fill_delays(mode, delta, seed, k, pd_update_mb, pd_reads, d)
         worst[k] = d.max()
         own[block[k]] = max(own[block[k]], d[block[k]])
     return worst, own

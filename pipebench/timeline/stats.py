@@ -175,16 +175,17 @@ def _stage_sweep(S, R, kind, stage, replica, v_fwd, v_bwd, upd_stage, upd_replic
 
 
 @njit(cache=True)
-def _busy_time(S, kind, start, end):
+def _busy_time(S, kind, start, end, until):
     busy = 0.0
     for i in range(len(kind)):
-        busy += (end[i] - start[i]) * (S if kind[i] == AVERAGE else 1)
+        if start[i] < until:
+            busy += (min(end[i], until) - start[i]) * (S if kind[i] == AVERAGE else 1)
     return busy
 
 
-def busy_time(trace: Trace) -> float:
-    """Stage-time spent working: every F, B and U, and AVG once per stage."""
-    return float(_busy_time(trace.stages, trace.kind, trace.start, trace.end))
+def busy_time(trace: Trace, until: float = np.inf) -> float:
+    """Stage-time spent working before `until`: every F, B and U, and AVG once per stage."""
+    return float(_busy_time(trace.stages, trace.kind, trace.start, trace.end, until))
 
 
 @njit(cache=True)

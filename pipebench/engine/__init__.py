@@ -1,0 +1,1 @@
+"""Replay: the real arithmetic of training, walked along a timeline."""

@@ -1,0 +1,116 @@
+"""From a scenario's budget to a timeline and the instant the run stops.
+
+A budget is simulated time, micro-batches, or block updates. Time and
+update budgets do not say how many micro-batches to simulate, so we
+simulate enough that the schedule up to the stopping instant is exactly
+that of an endless run, and cut there: operations that have not ended by
+then do not happen.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+
+from pipebench.timeline import CostModel, RpdPlan, Trace, build_timeline, get_schedule
+from pipebench.timeline.rpd import plan_stats
+from pipebench.timeline.stats import TimelineStats, busy_time, timeline_stats
+
+
+def _group(name: str, stages: int, options: dict[str, object]) -> int:
+    """Micro-batches per mini-batch, update group or round: the unit a run is rounded to."""
+    schedule = get_schedule(name)
+    if schedule.rules is None:
+        return 1
+    rules = schedule.rules(stages, schedule.options(stages, options))
+    return max(rules.group, rules.accumulate, 1)
+
+
+def _round_up(m: int, group: int) -> int:
+    return -(-m // group) * group
+
+
+def timeline_for(
+    name: str, options: dict[str, object], costs: CostModel, kind: str, amount: float
+) -> tuple[Trace | RpdPlan, float, int | None]:
+    """The timeline of a budget, the time the run stops, and (rpd) its iterations.
+
+    `kind` is 'time', 'microbatches' or 'updates'.
+    """
+    S = costs.stages
+    group = _group(name, S, options)
+    if kind == "microbatches":
+        timeline = build_timeline(name, costs, int(amount), **options)
+        if isinstance(timeline, RpdPlan):
+            return timeline, float(timeline.time[-1]), timeline.iterations
+        return timeline, timeline.makespan, None
+    if kind == "time":
+        # Stage 0 runs forwards one at a time, each at least forward[0] * (1 - jitter)
+        # long: no micro-batch past this one can have an operation end by `amount`.
+        shortest = costs.forward[0] * (1.0 - costs.jitter)
+        m = _round_up(math.floor(amount / shortest) + 2, group)
+        timeline = build_timeline(name, costs, m, **options)
+        return timeline, float(amount), None
+    # updates: each micro-batch brings about S / group block updates; simulate
+    # a little more and double until there are enough.
+    k = int(amount)
+    m = _round_up(math.ceil(k * group / S) + group, group)
+    while True:
+        timeline = build_timeline(name, costs, m, **options)
+        if isinstance(timeline, RpdPlan):
+            if timeline.iterations >= k:
+                return timeline, float(timeline.time[k - 1]), k
+        elif timeline.n_updates >= k:
+            return timeline, float(timeline.upd_time[k - 1]), None
+        m *= 2
+
+
+def truncate(trace: Trace, until: float) -> Trace:
+    """The operations of `trace` that have ended by `until`, with their update rows.
+
+    The micro-batch count stays that of the simulated trace: a run cut by a
+    budget has no drain, so its steady state extends to the cut.
+    """
+    keep = trace.end <= until
+    if keep.all():
+        return trace
+    new_row = np.cumsum(keep) - 1
+    kept_updates = keep[trace.upd_op]
+    arrays = {
+        f: getattr(trace, f)[keep]
+        for f in ("kind", "stage", "mb", "replica", "start", "end", "v_fwd", "v_bwd")
+    }
+    return replace(
+        trace,
+        **arrays,
+        upd_op=new_row[trace.upd_op[kept_updates]],
+        upd_first=trace.upd_first[kept_updates],
+        upd_version=trace.upd_version[kept_updates],
+    )
+
+
+def stats_until(timeline: Trace | RpdPlan, until: float, iterations: int | None) -> TimelineStats:
+    """Timeline statistics of the part of a run that happens by `until`.
+
+    The bubble fraction is measured over [0, until], operations still running
+    at `until` counting for the part they ran.
+    """
+    if isinstance(timeline, RpdPlan):
+        n = timeline.iterations if iterations is None else iterations
+        pd_trace = timeline.pd
+        cut = replace(
+            timeline,
+            pd=truncate(pd_trace, until),
+            block=timeline.block[:n],
+            time=timeline.time[:n],
+            pd_update_mb=timeline.pd_update_mb[:n],
+        )
+        stats = plan_stats(cut)
+    else:
+        pd_trace = timeline
+        stats = timeline_stats(truncate(timeline, until))
+    busy = busy_time(pd_trace, until)
+    bubble = 1.0 - busy / (timeline.stages * until) if until > 0 else 0.0
+    return replace(stats, bubble_fraction=bubble)

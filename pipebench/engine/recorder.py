@@ -1,0 +1,66 @@
+"""Loss samples on the simulated clock, updated incrementally.
+
+A sample needs f at the current model on the whole dataset. The recorder
+keeps the activations `z = X w_rec` of the model it last sampled and, at the
+next sample, adds `X[:, block] (w - w_rec)[block]` for the blocks that
+changed only: never more work than recomputing `X w`, and much less when
+samples are frequent or few blocks moved (rpd).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from pipebench.objectives.blocklinear import mean_loss
+
+
+@njit(cache=True)
+def visible_model(t, off, hist, cur, last_u_end, out) -> None:
+    """The model at time t into `out`: each block at its latest finished version,
+    averaged over replicas (LocalSGD reports the replica average)."""
+    R, H = hist.shape[0], hist.shape[1]
+    for s in range(len(off) - 1):
+        lo, hi = off[s], off[s + 1]
+        out[lo:hi] = 0.0
+        for r in range(R):
+            v = cur[r, s]
+            if last_u_end[r, s] > t:  # this stage's step is still running at t
+                v -= 1
+            w = hist[r, v % H]
+            for j in range(lo, hi):
+                out[j] += w[j]
+        if R > 1:
+            for j in range(lo, hi):
+                out[j] /= R
+
+
+@njit(cache=True)
+def sample_loss(X, y, loss, l2, off, w, w_rec, z_full) -> float:
+    """f(w) on the whole dataset; w_rec and z_full = X w_rec are advanced to w."""
+    n = X.shape[0]
+    for s in range(len(off) - 1):
+        lo, hi = off[s], off[s + 1]
+        moved = False
+        for j in range(lo, hi):
+            if w[j] != w_rec[j]:
+                moved = True
+                break
+        if not moved:
+            continue
+        for j in range(lo, hi):
+            w_rec[j] = w[j] - w_rec[j]  # the change, for a moment
+        for i in range(n):
+            x = X[i]
+            acc = 0.0
+            for j in range(lo, hi):
+                acc += x[j] * w_rec[j]
+            z_full[i] += acc
+        for j in range(lo, hi):
+            w_rec[j] = w[j]
+    return mean_loss(loss, z_full, y, l2, w_rec)
+
+
+def block_offsets(dim: int, stages: int) -> np.ndarray:
+    """Column ranges of the stages: block s is [off[s], off[s+1]), sizes differing by at most 1."""
+    return np.array([s * dim // stages for s in range(stages + 1)], dtype=np.int64)

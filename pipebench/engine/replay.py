@@ -1,0 +1,298 @@
+"""The replay loop: a timeline walked in causal order with real arithmetic.
+
+`_replay_trace` applies F, B, U and AVG exactly as SCHEDULES.md says: a
+forward reads the weight version the trace records (vF), a backward
+multiplies by vB, an update steps the stage's optimizer with the mean of the
+gradients summed since its last step, AVG averages the replicas.
+`_replay_plan` does the same for rpd's iteration plan. Both sample the loss
+at fixed simulated times and stop at the first sign of divergence.
+
+Weights live in one array per replica, `hist[r, v % H]` holding version v
+of every block, H being the largest version lag the trace has (history.py):
+a stage's step writes the next slot, so stashed versions stay readable
+without copies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+from pipebench.engine.history import replay_needs
+from pipebench.engine.recorder import block_offsets, sample_loss, visible_model
+from pipebench.objectives.blocklinear import (
+    SAMPLE_FULL,
+    BlockLinear,
+    backward_block,
+    draw_rows,
+    forward_block,
+    mean_loss,
+    output_gradient,
+)
+from pipebench.optim.step import apply_step
+from pipebench.timeline.rpd import RpdPlan, fill_delays
+from pipebench.timeline.trace import AVERAGE, BACKWARD, FORWARD, UPDATE, Trace
+
+# A run has diverged when its loss is not finite or exceeds this multiple of the initial loss.
+BLOWUP = 1e6
+
+
+@njit(cache=True)
+def _diverged(value, initial) -> bool:
+    return not np.isfinite(value) or value > BLOWUP * initial
+
+
+@njit(cache=True, nogil=True)
+def _replay_trace(
+    kind, stage, mb, replica, start, end, v_fwd, v_bwd, n_rows, until, S, R,
+    X, y, loss, l2, noise, sampling, batch, off,
+    seed, code, hyper, H, P, times, out_loss, out_updates, stop,
+):  # fmt: skip
+    """Replay rows [0, n_rows) that end by `until`; returns (samples, updates, micro-batches).
+
+    Returns early, with the work done so far, once `stop[0]` is set (Ctrl-C).
+    """
+    n, d = X.shape
+    nb = n if sampling == SAMPLE_FULL else batch
+    hist = np.zeros((R, H, d))
+    cur = np.zeros((R, S), np.int64)
+    last_u_end = np.full((R, S), -np.inf)
+    acc = np.zeros((R, d))
+    count = np.zeros((R, S), np.int64)
+    m1 = np.zeros((R, d))
+    m2 = np.zeros((R, d))
+    steps = np.zeros((R, S), np.int64)
+    rows = np.zeros((P, nb), np.int64)
+    z = np.zeros((P, nb))
+    g = np.zeros((P, nb))
+    w_vis = np.zeros(d)
+    w_rec = np.zeros(d)
+    z_full = np.zeros(n)
+    initial = mean_loss(loss, z_full, y, l2, w_rec)
+    n_pts = len(times)
+    p = 0
+    updates = 0
+    done = 0
+    for i in range(n_rows + 1):
+        t_next = start[i] if i < n_rows else np.inf
+        while p < n_pts and times[p] < t_next:  # sample the loss before anything later starts
+            visible_model(times[p], off, hist, cur, last_u_end, w_vis)
+            value = sample_loss(X, y, loss, l2, off, w_vis, w_rec, z_full)
+            running = 0
+            for r in range(R):
+                for s in range(S):
+                    running += last_u_end[r, s] > times[p]
+            out_loss[p] = value
+            out_updates[p] = updates - running
+            p += 1
+            if _diverged(value, initial):
+                return p, updates, done
+        if i == n_rows or (i % 4096 == 0 and stop[0] != 0):
+            break
+        if end[i] > until:
+            continue
+        k = kind[i]
+        s = stage[i]
+        r = replica[i]
+        if k == FORWARD:
+            slot = mb[i] % P
+            if s == 0:
+                draw_rows(sampling, seed, n, batch, mb[i], rows[slot])
+                z[slot, :] = 0.0
+            w = hist[r, v_fwd[i] % H]
+            forward_block(X, rows[slot], nb, off[s], off[s + 1], w, z[slot])
+            if s == S - 1:
+                output_gradient(loss, z[slot], y, rows[slot], nb, g[slot])
+        elif k == BACKWARD:
+            slot = mb[i] % P
+            w = hist[r, v_bwd[i] % H]
+            backward_block(
+                X, rows[slot], nb, off[s], off[s + 1], g[slot], w, l2, noise, seed, mb[i], acc[r]
+            )
+            count[r, s] += 1
+            if s == 0:
+                done += 1
+        elif k == UPDATE:
+            v = cur[r, s]
+            steps[r, s] += 1
+            lo, hi = off[s], off[s + 1]
+            apply_step(
+                code, hyper, steps[r, s], hist[r, v % H], acc[r], 1.0 / count[r, s],
+                m1[r], m2[r], lo, hi, hist[r, (v + 1) % H],
+            )  # fmt: skip
+            acc[r, lo:hi] = 0.0
+            count[r, s] = 0
+            cur[r, s] = v + 1
+            last_u_end[r, s] = end[i]
+            updates += 1
+        elif k == AVERAGE:
+            for s2 in range(S):
+                for j in range(off[s2], off[s2 + 1]):
+                    total = 0.0
+                    for r2 in range(R):
+                        total += hist[r2, cur[r2, s2] % H, j]
+                    for r2 in range(R):
+                        hist[r2, cur[r2, s2] % H, j] = total / R
+    return p, updates, done
+
+
+@njit(cache=True, nogil=True)
+def _replay_plan(
+    block, time, n_iter, S, mode, delta, plan_seed, pd_update_mb, pd_reads,
+    X, y, loss, l2, noise, sampling, batch, off,
+    seed, code, hyper, H, times, out_loss, out_updates, stop,
+):  # fmt: skip
+    """rpd: iteration k steps block[k] with the gradient at a point whose block j is
+    the iterate from d_j iterations ago. Returns (samples, iterations done)."""
+    n, d = X.shape
+    nb = n if sampling == SAMPLE_FULL else batch
+    hist = np.zeros((1, H, d))
+    version = np.zeros((1, S), np.int64)
+    versions_at = np.zeros((H, S), np.int64)  # versions_at[k % H, j]: version of j at iterate k
+    never = np.full((1, S), -np.inf)
+    delays = np.zeros(S, np.int64)
+    rows = np.zeros(nb, np.int64)
+    z = np.zeros(nb)
+    g = np.zeros(nb)
+    acc = np.zeros(d)
+    m1 = np.zeros(d)
+    m2 = np.zeros(d)
+    steps = np.zeros(S, np.int64)
+    w_vis = np.zeros(d)
+    w_rec = np.zeros(d)
+    z_full = np.zeros(n)
+    initial = mean_loss(loss, z_full, y, l2, w_rec)
+    n_pts = len(times)
+    p = 0
+    for k in range(n_iter + 1):
+        t_next = time[k] if k < n_iter else np.inf
+        while p < n_pts and times[p] < t_next:
+            visible_model(times[p], off, hist, version, never, w_vis)
+            value = sample_loss(X, y, loss, l2, off, w_vis, w_rec, z_full)
+            out_loss[p] = value
+            out_updates[p] = k
+            p += 1
+            if _diverged(value, initial):
+                return p, k
+        if k == n_iter or (k % 256 == 0 and stop[0] != 0):
+            break
+        versions_at[k % H, :] = version[0]
+        fill_delays(mode, delta, plan_seed, k, pd_update_mb, pd_reads, delays)
+        draw_rows(sampling, seed, n, batch, k, rows)
+        z[:] = 0.0
+        for j in range(S):
+            v = versions_at[(k - delays[j]) % H, j]
+            forward_block(X, rows, nb, off[j], off[j + 1], hist[0, v % H], z)
+        output_gradient(loss, z, y, rows, nb, g)
+        s = block[k]
+        lo, hi = off[s], off[s + 1]
+        v_read = versions_at[(k - delays[s]) % H, s]
+        backward_block(X, rows, nb, lo, hi, g, hist[0, v_read % H], l2, noise, seed, k, acc)
+        v = version[0, s]
+        steps[s] += 1
+        apply_step(code, hyper, steps[s], hist[0, v % H], acc, 1.0, m1, m2, lo, hi,
+                   hist[0, (v + 1) % H])  # fmt: skip
+        acc[lo:hi] = 0.0
+        version[0, s] = v + 1
+    return p, n_iter
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One training run: loss samples on the simulated clock, and how far it got."""
+
+    times: np.ndarray
+    loss: np.ndarray
+    updates: np.ndarray  # block updates finished by each sample time
+    block_updates: int  # block updates applied in the whole run
+    microbatches: int  # micro-batches whose backward finished (rpd: minibatch gradients)
+    diverged_at: float | None  # simulated time of the sample that showed divergence
+
+
+@dataclass(frozen=True)
+class Replay:
+    """A timeline cut to a budget, with the buffer sizes its replay needs (computed once)."""
+
+    timeline: Trace | RpdPlan
+    until: float  # simulated end of the run
+    length: int  # rows of the trace, or rpd iterations, that start by `until`
+    depth: int  # weight versions kept per stage
+    slots: int  # micro-batches in flight (1 for rpd)
+
+
+def prepare(timeline: Trace | RpdPlan, until: float, iterations: int | None = None) -> Replay:
+    """Size the replay of `timeline` up to time `until` (rpd: its first `iterations`)."""
+    if isinstance(timeline, RpdPlan):
+        n = (
+            iterations
+            if iterations is not None
+            else int(np.searchsorted(timeline.time, until, "right"))
+        )
+        depth = _plan_depth(timeline, n)
+        return Replay(timeline, until, n, depth, 1)
+    n_rows = int(np.searchsorted(timeline.start, until, side="right"))
+    depth, slots = replay_needs(timeline, n_rows, until)
+    return Replay(timeline, until, n_rows, depth, slots)
+
+
+def _plan_depth(plan: RpdPlan, n: int) -> int:
+    """Iterates rpd must remember: the largest delay it can draw in n iterations, plus one."""
+    if n == 0:
+        return 1
+    if plan.delays == "zero":
+        return 1
+    if plan.delays == "pd":
+        k = np.arange(n)
+        oldest = plan.pd_reads[plan.pd_update_mb[:n]].min(axis=1)
+        return int((k - oldest).max()) + 1
+    return min(plan.delta, n - 1) + 1
+
+
+def replay(
+    prepared: Replay,
+    objective: BlockLinear,
+    optimizer_code: int,
+    hyper: np.ndarray,
+    seed: int,
+    points: int,
+    stop: np.ndarray | None = None,
+) -> Curve:
+    """Train `objective` along the prepared timeline; the loss is sampled `points` times
+    evenly over the run (after time 0) and once at time 0."""
+    timeline = prepared.timeline
+    stages = timeline.stages
+    times = np.linspace(0.0, prepared.until, points + 1)
+    out_loss = np.full(points + 1, np.nan)
+    out_updates = np.zeros(points + 1, dtype=np.int64)
+    off = block_offsets(objective.dim, stages)
+    stop = np.zeros(1, dtype=np.int64) if stop is None else stop
+    model = (
+        objective.X, objective.y, objective.loss, objective.l2, objective.grad_noise,
+        objective.sampling, objective.batch_size, off,
+    )  # fmt: skip
+    if isinstance(timeline, RpdPlan):
+        n_pts, done = _replay_plan(
+            timeline.block, timeline.time, prepared.length, stages, timeline.mode,
+            timeline.delta, timeline.seed, timeline.pd_update_mb, timeline.pd_reads,
+            *model, seed, optimizer_code, hyper, prepared.depth, times, out_loss, out_updates, stop,
+        )  # fmt: skip
+        updates = microbatches = done
+    else:
+        t = timeline
+        n_pts, updates, microbatches = _replay_trace(
+            t.kind, t.stage, t.mb, t.replica, t.start, t.end, t.v_fwd, t.v_bwd,
+            prepared.length, prepared.until, stages, t.replicas,
+            *model, seed, optimizer_code, hyper, prepared.depth, prepared.slots,
+            times, out_loss, out_updates, stop,
+        )  # fmt: skip
+    diverged = bool(_diverged(out_loss[n_pts - 1], out_loss[0]))
+    return Curve(
+        times=times[:n_pts],
+        loss=out_loss[:n_pts],
+        updates=out_updates[:n_pts],
+        block_updates=int(out_updates[n_pts - 1]) if diverged else int(updates),
+        microbatches=int(microbatches),
+        diverged_at=float(times[n_pts - 1]) if diverged else None,
+    )

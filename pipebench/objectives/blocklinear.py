@@ -1,0 +1,178 @@
+"""Block-linear objectives: a linear model split column-wise into one block per stage.
+
+Stage s adds `X[rows, block s] @ w_s` to a running activation `z`; the last
+stage applies the loss; the backward sends the same output gradient `g` to
+every stage, whose block gradient is `X[rows, block s]^T g` (SCHEDULES.md).
+Least squares and logistic regression differ only in the per-example loss,
+so one set of kernels serves both. The kernels take the whole parameter
+vector and a column range, so the replay can hand them any stored version.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+from pipebench.hashrng import normal01, permuted, uniform01
+
+LOSS_SQUARED = 0  # 1/2 (z - y)^2
+LOSS_LOGISTIC = 1  # log(1 + e^z) - y z, labels in {0, 1}
+
+SAMPLE_SHUFFLE = 0  # epochs of a seeded permutation, cut into batches
+SAMPLE_UNIFORM = 1  # each example drawn uniformly, with replacement
+SAMPLE_FULL = 2  # every example, every time: exact gradients
+
+_BATCH_STREAM = 21
+_NOISE_STREAM = 22
+
+
+@njit(cache=True)
+def draw_rows(mode: int, seed: int, n: int, b: int, draw: int, out: np.ndarray) -> None:
+    """The examples of minibatch number `draw`, written to out[:b] (out[:n] when full)."""
+    if mode == SAMPLE_FULL:
+        for k in range(n):
+            out[k] = k
+    elif mode == SAMPLE_UNIFORM:
+        for k in range(b):
+            out[k] = min(int(uniform01(seed, _BATCH_STREAM, draw, k) * n), n - 1)
+    else:
+        per_epoch = n // b
+        epoch, pos = divmod(draw, per_epoch)
+        for k in range(b):
+            out[k] = permuted(seed, _BATCH_STREAM, epoch, pos * b + k, n)
+
+
+@njit(cache=True)
+def forward_block(X, rows, nrows, lo, hi, w, z) -> None:
+    """z[k] += X[rows[k], lo:hi] . w[lo:hi]: one stage's forward."""
+    for k in range(nrows):
+        x = X[rows[k]]
+        acc = 0.0
+        for j in range(lo, hi):
+            acc += x[j] * w[j]
+        z[k] += acc
+
+
+@njit(cache=True)
+def loss_derivative(loss: int, z: float, y: float) -> float:
+    if loss == LOSS_SQUARED:
+        return z - y
+    if z >= 0.0:  # sigmoid(z) - y, evaluated without overflow
+        return 1.0 / (1.0 + math.exp(-z)) - y
+    e = math.exp(z)
+    return e / (1.0 + e) - y
+
+
+@njit(cache=True)
+def example_loss(loss: int, z: float, y: float) -> float:
+    if loss == LOSS_SQUARED:
+        return 0.5 * (z - y) * (z - y)
+    # softplus(z) - y z, stable for large |z|
+    return max(z, 0.0) + math.log1p(math.exp(-abs(z))) - y * z
+
+
+@njit(cache=True)
+def output_gradient(loss, z, y, rows, nrows, g) -> None:
+    """g[k] = dloss/dz for example k of the minibatch, divided by the batch size."""
+    for k in range(nrows):
+        g[k] = loss_derivative(loss, z[k], y[rows[k]]) / nrows
+
+
+@njit(cache=True)
+def backward_block(X, rows, nrows, lo, hi, g, w, l2, noise, seed, draw, acc) -> None:
+    """acc[lo:hi] += X[rows, lo:hi]^T g + l2 w[lo:hi] (+ seeded Gaussian noise)."""
+    for k in range(nrows):
+        x = X[rows[k]]
+        gk = g[k]
+        for j in range(lo, hi):
+            acc[j] += x[j] * gk
+    for j in range(lo, hi):
+        acc[j] += l2 * w[j]
+    if noise > 0.0:
+        for j in range(lo, hi):
+            acc[j] += noise * normal01(seed, _NOISE_STREAM, draw, j)
+
+
+@njit(cache=True)
+def mean_loss(loss, z, y, l2, w) -> float:
+    """The full objective from the activations of every example, plus the l2 term."""
+    total = 0.0
+    for i in range(len(z)):
+        total += example_loss(loss, z[i], y[i])
+    sq = 0.0
+    for j in range(len(w)):
+        sq += w[j] * w[j]
+    return total / len(z) + 0.5 * l2 * sq
+
+
+@dataclass(frozen=True, eq=False)
+class BlockLinear:
+    """A linear model on a dataset, with what a report needs to know about it.
+
+    `smoothness` is L (the largest Hessian eigenvalue bound); `f_star` the
+    optimal value and `w_star` the minimiser, or None when none exists (for
+    example logistic regression without l2 on separable data).
+    """
+
+    kind: str
+    description: str
+    X: np.ndarray  # (examples, dim), C-contiguous float64
+    y: np.ndarray
+    loss: int
+    l2: float
+    grad_noise: float
+    sampling: int
+    batch_size: int
+    smoothness: float
+    f_star: float | None
+    w_star: np.ndarray | None
+
+    @property
+    def examples(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.X.shape[1]
+
+    @property
+    def rows_per_batch(self) -> int:
+        return self.examples if self.sampling == SAMPLE_FULL else self.batch_size
+
+    def value(self, w: np.ndarray) -> float:
+        """f(w) on the whole dataset."""
+        return float(mean_loss(self.loss, self.X @ w, self.y, self.l2, w))
+
+    def full_gradient(self, w: np.ndarray) -> np.ndarray:
+        """The exact gradient of f at w (no sampling, no noise)."""
+        z = self.X @ w
+        # sigmoid(z) - y for logistic, written with tanh so it cannot overflow
+        squared = self.loss == LOSS_SQUARED
+        g = z - self.y if squared else 0.5 * (1.0 + np.tanh(0.5 * z)) - self.y
+        return self.X.T @ g / self.examples + self.l2 * w
+
+    def batch_rows(self, draw: int, seed: int) -> np.ndarray:
+        out = np.empty(self.rows_per_batch, dtype=np.int64)
+        draw_rows(self.sampling, seed, self.examples, self.batch_size, draw, out)
+        return out
+
+    def batch_gradient(self, w: np.ndarray, draw: int, seed: int) -> np.ndarray:
+        """The stochastic gradient of minibatch `draw` at w, through the stage kernels."""
+        rows = self.batch_rows(draw, seed)
+        z = np.zeros(len(rows))
+        forward_block(self.X, rows, len(rows), 0, self.dim, w, z)
+        g = np.empty(len(rows))
+        output_gradient(self.loss, z, self.y, rows, len(rows), g)
+        out = np.zeros(self.dim)
+        backward_block(
+            self.X, rows, len(rows), 0, self.dim, g, w, self.l2, self.grad_noise, seed, draw, out
+        )
+        return out
+
+    def batch_value(self, w: np.ndarray, draw: int, seed: int) -> float:
+        """The minibatch loss whose gradient `batch_gradient` is (without noise)."""
+        rows = self.batch_rows(draw, seed)
+        return float(mean_loss(self.loss, self.X[rows] @ w, self.y[rows], self.l2, w))

@@ -1,0 +1,102 @@
+"""Least squares as a block-linear pipeline, on four kinds of data.
+
+`random`: Gaussian X, y = X w_true (+ label noise). `tridiagonal`: rows of a
+scaled Cholesky factor, so the Hessian X^T X / n is exactly tridiag(-1, 2, -1)
++ mu I. `diagonal`: f(w) = 1/2 sum lambda_i (w_i - c_i)^2 with exact
+gradients. `csv`: the user's data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pipebench.objectives.blocklinear import (
+    LOSS_SQUARED,
+    SAMPLE_FULL,
+    SAMPLE_SHUFFLE,
+    SAMPLE_UNIFORM,
+    BlockLinear,
+)
+from pipebench.objectives.data import load_csv
+
+
+def tridiagonal_hessian(dim: int, mu: float) -> np.ndarray:
+    return 2.0 * np.eye(dim) - np.eye(dim, k=1) - np.eye(dim, k=-1) + mu * np.eye(dim)
+
+
+def _spectrum(spec, dim: int | None) -> np.ndarray:
+    if isinstance(spec, list):
+        return np.asarray(spec, dtype=np.float64)
+    low, high = (1e-3, 1.0) if spec is None else (spec.min, spec.max)
+    return np.geomspace(low, high, 512 if dim is None else dim)
+
+
+def least_squares_optimum(X: np.ndarray, y: np.ndarray, l2: float) -> np.ndarray:
+    """argmin 1/(2n)|Xw - y|^2 + l2/2 |w|^2 (the minimum-norm one when not unique)."""
+    n, d = X.shape
+    if l2 > 0:
+        X = np.vstack([X / np.sqrt(n), np.sqrt(l2) * np.eye(d)])
+        y = np.concatenate([y / np.sqrt(n), np.zeros(d)])
+    return np.linalg.lstsq(X, y, rcond=None)[0]
+
+
+def build(spec, data_file: Path | None) -> BlockLinear:
+    """The least-squares objective a `QuadraticSpec` describes."""
+    rng = np.random.default_rng(spec.seed)
+    variant = spec.variant
+    sampling = SAMPLE_UNIFORM if spec.sampling == "uniform" else SAMPLE_SHUFFLE
+    if variant == "random":
+        n, d = spec.examples or 600, spec.dim or 512
+        X = rng.standard_normal((n, d))
+        y = X @ rng.standard_normal(d)
+        curvature = np.linalg.norm(X, 2) ** 2 / n
+        what = f"random least squares, {n} examples x {d}"
+    elif variant == "tridiagonal":
+        d = spec.dim or 512
+        hessian = tridiagonal_hessian(d, spec.mu)
+        X = np.sqrt(d) * np.linalg.cholesky(hessian).T
+        y = X @ rng.standard_normal(d)
+        curvature = spec.mu + 2.0 - 2.0 * np.cos(d * np.pi / (d + 1))
+        what = f"tridiagonal least squares, dim {d}, mu {spec.mu:g}"
+    elif variant == "diagonal":
+        lam = _spectrum(spec.spectrum, spec.dim)
+        if spec.dim is not None and len(lam) != spec.dim:
+            from pipebench.errors import InputError
+
+            raise InputError("spectrum", f"has {len(lam)} values for dim {spec.dim}")
+        d = len(lam)
+        X = np.diag(np.sqrt(d * lam))
+        y = X @ rng.standard_normal(d)
+        curvature = float(lam.max())
+        sampling = SAMPLE_FULL
+        what = f"diagonal quadratic, dim {d}, eigenvalues {lam.min():g}..{lam.max():g}"
+    else:
+        X, y = load_csv(data_file, spec.target, spec.standardize, spec.intercept)
+        curvature = np.linalg.norm(X, 2) ** 2 / len(X)
+        what = f"least squares on {data_file.name}, {X.shape[0]} examples x {X.shape[1]}"
+    if variant in ("random", "tridiagonal") and spec.label_noise > 0:
+        y = y + spec.label_noise * rng.standard_normal(len(y))
+    w_star = least_squares_optimum(X, y, spec.l2)
+    model = BlockLinear(
+        kind="quadratic",
+        description=what,
+        X=np.ascontiguousarray(X, dtype=np.float64),
+        y=np.ascontiguousarray(y, dtype=np.float64),
+        loss=LOSS_SQUARED,
+        l2=spec.l2,
+        grad_noise=spec.grad_noise,
+        sampling=sampling,
+        batch_size=spec.batch_size,
+        smoothness=float(curvature) + spec.l2,
+        f_star=None,
+        w_star=w_star,
+    )
+    return _with_optimum(model, w_star)
+
+
+def _with_optimum(model: BlockLinear, w_star: np.ndarray) -> BlockLinear:
+    from dataclasses import replace
+
+    return replace(model, f_star=model.value(w_star))

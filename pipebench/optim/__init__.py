@@ -1,0 +1,43 @@
+"""Optimizers: per-stage state, stepped only when the schedule says so.
+
+Each optimizer is a numba kernel in its own module; `step.apply_step`
+dispatches on a small integer code so the replay loop stays one function.
+Hyper-parameters travel as one float array laid out as `HYPER_FIELDS`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Layout of the hyper-parameter array every kernel receives.
+HYPER_FIELDS = ("lr", "momentum", "nesterov", "beta1", "beta2", "eps", "weight_decay")
+
+
+@dataclass(frozen=True)
+class OptimizerInfo:
+    code: int
+    summary: str
+    defaults: dict[str, float | bool]  # the hyper-parameters it takes, besides lr
+
+
+OPTIMIZERS: dict[str, OptimizerInfo] = {
+    "sgd": OptimizerInfo(0, "plain SGD: w -= lr g", {}),
+    "momentum": OptimizerInfo(
+        1,
+        "heavy-ball momentum (v = mu v + g; w -= lr v), or Nesterov (w -= lr (g + mu v))",
+        {"momentum": 0.9, "nesterov": False},
+    ),
+    "adamw": OptimizerInfo(
+        2,
+        "Adam with bias correction and decoupled weight decay",
+        {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0},
+    ),
+}
+
+
+def hyper_array(lr: float, params: dict[str, float | bool]) -> np.ndarray:
+    """The float array the kernels read: lr, then every field (0 where it does not apply)."""
+    values = {"lr": lr, **params}
+    return np.array([float(values.get(name, 0.0)) for name in HYPER_FIELDS])

@@ -1,0 +1,59 @@
+"""Writing results: every file to a temporary name first, then renamed into place.
+
+A run that fails or is refused leaves no half-written file behind, and a
+reader never sees a partial `summary.csv`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+
+def csv_text(table: pd.DataFrame) -> str:
+    """The CSV form of a table (NaN as an empty field), the same bytes every time."""
+    return table.to_csv(index=False, lineterminator="\n")
+
+
+def json_records(table: pd.DataFrame) -> str:
+    """The rows as a JSON list of objects (NaN as null)."""
+    return table.to_json(orient="records", double_precision=15)
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table (cells have their `|` escaped)."""
+
+    def cell(value: object) -> str:
+        return str(value).replace("|", "\\|")
+
+    lines = [
+        "| " + " | ".join(cell(c) for c in table.columns) + " |",
+        "|" + "|".join("---" for _ in table.columns) + "|",
+    ]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(False)]
+    return "\n".join(lines) + "\n"
+
+
+def write_files(out_dir: Path, files: dict[str, str]) -> None:
+    """Write `name -> text` into `out_dir` (created if needed), each file atomically."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    umask = os.umask(0)
+    os.umask(umask)
+    for name, text in files.items():
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=out_dir)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+                handle.write(text)
+            os.chmod(tmp, 0o666 & ~umask)
+            os.replace(tmp, out_dir / name)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def meta_json(meta: dict) -> str:
+    return json.dumps(meta, indent=2, allow_nan=False) + "\n"

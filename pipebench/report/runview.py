@@ -1,0 +1,65 @@
+"""What `pipebench run` shows: a progress bar on stderr, the summary on stdout."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from rich import box
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from pipebench.report.export import csv_text, json_records, markdown_table
+from pipebench.report.tables import condensed
+
+
+@contextmanager
+def progress_bar(exp, show: bool) -> Iterator[tuple[Callable | None, Callable | None]]:
+    """Callbacks for the runner that advance a rich progress bar on stderr (None when hidden)."""
+    if not show:
+        yield None, None
+        return
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    with bar:
+        timelines = bar.add_task("timelines", total=len(exp.entries))
+        runs = bar.add_task("runs", total=exp.runs)
+        yield (lambda entry: bar.advance(timelines)), (lambda outcome: bar.advance(runs))
+
+
+def print_summary(report, fmt: str) -> None:
+    """The summary in the chosen format on stdout: full rows for csv/json, a digest otherwise."""
+    if fmt == "csv":
+        sys.stdout.write(csv_text(report.summary))
+        return
+    if fmt == "json":
+        sys.stdout.write(json_records(report.summary) + "\n")
+        return
+    exp = report.experiment
+    f_star = exp.objective.f_star
+    digest = condensed(report.summary, exp.target_loss is not None, f_star is not None)
+    if fmt == "markdown":
+        sys.stdout.write(markdown_table(digest))
+        return
+    title = f"{exp.name}: {exp.objective.description}, S={exp.costs.stages}"
+    caption = (f"f* = {f_star:.6g}; " if f_star is not None else "f* unknown; ") + (
+        f"final values, mean ± std over {len(exp.seeds)} seed(s) at each schedule's selected lr; "
+        "target: simulated time to reach target_loss; delay: max, in block updates; "
+        f"div: diverged runs. Results in {report.out_dir}"
+    )
+    table = Table(
+        title=title, caption=caption, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True
+    )
+    for column in digest.columns:
+        table.add_column(column, justify="left" if column == "schedule" else "right", no_wrap=True)
+    for row in digest.itertuples(index=False):
+        table.add_row(*map(str, row))
+    Console().print(table)

@@ -1,0 +1,230 @@
+"""The result tables: `summary.csv`, `curves.csv`, and the condensed view printed after a run.
+
+Column names are part of the interface (DESIGN.md): new columns are added
+at the end, never renamed. Rows come in scenario order (schedule entry,
+seed, learning rate), so the same scenario and seed give the same bytes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pipebench.experiment import Experiment
+from pipebench.runner import Outcome
+
+SUMMARY_COLUMNS = [
+    # the columns of DESIGN.md, in its order
+    "scenario", "schedule", "label", "seed", "stages", "lr", "final_loss", "final_gap",
+    "best_loss", "time_to_target", "sim_time", "microbatches", "updates", "max_delay",
+    "steady_max_delay", "mean_delay", "bubble_fraction", "peak_versions", "diverged",
+    "wall_seconds",
+    # added since
+    "scenario_hash", "optimizer", "selected", "runs", "auc", "diverged_at",
+]  # fmt: skip
+CURVE_COLUMNS = [
+    "scenario",
+    "schedule",
+    "label",
+    "seed",
+    "lr",
+    "sim_time",
+    "updates",
+    "loss",
+    "gap",
+]
+
+
+def _time_to_target(curve, target: float | None) -> float:
+    if target is None:
+        return np.nan
+    hit = np.flatnonzero(curve.loss <= target)
+    return float(curve.times[hit[0]]) if len(hit) else np.nan
+
+
+def _area(curve) -> float:
+    """Integral of the loss over simulated time (trapezoids); inf once diverged."""
+    if curve.diverged_at is not None:
+        return np.inf
+    t, f = curve.times, curve.loss
+    return float(np.sum(0.5 * (f[1:] + f[:-1]) * np.diff(t)))
+
+
+def _run_row(exp: Experiment, scenario_hash: str, o: Outcome) -> dict:
+    f_star = exp.objective.f_star
+    final = float(o.curve.loss[-1])
+    diverged = o.curve.diverged_at is not None
+    return {
+        "scenario": exp.name,
+        "schedule": o.entry.schedule,
+        "label": o.entry.label,
+        "seed": o.seed,
+        "stages": exp.costs.stages,
+        "lr": o.lr,
+        "final_loss": final,
+        "final_gap": final - f_star if f_star is not None else np.nan,
+        "best_loss": float(np.nanmin(o.curve.loss)) if not np.isnan(o.curve.loss).all() else final,
+        "time_to_target": _time_to_target(o.curve, exp.target_loss),
+        "sim_time": o.until,
+        "microbatches": o.curve.microbatches,
+        "updates": o.curve.block_updates,
+        "max_delay": o.stats.max_delay,
+        "steady_max_delay": o.stats.steady_max_delay,
+        "mean_delay": o.stats.mean_delay,
+        "bubble_fraction": o.stats.bubble_fraction,
+        "peak_versions": max(o.stats.peak_versions),
+        "diverged": diverged,
+        "wall_seconds": round(o.wall_seconds, 4),
+        "scenario_hash": scenario_hash,
+        "optimizer": o.entry.optimizer,
+        "selected": False,
+        "runs": 1,
+        "auc": _area(o.curve),
+        "diverged_at": o.curve.diverged_at if diverged else np.nan,
+    }
+
+
+_MEAN = ["final_loss", "final_gap", "best_loss", "auc", "sim_time", "microbatches", "updates",
+         "mean_delay", "bubble_fraction"]  # fmt: skip
+_MAX = ["max_delay", "steady_max_delay", "peak_versions"]
+
+
+def _aggregate(group: pd.DataFrame) -> dict:
+    """The row over seeds: means, worst cases, and a time to target only if every seed got there."""
+    row = group.iloc[0].to_dict()
+    row.update({c: group[c].mean() for c in _MEAN})
+    row.update({c: group[c].max() for c in _MAX})
+    reached = group["time_to_target"]
+    row["time_to_target"] = reached.mean() if reached.notna().all() else np.nan
+    row["diverged"] = bool(group["diverged"].any())
+    row["diverged_at"] = group["diverged_at"].min()
+    row["wall_seconds"] = round(group["wall_seconds"].sum(), 4)
+    row["seed"] = pd.NA
+    row["runs"] = len(group)
+    return row
+
+
+_CRITERION = {"final": "final_loss", "best": "best_loss", "auc": "auc"}
+
+
+def summary_table(exp: Experiment, scenario_hash: str, outcomes: list[Outcome]) -> pd.DataFrame:
+    """One row per schedule x seed x lr, then one aggregate row per schedule x lr (seed empty).
+
+    `selected` marks, per schedule, the learning rate whose mean over seeds is
+    best by the entry's `select` criterion; diverged learning rates are never
+    selected.
+    """
+    runs = pd.DataFrame(
+        [_run_row(exp, scenario_hash, o) for o in outcomes], columns=SUMMARY_COLUMNS
+    )
+    if runs.empty:
+        return runs
+    runs["seed"] = runs["seed"].astype("Int64")
+    aggregates = [
+        _aggregate(group) for _, group in runs.groupby(["label", "lr"], sort=False, dropna=False)
+    ]
+    table = pd.concat([runs, pd.DataFrame(aggregates, columns=SUMMARY_COLUMNS)], ignore_index=True)
+    table["seed"] = table["seed"].astype("Int64")
+    for entry in exp.entries:
+        mine = table[(table["label"] == entry.label) & table["seed"].isna() & ~table["diverged"]]
+        if mine.empty:
+            continue
+        best_lr = mine.loc[mine[_CRITERION[entry.select]].idxmin(), "lr"]
+        table.loc[(table["label"] == entry.label) & (table["lr"] == best_lr), "selected"] = True
+    order = {e.label: e.index for e in exp.entries}
+    table["_entry"] = table["label"].map(order)
+    table["_agg"] = table["seed"].isna()
+    table = table.sort_values(["_entry", "_agg", "seed", "lr"], kind="stable")
+    table = table.drop(columns=["_entry", "_agg"]).reset_index(drop=True)
+    for column in _COUNTS:  # counts print as integers; a mean over seeds may not be one
+        table[column] = [_as_count(v) for v in table[column]]
+    return table
+
+
+_COUNTS = ["microbatches", "updates", "max_delay", "steady_max_delay", "peak_versions"]
+
+
+def _as_count(value: object) -> object:
+    if value is None or pd.isna(value):
+        return pd.NA
+    return int(value) if float(value).is_integer() else float(value)
+
+
+def curves_table(exp: Experiment, outcomes: list[Outcome]) -> pd.DataFrame:
+    """Long format: one row per loss sample of every run."""
+    f_star = exp.objective.f_star
+    parts = []
+    for o in outcomes:
+        c = o.curve
+        parts.append(
+            pd.DataFrame(
+                {
+                    "scenario": exp.name,
+                    "schedule": o.entry.schedule,
+                    "label": o.entry.label,
+                    "seed": o.seed,
+                    "lr": o.lr,
+                    "sim_time": c.times,
+                    "updates": c.updates,
+                    "loss": c.loss,
+                    "gap": c.loss - f_star if f_star is not None else np.nan,
+                },
+                columns=CURVE_COLUMNS,
+            )
+        )
+    if not parts:
+        return pd.DataFrame(columns=CURVE_COLUMNS)
+    return pd.concat(parts, ignore_index=True)
+
+
+def condensed(summary: pd.DataFrame, has_target: bool, has_optimum: bool) -> pd.DataFrame:
+    """Per schedule, at its selected learning rate: mean +- std over seeds, as printed.
+
+    Shows f - f* when the optimum is known, else the loss.
+    """
+    rows = []
+    for label, group in summary.groupby("label", sort=False):
+        runs = group[group["seed"].notna()]
+        chosen = runs[runs["selected"]]
+        if chosen.empty:  # every learning rate diverged: show the smallest
+            chosen = runs[runs["lr"] == runs["lr"].min()]
+        first = chosen.iloc[0]
+        rows.append(
+            {
+                "schedule": label,
+                "lr": f"{first['lr']:.3g}",
+                **(
+                    {"f - f*": _mean_std(chosen["final_gap"])}
+                    if has_optimum
+                    else {"loss": _mean_std(chosen["final_loss"])}
+                ),
+                "target": _reached(chosen["time_to_target"]) if has_target else "-",
+                "updates": _fmt(chosen["updates"].mean()),
+                "delay": _fmt(first["max_delay"]),
+                "bubble": f"{chosen['bubble_fraction'].mean():.3f}",
+                "div": f"{int(chosen['diverged'].sum())}/{len(chosen)}",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _fmt(value: float) -> str:
+    if pd.isna(value):
+        return "-"
+    return f"{value:.4g}"
+
+
+def _mean_std(values: pd.Series) -> str:
+    if values.isna().all():
+        return "-"
+    if len(values) == 1:
+        return _fmt(values.iloc[0])
+    return f"{_fmt(values.mean())}±{values.std(ddof=1):.2g}"
+
+
+def _reached(times: pd.Series) -> str:
+    hit = times.notna().sum()
+    if hit == 0:
+        return "never"
+    shown = _fmt(times.mean())
+    return shown if hit == len(times) else f"{shown} ({hit}/{len(times)})"

@@ -1,0 +1,115 @@
+"""Running an experiment: one timeline per schedule, replayed for every seed and lr.
+
+Timelines are built once per schedule (rpd redraws only its blocks and
+delays per seed, on the same pd clock). The replays run on a pool of
+threads: the numba kernels release the GIL, so every core works on the
+same trace in memory without copying it. Ctrl-C sets a flag the kernels
+poll; runs in flight stop within milliseconds and are discarded, runs that
+finished are kept.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from pipebench.engine.budget import stats_until, timeline_for
+from pipebench.engine.replay import Curve, Replay, prepare, replay
+from pipebench.experiment import Entry, Experiment
+from pipebench.timeline import RpdPlan, TimelineStats
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One finished run: entry x seed x lr."""
+
+    entry: Entry
+    seed: int
+    lr: float
+    curve: Curve
+    stats: TimelineStats
+    until: float
+    wall_seconds: float
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    entry: Entry
+    replay: Replay
+    iterations: int | None
+    stats: TimelineStats | None  # None for rpd: its delays depend on the seed
+
+
+def _prepare(exp: Experiment, entry: Entry) -> _Prepared:
+    timeline, until, iterations = timeline_for(
+        entry.schedule, entry.options, exp.costs, exp.budget_kind, exp.budget
+    )
+    prepared = prepare(timeline, until, iterations)
+    stats = None if isinstance(timeline, RpdPlan) else stats_until(timeline, until, None)
+    return _Prepared(entry, prepared, iterations, stats)
+
+
+def _run(exp: Experiment, prep: _Prepared, seed: int, lr: float, stop: np.ndarray) -> Outcome:
+    started = time.perf_counter()
+    prepared = prep.replay
+    stats = prep.stats
+    if isinstance(prepared.timeline, RpdPlan):
+        plan = prepared.timeline.reseeded(seed)
+        prepared = replace(prepared, timeline=plan)
+        stats = stats_until(plan, prepared.until, prepared.length)
+    entry = prep.entry
+    curve = replay(
+        prepared, exp.objective, entry.optimizer_code, entry.hyper(lr), seed, exp.points, stop
+    )
+    return Outcome(
+        entry=entry,
+        seed=seed,
+        lr=lr,
+        curve=curve,
+        stats=stats,
+        until=prepared.until,
+        wall_seconds=time.perf_counter() - started,
+    )
+
+
+def run_experiment(
+    exp: Experiment,
+    workers: int,
+    on_prepared: Callable[[Entry], None] | None = None,
+    on_done: Callable[[Outcome], None] | None = None,
+) -> tuple[list[Outcome], bool]:
+    """Every run of `exp`, in scenario order (entry, seed, lr); and whether Ctrl-C stopped it.
+
+    On Ctrl-C, the runs finished so far are returned with `True`.
+    """
+    stop = np.zeros(1, dtype=np.int64)
+    done: dict[tuple[int, int, int], Outcome] = {}
+    pending: dict[Future, tuple[int, int, int]] = {}
+    interrupted = False
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        try:
+            for entry in exp.entries:
+                prep = _prepare(exp, entry)
+                if on_prepared is not None:
+                    on_prepared(entry)
+                for si, seed in enumerate(exp.seeds):
+                    for li, lr in enumerate(entry.lrs):
+                        future = pool.submit(_run, exp, prep, seed, lr, stop)
+                        pending[future] = (entry.index, si, li)
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    key = pending.pop(future)
+                    done[key] = future.result()
+                    if on_done is not None:
+                        on_done(done[key])
+        except KeyboardInterrupt:
+            interrupted = True
+            stop[0] = 1
+            for future in pending:
+                future.cancel()
+    return [done[key] for key in sorted(done)], interrupted

@@ -1,0 +1,588 @@
+"""The YAML scenario: pydantic models, loading, `--set` overrides, file:line errors.
+
+A scenario is read in three steps, each able to fail with one precise line:
+YAML parsing (with the line of the syntax error), the pydantic models (types,
+ranges, unknown keys with a did-you-mean), and the cross-field checks that
+need the rest of pipebench (schedule options, costs, objective sizes). Every
+error names the file, the line where the field is written, and the field's
+dotted path (`schedules.2.accumulate`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from pipebench.errors import InputError, ScenarioError
+from pipebench.optim import OPTIMIZERS
+from pipebench.sweep.grid import parse_values
+
+PosInt = Annotated[int, Field(ge=1)]
+PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class _Loader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that also reads `1e-3` as a number (YAML 1.1 wants `1.0e-3`)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
+    list("-+0123456789."),
+)
+
+
+def _did_you_mean(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _unknown(what: str, word: object, choices: list[str], sub: str = "") -> PydanticCustomError:
+    """An error for a name that is not one of `choices`; `sub` extends the field path."""
+    hint = _did_you_mean(str(word), choices)
+    return PydanticCustomError(
+        "pipebench",
+        "unknown {what} {word!r}{hint}; allowed: {allowed}",
+        {"what": what, "word": word, "hint": hint, "allowed": ", ".join(choices), "sub": sub},
+    )
+
+
+class _Model(BaseModel):
+    """Strict types, frozen, and unknown keys refused with a did-you-mean."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            fields = list(cls.model_fields)
+            for key in data:
+                if key not in fields:
+                    raise _unknown("key", key, fields, sub=str(key))
+        return data
+
+
+# ---------------------------------------------------------------- objective
+
+
+class SpectrumRange(_Model):
+    min: PosFloat
+    max: PosFloat
+
+
+class _ObjectiveBase(_Model):
+    variant: str
+    examples: PosInt | None = None
+    dim: PosInt | None = None
+    batch_size: PosInt = 10
+    sampling: Literal["shuffle", "uniform"] = "shuffle"
+    l2: NonNegFloat = 0.0
+    grad_noise: NonNegFloat = 0.0
+    seed: int = 0
+    path: str | None = None
+    target: str | None = None
+    standardize: bool = True
+    intercept: bool = False
+
+    # Fields that only some variants take; the rest are common to all.
+    VARIANT_FIELDS: ClassVar[dict[str, tuple[str, ...]]] = {}
+
+    @model_validator(mode="after")
+    def _fields_match_variant(self) -> _ObjectiveBase:
+        allowed = self.VARIANT_FIELDS[self.variant]
+        specific = {f for fields in self.VARIANT_FIELDS.values() for f in fields}
+        for name in sorted(self.model_fields_set & specific - set(allowed)):
+            users = [v for v, fields in self.VARIANT_FIELDS.items() if name in fields]
+            raise PydanticCustomError(
+                "pipebench",
+                "does not apply to variant {variant} (only to: {users})",
+                {"variant": self.variant, "users": ", ".join(users), "sub": name},
+            )
+        if self.variant == "csv":
+            for name in ("path", "target"):
+                if getattr(self, name) is None:
+                    raise PydanticCustomError(
+                        "pipebench", "variant csv needs this field", {"sub": name}
+                    )
+        return self
+
+
+_CSV_FIELDS = ("path", "target", "standardize", "intercept")
+
+
+class QuadraticSpec(_ObjectiveBase):
+    """Least squares f(w) = 1/(2n) |Xw - y|^2 (+ l2/2 |w|^2)."""
+
+    kind: Literal["quadratic"]
+    variant: Literal["random", "tridiagonal", "diagonal", "csv"] = "random"
+    label_noise: NonNegFloat = 0.0
+    mu: NonNegFloat = 0.01
+    spectrum: list[PosFloat] | SpectrumRange | None = None
+
+    VARIANT_FIELDS = {
+        "random": ("examples", "dim", "label_noise", "batch_size", "sampling"),
+        "tridiagonal": ("dim", "mu", "label_noise", "batch_size", "sampling"),
+        "diagonal": ("dim", "spectrum"),
+        "csv": (*_CSV_FIELDS, "batch_size", "sampling"),
+    }
+
+
+class LogisticSpec(_ObjectiveBase):
+    """Logistic regression, labels in {0, 1}, with an l2 term."""
+
+    kind: Literal["logistic"]
+    variant: Literal["synthetic", "csv"] = "synthetic"
+    l2: NonNegFloat = 1e-4
+
+    VARIANT_FIELDS = {
+        "synthetic": ("examples", "dim", "batch_size", "sampling"),
+        "csv": (*_CSV_FIELDS, "batch_size", "sampling"),
+    }
+
+
+ObjectiveSpec = Annotated[QuadraticSpec | LogisticSpec, Field(discriminator="kind")]
+OBJECTIVE_KINDS = {
+    "quadratic": "least squares; variants random, tridiagonal, diagonal, csv",
+    "logistic": "logistic regression with l2; variants synthetic, csv",
+}
+
+
+# ---------------------------------------------------------------- pipeline, budget
+
+
+class Straggler(_Model):
+    stage: Annotated[int, Field(ge=0)]
+    factor: Annotated[float, Field(ge=1, allow_inf_nan=False)]
+
+
+class CostsSpec(_Model):
+    forward: PosFloat | list[PosFloat] = 1.0
+    backward: PosFloat | list[PosFloat] = 1.0
+    comm: NonNegFloat = 0.0
+    update: NonNegFloat = 0.0
+    allreduce: NonNegFloat = 0.0
+    jitter: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    seed: int = 0
+    straggler: Straggler | None = None
+
+
+class PipelineSpec(_Model):
+    stages: PosInt
+    costs: CostsSpec = CostsSpec()
+
+
+class BudgetSpec(_Model):
+    """Exactly one of: simulated time, micro-batches, or block updates."""
+
+    time: PosFloat | None = None
+    microbatches: PosInt | None = None
+    updates: PosInt | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> BudgetSpec:
+        given = [k for k in ("time", "microbatches", "updates") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise PydanticCustomError(
+                "pipebench",
+                "give exactly one of time, microbatches, updates (got {got})",
+                {"got": ", ".join(given) or "none"},
+            )
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in ("time", "microbatches", "updates") if getattr(self, k) is not None)
+
+
+class RecordSpec(_Model):
+    points: Annotated[int, Field(ge=1, le=1_000_000)] = 100
+
+
+# ---------------------------------------------------------------- optimizer
+
+
+LrValue = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+LrList = Annotated[list[LrValue], Field(min_length=1)]
+
+
+class LrGrid(_Model):
+    grid: LrValue | LrList | str
+    select: Literal["final", "best", "auc"] = "final"
+
+
+LrSpec = LrValue | LrList | str | LrGrid
+
+
+def lr_values(spec: LrSpec) -> list[float]:
+    """The learning rates a spec stands for; ValueError says what is allowed."""
+    values = spec.grid if isinstance(spec, LrGrid) else spec
+    if isinstance(values, str):
+        out = [float(v) for v in parse_values(values)]
+    else:
+        out = [float(v) for v in (values if isinstance(values, list) else [values])]
+    if any(not v > 0 for v in out):
+        raise ValueError(f"learning rates must be > 0, got {values!r}")
+    if len(set(out)) != len(out):
+        raise ValueError(f"learning rates repeat in {values!r}")
+    return out
+
+
+def _check_lr(lr: LrSpec | None) -> LrSpec | None:
+    if lr is not None:
+        try:
+            lr_values(lr)
+        except ValueError as error:
+            raise PydanticCustomError("pipebench", "{problem}", {"problem": str(error)}) from None
+    return lr
+
+
+def lr_select(spec: LrSpec) -> str:
+    return spec.select if isinstance(spec, LrGrid) else "final"
+
+
+class OptimizerSpec(_Model):
+    name: str
+    lr: LrSpec | None = None
+    momentum: Annotated[float, Field(ge=0, lt=1)] | None = None
+    nesterov: bool | None = None
+    beta1: Annotated[float, Field(ge=0, lt=1)] | None = None
+    beta2: Annotated[float, Field(ge=0, lt=1)] | None = None
+    eps: PosFloat | None = None
+    weight_decay: NonNegFloat | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        if name not in OPTIMIZERS:
+            raise _unknown("optimizer", name, list(OPTIMIZERS))
+        return name
+
+    @field_validator("lr")
+    @classmethod
+    def _parsable(cls, lr: LrSpec | None) -> LrSpec | None:
+        return _check_lr(lr)
+
+    @model_validator(mode="after")
+    def _params_apply(self) -> OptimizerSpec:
+        takes = OPTIMIZERS[self.name].defaults
+        for key in ("momentum", "nesterov", "beta1", "beta2", "eps", "weight_decay"):
+            if getattr(self, key) is not None and key not in takes:
+                users = [n for n, o in OPTIMIZERS.items() if key in o.defaults]
+                raise PydanticCustomError(
+                    "pipebench",
+                    "does not apply to {name} (only to: {users})",
+                    {"name": self.name, "users": ", ".join(users), "sub": key},
+                )
+        return self
+
+    def params(self) -> dict[str, float | bool]:
+        """The optimizer's hyper-parameters besides lr, defaults filled in."""
+        defaults = OPTIMIZERS[self.name].defaults
+        return {k: v if getattr(self, k) is None else getattr(self, k) for k, v in defaults.items()}
+
+
+# ---------------------------------------------------------------- schedules, scenario
+
+SCHEDULE_OPTIONS = ("accumulate", "replicas", "local_steps", "delta", "delays", "recompute")
+
+
+class ScheduleSpec(_Model):
+    name: str
+    label: str | None = None
+    optimizer: OptimizerSpec | None = None
+    lr: LrSpec | None = None
+    accumulate: PosInt | None = None
+    replicas: PosInt | None = None
+    local_steps: PosInt | None = None
+    delta: Annotated[int, Field(ge=0)] | Literal["auto"] | None = None
+    delays: str | None = None
+    recompute: bool | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        from pipebench.timeline import SCHEDULES
+
+        if name not in SCHEDULES:
+            raise _unknown("schedule", name, list(SCHEDULES))
+        return name
+
+    @field_validator("lr")
+    @classmethod
+    def _parsable(cls, lr: LrSpec | None) -> LrSpec | None:
+        return _check_lr(lr)
+
+    def options(self) -> dict[str, object]:
+        """The schedule options given (those of `pipebench schedule`)."""
+        return {k: getattr(self, k) for k in SCHEDULE_OPTIONS if getattr(self, k) is not None}
+
+
+class Scenario(_Model):
+    name: Annotated[str, Field(min_length=1)]
+    seeds: Annotated[list[int], Field(min_length=1)] | None = None
+    seed: int | None = None
+    objective: ObjectiveSpec
+    pipeline: PipelineSpec
+    budget: BudgetSpec
+    record: RecordSpec = RecordSpec()
+    optimizer: OptimizerSpec
+    target_loss: Annotated[float, Field(allow_inf_nan=False)] | None = None
+    schedules: Annotated[list[ScheduleSpec], Field(min_length=1)]
+
+    @field_validator("schedules", mode="before")
+    @classmethod
+    def _names_as_entries(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"name": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @field_validator("objective", mode="before")
+    @classmethod
+    def _known_kind(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            kind = value.get("kind")
+            if kind is None:
+                raise PydanticCustomError(
+                    "pipebench", "missing; one of {kinds}", {"kinds": ", ".join(OBJECTIVE_KINDS)}
+                )
+            if kind not in OBJECTIVE_KINDS:
+                raise _unknown("objective kind", kind, list(OBJECTIVE_KINDS), sub="kind")
+        return value
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct(cls, seeds: list[int] | None) -> list[int] | None:
+        if seeds is not None and len(set(seeds)) != len(seeds):
+            raise PydanticCustomError("pipebench", "seeds repeat: {seeds}", {"seeds": seeds})
+        return seeds
+
+    @model_validator(mode="after")
+    def _whole(self) -> Scenario:
+        if self.seeds is not None and self.seed is not None:
+            raise PydanticCustomError("pipebench", "give seeds or seed, not both", {"sub": "seed"})
+        if self.optimizer.lr is None:
+            raise PydanticCustomError("pipebench", "missing", {"sub": "optimizer.lr"})
+        labels = [entry_label(e, self.schedules) for e in self.schedules]
+        for i, label in enumerate(labels):
+            if labels.index(label) != i:
+                raise PydanticCustomError(
+                    "pipebench",
+                    "label {label!r} is used twice; give each entry its own label",
+                    {"label": label, "sub": f"schedules.{i}.label"},
+                )
+        return self
+
+    @property
+    def seed_list(self) -> list[int]:
+        if self.seeds is not None:
+            return list(self.seeds)
+        return [0 if self.seed is None else self.seed]
+
+
+def entry_label(entry: ScheduleSpec, entries: list[ScheduleSpec]) -> str:
+    """The label of a schedule entry: given, else its name, else name plus its options."""
+    if entry.label is not None:
+        return entry.label
+    if sum(e.name == entry.name for e in entries) == 1:
+        return entry.name
+    return " ".join([entry.name, *(f"{k}={v}" for k, v in entry.options().items())])
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _line_map(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dict[tuple, int]:
+    """Dotted path -> 1-based line of every key and item; refuses duplicate keys."""
+    out = {} if out is None else out
+    if isinstance(node, yaml.MappingNode):
+        seen: set = set()
+        for key, value in node.value:
+            name = key.value
+            if name in seen:
+                raise _YamlProblem(key.start_mark.line + 1, ".".join(map(str, (*path, name))),
+                                   "duplicate key")  # fmt: skip
+            seen.add(name)
+            out[(*path, name)] = key.start_mark.line + 1
+            _line_map(value, (*path, name), out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            out[(*path, i)] = item.start_mark.line + 1
+            _line_map(item, (*path, i), out)
+    return out
+
+
+class _YamlProblem(Exception):
+    def __init__(self, line: int | None, field: str, message: str) -> None:
+        super().__init__(message)
+        self.line, self.field, self.message = line, field, message
+
+
+def parse_override(text: str) -> tuple[tuple, object]:
+    """`key.path=value` into a path (list indices as ints) and a YAML-typed value."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise InputError("set", f"expected key.path=value, got {text!r}")
+    try:
+        value = yaml.load(raw, Loader=_Loader) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    path = tuple(int(p) if p.isdigit() else p for p in key.strip().split("."))
+    return path, value
+
+
+def _apply_override(data: dict, path: tuple, value: object, text: str) -> None:
+    node: Any = data
+    for depth, part in enumerate(path[:-1]):
+        if isinstance(node, list):
+            if not isinstance(part, int) or part >= len(node):
+                raise InputError("set", f"{text}: no item {part} in a list of {len(node)}")
+            node = node[part]
+        elif isinstance(node, dict):
+            node = node.setdefault(part, {})
+        else:
+            raise InputError("set", f"{text}: {'.'.join(map(str, path[: depth + 1]))} is a value")
+    last = path[-1]
+    if isinstance(node, list):
+        if not isinstance(last, int) or last >= len(node):
+            raise InputError("set", f"{text}: no item {last} in a list of {len(node)}")
+        node[last] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise InputError("set", f"{text}: {'.'.join(map(str, path[:-1]))} is a value")
+
+
+class Located:
+    """Turns a field path into `FILE:LINE` (the line of the key in the file, when known)."""
+
+    def __init__(self, file: str, lines: dict[tuple, int], overridden: list[tuple]) -> None:
+        self.file, self.lines, self.overridden = file, lines, overridden
+
+    def error(self, path: tuple, message: str) -> ScenarioError:
+        field = ".".join(map(str, path)) or "(top level)"
+        if any(path[: len(o)] == o for o in self.overridden):
+            return ScenarioError(self.file, f"{field} (from --set)", message)
+        for n in range(len(path), -1, -1):
+            if path[:n] in self.lines:
+                return ScenarioError(f"{self.file}:{self.lines[path[:n]]}", field, message)
+        return ScenarioError(self.file, field, message)
+
+
+def _pydantic_error(located: Located, data: dict, error: ValidationError) -> ScenarioError:
+    """The first validation error as one line, with the path as written in the file."""
+    first = error.errors()[0]
+    loc = list(first["loc"])
+    # A discriminated union inserts the tag ('objective', 'quadratic', ...): drop it.
+    if len(loc) >= 2 and loc[0] == "objective" and loc[1] in OBJECTIVE_KINDS:
+        del loc[1]
+    # Unions of types insert the type's name ('lr', 'float', ...): keep only written keys.
+    path: list = []
+    node: Any = data
+    for part in loc:
+        if (isinstance(node, dict) and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and part < len(node)
+        ):
+            node = node[part]
+        elif not (isinstance(node, dict) and first["type"] == "missing"):
+            continue
+        path.append(part)
+    ctx = first.get("ctx") or {}
+    sub = ctx.get("sub", "")
+    if sub:
+        path.extend(int(p) if p.isdigit() else p for p in sub.split("."))
+    message = first["msg"]
+    if first["type"] == "missing" and not message.startswith("missing"):
+        message = "missing; this field is required"
+    if first["type"] == "union_tag_invalid":
+        message = f"unknown objective kind; allowed: {', '.join(OBJECTIVE_KINDS)}"
+    if "input" in first and first["type"] not in ("missing", "pipebench"):
+        shown = repr(first["input"])
+        message += f" (got {shown if len(shown) < 60 else shown[:57] + '...'})"
+    return located.error(tuple(path), message)
+
+
+def load_scenario(path: str | Path, overrides: list[str] | tuple = ()) -> LoadedScenario:
+    """Read, override and validate a scenario file; raises `ScenarioError` or `InputError`."""
+    file = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenarioError(file, "(file)", "no such file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ScenarioError(file, "(file)", f"cannot read it: {error}") from None
+    try:
+        node = yaml.compose(text, Loader=_Loader)
+        lines = _line_map(node) if node is not None else {}
+        data = yaml.load(text, Loader=_Loader)
+    except _YamlProblem as problem:
+        raise ScenarioError(f"{file}:{problem.line}", problem.field, problem.message) from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{file}:{mark.line + 1}" if mark is not None else file
+        problem = getattr(error, "problem", None) or str(error)
+        raise ScenarioError(where, "(yaml)", f"not valid YAML: {problem}") from None
+    if not isinstance(data, dict):
+        raise ScenarioError(file, "(top level)", "a scenario is a mapping of keys to values")
+    parsed = [parse_override(o) for o in overrides]
+    for (key, value), raw in zip(parsed, overrides, strict=True):
+        _apply_override(data, key, value, raw)
+    located = Located(file, lines, [key for key, _ in parsed])
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as error:
+        raise _pydantic_error(located, data, error) from None
+    return LoadedScenario(scenario, Path(path), text, list(overrides), located)
+
+
+class LoadedScenario:
+    """A validated scenario with where it came from (for errors, copies and the hash)."""
+
+    def __init__(
+        self, scenario: Scenario, path: Path, text: str, overrides: list[str], located: Located
+    ) -> None:
+        self.scenario = scenario
+        self.path = path
+        self.text = text
+        self.overrides = overrides
+        self.located = located
+
+    def error(self, path: tuple, message: str) -> ScenarioError:
+        return self.located.error(path, message)
+
+    def data_file(self) -> Path | None:
+        """The CSV the objective reads, resolved against the scenario's folder."""
+        given = self.scenario.objective.path
+        if given is None:
+            return None
+        p = Path(given).expanduser()
+        return p if p.is_absolute() else self.path.parent / p
+
+    def content_hash(self) -> str:
+        """A hash of everything that determines the results of one seed.
+
+        Seeds are left out so that adding a seed does not make earlier rows
+        incomparable; a data file enters by its content, not its name.
+        """
+        record = self.scenario.model_dump(mode="json", exclude={"seeds", "seed"})
+        digest = hashlib.sha256(json.dumps(record, sort_keys=True).encode())
+        data = self.data_file()
+        if data is not None and data.is_file():
+            digest.update(hashlib.sha256(data.read_bytes()).digest())
+        return digest.hexdigest()[:16]

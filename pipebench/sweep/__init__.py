@@ -1,0 +1,1 @@
+"""Sweeps over scenario values: grids and ranges of values."""
