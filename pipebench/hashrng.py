@@ -19,7 +19,7 @@ _MASK32 = 0xFFFFFFFF
 @njit(cache=True)
 def mix32(x: int) -> int:
     """A 32-bit integer hash with good avalanche (two multiply-xorshift rounds)."""
-    x &= _MASK32
+    x = int(x) & _MASK32  # int(): plain Python ints when NUMBA_DISABLE_JIT=1
     x ^= x >> 16
     x = (x * 0x7FEB352D) & _MASK32
     x ^= x >> 15

@@ -53,14 +53,15 @@ def _did_you_mean(word: str, choices: list[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def _problem(message: str, sub: str = "") -> PydanticCustomError:
+    """A validation error with our own message; `sub` extends the field path it names."""
+    return PydanticCustomError("pipebench", "{message}", {"message": message, "sub": sub})
+
+
 def _unknown(what: str, word: object, choices: list[str], sub: str = "") -> PydanticCustomError:
-    """An error for a name that is not one of `choices`; `sub` extends the field path."""
+    """An error for a name that is not one of `choices`."""
     hint = _did_you_mean(str(word), choices)
-    return PydanticCustomError(
-        "pipebench",
-        "unknown {what} {word!r}{hint}; allowed: {allowed}",
-        {"what": what, "word": word, "hint": hint, "allowed": ", ".join(choices), "sub": sub},
-    )
+    return _problem(f"unknown {what} {word!r}{hint}; allowed: {', '.join(choices)}", sub)
 
 
 class _Model(BaseModel):
@@ -110,17 +111,13 @@ class _ObjectiveBase(_Model):
         specific = {f for fields in self.VARIANT_FIELDS.values() for f in fields}
         for name in sorted(self.model_fields_set & specific - set(allowed)):
             users = [v for v, fields in self.VARIANT_FIELDS.items() if name in fields]
-            raise PydanticCustomError(
-                "pipebench",
-                "does not apply to variant {variant} (only to: {users})",
-                {"variant": self.variant, "users": ", ".join(users), "sub": name},
+            raise _problem(
+                f"does not apply to variant {self.variant} (only to: {', '.join(users)})", name
             )
         if self.variant == "csv":
             for name in ("path", "target"):
                 if getattr(self, name) is None:
-                    raise PydanticCustomError(
-                        "pipebench", "variant csv needs this field", {"sub": name}
-                    )
+                    raise _problem("variant csv needs this field", name)
         return self
 
 
@@ -199,11 +196,8 @@ class BudgetSpec(_Model):
     def _exactly_one(self) -> BudgetSpec:
         given = [k for k in ("time", "microbatches", "updates") if getattr(self, k) is not None]
         if len(given) != 1:
-            raise PydanticCustomError(
-                "pipebench",
-                "give exactly one of time, microbatches, updates (got {got})",
-                {"got": ", ".join(given) or "none"},
-            )
+            got = ", ".join(given) or "none"
+            raise _problem(f"give exactly one of time, microbatches, updates (got {got})")
         return self
 
     @property
@@ -249,7 +243,7 @@ def _check_lr(lr: LrSpec | None) -> LrSpec | None:
         try:
             lr_values(lr)
         except ValueError as error:
-            raise PydanticCustomError("pipebench", "{problem}", {"problem": str(error)}) from None
+            raise _problem(str(error)) from None
     return lr
 
 
@@ -285,11 +279,7 @@ class OptimizerSpec(_Model):
         for key in ("momentum", "nesterov", "beta1", "beta2", "eps", "weight_decay"):
             if getattr(self, key) is not None and key not in takes:
                 users = [n for n, o in OPTIMIZERS.items() if key in o.defaults]
-                raise PydanticCustomError(
-                    "pipebench",
-                    "does not apply to {name} (only to: {users})",
-                    {"name": self.name, "users": ", ".join(users), "sub": key},
-                )
+                raise _problem(f"does not apply to {self.name} (only to: {', '.join(users)})", key)
         return self
 
     def params(self) -> dict[str, float | bool]:
@@ -359,9 +349,7 @@ class Scenario(_Model):
         if isinstance(value, dict):
             kind = value.get("kind")
             if kind is None:
-                raise PydanticCustomError(
-                    "pipebench", "missing; one of {kinds}", {"kinds": ", ".join(OBJECTIVE_KINDS)}
-                )
+                raise _problem(f"missing; one of {', '.join(OBJECTIVE_KINDS)}", "kind")
             if kind not in OBJECTIVE_KINDS:
                 raise _unknown("objective kind", kind, list(OBJECTIVE_KINDS), sub="kind")
         return value
@@ -370,22 +358,21 @@ class Scenario(_Model):
     @classmethod
     def _distinct(cls, seeds: list[int] | None) -> list[int] | None:
         if seeds is not None and len(set(seeds)) != len(seeds):
-            raise PydanticCustomError("pipebench", "seeds repeat: {seeds}", {"seeds": seeds})
+            raise _problem(f"seeds repeat: {seeds}")
         return seeds
 
     @model_validator(mode="after")
     def _whole(self) -> Scenario:
         if self.seeds is not None and self.seed is not None:
-            raise PydanticCustomError("pipebench", "give seeds or seed, not both", {"sub": "seed"})
+            raise _problem("give seeds or seed, not both", "seed")
         if self.optimizer.lr is None:
-            raise PydanticCustomError("pipebench", "missing", {"sub": "optimizer.lr"})
+            raise _problem("missing; give a learning rate or a grid", "optimizer.lr")
         labels = [entry_label(e, self.schedules) for e in self.schedules]
         for i, label in enumerate(labels):
             if labels.index(label) != i:
-                raise PydanticCustomError(
-                    "pipebench",
-                    "label {label!r} is used twice; give each entry its own label",
-                    {"label": label, "sub": f"schedules.{i}.label"},
+                raise _problem(
+                    f"label {label!r} is used twice; give each entry its own label",
+                    f"schedules.{i}.label",
                 )
         return self
 
@@ -536,10 +523,15 @@ def load_scenario(path: str | Path, overrides: list[str] | tuple = ()) -> Loaded
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"{file}:{mark.line + 1}" if mark is not None else file
-        problem = getattr(error, "problem", None) or str(error)
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        context, opened = getattr(error, "context", None), getattr(error, "context_mark", None)
+        if context and opened is not None:
+            problem += f" ({context} opened on line {opened.line + 1})"
         raise ScenarioError(where, "(yaml)", f"not valid YAML: {problem}") from None
     if not isinstance(data, dict):
         raise ScenarioError(file, "(top level)", "a scenario is a mapping of keys to values")
+    if isinstance(data.get("schedules"), list):  # `- pd` is `- {name: pd}`, also for --set
+        data["schedules"] = [{"name": v} if isinstance(v, str) else v for v in data["schedules"]]
     parsed = [parse_override(o) for o in overrides]
     for (key, value), raw in zip(parsed, overrides, strict=True):
         _apply_override(data, key, value, raw)

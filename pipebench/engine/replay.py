@@ -48,7 +48,7 @@ def _diverged(value, initial) -> bool:
 def _replay_trace(
     kind, stage, mb, replica, start, end, v_fwd, v_bwd, n_rows, until, S, R,
     X, y, loss, l2, noise, sampling, batch, off,
-    seed, code, hyper, H, P, times, out_loss, out_updates, stop,
+    seed, code, hyper, H, P, times, out_loss, out_updates, out_model, stop,
 ):  # fmt: skip
     """Replay rows [0, n_rows) that end by `until`; returns (samples, updates, micro-batches).
 
@@ -80,6 +80,7 @@ def _replay_trace(
         while p < n_pts and times[p] < t_next:  # sample the loss before anything later starts
             visible_model(times[p], off, hist, cur, last_u_end, w_vis)
             value = sample_loss(X, y, loss, l2, off, w_vis, w_rec, z_full)
+            out_model[:] = w_rec
             running = 0
             for r in range(R):
                 for s in range(S):
@@ -142,7 +143,7 @@ def _replay_trace(
 def _replay_plan(
     block, time, n_iter, S, mode, delta, plan_seed, pd_update_mb, pd_reads,
     X, y, loss, l2, noise, sampling, batch, off,
-    seed, code, hyper, H, times, out_loss, out_updates, stop,
+    seed, code, hyper, H, times, out_loss, out_updates, out_model, stop,
 ):  # fmt: skip
     """rpd: iteration k steps block[k] with the gradient at a point whose block j is
     the iterate from d_j iterations ago. Returns (samples, iterations done)."""
@@ -171,6 +172,7 @@ def _replay_plan(
         while p < n_pts and times[p] < t_next:
             visible_model(times[p], off, hist, version, never, w_vis)
             value = sample_loss(X, y, loss, l2, off, w_vis, w_rec, z_full)
+            out_model[:] = w_rec
             out_loss[p] = value
             out_updates[p] = k
             p += 1
@@ -209,6 +211,7 @@ class Curve:
     block_updates: int  # block updates applied in the whole run
     microbatches: int  # micro-batches whose backward finished (rpd: minibatch gradients)
     diverged_at: float | None  # simulated time of the sample that showed divergence
+    model: np.ndarray  # the weights at the last sample (the replica average for LocalSGD)
 
 
 @dataclass(frozen=True)
@@ -244,10 +247,16 @@ def _plan_depth(plan: RpdPlan, n: int) -> int:
     if plan.delays == "zero":
         return 1
     if plan.delays == "pd":
-        k = np.arange(n)
-        oldest = plan.pd_reads[plan.pd_update_mb[:n]].min(axis=1)
-        return int((k - oldest).max()) + 1
+        return _largest_pd_delay(plan.pd_reads, plan.pd_update_mb, n) + 1
     return min(plan.delta, n - 1) + 1
+
+
+@njit(cache=True)
+def _largest_pd_delay(pd_reads, pd_update_mb, n):
+    worst = 0
+    for k in range(n):
+        worst = max(worst, k - pd_reads[pd_update_mb[k]].min())
+    return worst
 
 
 def replay(
@@ -266,6 +275,7 @@ def replay(
     times = np.linspace(0.0, prepared.until, points + 1)
     out_loss = np.full(points + 1, np.nan)
     out_updates = np.zeros(points + 1, dtype=np.int64)
+    out_model = np.zeros(objective.dim)
     off = block_offsets(objective.dim, stages)
     stop = np.zeros(1, dtype=np.int64) if stop is None else stop
     model = (
@@ -276,7 +286,8 @@ def replay(
         n_pts, done = _replay_plan(
             timeline.block, timeline.time, prepared.length, stages, timeline.mode,
             timeline.delta, timeline.seed, timeline.pd_update_mb, timeline.pd_reads,
-            *model, seed, optimizer_code, hyper, prepared.depth, times, out_loss, out_updates, stop,
+            *model, seed, optimizer_code, hyper, prepared.depth,
+            times, out_loss, out_updates, out_model, stop,
         )  # fmt: skip
         updates = microbatches = done
     else:
@@ -285,7 +296,7 @@ def replay(
             t.kind, t.stage, t.mb, t.replica, t.start, t.end, t.v_fwd, t.v_bwd,
             prepared.length, prepared.until, stages, t.replicas,
             *model, seed, optimizer_code, hyper, prepared.depth, prepared.slots,
-            times, out_loss, out_updates, stop,
+            times, out_loss, out_updates, out_model, stop,
         )  # fmt: skip
     diverged = bool(_diverged(out_loss[n_pts - 1], out_loss[0]))
     return Curve(
@@ -295,4 +306,5 @@ def replay(
         block_updates=int(out_updates[n_pts - 1]) if diverged else int(updates),
         microbatches=int(microbatches),
         diverged_at=float(times[n_pts - 1]) if diverged else None,
+        model=out_model,
     )

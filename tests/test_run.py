@@ -1,0 +1,181 @@
+"""`pipebench run`: files, formats, selection, divergence, determinism, Ctrl-C, no-JIT."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from test_scenario import BASE, write
+
+from pipebench.cli import main
+from pipebench.report.tables import CURVE_COLUMNS, SUMMARY_COLUMNS
+
+ROOT = Path(__file__).parent.parent
+GRID = BASE.replace("lr: 0.01", "lr: [0.005, 0.02, 40.0]").replace(
+    "  - pd\n", "  - pd\n  - rpd\n  - {name: localsgd, replicas: 2, local_steps: 2}\n"
+)
+
+
+def run(capsys, tmp_path: Path, text: str, *args: str, name: str = "out") -> tuple[int, str, Path]:
+    out = tmp_path / name
+    code = main(["run", str(write(tmp_path, text)), "--out", str(out), "--quiet", *args])
+    stdout, stderr = capsys.readouterr()
+    assert stderr == "", stderr
+    return code, stdout, out
+
+
+def test_run_writes_results_and_prints_them(tmp_path, capsys):
+    code, stdout, out = run(capsys, tmp_path, GRID, "--format", "csv")
+    assert code == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "curves.csv", "meta.json", "scenario.yaml", "summary.csv",
+    ]  # fmt: skip
+    assert stdout == (out / "summary.csv").read_text()
+    summary = pd.read_csv(io.StringIO(stdout))
+    assert list(summary.columns) == SUMMARY_COLUMNS
+    runs = summary[summary["seed"].notna()]
+    assert len(runs) == 4 * 2 * 3 and len(summary) == len(runs) + 4 * 3
+    curves = pd.read_csv(out / "curves.csv")
+    assert list(curves.columns) == CURVE_COLUMNS
+    assert (out / "scenario.yaml").read_text() == GRID
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["seeds"] == [0, 1] and meta["runs"] == {"planned": 24, "completed": 24}
+    assert meta["objective"]["f_star"] is not None and "numba" in meta
+
+
+def test_divergence_is_a_row_and_never_selected(tmp_path, capsys):
+    code, stdout, _ = run(capsys, tmp_path, GRID, "--format", "csv")
+    assert code == 0
+    summary = pd.read_csv(io.StringIO(stdout))
+    wild = summary[summary["lr"] == 40.0]
+    assert wild["diverged"].all() and wild["diverged_at"].notna().all()
+    assert (wild["diverged_at"] <= wild["sim_time"]).all()
+    calm = summary[summary["lr"] < 1]
+    assert not calm["diverged"].any() and calm["diverged_at"].isna().all()
+    chosen = summary[summary["selected"] & summary["seed"].isna()]
+    assert len(chosen) == 4 and (chosen["lr"] < 1).all()
+
+
+@pytest.mark.parametrize(
+    "select,column", [("final", "final_loss"), ("best", "best_loss"), ("auc", "auc")]
+)
+def test_selection_picks_the_best_mean_over_seeds(tmp_path, capsys, select, column):
+    text = BASE.replace("lr: 0.01", f"lr: {{grid: [0.002, 0.01, 0.05], select: {select}}}")
+    _, stdout, _ = run(capsys, tmp_path, text, "--format", "csv")
+    summary = pd.read_csv(io.StringIO(stdout))
+    for _, group in summary[summary["seed"].isna()].groupby("label"):
+        assert group.loc[group[column].idxmin(), "selected"]
+        assert group["selected"].sum() == 1
+
+
+def test_same_scenario_same_bytes_whatever_the_workers(tmp_path, capsys):
+    outs = [run(capsys, tmp_path, GRID, "--workers", w, name=f"o{w}")[2] for w in ("1", "2", "2")]
+    curves = {(o / "curves.csv").read_bytes() for o in outs}
+    assert len(curves) == 1
+    tables = [pd.read_csv(o / "summary.csv").drop(columns=["wall_seconds"]) for o in outs]
+    texts = {t.to_csv(index=False) for t in tables}
+    assert len(texts) == 1
+
+
+def test_formats(tmp_path, capsys):
+    code, stdout, _ = run(capsys, tmp_path, GRID, "--format", "json")
+    rows = json.loads(stdout)
+    assert code == 0 and len(rows) == 36 and set(rows[0]) == set(SUMMARY_COLUMNS)
+    _, stdout, _ = run(capsys, tmp_path, GRID, "--format", "markdown")
+    lines = stdout.strip().splitlines()
+    assert len(lines) == 2 + 4
+    assert lines[1].startswith("|---") and all(
+        line.count("|") == lines[0].count("|") for line in lines
+    )
+    _, stdout, _ = run(capsys, tmp_path, GRID)
+    assert "localsgd" in stdout and "f* =" in stdout
+
+
+def test_seeds_option_and_overrides_reach_the_results(tmp_path, capsys):
+    _, stdout, out = run(
+        capsys, tmp_path, BASE, "--seeds", "3", "--set", "pipeline.stages=4",
+        "--set", "schedules.1.accumulate=4", "--format", "csv",
+    )  # fmt: skip
+    summary = pd.read_csv(io.StringIO(stdout))
+    assert sorted(summary["seed"].dropna().unique()) == [0, 1, 2]
+    assert (summary["stages"] == 4).all()
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["overrides"] == ["pipeline.stages=4", "schedules.1.accumulate=4"]
+
+
+def test_budget_and_target_columns(tmp_path, capsys):
+    text = BASE.replace("{microbatches: 20}", "{time: 100}") + "target_loss: 1.0e9\n"
+    _, stdout, _ = run(capsys, tmp_path, text, "--format", "csv")
+    summary = pd.read_csv(io.StringIO(stdout))
+    assert (summary["sim_time"] == 100).all()
+    assert (summary["time_to_target"] == 0).all()  # the initial loss is below the target
+    pd_row = summary[(summary["schedule"] == "pd") & (summary["seed"] == 0)].iloc[0]
+    assert pd_row["updates"] == 2 * pd_row["microbatches"] or pd_row["updates"] > 0
+
+
+def test_quickstart_runs_from_the_readme(tmp_path, capsys):
+    scenario = ROOT / "benchmarks" / "scenarios" / "quickstart.yaml"
+    out = tmp_path / "q"
+    code = main(["run", str(scenario), "--out", str(out), "--quiet", "--set", "budget.time=200",
+                 "--format", "csv"])  # fmt: skip
+    summary = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert code == 0 and set(summary["schedule"]) >= {
+        "gpipe",
+        "pd",
+        "rpd",
+        "2bw",
+        "paci",
+        "localsgd",
+    }
+
+
+def _subprocess(args: list[str], env: dict | None = None, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipebench", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+        **kwargs,
+    )
+
+
+def test_ctrl_c_writes_the_completed_runs_and_exits_130(tmp_path):
+    long = (
+        BASE.replace("{microbatches: 20}", "{microbatches: 20000}")
+        .replace("lr: 0.01", "lr: '1e-4..1e-2:40'")
+        .replace("examples: 40, dim: 8, batch_size: 4", "examples: 2000, dim: 256, batch_size: 16")
+    )
+    out = tmp_path / "out"
+    proc = _subprocess(["run", str(write(tmp_path, long)), "--out", str(out), "--workers", "1"])
+    time.sleep(6)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert b"Traceback" not in stderr
+    summary = pd.read_csv(out / "summary.csv")
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["interrupted"] and meta["runs"]["completed"] < 160
+    assert len(summary[summary["seed"].notna()]) == meta["runs"]["completed"]
+
+
+def test_no_jit_mode_gives_the_same_results(tmp_path):
+    small = BASE.replace("  - pd\n", "  - pd\n  - rpd\n  - localsgd\n").replace(
+        "seeds: [0, 1]", "seed: 0"
+    )
+    path = write(tmp_path, small)
+    outs = {}
+    for flag in ("0", "1"):
+        outs[flag] = tmp_path / f"jit{flag}"
+        proc = _subprocess(["run", str(path), "--out", str(outs[flag]), "--quiet"],
+                           env={"NUMBA_DISABLE_JIT": flag})  # fmt: skip
+        _, stderr = proc.communicate(timeout=600)
+        assert proc.returncode == 0, stderr
+    assert (outs["0"] / "curves.csv").read_bytes() == (outs["1"] / "curves.csv").read_bytes()
