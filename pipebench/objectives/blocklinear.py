@@ -49,10 +49,10 @@ def draw_rows(mode: int, seed: int, n: int, b: int, draw: int, out: np.ndarray) 
 def forward_block(X, rows, nrows, lo, hi, w, z) -> None:
     """z[k] += X[rows[k], lo:hi] . w[lo:hi]: one stage's forward."""
     for k in range(nrows):
-        x = X[rows[k]]
+        row = rows[k]  # X[row, j], not a row view: views cost a reference count each
         acc = 0.0
         for j in range(lo, hi):
-            acc += x[j] * w[j]
+            acc += X[row, j] * w[j]
         z[k] += acc
 
 
@@ -85,10 +85,10 @@ def output_gradient(loss, z, y, rows, nrows, g) -> None:
 def backward_block(X, rows, nrows, lo, hi, g, w, l2, noise, seed, draw, acc) -> None:
     """acc[lo:hi] += X[rows, lo:hi]^T g + l2 w[lo:hi] (+ seeded Gaussian noise)."""
     for k in range(nrows):
-        x = X[rows[k]]
+        row = rows[k]
         gk = g[k]
         for j in range(lo, hi):
-            acc[j] += x[j] * gk
+            acc[j] += X[row, j] * gk
     for j in range(lo, hi):
         acc[j] += l2 * w[j]
     if noise > 0.0:
