@@ -90,14 +90,16 @@ def test_smoothness_bounds_the_hessian(kind):
     assert obj.smoothness == pytest.approx(want, rel=1e-10)
 
 
-def test_shuffled_batches_visit_every_example_once_per_epoch():
-    obj = objective(examples=60, batch_size=4)
-    for epoch in range(3):
-        rows = np.concatenate([obj.batch_rows(epoch * 15 + p, seed=5) for p in range(15)])
-        assert sorted(rows) == list(range(60))
-    first = np.concatenate([obj.batch_rows(p, seed=5) for p in range(15)])
-    second = np.concatenate([obj.batch_rows(15 + p, seed=5) for p in range(15)])
-    assert not np.array_equal(first, second)  # a new shuffle each epoch
+def test_shuffled_batches_are_a_fixed_partition_visited_in_a_new_order_each_epoch():
+    obj = objective(examples=62, batch_size=4)  # 15 batches; 2 examples left over
+    epochs = [
+        [tuple(sorted(obj.batch_rows(e * 15 + p, seed=5))) for p in range(15)] for e in range(3)
+    ]
+    rows = [r for batch in epochs[0] for r in batch]
+    assert len(set(rows)) == 60  # disjoint batches of distinct examples
+    assert all(set(e) == set(epochs[0]) for e in epochs)  # the same batches every epoch
+    assert epochs[0] != epochs[1] != epochs[2]  # in a new order
+    assert set(rows) != set(range(60))  # which examples are left over is shuffled too
 
 
 def test_uniform_batches_cover_the_data_evenly():

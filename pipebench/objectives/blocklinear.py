@@ -21,12 +21,13 @@ from pipebench.hashrng import normal01, permuted, uniform01
 LOSS_SQUARED = 0  # 1/2 (z - y)^2
 LOSS_LOGISTIC = 1  # log(1 + e^z) - y z, labels in {0, 1}
 
-SAMPLE_SHUFFLE = 0  # epochs of a seeded permutation, cut into batches
+SAMPLE_SHUFFLE = 0  # a fixed partition into batches, visited in a shuffled order each epoch
 SAMPLE_UNIFORM = 1  # each example drawn uniformly, with replacement
 SAMPLE_FULL = 2  # every example, every time: exact gradients
 
 _BATCH_STREAM = 21
 _NOISE_STREAM = 22
+_ORDER_STREAM = 23
 
 
 @njit(cache=True)
@@ -39,10 +40,13 @@ def draw_rows(mode: int, seed: int, n: int, b: int, draw: int, out: np.ndarray) 
         for k in range(b):
             out[k] = min(int(uniform01(seed, _BATCH_STREAM, draw, k) * n), n - 1)
     else:
+        # A fixed partition (one seeded shuffle of the examples, cut into n // b
+        # batches), its batches visited in a new seeded order every epoch.
         per_epoch = n // b
         epoch, pos = divmod(draw, per_epoch)
+        batch = permuted(seed, _ORDER_STREAM, epoch, pos, per_epoch)
         for k in range(b):
-            out[k] = permuted(seed, _BATCH_STREAM, epoch, pos * b + k, n)
+            out[k] = permuted(seed, _BATCH_STREAM, 0, batch * b + k, n)
 
 
 @njit(cache=True)

@@ -199,7 +199,7 @@ def condensed(summary: pd.DataFrame, has_target: bool, has_optimum: bool) -> pd.
                     else {"loss": _mean_std(chosen["final_loss"])}
                 ),
                 "target": _reached(chosen["time_to_target"]) if has_target else "-",
-                "updates": _fmt(chosen["updates"].mean()),
+                "updates": f"{chosen['updates'].mean():.0f}",
                 "delay": _fmt(first["max_delay"]),
                 "bubble": f"{chosen['bubble_fraction'].mean():.3f}",
                 "div": f"{int(chosen['diverged'].sum())}/{len(chosen)}",
