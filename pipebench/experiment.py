@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipebench.engine.budget import planned_microbatches
 from pipebench.errors import InputError
 from pipebench.objectives import BlockLinear, build_objective
 from pipebench.optim import OPTIMIZERS, hyper_array
@@ -24,6 +25,7 @@ from pipebench.scenario import (
     lr_values,
 )
 from pipebench.timeline import CostModel, get_schedule
+from pipebench.timeline.registry import check_memory
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,13 @@ def resolve(loaded: LoadedScenario, seeds: int | None = None) -> Experiment:
     except InputError as error:
         raise loaded.error(("objective", error.field), error.message) from None
     budget = scenario.budget
+    amount = float(getattr(budget, budget.kind))
+    for entry in entries:
+        m = planned_microbatches(entry.schedule, entry.options, costs, budget.kind, amount)
+        try:
+            check_memory(costs.stages, m)
+        except InputError as error:
+            raise loaded.error(("budget", budget.kind), error.message) from None
     return Experiment(
         loaded=loaded,
         costs=costs,
@@ -135,7 +144,7 @@ def resolve(loaded: LoadedScenario, seeds: int | None = None) -> Experiment:
         entries=entries,
         seeds=list(range(seeds)) if seeds is not None else scenario.seed_list,
         budget_kind=budget.kind,
-        budget=float(getattr(budget, budget.kind)),
+        budget=amount,
         points=scenario.record.points,
         target_loss=scenario.target_loss,
     )

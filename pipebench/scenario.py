@@ -35,6 +35,7 @@ from pipebench.sweep.grid import parse_values
 PosInt = Annotated[int, Field(ge=1)]
 PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Seed = Annotated[int, Field(ge=0, lt=2**31)]  # seeds feed 32-bit counter hashes
 
 
 class _Loader(yaml.SafeLoader):
@@ -96,7 +97,7 @@ class _ObjectiveBase(_Model):
     sampling: Literal["shuffle", "uniform"] = "shuffle"
     l2: NonNegFloat = 0.0
     grad_noise: NonNegFloat = 0.0
-    seed: int = 0
+    seed: Seed = 0
     path: str | None = None
     target: str | None = None
     standardize: bool = True
@@ -176,7 +177,7 @@ class CostsSpec(_Model):
     update: NonNegFloat = 0.0
     allreduce: NonNegFloat = 0.0
     jitter: Annotated[float, Field(ge=0, lt=1)] = 0.0
-    seed: int = 0
+    seed: Seed = 0
     straggler: Straggler | None = None
 
 
@@ -326,8 +327,8 @@ class ScheduleSpec(_Model):
 
 class Scenario(_Model):
     name: Annotated[str, Field(min_length=1)]
-    seeds: Annotated[list[int], Field(min_length=1)] | None = None
-    seed: int | None = None
+    seeds: Annotated[list[Seed], Field(min_length=1)] | None = None
+    seed: Seed | None = None
     objective: ObjectiveSpec
     pipeline: PipelineSpec
     budget: BudgetSpec

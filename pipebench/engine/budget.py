@@ -32,33 +32,42 @@ def _round_up(m: int, group: int) -> int:
     return -(-m // group) * group
 
 
+def planned_microbatches(
+    name: str, options: dict[str, object], costs: CostModel, kind: str, amount: float
+) -> int:
+    """Micro-batches to simulate for a budget (for `updates`, a first guess)."""
+    if kind == "microbatches":
+        return int(amount)
+    S = costs.stages
+    group = _group(name, S, options)
+    if kind == "time":
+        # Stage 0 runs forwards one at a time, each at least forward[0] * (1 - jitter)
+        # long: no micro-batch past this one can have an operation end by `amount`.
+        shortest = costs.forward[0] * (1.0 - costs.jitter)
+        return _round_up(math.floor(amount / shortest) + 2, group)
+    # updates: each micro-batch brings about S / group block updates
+    return _round_up(math.ceil(amount * group / S) + group, group)
+
+
 def timeline_for(
     name: str, options: dict[str, object], costs: CostModel, kind: str, amount: float
 ) -> tuple[Trace | RpdPlan, float, int | None]:
     """The timeline of a budget, the time the run stops, and (rpd) its iterations.
 
-    `kind` is 'time', 'microbatches' or 'updates'.
+    `kind` is 'time', 'microbatches' or 'updates'. A time budget simulates
+    enough micro-batches that the schedule up to the stopping instant is that
+    of an endless run; an update budget doubles the guess until it has enough.
     """
-    S = costs.stages
-    group = _group(name, S, options)
-    if kind == "microbatches":
-        timeline = build_timeline(name, costs, int(amount), **options)
-        if isinstance(timeline, RpdPlan):
-            return timeline, float(timeline.time[-1]), timeline.iterations
-        return timeline, timeline.makespan, None
-    if kind == "time":
-        # Stage 0 runs forwards one at a time, each at least forward[0] * (1 - jitter)
-        # long: no micro-batch past this one can have an operation end by `amount`.
-        shortest = costs.forward[0] * (1.0 - costs.jitter)
-        m = _round_up(math.floor(amount / shortest) + 2, group)
-        timeline = build_timeline(name, costs, m, **options)
-        return timeline, float(amount), None
-    # updates: each micro-batch brings about S / group block updates; simulate
-    # a little more and double until there are enough.
-    k = int(amount)
-    m = _round_up(math.ceil(k * group / S) + group, group)
+    m = planned_microbatches(name, options, costs, kind, amount)
     while True:
         timeline = build_timeline(name, costs, m, **options)
+        if kind == "time":
+            return timeline, float(amount), None
+        if kind == "microbatches":
+            if isinstance(timeline, RpdPlan):
+                return timeline, float(timeline.time[-1]), timeline.iterations
+            return timeline, timeline.makespan, None
+        k = int(amount)
         if isinstance(timeline, RpdPlan):
             if timeline.iterations >= k:
                 return timeline, float(timeline.time[k - 1]), k

@@ -61,6 +61,21 @@ def sample_loss(X, y, loss, l2, off, w, w_rec, z_full) -> float:
     return mean_loss(loss, z_full, y, l2, w_rec)
 
 
+@njit(cache=True)
+def new_recorder(n: int, d: int):
+    """Buffers of a recorder at w = 0: (visible model, last sampled model, X @ sampled)."""
+    return np.zeros(d), np.zeros(d), np.zeros(n)
+
+
+@njit(cache=True)
+def take_sample(t, X, y, loss, l2, off, hist, cur, last_u_end, w_vis, w_rec, z_full, out_model):
+    """f at the model visible at time t; the model is also copied to `out_model`."""
+    visible_model(t, off, hist, cur, last_u_end, w_vis)
+    value = sample_loss(X, y, loss, l2, off, w_vis, w_rec, z_full)
+    out_model[:] = w_rec
+    return value
+
+
 def block_offsets(dim: int, stages: int) -> np.ndarray:
     """Column ranges of the stages: block s is [off[s], off[s+1]), sizes differing by at most 1."""
     return np.array([s * dim // stages for s in range(stages + 1)], dtype=np.int64)

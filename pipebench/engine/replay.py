@@ -21,7 +21,7 @@ import numpy as np
 from numba import njit
 
 from pipebench.engine.history import replay_needs
-from pipebench.engine.recorder import block_offsets, sample_loss, visible_model
+from pipebench.engine.recorder import block_offsets, new_recorder, take_sample
 from pipebench.objectives.blocklinear import (
     SAMPLE_FULL,
     BlockLinear,
@@ -67,9 +67,7 @@ def _replay_trace(
     rows = np.zeros((P, nb), np.int64)
     z = np.zeros((P, nb))
     g = np.zeros((P, nb))
-    w_vis = np.zeros(d)
-    w_rec = np.zeros(d)
-    z_full = np.zeros(n)
+    w_vis, w_rec, z_full = new_recorder(n, d)
     initial = mean_loss(loss, z_full, y, l2, w_rec)
     n_pts = len(times)
     p = 0
@@ -78,9 +76,10 @@ def _replay_trace(
     for i in range(n_rows + 1):
         t_next = start[i] if i < n_rows else np.inf
         while p < n_pts and times[p] < t_next:  # sample the loss before anything later starts
-            visible_model(times[p], off, hist, cur, last_u_end, w_vis)
-            value = sample_loss(X, y, loss, l2, off, w_vis, w_rec, z_full)
-            out_model[:] = w_rec
+            value = take_sample(
+                times[p], X, y, loss, l2, off, hist, cur, last_u_end, w_vis, w_rec, z_full,
+                out_model,
+            )  # fmt: skip
             running = 0
             for r in range(R):
                 for s in range(S):
@@ -161,18 +160,17 @@ def _replay_plan(
     m1 = np.zeros(d)
     m2 = np.zeros(d)
     steps = np.zeros(S, np.int64)
-    w_vis = np.zeros(d)
-    w_rec = np.zeros(d)
-    z_full = np.zeros(n)
+    w_vis, w_rec, z_full = new_recorder(n, d)
     initial = mean_loss(loss, z_full, y, l2, w_rec)
     n_pts = len(times)
     p = 0
     for k in range(n_iter + 1):
         t_next = time[k] if k < n_iter else np.inf
         while p < n_pts and times[p] < t_next:
-            visible_model(times[p], off, hist, version, never, w_vis)
-            value = sample_loss(X, y, loss, l2, off, w_vis, w_rec, z_full)
-            out_model[:] = w_rec
+            value = take_sample(
+                times[p], X, y, loss, l2, off, hist, version, never, w_vis, w_rec, z_full,
+                out_model,
+            )  # fmt: skip
             out_loss[p] = value
             out_updates[p] = k
             p += 1

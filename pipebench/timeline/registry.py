@@ -44,7 +44,7 @@ def get_schedule(name: str) -> Schedule:
         raise InputError("schedule", f"unknown schedule {name!r}{hint}; known: {known}") from None
 
 
-def _check_memory(stages: int, microbatches: int) -> None:
+def check_memory(stages: int, microbatches: int) -> None:
     """Refuse, up front, a trace that cannot fit in this machine's memory."""
     need = 3 * stages * microbatches * BYTES_PER_OP  # F, B and (at most) one U per pair
     try:
@@ -66,7 +66,7 @@ def build_timeline(
     schedule = get_schedule(name)
     if not 1 <= microbatches <= MAX_MICROBATCHES:
         raise InputError("microbatches", f"must be in 1..{MAX_MICROBATCHES}, got {microbatches}")
-    _check_memory(costs.stages, microbatches)
+    check_memory(costs.stages, microbatches)
     resolved = schedule.options(costs.stages, options)
     if schedule.rules is None:
         return rpd.plan(costs, microbatches, **resolved)
