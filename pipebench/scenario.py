@@ -498,8 +498,6 @@ def _pydantic_error(located: Located, data: dict, error: ValidationError) -> Sce
     message = first["msg"]
     if first["type"] == "missing" and not message.startswith("missing"):
         message = "missing; this field is required"
-    if first["type"] == "union_tag_invalid":
-        message = f"unknown objective kind; allowed: {', '.join(OBJECTIVE_KINDS)}"
     if "input" in first and first["type"] not in ("missing", "pipebench"):
         shown = repr(first["input"])
         message += f" (got {shown if len(shown) < 60 else shown[:57] + '...'})"

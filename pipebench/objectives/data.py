@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +27,6 @@ def load_csv(
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise InputError("path", f"cannot read {str(path)!r} as CSV: {first}") from None
     if target not in frame.columns:
-        import difflib
-
         close = difflib.get_close_matches(target, [str(c) for c in frame.columns], n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise InputError("target", f"no column {target!r} in {path.name}{hint}")

@@ -7,6 +7,7 @@ there is none, and results then report no f*.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -79,8 +80,6 @@ def build(spec, data_file: Path | None) -> BlockLinear:
         f_star=None,
         w_star=None,
     )
-    from dataclasses import replace
-
     w_star = newton_optimum(model)
     if w_star is None:
         return model

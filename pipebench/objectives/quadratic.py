@@ -8,10 +8,12 @@ gradients. `csv`: the user's data.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from pipebench.errors import InputError
 from pipebench.objectives.blocklinear import (
     LOSS_SQUARED,
     SAMPLE_FULL,
@@ -63,8 +65,6 @@ def build(spec, data_file: Path | None) -> BlockLinear:
     elif variant == "diagonal":
         lam = _spectrum(spec.spectrum, spec.dim)
         if spec.dim is not None and len(lam) != spec.dim:
-            from pipebench.errors import InputError
-
             raise InputError("spectrum", f"has {len(lam)} values for dim {spec.dim}")
         d = len(lam)
         X = np.diag(np.sqrt(d * lam))
@@ -93,10 +93,4 @@ def build(spec, data_file: Path | None) -> BlockLinear:
         f_star=None,
         w_star=w_star,
     )
-    return _with_optimum(model, w_star)
-
-
-def _with_optimum(model: BlockLinear, w_star: np.ndarray) -> BlockLinear:
-    from dataclasses import replace
-
     return replace(model, f_star=model.value(w_star))
