@@ -216,9 +216,14 @@ def validate(
     exp = api.load_experiment(scenario, overrides or [])
     lrs = sum(len(e.lrs) for e in exp.entries)
     print(
-        f"{scenario}: valid: {len(exp.entries)} schedules, {len(exp.seeds)} seeds, "
+        f"{scenario}: valid: {_count(len(exp.entries), 'schedule')}, "
+        f"{_count(len(exp.seeds), 'seed')}, "
         f"{lrs} schedule x lr pairs = {exp.runs} runs on {exp.objective.description}"
     )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 @app.command("list")

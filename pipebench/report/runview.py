@@ -52,7 +52,8 @@ def print_summary(report, fmt: str) -> None:
     title = f"{exp.name}: {exp.objective.description}, S={exp.costs.stages}"
     caption = (f"f* = {f_star:.6g}; " if f_star is not None else "f* unknown; ") + (
         f"final values, mean ± std over {len(exp.seeds)} seed(s) at each schedule's selected lr; "
-        "target: simulated time to reach target_loss; delay: max, in block updates; "
+        "target: simulated time to reach target_loss; delay: steady-state max, in block "
+        "updates; "
         f"div: diverged runs. Results in {report.out_dir}"
     )
     table = Table(
