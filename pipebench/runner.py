@@ -39,9 +39,9 @@ class Outcome:
 @dataclass(frozen=True)
 class _Prepared:
     entry: Entry
-    replay: Replay
-    iterations: int | None
-    stats: TimelineStats | None  # None for rpd: its delays depend on the seed
+    # per seed, the replay and its statistics: rpd draws its blocks and delays
+    # from the seed (on the same pd clock); every other timeline is shared
+    per_seed: dict[int, tuple[Replay, TimelineStats]]
 
 
 def _prepare(exp: Experiment, entry: Entry) -> _Prepared:
@@ -49,18 +49,22 @@ def _prepare(exp: Experiment, entry: Entry) -> _Prepared:
         entry.schedule, entry.options, exp.costs, exp.budget_kind, exp.budget
     )
     prepared = prepare(timeline, until, iterations)
-    stats = None if isinstance(timeline, RpdPlan) else stats_until(timeline, until, None)
-    return _Prepared(entry, prepared, iterations, stats)
+    if not isinstance(timeline, RpdPlan):
+        shared = (prepared, stats_until(timeline, until, None))
+        return _Prepared(entry, {seed: shared for seed in exp.seeds})
+    per_seed = {}
+    for seed in exp.seeds:
+        plan = timeline.reseeded(seed)
+        per_seed[seed] = (
+            replace(prepared, timeline=plan),
+            stats_until(plan, until, prepared.length),
+        )
+    return _Prepared(entry, per_seed)
 
 
 def _run(exp: Experiment, prep: _Prepared, seed: int, lr: float, stop: np.ndarray) -> Outcome:
     started = time.perf_counter()
-    prepared = prep.replay
-    stats = prep.stats
-    if isinstance(prepared.timeline, RpdPlan):
-        plan = prepared.timeline.reseeded(seed)
-        prepared = replace(prepared, timeline=plan)
-        stats = stats_until(plan, prepared.until, prepared.length)
+    prepared, stats = prep.per_seed[seed]
     entry = prep.entry
     curve = replay(
         prepared, exp.objective, entry.optimizer_code, entry.hyper(lr), seed, exp.points, stop

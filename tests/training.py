@@ -11,7 +11,7 @@ from pipebench.engine.recorder import block_offsets
 from pipebench.engine.replay import Curve, prepare, replay
 from pipebench.objectives import build_objective
 from pipebench.optim import OPTIMIZERS, hyper_array
-from pipebench.timeline import CostModel
+from pipebench.timeline import CostModel, RpdPlan
 
 
 def objective(kind: str = "quadratic", stages: int = 1, **fields):
@@ -51,10 +51,9 @@ def train(
     """(curve, timeline, until) of one run of schedule `name`."""
     costs = CostModel.build(stages) if costs is None else costs
     timeline, until, iterations = timeline_for(name, options, costs, *budget)
-    prepared = prepare(timeline, until, iterations)
-    if hasattr(timeline, "reseeded"):
+    if isinstance(timeline, RpdPlan):  # as the runner does: rpd's draws follow the seed
         timeline = timeline.reseeded(seed)
-        prepared = prepare(timeline, until, iterations)
+    prepared = prepare(timeline, until, iterations)
     hyper = hyper_array(lr, {**OPTIMIZERS[optimizer].defaults, **(params or {})})
     curve = replay(prepared, obj, OPTIMIZERS[optimizer].code, hyper, seed, points)
     return curve, timeline, until
