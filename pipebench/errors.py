@@ -5,6 +5,14 @@ raises `InputError`; the command line turns it into one line on stderr and
 exit status 2, never a traceback.
 """
 
+import difflib
+
+
+def did_you_mean(word: str, choices: list[str]) -> str:
+    """' (did you mean X?)' when a choice is close to `word`, else ''."""
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
 
 class InputError(ValueError):
     """Bad input: `field` names what was wrong, the message says what is allowed."""

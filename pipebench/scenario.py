@@ -10,7 +10,6 @@ dotted path (`schedules.2.accumulate`).
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import re
@@ -28,8 +27,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from pipebench.errors import InputError, ScenarioError
-from pipebench.optim import OPTIMIZERS
+from pipebench.errors import InputError, ScenarioError, did_you_mean
+from pipebench.optim import HYPER_FIELDS, OPTIMIZERS
 from pipebench.sweep.grid import parse_values
 
 PosInt = Annotated[int, Field(ge=1)]
@@ -49,11 +48,6 @@ _Loader.add_implicit_resolver(
 )
 
 
-def _did_you_mean(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def _problem(message: str, sub: str = "") -> PydanticCustomError:
     """A validation error with our own message; `sub` extends the field path it names."""
     return PydanticCustomError("pipebench", "{message}", {"message": message, "sub": sub})
@@ -61,7 +55,7 @@ def _problem(message: str, sub: str = "") -> PydanticCustomError:
 
 def _unknown(what: str, word: object, choices: list[str], sub: str = "") -> PydanticCustomError:
     """An error for a name that is not one of `choices`."""
-    hint = _did_you_mean(str(word), choices)
+    hint = did_you_mean(str(word), choices)
     return _problem(f"unknown {what} {word!r}{hint}; allowed: {', '.join(choices)}", sub)
 
 
@@ -277,7 +271,7 @@ class OptimizerSpec(_Model):
     @model_validator(mode="after")
     def _params_apply(self) -> OptimizerSpec:
         takes = OPTIMIZERS[self.name].defaults
-        for key in ("momentum", "nesterov", "beta1", "beta2", "eps", "weight_decay"):
+        for key in HYPER_FIELDS[1:]:  # all but lr
             if getattr(self, key) is not None and key not in takes:
                 users = [n for n, o in OPTIMIZERS.items() if key in o.defaults]
                 raise _problem(f"does not apply to {self.name} (only to: {', '.join(users)})", key)

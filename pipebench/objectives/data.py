@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from pipebench.errors import InputError
+from pipebench.errors import InputError, did_you_mean
 
 
 def load_csv(
@@ -27,8 +26,7 @@ def load_csv(
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise InputError("path", f"cannot read {str(path)!r} as CSV: {first}") from None
     if target not in frame.columns:
-        close = difflib.get_close_matches(target, [str(c) for c in frame.columns], n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(target, [str(c) for c in frame.columns])
         raise InputError("target", f"no column {target!r} in {path.name}{hint}")
     for column in frame.columns:
         if not pd.api.types.is_numeric_dtype(frame[column]) or frame[column].dtype == bool:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 
-from pipebench.errors import InputError
+from pipebench.errors import InputError, did_you_mean
 from pipebench.timeline import flush, gpipe, localsgd, naive, paci, pd, rpd, twobw
 from pipebench.timeline.costs import CostModel
 from pipebench.timeline.rpd import RpdPlan
@@ -26,12 +25,6 @@ SCHEDULES: dict[str, Schedule] = {
         naive.SCHEDULE,
     )
 }
-
-
-def did_you_mean(word: str, choices: list[str]) -> str:
-    """' (did you mean X?)' when a choice is close to `word`, else ''."""
-    close = difflib.get_close_matches(word, choices, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def get_schedule(name: str) -> Schedule:
