@@ -16,9 +16,17 @@ import numpy as np
 import pandas as pd
 
 from pipebench import __version__
+from pipebench.compare import Comparison, Threshold, against_baseline, read_summary, side_by_side
+from pipebench.errors import InputError
 from pipebench.experiment import Entry, Experiment, resolve
 from pipebench.report.export import csv_text, meta_json, write_files
-from pipebench.report.tables import curves_table, summary_table
+from pipebench.report.tables import (
+    curves_table,
+    delays_table,
+    read_table,
+    summary_table,
+    timeline_table,
+)
 from pipebench.runner import Outcome, run_experiment
 from pipebench.scenario import load_scenario
 from pipebench.timeline import CostModel, RpdPlan, TimelineStats, Trace, build_timeline, stats_of
@@ -63,12 +71,15 @@ def run_scenario(
     workers: int = 1,
     on_prepared: Callable[[Entry], None] | None = None,
     on_done: Callable[[Outcome], None] | None = None,
+    plots: bool = True,
 ) -> RunReport:
     """Run every schedule x seed x lr of `exp` and write its results to `out_dir`.
 
-    Writes `summary.csv`, `curves.csv`, `meta.json` and `scenario.yaml` (the
-    file as given; `meta.json` lists the `--set` overrides). After Ctrl-C,
-    the completed runs are written and `interrupted` is true.
+    Writes `summary.csv`, `curves.csv`, `delays.csv` (delay histograms),
+    `timeline.csv` (the operations of each schedule's first rounds),
+    `meta.json`, `scenario.yaml` (the file as given; `meta.json` lists the
+    `--set` overrides) and, with `plots`, the pictures of `draw_results`.
+    After Ctrl-C, the completed runs are written and `interrupted` is true.
     """
     out_dir = default_out_dir(exp) if out_dir is None else out_dir
     started = dt.datetime.now(dt.timezone.utc)
@@ -101,13 +112,53 @@ def run_scenario(
             "f_star": exp.objective.f_star,
         },
     }
+    delays = delays_table(exp, outcomes)
+    timeline = timeline_table(exp, outcomes)
     write_files(
         out_dir,
         {
             "summary.csv": csv_text(summary),
             "curves.csv": csv_text(curves),
+            "delays.csv": csv_text(delays),
+            "timeline.csv": csv_text(timeline),
             "meta.json": meta_json(meta),
             "scenario.yaml": exp.loaded.text,
         },
     )
+    if plots and not summary.empty:
+        from pipebench.report.plots import draw_results  # matplotlib: only when drawing
+
+        draw_results(out_dir, summary, curves, delays, timeline)
     return RunReport(exp, summary, curves, out_dir, interrupted)
+
+
+RESULT_TABLES = ("summary.csv", "curves.csv", "delays.csv", "timeline.csv")
+
+
+def plot_results(results: str | Path) -> list[Path]:
+    """Redraw the pictures of a results folder from its tables; returns the files written."""
+    from pipebench.report.plots import draw_results
+
+    folder = Path(results)
+    if not folder.is_dir():
+        raise InputError("RESULTS", f"{str(folder)!r} is not a results folder")
+    missing = [name for name in RESULT_TABLES if not (folder / name).is_file()]
+    if missing:
+        raise InputError("RESULTS", f"{str(folder)!r} has no {', '.join(missing)}")
+    tables = [read_table(folder / name, "RESULTS") for name in RESULT_TABLES]
+    return draw_results(folder, *tables)
+
+
+def compare_schedules(results: str | Path, reference: str | None = None) -> pd.DataFrame:
+    """Schedules of one results folder (or `summary.csv`) side by side; see `side_by_side`."""
+    return side_by_side(read_summary(Path(results), "RESULTS"), reference)
+
+
+def compare_runs(
+    base: str | Path, candidate: str | Path, fail_on: list[str] | tuple = ()
+) -> Comparison:
+    """Baseline against candidate, run by run; `fail_on` holds `METRIC:THRESHOLD` strings."""
+    thresholds = [Threshold.parse(text) for text in fail_on]
+    return against_baseline(
+        read_summary(Path(base), "BASE"), read_summary(Path(candidate), "CANDIDATE"), thresholds
+    )

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from pipebench import __version__, api
 from pipebench.errors import InputError, ScenarioError
+from pipebench.report.export import write_files
 from pipebench.timeline import CostModel, RpdPlan
 
 try:  # typer >= 0.26 vendors click
@@ -25,6 +26,7 @@ try:  # typer >= 0.26 vendors click
 except ImportError:  # pragma: no cover - older typer
     from click.exceptions import ClickException
 
+EXIT_REGRESSION = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
@@ -111,6 +113,14 @@ def schedule(
     ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     png: Annotated[Path | None, typer.Option(help="Also draw the Gantt chart to this PNG.")] = None,
+    chrome_trace: Annotated[
+        Path | None,
+        typer.Option(help="Also write Chrome trace JSON (opens in Perfetto) to this file."),
+    ] = None,
+    torch_csv: Annotated[
+        Path | None,
+        typer.Option(help="Also write per-rank actions (0F3 ...) as PyTorch pipelining reads."),
+    ] = None,
 ) -> None:
     """Simulate one schedule without training: Gantt chart and timeline statistics."""
     given = {
@@ -122,8 +132,10 @@ def schedule(
         "recompute": True if recompute else None,
     }
     options = {key: value for key, value in given.items() if value is not None}
-    if png is not None and not png.parent.is_dir():
-        raise InputError("png", f"folder {str(png.parent)!r} does not exist")
+    files = {"png": png, "chrome_trace": chrome_trace, "torch_csv": torch_csv}
+    for option, path in files.items():
+        if path is not None and not path.parent.is_dir():
+            raise InputError(option, f"folder {str(path.parent)!r} does not exist")
     costs = CostModel.build(
         stages,
         forward=_costs("forward", forward),
@@ -138,6 +150,21 @@ def schedule(
     timeline, stats = api.schedule_timeline(name, costs, microbatches, **options)
     # rpd is not a timeline: its pictures are those of the pd clock it runs on.
     trace = timeline.pd if isinstance(timeline, RpdPlan) else timeline
+    exports = {}
+    if torch_csv is not None and isinstance(timeline, RpdPlan):
+        raise InputError(
+            "torch_csv", "rpd is an iteration plan, not a pipeline order; export pd for its clock"
+        )
+    if torch_csv is not None:
+        from pipebench.report.torch_schedule import torch_csv_text
+
+        exports[torch_csv] = torch_csv_text(trace)  # refuses several replicas: before any write
+    if chrome_trace is not None:
+        from pipebench.report.chrome_trace import chrome_trace_json
+
+        exports[chrome_trace] = chrome_trace_json(trace)
+    for path, text in exports.items():
+        write_files(path.parent, {path.name: text})
     if png is not None:
         from pipebench.report.plots import gantt_png
 
@@ -179,6 +206,9 @@ def run(
         int | None, typer.Option(help="Runs in parallel (default: the number of cores).")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    no_plots: Annotated[
+        bool, typer.Option("--no-plots", help="Write the tables only (`pipebench plot` draws).")
+    ] = False,
 ) -> int:
     """Train every schedule x seed x learning rate of a scenario; write and print the results."""
     from pipebench.report.runview import print_summary, progress_bar
@@ -195,7 +225,7 @@ def run(
     workers = min(workers or os.cpu_count() or 1, exp.runs)
     show = sys.stderr.isatty() and not quiet
     with progress_bar(exp, show) as (on_prepared, on_done):
-        report = api.run_scenario(exp, out, workers, on_prepared, on_done)
+        report = api.run_scenario(exp, out, workers, on_prepared, on_done, plots=not no_plots)
     print_summary(report, fmt)
     if report.interrupted:
         if show:
@@ -205,6 +235,65 @@ def run(
             )
         return EXIT_INTERRUPTED
     return 0
+
+
+@app.command()
+def compare(
+    results: Annotated[
+        list[Path],
+        typer.Argument(
+            help="A results folder or summary.csv; or two: BASE CANDIDATE.", show_default=False
+        ),
+    ],
+    fail_on: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fail-on",
+            help="With BASE CANDIDATE: exit 1 if METRIC got worse by more than THRESHOLD "
+            "(N% or an absolute number), e.g. final_loss:5% (repeatable).",
+        ),
+    ] = None,
+    reference: Annotated[
+        str | None,
+        typer.Option(help="With one RESULTS: the schedule speedups are measured against."),
+    ] = None,
+    changes_only: Annotated[
+        bool,
+        typer.Option("--changes-only", help="With BASE CANDIDATE: leave out unchanged runs."),
+    ] = False,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv, json or markdown.")] = "table",
+) -> int:
+    """Schedules side by side (one RESULTS), or a baseline against a candidate (two)."""
+    from pipebench.report.compare_view import print_comparison, print_side_by_side
+
+    if fmt not in FORMATS:
+        raise InputError("format", f"one of {', '.join(FORMATS)}, got {fmt!r}")
+    if len(results) > 2:
+        raise InputError(
+            "RESULTS", f"one results folder, or two (BASE CANDIDATE); got {len(results)}"
+        )
+    if len(results) == 1:
+        if fail_on or changes_only:
+            option = "fail_on" if fail_on else "changes_only"
+            raise InputError(option, "needs two results to compare: BASE CANDIDATE")
+        print_side_by_side(api.compare_schedules(results[0], reference), fmt)
+        return 0
+    if reference is not None:
+        raise InputError(
+            "reference", "applies to one RESULTS (schedules side by side), not BASE CANDIDATE"
+        )
+    comparison = api.compare_runs(results[0], results[1], fail_on or [])
+    print_comparison(comparison, fmt, changes_only)
+    return EXIT_REGRESSION if comparison.failed else 0
+
+
+@app.command()
+def plot(
+    results: Annotated[Path, typer.Argument(help="A results folder written by `run`.")],
+) -> None:
+    """Redraw the pictures of a results folder from its tables."""
+    for path in api.plot_results(results):
+        print(path)
 
 
 @app.command()
@@ -260,7 +349,9 @@ def list_cmd() -> None:
 
 def _option_name(field: str) -> str:
     """How the command line spells a field an `InputError` names."""
-    return "NAME" if field == "schedule" else "--" + field.replace("_", "-")
+    if field == "schedule":
+        return "NAME"
+    return field if field.isupper() else "--" + field.replace("_", "-")
 
 
 def _fail(message: str) -> int:

@@ -20,7 +20,8 @@ import numpy as np
 from pipebench.engine.budget import stats_until, timeline_for
 from pipebench.engine.replay import Curve, Replay, prepare, replay
 from pipebench.experiment import Entry, Experiment
-from pipebench.timeline import RpdPlan, TimelineStats
+from pipebench.timeline import RpdPlan, TimelineStats, Trace
+from pipebench.timeline.window import first_rounds_end, head
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Outcome:
     stats: TimelineStats
     until: float
     wall_seconds: float
+    first_rounds: Trace  # the start of the timeline, for its Gantt chart (rpd: the pd clock)
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class _Prepared:
     # per seed, the replay and its statistics: rpd draws its blocks and delays
     # from the seed (on the same pd clock); every other timeline is shared
     per_seed: dict[int, tuple[Replay, TimelineStats]]
+    first_rounds: Trace
 
 
 def _prepare(exp: Experiment, entry: Entry) -> _Prepared:
@@ -49,9 +52,11 @@ def _prepare(exp: Experiment, entry: Entry) -> _Prepared:
         entry.schedule, entry.options, exp.costs, exp.budget_kind, exp.budget
     )
     prepared = prepare(timeline, until, iterations)
+    clock = timeline.pd if isinstance(timeline, RpdPlan) else timeline
+    first = head(clock, min(first_rounds_end(clock), until))
     if not isinstance(timeline, RpdPlan):
         shared = (prepared, stats_until(timeline, until, None))
-        return _Prepared(entry, {seed: shared for seed in exp.seeds})
+        return _Prepared(entry, {seed: shared for seed in exp.seeds}, first)
     per_seed = {}
     for seed in exp.seeds:
         plan = timeline.reseeded(seed)
@@ -59,7 +64,7 @@ def _prepare(exp: Experiment, entry: Entry) -> _Prepared:
             replace(prepared, timeline=plan),
             stats_until(plan, until, prepared.length),
         )
-    return _Prepared(entry, per_seed)
+    return _Prepared(entry, per_seed, first)
 
 
 def _run(exp: Experiment, prep: _Prepared, seed: int, lr: float, stop: np.ndarray) -> Outcome:
@@ -77,6 +82,7 @@ def _run(exp: Experiment, prep: _Prepared, seed: int, lr: float, stop: np.ndarra
         stats=stats,
         until=prepared.until,
         wall_seconds=time.perf_counter() - started,
+        first_rounds=prep.first_rounds,
     )
 
 

@@ -24,20 +24,31 @@ GRID = BASE.replace("lr: 0.01", "lr: [0.005, 0.02, 40.0]").replace(
 )
 
 
-def run(capsys, tmp_path: Path, text: str, *args: str, name: str = "out") -> tuple[int, str, Path]:
+def run(
+    capsys, tmp_path: Path, text: str, *args: str, name: str = "out", plots: bool = False
+) -> tuple[int, str, Path]:
+    """`pipebench run` on `text`; without pictures unless `plots` (drawing takes seconds)."""
     out = tmp_path / name
-    code = main(["run", str(write(tmp_path, text)), "--out", str(out), "--quiet", *args])
+    flags = [] if plots else ["--no-plots"]
+    code = main(["run", str(write(tmp_path, text)), "--out", str(out), "--quiet", *flags, *args])
     stdout, stderr = capsys.readouterr()
     assert stderr == "", stderr
     return code, stdout, out
 
 
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+PICTURES = ["delays.png", "gantt-2bw.png", "gantt-localsgd.png", "gantt-pd.png", "gantt-rpd.png",
+            "loss_vs_time.png", "loss_vs_updates.png"]  # fmt: skip
+TABLES = ["curves.csv", "delays.csv", "meta.json", "scenario.yaml", "summary.csv", "timeline.csv"]
+
+
 def test_run_writes_results_and_prints_them(tmp_path, capsys):
-    code, stdout, out = run(capsys, tmp_path, GRID, "--format", "csv")
+    code, stdout, out = run(capsys, tmp_path, GRID, "--format", "csv", plots=True)
     assert code == 0
-    assert sorted(p.name for p in out.iterdir()) == [
-        "curves.csv", "meta.json", "scenario.yaml", "summary.csv",
-    ]  # fmt: skip
+    assert sorted(p.name for p in out.iterdir()) == sorted(TABLES + PICTURES)
+    for name in PICTURES:
+        data = (out / name).read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 10_000, name
     assert stdout == (out / "summary.csv").read_text()
     summary = pd.read_csv(io.StringIO(stdout))
     assert list(summary.columns) == SUMMARY_COLUMNS
@@ -121,20 +132,21 @@ def test_budget_and_target_columns(tmp_path, capsys):
     assert pd_row["updates"] == 2 * pd_row["microbatches"] or pd_row["updates"] > 0
 
 
-def test_quickstart_runs_from_the_readme(tmp_path, capsys):
-    scenario = ROOT / "benchmarks" / "scenarios" / "quickstart.yaml"
-    out = tmp_path / "q"
-    code = main(["run", str(scenario), "--out", str(out), "--quiet", "--set", "budget.time=200",
-                 "--format", "csv"])  # fmt: skip
-    summary = pd.read_csv(io.StringIO(capsys.readouterr().out))
-    assert code == 0 and set(summary["schedule"]) >= {
-        "gpipe",
-        "pd",
-        "rpd",
-        "2bw",
-        "paci",
-        "localsgd",
-    }
+def test_plot_redraws_the_same_pictures_from_the_tables(tmp_path, capsys):
+    _, _, out = run(capsys, tmp_path, GRID, plots=True)
+    drawn = {name: (out / name).read_bytes() for name in PICTURES}
+    for name in PICTURES:
+        (out / name).unlink()
+    assert main(["plot", str(out)]) == 0
+    listed = capsys.readouterr().out.split()
+    assert sorted(Path(p).name for p in listed) == sorted(PICTURES)
+    assert {name: (out / name).read_bytes() for name in PICTURES} == drawn
+
+
+def test_plot_refuses_a_folder_without_results(tmp_path, capsys):
+    assert main(["plot", str(tmp_path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "summary.csv" in err
 
 
 def _subprocess(args: list[str], env: dict | None = None, **kwargs) -> subprocess.Popen:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -11,21 +13,26 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 from matplotlib.patches import Patch
 
-from pipebench.timeline.trace import AVERAGE, BACKWARD, FORWARD, UPDATE, Trace
+from pipebench.timeline.trace import AVERAGE, BACKWARD, FORWARD, KIND_NAMES, UPDATE, Trace
+from pipebench.timeline.window import head
 
 COLORS = {FORWARD: "#4C9BE8", BACKWARD: "#C758B4", UPDATE: "#E8B64C", AVERAGE: "#5CB85C"}
 NAMES = {FORWARD: "forward", BACKWARD: "backward", UPDATE: "optimizer step", AVERAGE: "average"}
 
 
-def save_figure(fig: plt.Figure, path: Path) -> None:
-    """Write a figure atomically: a temporary file in the same folder, then a rename."""
+def save_figure(fig: plt.Figure, path: Path, tight: bool = True) -> None:
+    """Write a figure atomically: a temporary file in the same folder, then a rename.
+
+    `tight` crops to the drawn area, at the price of drawing twice.
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     try:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight")
+        fig.savefig(tmp, dpi=120, bbox_inches="tight" if tight else None)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes files private; a picture is not
@@ -36,55 +43,209 @@ def save_figure(fig: plt.Figure, path: Path) -> None:
             os.unlink(tmp)
 
 
-def gantt_png(
-    trace: Trace, path: Path, max_ops: int = 200_000, max_labels_across: int = 100
-) -> None:
-    """Draw the Gantt chart of `trace` to `path` (PNG).
+def gantt_png(trace: Trace, path: Path, max_ops: int = 200_000) -> None:
+    """Draw the Gantt chart of `trace` to `path`; a long trace is cut to its first `max_ops`."""
+    shown = head(trace, np.inf, max_ops)
+    cut = "" if shown.n_ops == trace.n_ops else f", first {shown.makespan:g} of {trace.makespan:g}"
+    title = f"{trace.schedule}: S={trace.stages}, M={trace.microbatches}{cut}"
+    draw_gantt(shown.kind, shown.stage, shown.mb, shown.start, shown.end, trace.stages, title, path)
 
-    Very long traces are cut to the time window holding their first
-    `max_ops` operations, and the title says so; micro-batch ids are written
-    inside the bars when the shortest bar is wide enough to hold one.
+
+def draw_gantt(
+    kind: np.ndarray,
+    stage: np.ndarray,
+    mb: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+    stages: int,
+    title: str,
+    path: Path,
+    max_labels_across: int = 100,
+) -> None:
+    """One bar per operation on its stage's row (AVG spans every row), coloured by kind.
+
+    Micro-batch ids are written inside the bars when the shortest forward or
+    backward is wide enough to hold one.
     """
-    n = min(trace.n_ops, max_ops)
-    until = trace.makespan if n == trace.n_ops else float(trace.start[n])
-    shown = trace.start < until
-    height = max(2.0, 0.35 * trace.stages + 1.2)
+    until = float(end.max()) if len(end) else 1.0
+    height = max(2.0, 0.35 * stages + 1.2)
     fig, ax = plt.subplots(figsize=(12, min(height, 24)))
     legend = []
-    for kind in (FORWARD, BACKWARD, UPDATE, AVERAGE):
-        rows = np.flatnonzero(shown & (trace.kind == kind) & (trace.end > trace.start))
+    for k in (FORWARD, BACKWARD, UPDATE, AVERAGE):
+        rows = np.flatnonzero((kind == k) & (end > start))
         if len(rows) == 0:
             continue
-        on_every_stage = kind == AVERAGE
-        for s in range(trace.stages) if on_every_stage else np.unique(trace.stage[rows]):
-            mine = rows if on_every_stage else rows[trace.stage[rows] == s]
+        on_every_stage = k == AVERAGE
+        for s in range(stages) if on_every_stage else np.unique(stage[rows]):
+            mine = rows if on_every_stage else rows[stage[rows] == s]
             ax.broken_barh(
-                list(zip(trace.start[mine], trace.end[mine] - trace.start[mine], strict=True)),
+                list(zip(start[mine], end[mine] - start[mine], strict=True)),
                 (s - 0.4, 0.8),
-                facecolors=COLORS[kind],
+                facecolors=COLORS[k],
                 edgecolor="white",
                 linewidth=0.3,
             )
-        legend.append(Patch(color=COLORS[kind], label=NAMES[kind]))
-    fb = np.flatnonzero(shown & (trace.kind <= BACKWARD))
-    if until / (trace.end[fb] - trace.start[fb]).min() <= max_labels_across:
+        legend.append(Patch(color=COLORS[k], label=NAMES[k]))
+    fb = np.flatnonzero(kind <= BACKWARD)
+    if len(fb) and until / (end[fb] - start[fb]).min() <= max_labels_across:
         for i in fb:
-            ax.text(
-                (trace.start[i] + trace.end[i]) / 2,
-                trace.stage[i],
-                str(trace.mb[i]),
-                ha="center",
-                va="center",
-                fontsize=7,
-                color="white",
-            )
-    ax.set_ylim(trace.stages - 0.5, -0.5)
+            ax.text((start[i] + end[i]) / 2, stage[i], str(mb[i]), ha="center", va="center",
+                    fontsize=7, color="white")  # fmt: skip
+    ax.set_ylim(stages - 0.5, -0.5)
     ax.set_xlim(0, until)
     ax.set_ylabel("stage")
     ax.set_xlabel("simulated time (cost units)")
-    cut = "" if n == trace.n_ops else f", first {until:g} of {trace.makespan:g} time units"
-    ax.set_title(f"{trace.schedule}: S={trace.stages}, M={trace.microbatches}{cut}")
-    if trace.stages <= 32:
-        ax.set_yticks(range(trace.stages))
+    ax.set_title(title)
+    if stages <= 32:
+        ax.set_yticks(range(stages))
     ax.legend(handles=legend, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    # fixed margins: cropping would draw the many labels twice
+    inch = 1 / fig.get_figheight()
+    fig.subplots_adjust(left=0.06, right=0.86, bottom=0.6 * inch, top=1 - 0.45 * inch)
+    save_figure(fig, path, tight=False)
+
+
+def gantt_of_table(ops: pd.DataFrame, stages: int, title: str, path: Path) -> None:
+    """The Gantt chart of rows of `timeline.csv` (one schedule's)."""
+    kind = ops["kind"].map({name: i for i, name in enumerate(KIND_NAMES)}).to_numpy()
+    draw_gantt(
+        kind, ops["stage"].to_numpy(), ops["mb"].to_numpy(), ops["start"].to_numpy(),
+        ops["end"].to_numpy(), stages, title, path,
+    )  # fmt: skip
+
+
+def _selected(summary: pd.DataFrame) -> list[tuple[str, float, bool]]:
+    """Per schedule: the selected lr (the smallest if all diverged), and if a seed diverged."""
+    out = []
+    runs = summary[summary["seed"].notna()]
+    for label, group in runs.groupby("label", sort=False):
+        chosen = group[group["selected"]]
+        if chosen.empty:
+            chosen = group[group["lr"] == group["lr"].min()]
+        out.append((label, float(chosen["lr"].iloc[0]), bool(chosen["diverged"].any())))
+    return out
+
+
+def _by_seed(rows: pd.DataFrame, x: str, y: str) -> tuple[np.ndarray, np.ndarray]:
+    """The x of the first seed, and each seed's y on it (one row per seed)."""
+    seeds = [group for _, group in rows.groupby("seed", sort=True)]
+    grid = seeds[0][x].to_numpy(dtype=float)
+    ys = []
+    for group in seeds:
+        xs, v = group[x].to_numpy(dtype=float), group[y].to_numpy(dtype=float)
+        if len(xs) != len(grid) or (xs != grid).any():  # rare: sampled differently
+            v = np.interp(grid, xs, v, right=np.nan)
+        ys.append(v)
+    return grid, np.vstack(ys)
+
+
+X_LABELS = {"sim_time": "simulated time (cost units)", "updates": "block updates"}
+
+
+def curves_png(summary: pd.DataFrame, curves: pd.DataFrame, x: str, path: Path) -> None:
+    """Loss against `x` per schedule at its selected lr: the mean over seeds and a min-max band.
+
+    Plots f - f* on a log axis when f* is known, else the loss (log axis when
+    it stays positive). Points past divergence are not drawn.
+    """
+    gap = curves["gap"].notna().any()
+    y = "gap" if gap else "loss"
+    fig, ax = plt.subplots(figsize=(10, 5.5))
+    styles = ["-", "--", ":", "-."]
+    positive = True
+    n_seeds = 0
+    for i, (label, lr, diverged) in enumerate(_selected(summary)):
+        rows = curves[(curves["label"] == label) & (curves["lr"] == lr)]
+        if rows.empty:
+            continue
+        grid, ys = _by_seed(rows, x, y)
+        n_seeds = max(n_seeds, len(ys))
+        ys[~np.isfinite(ys)] = np.nan
+        positive &= bool(np.nanmin(ys, initial=np.inf) > 0)
+        if gap:
+            ys[ys <= 0] = np.nan  # at f* to rounding: nothing to draw on a log axis
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns after divergence
+            mean, low, high = np.nanmean(ys, 0), np.nanmin(ys, 0), np.nanmax(ys, 0)
+        color = plt.cm.tab10(i % 10)
+        name = f"{label} (lr {lr:.3g}{', diverged' if diverged else ''})"
+        ax.plot(grid, mean, styles[(i // 10) % 4], color=color, label=name, linewidth=1.4)
+        if len(ys) > 1:
+            ax.fill_between(grid, low, high, color=color, alpha=0.18, linewidth=0)
+    if gap or positive:
+        ax.set_yscale("log")
+    ax.set_xlabel(X_LABELS[x])
+    ax.set_ylabel("f − f* (full dataset)" if gap else "loss (full dataset)")
+    scenario = summary["scenario"].iloc[0]
+    band = f"mean over {n_seeds} seeds, band min–max" if n_seeds > 1 else "one seed"
+    ax.set_title(f"{scenario}: each schedule at its selected lr ({band})")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
     save_figure(fig, path)
+
+
+def delays_png(delays: pd.DataFrame, path: Path, max_bins: int = 80) -> None:
+    """One histogram per schedule: the fraction of block updates made at each delay.
+
+    Pooled over seeds (only rpd's delays depend on the seed). One bar per
+    delay up to `max_bins`; beyond, `max_bins` equal bins.
+    """
+    labels = list(dict.fromkeys(delays["label"]))
+    cols = min(4, len(labels))
+    rows = -(-len(labels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows), squeeze=False)
+    for ax, label in zip(axes.flat, labels, strict=False):
+        mine = delays[delays["label"] == label].groupby("delay")["updates"].sum()
+        d, n = mine.index.to_numpy(), mine.to_numpy(dtype=float)
+        top = int(d.max())
+        if top < max_bins:  # one bar per delay
+            ax.bar(d, n / n.sum(), width=0.8, color="#4C9BE8")
+        else:
+            weights, edges = np.histogram(d, bins=max_bins, range=(0, top + 1), weights=n / n.sum())
+            ax.stairs(weights, edges, fill=True, color="#4C9BE8")
+        mean = float((d * n).sum() / n.sum())
+        ax.set_title(f"{label}\nmax {top}, mean {mean:.3g}", fontsize=9)
+        ax.set_xlabel("delay (block updates)", fontsize=8)
+        ax.set_ylabel("fraction of updates", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in axes.flat[len(labels) :]:
+        ax.axis("off")
+    fig.suptitle(f"{delays['scenario'].iloc[0]}: delay of each block update", fontsize=10)
+    fig.tight_layout()  # already fits the drawing: no second cropping pass
+    save_figure(fig, path, tight=False)
+
+
+def _file_part(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", label).strip("-.") or "schedule"
+
+
+def draw_results(
+    out_dir: Path,
+    summary: pd.DataFrame,
+    curves: pd.DataFrame,
+    delays: pd.DataFrame,
+    timeline: pd.DataFrame,
+) -> list[Path]:
+    """Every picture of a results folder; returns the files written."""
+    out_dir = Path(out_dir)
+    written = []
+    if not curves.empty:
+        for x, name in (("sim_time", "loss_vs_time.png"), ("updates", "loss_vs_updates.png")):
+            curves_png(summary, curves, x, out_dir / name)
+            written.append(out_dir / name)
+    if not delays.empty:
+        delays_png(delays, out_dir / "delays.png")
+        written.append(out_dir / "delays.png")
+    stages = int(summary["stages"].iloc[0]) if not summary.empty else 1
+    used = set()
+    for label, ops in timeline.groupby("label", sort=False):
+        name = f"gantt-{_file_part(label)}"
+        while name in used:  # two labels that differ only in unsafe characters
+            name += "_"
+        used.add(name)
+        schedule = ops["schedule"].iloc[0]
+        clock = " (its pd clock)" if schedule == "rpd" else ""
+        title = f"{label}{clock}: S={stages}, first {ops['end'].max():g} time units"
+        gantt_of_table(ops, stages, title, out_dir / f"{name}.png")
+        written.append(out_dir / f"{name}.png")
+    return written

@@ -7,11 +7,15 @@ seed, learning rate), so the same scenario and seed give the same bytes.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
+from pipebench.errors import InputError
 from pipebench.experiment import Experiment
 from pipebench.runner import Outcome
+from pipebench.timeline.trace import KIND_NAMES
 
 SUMMARY_COLUMNS = [
     # the columns of DESIGN.md, in its order
@@ -33,6 +37,31 @@ CURVE_COLUMNS = [
     "loss",
     "gap",
 ]
+
+
+TEXT_COLUMNS = ("scenario", "schedule", "label", "scenario_hash", "optimizer", "kind")
+
+
+def read_table(path: Path, role: str) -> pd.DataFrame:
+    """A table this module wrote, read back with the same types (an empty field is NaN).
+
+    Text columns stay text ('nan' is a label like any other), flags become
+    booleans, and `seed` an integer column with NA on aggregate rows. A file
+    that is not such a table is an `InputError` on `role` (the argument).
+    """
+    try:
+        table = pd.read_csv(
+            path, dtype={c: str for c in TEXT_COLUMNS}, keep_default_na=False, na_values=[""]
+        )
+        if "seed" in table.columns:
+            table["seed"] = table["seed"].astype("Int64")
+    except (ValueError, TypeError, UnicodeDecodeError) as error:  # pandas' errors included
+        first = (str(error).strip().splitlines() or ["empty file"])[0]
+        raise InputError(role, f"{str(path)!r} is not a pipebench table: {first}") from None
+    for column in ("selected", "diverged"):
+        if column in table.columns:
+            table[column] = table[column].astype(str).str.lower() == "true"
+    return table
 
 
 def _time_to_target(curve, target: float | None) -> float:
@@ -177,6 +206,70 @@ def curves_table(exp: Experiment, outcomes: list[Outcome]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
+DELAY_COLUMNS = ["scenario", "schedule", "label", "seed", "delay", "updates"]
+TIMELINE_COLUMNS = ["scenario", "schedule", "label", "kind", "stage", "mb", "replica", "start",
+                    "end", "v_fwd", "v_bwd"]  # fmt: skip
+
+
+def delays_table(exp: Experiment, outcomes: list[Outcome]) -> pd.DataFrame:
+    """The delay histogram of each schedule and seed: block updates per delay (those > 0).
+
+    The timeline does not depend on the lr, so each schedule x seed appears once.
+    """
+    parts, seen = [], set()
+    for o in outcomes:
+        if (o.entry.label, o.seed) in seen:
+            continue
+        seen.add((o.entry.label, o.seed))
+        counts = o.stats.delay_counts
+        delay = np.flatnonzero(counts)
+        parts.append(
+            pd.DataFrame(
+                {
+                    "scenario": exp.name,
+                    "schedule": o.entry.schedule,
+                    "label": o.entry.label,
+                    "seed": o.seed,
+                    "delay": delay,
+                    "updates": counts[delay],
+                },
+                columns=DELAY_COLUMNS,
+            )
+        )
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=DELAY_COLUMNS)
+
+
+def timeline_table(exp: Experiment, outcomes: list[Outcome]) -> pd.DataFrame:
+    """The operations of each schedule's first rounds (rpd: its pd clock): its Gantt chart."""
+    parts, seen = [], set()
+    for o in outcomes:
+        if o.entry.label in seen:
+            continue
+        seen.add(o.entry.label)
+        t = o.first_rounds
+        parts.append(
+            pd.DataFrame(
+                {
+                    "scenario": exp.name,
+                    "schedule": o.entry.schedule,
+                    "label": o.entry.label,
+                    "kind": np.asarray(KIND_NAMES)[t.kind],
+                    "stage": t.stage,
+                    "mb": t.mb,
+                    "replica": t.replica,
+                    "start": t.start,
+                    "end": t.end,
+                    "v_fwd": t.v_fwd,
+                    "v_bwd": t.v_bwd,
+                },
+                columns=TIMELINE_COLUMNS,
+            )
+        )
+    if not parts:
+        return pd.DataFrame(columns=TIMELINE_COLUMNS)
+    return pd.concat(parts, ignore_index=True)
+
+
 def condensed(summary: pd.DataFrame, has_target: bool, has_optimum: bool) -> pd.DataFrame:
     """Per schedule, at its selected learning rate: mean +- std over seeds, as printed.
 
@@ -219,12 +312,14 @@ def _fmt(value: float) -> str:
     return f"{value:.4g}"
 
 
+def mean_std_text(mean: float, std: float) -> str:
+    """`mean±std` as printed (just the mean when there is no spread to show)."""
+    return _fmt(mean) if pd.isna(std) or pd.isna(mean) else f"{_fmt(mean)}±{std:.2g}"
+
+
 def _mean_std(values: pd.Series) -> str:
-    if values.isna().all():
-        return "-"
-    if len(values) == 1:
-        return _fmt(values.iloc[0])
-    return f"{_fmt(values.mean())}±{values.std(ddof=1):.2g}"
+    spread = values.std(ddof=1) if len(values) > 1 else np.nan
+    return mean_std_text(values.mean(), spread)
 
 
 def _reached(times: pd.Series) -> str:

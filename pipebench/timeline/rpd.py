@@ -156,6 +156,7 @@ def plan_stats(plan: RpdPlan) -> TimelineStats:
         stage_max_staleness=own.tolist(),
         peak_versions=[max_d + 1] * S,
         peak_activations=None,
+        delay_counts=np.bincount(worst),
     )
 
 

@@ -13,7 +13,7 @@ separately.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from numba import njit
@@ -215,9 +215,12 @@ class TimelineStats:
     stage_max_staleness: list[int]
     peak_versions: list[int]
     peak_activations: list[int] | None
+    # updates with each delay (index = delay in block updates): the histogram
+    # behind max and mean; left out of `as_dict`, which is what --json prints
+    delay_counts: np.ndarray = field(repr=False, compare=False)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k != "delay_counts"}
 
 
 def delay_summary(delays: np.ndarray, steady: np.ndarray) -> tuple:
@@ -237,9 +240,8 @@ def timeline_stats(trace: Trace) -> TimelineStats:
         trace.upd_stage, trace.upd_replica,
     )  # fmt: skip
     staleness = _max_by(trace.upd_stage, update_staleness(trace), S)
-    max_d, mean_d, steady_max, steady_mean = delay_summary(
-        update_delays(trace), steady_updates(trace)
-    )
+    delays = update_delays(trace)
+    max_d, mean_d, steady_max, steady_mean = delay_summary(delays, steady_updates(trace))
     return TimelineStats(
         schedule=trace.schedule,
         stages=S,
@@ -255,4 +257,5 @@ def timeline_stats(trace: Trace) -> TimelineStats:
         stage_max_staleness=staleness.tolist(),
         peak_versions=versions.tolist(),
         peak_activations=activations.tolist(),
+        delay_counts=np.bincount(delays),
     )

@@ -1,0 +1,104 @@
+"""A schedule as PyTorch pipelining action lists, to replay its order on real hardware.
+
+The format is the "compute_only" CSV of `torch.distributed.pipelining`
+(`PipelineScheduleMulti._load_csv`): one row per rank, no header, each cell
+one action `_Action.from_str` reads, `<stage><type><micro-batch>`, e.g. `0F3`
+(stage 0, forward, micro-batch 3) or `1B2` (stage 1, full backward of
+micro-batch 2). Each stage runs on its own rank, so row s holds stage s's
+forwards and backwards in the order they start in the simulation.
+
+What the format cannot say, and this export leaves out:
+- U and AVG: PyTorch steps the optimizer outside the schedule, so the update
+  rows (and with them the per-micro-batch steps of pd or the mini-batch
+  boundaries of gpipe and 1f1b-flush) have no action. The CSV carries the
+  order of compute over all the trace's micro-batches, not which weight
+  version each pass reads.
+- Timing: a row lists actions back to back; the bubbles in between are not
+  written as PyTorch's empty (idle) cells.
+- Several replicas: a PyTorch schedule is one pipeline, so localsgd with more
+  than one replica is refused.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+
+import numpy as np
+
+from pipebench.errors import InputError
+from pipebench.timeline.trace import BACKWARD, FORWARD, KIND_NAMES, Trace
+
+# PyTorch's action pattern narrowed to the two actions pipebench has: `F` and
+# full backward `B`, with a micro-batch index (PyTorch requires one for both).
+# ASCII digits only, where PyTorch's `\d` would also take other scripts' digits.
+_ACTION = re.compile(r"([0-9]+)(F|B)([0-9]+)")
+
+
+def torch_actions(trace: Trace) -> list[list[str]]:
+    """Per stage (= rank), its F and B operations as PyTorch action strings, by start time."""
+    if trace.replicas > 1:
+        raise InputError(
+            "torch-csv",
+            f"the {trace.schedule} trace runs {trace.replicas} replicas, and a PyTorch pipeline "
+            "schedule describes a single pipeline; export a single-replica trace "
+            "(any schedule, or localsgd with replicas=1)",
+        )
+    rows = np.flatnonzero((trace.kind == FORWARD) | (trace.kind == BACKWARD))
+    # Rows are in causal order (non-decreasing start), so a stable sort by stage
+    # leaves each stage's operations in order of start time.
+    rows = rows[np.argsort(trace.stage[rows], kind="stable")]
+    cells = [
+        f"{stage}{KIND_NAMES[kind]}{mb}"
+        for stage, kind, mb in zip(
+            trace.stage[rows].tolist(),
+            trace.kind[rows].tolist(),
+            trace.mb[rows].tolist(),
+            strict=True,
+        )
+    ]
+    bounds = np.cumsum(np.bincount(trace.stage[rows], minlength=trace.stages)).tolist()
+    return [cells[lo:hi] for lo, hi in zip([0, *bounds[:-1]], bounds, strict=True)]
+
+
+def torch_csv_text(trace: Trace) -> str:
+    """The "compute_only" CSV: one line per rank, cells joined by commas, lines ending in "\\n".
+
+    Action strings hold only digits, F and B, so no cell ever needs quoting.
+    """
+    return "".join(",".join(actions) + "\n" for actions in torch_actions(trace))
+
+
+def parse_torch_csv(text: str) -> list[list[tuple[int, str, int]]]:
+    """Per row (rank), its actions as (stage, "F" or "B", micro-batch).
+
+    Reads what `torch_csv_text` writes and PyTorch's own compute-only dumps
+    of F/B schedules: surrounding spaces are stripped and empty cells (PyTorch's
+    idle slots) skipped, as `_Action.from_str` does. Any other cell, including
+    PyTorch actions pipebench has no equivalent for (I, W, UNSHARD, ...), is an
+    `InputError` naming its row and cell (both counted from 1).
+    """
+    ranks: list[list[tuple[int, str, int]]] = []
+    reader = csv.reader(io.StringIO(text))
+    try:
+        rows = list(reader)
+    except csv.Error as exc:
+        raise InputError("torch-csv", f"line {reader.line_num}: not CSV ({exc})") from None
+    for row_no, row in enumerate(rows, start=1):
+        actions = []
+        for cell_no, cell in enumerate(row, start=1):
+            action = cell.strip()
+            if not action:
+                continue
+            match = _ACTION.fullmatch(action)
+            if match is None:
+                raise InputError(
+                    "torch-csv",
+                    f"row {row_no}, cell {cell_no}: {cell!r} is not an action "
+                    "<stage>F<micro-batch> or <stage>B<micro-batch>, e.g. 0F3",
+                )
+            stage, kind, mb = match.groups()
+            actions.append((int(stage), kind, int(mb)))
+        ranks.append(actions)
+    return ranks
