@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from pipebench.errors import InputError, did_you_mean
-from pipebench.report.tables import read_table
+from pipebench.report.tables import at_selected_lr, read_table
 from pipebench.timeline import SCHEDULES
 
 # The metrics `--fail-on` accepts: all lower-is-better columns of summary.csv.
@@ -68,12 +68,6 @@ def read_summary(path: Path, role: str) -> pd.DataFrame:
 # --- one results folder: schedules side by side --------------------------------------------
 
 
-def _chosen_rows(runs: pd.DataFrame) -> pd.DataFrame:
-    """The runs at the schedule's selected lr (the smallest lr if every lr diverged)."""
-    chosen = runs[runs["selected"]]
-    return chosen if not chosen.empty else runs[runs["lr"] == runs["lr"].min()]
-
-
 def _reference(labels: list[str], schedules: list[str], wanted: str | None) -> str:
     """The label speedups are measured against (see `side_by_side`)."""
     if wanted is None:
@@ -110,7 +104,7 @@ def side_by_side(runs: pd.DataFrame, reference: str | None = None) -> pd.DataFra
         ref = _reference(labels, schedules, reference)
         mine = []
         for label in labels:
-            chosen = _chosen_rows(group[group["label"] == label])
+            chosen = at_selected_lr(group[group["label"] == label])
             reached = chosen["time_to_target"].notna()
             mine.append(
                 {

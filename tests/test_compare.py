@@ -65,6 +65,18 @@ def statuses(stdout: str) -> pd.Series:
     return pd.read_csv(io.StringIO(stdout), keep_default_na=False)["status"]
 
 
+def judge_edit(base, tmp_path, capsys, edit, *args: str) -> tuple[int, pd.DataFrame]:
+    """Exit status and CSV table of comparing base with an edited copy of itself."""
+    cand = edited(base, tmp_path, edit)
+    code, out, _ = compare(capsys, str(base), str(cand), *args, "--format", "csv")
+    return code, pd.read_csv(io.StringIO(out), keep_default_na=False)
+
+
+def finite_rows(table: pd.DataFrame, label: str) -> pd.DataFrame:
+    mine = table[table["label"] == label]
+    return mine[mine["final_loss_base"].astype(float) < math.inf]
+
+
 def test_identical_results_are_unchanged_and_pass(base, capsys):
     code, out, err = compare(capsys, str(base), str(base / "summary.csv"), "--fail-on",
                              "final_loss:0", "--format", "csv")  # fmt: skip
@@ -73,32 +85,26 @@ def test_identical_results_are_unchanged_and_pass(base, capsys):
 
 
 def test_a_regression_past_the_threshold_fails(base, tmp_path, capsys):
-    cand = edited(base, tmp_path, scale("pd", "final_loss", 1.10))
-    code, out, _ = compare(capsys, str(base), str(cand), "--fail-on", "final_loss:5%",
-                           "--format", "csv")  # fmt: skip
-    table = pd.read_csv(io.StringIO(out), keep_default_na=False)
+    edit = scale("pd", "final_loss", 1.10)
+    code, table = judge_edit(base, tmp_path, capsys, edit, "--fail-on", "final_loss:5%")
     assert code == 1
-    pd_rows = table[table["label"] == "pd"]
-    finite = pd_rows[pd_rows["final_loss_base"].astype(float) < math.inf]
+    finite = finite_rows(table, "pd")
     assert (finite["status"] == "worse").all() and (finite["crossed"] == "final_loss:5%").all()
     assert finite["final_loss_change"].astype(float).round(9).eq(0.1).all()
     assert set(table[table["label"] != "pd"]["status"]) == {"unchanged"}
 
 
 def test_a_change_within_the_threshold_is_unchanged(base, tmp_path, capsys):
-    cand = edited(base, tmp_path, scale("pd", "final_loss", 1.03))
-    code, out, _ = compare(capsys, str(base), str(cand), "--fail-on", "final_loss:5%",
-                           "--format", "csv")  # fmt: skip
-    assert code == 0 and set(statuses(out)) == {"unchanged"}
+    edit = scale("pd", "final_loss", 1.03)
+    code, table = judge_edit(base, tmp_path, capsys, edit, "--fail-on", "final_loss:5%")
+    assert code == 0 and set(table["status"]) == {"unchanged"}
 
 
 def test_an_improvement_is_better_and_passes(base, tmp_path, capsys):
-    cand = edited(base, tmp_path, scale("2bw", "final_loss", 0.5))
-    code, out, _ = compare(capsys, str(base), str(cand), "--fail-on", "final_loss:5%",
-                           "--format", "csv")  # fmt: skip
-    table = pd.read_csv(io.StringIO(out), keep_default_na=False)
+    edit = scale("2bw", "final_loss", 0.5)
+    code, table = judge_edit(base, tmp_path, capsys, edit, "--fail-on", "final_loss:5%")
     assert code == 0
-    finite = table[(table["label"] == "2bw") & (table["final_loss_base"].astype(float) < math.inf)]
+    finite = finite_rows(table, "2bw")
     assert len(finite) > 0 and (finite["status"] == "better").all()
 
 

@@ -11,12 +11,10 @@ import math
 import sys
 
 import pandas as pd
-from rich import box
-from rich.console import Console
-from rich.table import Table
 
 from pipebench.compare import Comparison
-from pipebench.report.export import csv_text, json_records, markdown_table
+from pipebench.report.export import markdown_table, write_data
+from pipebench.report.runview import print_table
 from pipebench.report.tables import mean_std_text
 
 
@@ -96,11 +94,7 @@ def comparison_text(comparison: Comparison, table: pd.DataFrame) -> pd.DataFrame
 
 
 def print_side_by_side(table: pd.DataFrame, fmt: str) -> None:
-    if fmt == "csv":
-        sys.stdout.write(csv_text(table))
-        return
-    if fmt == "json":
-        sys.stdout.write(json_records(table) + "\n")
+    if write_data(table, fmt):
         return
     for scenario, group in table.groupby("scenario", sort=False):
         text = side_by_side_text(group)
@@ -112,7 +106,7 @@ def print_side_by_side(table: pd.DataFrame, fmt: str) -> None:
         if fmt == "markdown":
             sys.stdout.write(f"**{scenario}** ({caption})\n\n{markdown_table(text)}\n")
         else:
-            _rich(text, title=str(scenario), caption=caption)
+            print_table(text, str(scenario), caption)
 
 
 def print_comparison(comparison: Comparison, fmt: str, changes_only: bool = False) -> None:
@@ -120,11 +114,7 @@ def print_comparison(comparison: Comparison, fmt: str, changes_only: bool = Fals
     table = comparison.table
     if changes_only:
         table = table[table["status"] != "unchanged"]
-    if fmt == "csv":
-        sys.stdout.write(csv_text(table))
-        return
-    if fmt == "json":
-        sys.stdout.write(json_records(table) + "\n")
+    if write_data(table, fmt):
         return
     text = comparison_text(comparison, table)
     if fmt == "markdown":
@@ -132,16 +122,4 @@ def print_comparison(comparison: Comparison, fmt: str, changes_only: bool = Fals
             f"**pipebench compare**: {comparison.headline()}\n\n{markdown_table(text)}"
         )
     else:
-        _rich(text, title="baseline → candidate", caption=comparison.headline())
-
-
-def _rich(text: pd.DataFrame, title: str, caption: str) -> None:
-    table = Table(
-        title=title, caption=caption, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True
-    )
-    for column in text.columns:
-        left = column in ("scenario", "schedule", "status", "crossed")
-        table.add_column(column, justify="left" if left else "right")
-    for row in text.itertuples(index=False):
-        table.add_row(*map(str, row))
-    Console().print(table)
+        print_table(text, "baseline → candidate", comparison.headline())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -22,6 +23,17 @@ def csv_text(table: pd.DataFrame) -> str:
 def json_records(table: pd.DataFrame) -> str:
     """The rows as a JSON list of objects (NaN as null)."""
     return table.to_json(orient="records", double_precision=15)
+
+
+def write_data(table: pd.DataFrame, fmt: str) -> bool:
+    """Print `table` on stdout as csv or json rows; False (nothing printed) for other formats."""
+    if fmt == "csv":
+        sys.stdout.write(csv_text(table))
+    elif fmt == "json":
+        sys.stdout.write(json_records(table) + "\n")
+    else:
+        return False
+    return True
 
 
 def markdown_table(table: pd.DataFrame) -> str:

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.patches import Patch
 
+from pipebench.report.tables import at_selected_lr
 from pipebench.timeline.trace import AVERAGE, BACKWARD, FORWARD, KIND_NAMES, UPDATE, Trace
 from pipebench.timeline.window import head
 
@@ -119,9 +120,7 @@ def _selected(summary: pd.DataFrame) -> list[tuple[str, float, bool]]:
     out = []
     runs = summary[summary["seed"].notna()]
     for label, group in runs.groupby("label", sort=False):
-        chosen = group[group["selected"]]
-        if chosen.empty:
-            chosen = group[group["lr"] == group["lr"].min()]
+        chosen = at_selected_lr(group)
         out.append((label, float(chosen["lr"].iloc[0]), bool(chosen["diverged"].any())))
     return out
 

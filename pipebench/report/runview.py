@@ -6,12 +6,13 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+import pandas as pd
 from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from pipebench.report.export import csv_text, json_records, markdown_table
+from pipebench.report.export import markdown_table, write_data
 from pipebench.report.tables import condensed
 
 
@@ -37,11 +38,7 @@ def progress_bar(exp, show: bool) -> Iterator[tuple[Callable | None, Callable | 
 
 def print_summary(report, fmt: str) -> None:
     """The summary in the chosen format on stdout: full rows for csv/json, a digest otherwise."""
-    if fmt == "csv":
-        sys.stdout.write(csv_text(report.summary))
-        return
-    if fmt == "json":
-        sys.stdout.write(json_records(report.summary) + "\n")
+    if write_data(report.summary, fmt):
         return
     exp = report.experiment
     f_star = exp.objective.f_star
@@ -56,11 +53,20 @@ def print_summary(report, fmt: str) -> None:
         "updates; "
         f"div: diverged runs. Results in {report.out_dir}"
     )
+    print_table(digest, title, caption)
+
+
+TEXT_COLUMNS = ("scenario", "schedule", "status", "crossed")
+
+
+def print_table(text: pd.DataFrame, title: str, caption: str) -> None:
+    """A table of strings on stdout, text columns left and numbers right."""
     table = Table(
         title=title, caption=caption, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True
     )
-    for column in digest.columns:
-        table.add_column(column, justify="left" if column == "schedule" else "right", no_wrap=True)
-    for row in digest.itertuples(index=False):
+    for column in text.columns:
+        left = column in TEXT_COLUMNS
+        table.add_column(column, justify="left" if left else "right", no_wrap=True)
+    for row in text.itertuples(index=False):
         table.add_row(*map(str, row))
     Console().print(table)

@@ -179,31 +179,36 @@ def _as_count(value: object) -> object:
     return int(value) if float(value).is_integer() else float(value)
 
 
+def _blocks(
+    exp: Experiment, outcomes: list[Outcome], columns: list[str], key, fields
+) -> pd.DataFrame:
+    """A long table: rows `fields(o)` for the first outcome `o` of each distinct `key(o)`."""
+    parts, seen = [], set()
+    for o in outcomes:
+        if key(o) in seen:
+            continue
+        seen.add(key(o))
+        names = {"scenario": exp.name, "schedule": o.entry.schedule, "label": o.entry.label}
+        parts.append(pd.DataFrame(names | fields(o), columns=columns))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+
+
 def curves_table(exp: Experiment, outcomes: list[Outcome]) -> pd.DataFrame:
     """Long format: one row per loss sample of every run."""
     f_star = exp.objective.f_star
-    parts = []
-    for o in outcomes:
+
+    def fields(o: Outcome) -> dict:
         c = o.curve
-        parts.append(
-            pd.DataFrame(
-                {
-                    "scenario": exp.name,
-                    "schedule": o.entry.schedule,
-                    "label": o.entry.label,
-                    "seed": o.seed,
-                    "lr": o.lr,
-                    "sim_time": c.times,
-                    "updates": c.updates,
-                    "loss": c.loss,
-                    "gap": c.loss - f_star if f_star is not None else np.nan,
-                },
-                columns=CURVE_COLUMNS,
-            )
-        )
-    if not parts:
-        return pd.DataFrame(columns=CURVE_COLUMNS)
-    return pd.concat(parts, ignore_index=True)
+        return {
+            "seed": o.seed,
+            "lr": o.lr,
+            "sim_time": c.times,
+            "updates": c.updates,
+            "loss": c.loss,
+            "gap": c.loss - f_star if f_star is not None else np.nan,
+        }
+
+    return _blocks(exp, outcomes, CURVE_COLUMNS, lambda o: (o.entry.label, o.seed, o.lr), fields)
 
 
 DELAY_COLUMNS = ["scenario", "schedule", "label", "seed", "delay", "updates"]
@@ -216,58 +221,32 @@ def delays_table(exp: Experiment, outcomes: list[Outcome]) -> pd.DataFrame:
 
     The timeline does not depend on the lr, so each schedule x seed appears once.
     """
-    parts, seen = [], set()
-    for o in outcomes:
-        if (o.entry.label, o.seed) in seen:
-            continue
-        seen.add((o.entry.label, o.seed))
+
+    def fields(o: Outcome) -> dict:
         counts = o.stats.delay_counts
         delay = np.flatnonzero(counts)
-        parts.append(
-            pd.DataFrame(
-                {
-                    "scenario": exp.name,
-                    "schedule": o.entry.schedule,
-                    "label": o.entry.label,
-                    "seed": o.seed,
-                    "delay": delay,
-                    "updates": counts[delay],
-                },
-                columns=DELAY_COLUMNS,
-            )
-        )
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=DELAY_COLUMNS)
+        return {"seed": o.seed, "delay": delay, "updates": counts[delay]}
+
+    return _blocks(exp, outcomes, DELAY_COLUMNS, lambda o: (o.entry.label, o.seed), fields)
 
 
 def timeline_table(exp: Experiment, outcomes: list[Outcome]) -> pd.DataFrame:
     """The operations of each schedule's first rounds (rpd: its pd clock): its Gantt chart."""
-    parts, seen = [], set()
-    for o in outcomes:
-        if o.entry.label in seen:
-            continue
-        seen.add(o.entry.label)
+
+    def fields(o: Outcome) -> dict:
         t = o.first_rounds
-        parts.append(
-            pd.DataFrame(
-                {
-                    "scenario": exp.name,
-                    "schedule": o.entry.schedule,
-                    "label": o.entry.label,
-                    "kind": np.asarray(KIND_NAMES)[t.kind],
-                    "stage": t.stage,
-                    "mb": t.mb,
-                    "replica": t.replica,
-                    "start": t.start,
-                    "end": t.end,
-                    "v_fwd": t.v_fwd,
-                    "v_bwd": t.v_bwd,
-                },
-                columns=TIMELINE_COLUMNS,
-            )
-        )
-    if not parts:
-        return pd.DataFrame(columns=TIMELINE_COLUMNS)
-    return pd.concat(parts, ignore_index=True)
+        return {
+            "kind": np.asarray(KIND_NAMES)[t.kind],
+            **{f: getattr(t, f) for f in TIMELINE_COLUMNS[4:]},
+        }
+
+    return _blocks(exp, outcomes, TIMELINE_COLUMNS, lambda o: o.entry.label, fields)
+
+
+def at_selected_lr(runs: pd.DataFrame) -> pd.DataFrame:
+    """One schedule's runs at its selected lr; at the smallest lr if every lr diverged."""
+    chosen = runs[runs["selected"]]
+    return chosen if not chosen.empty else runs[runs["lr"] == runs["lr"].min()]
 
 
 def condensed(summary: pd.DataFrame, has_target: bool, has_optimum: bool) -> pd.DataFrame:
@@ -278,9 +257,7 @@ def condensed(summary: pd.DataFrame, has_target: bool, has_optimum: bool) -> pd.
     rows = []
     for label, group in summary.groupby("label", sort=False):
         runs = group[group["seed"].notna()]
-        chosen = runs[runs["selected"]]
-        if chosen.empty:  # every learning rate diverged: show the smallest
-            chosen = runs[runs["lr"] == runs["lr"].min()]
+        chosen = at_selected_lr(runs)
         first = chosen.iloc[0]
         rows.append(
             {
