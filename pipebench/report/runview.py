@@ -69,4 +69,5 @@ def print_table(text: pd.DataFrame, title: str, caption: str) -> None:
         table.add_column(column, justify="left" if left else "right", no_wrap=True)
     for row in text.itertuples(index=False):
         table.add_row(*map(str, row))
-    Console().print(table)
+    # a terminal wraps at its width; a file or pipe gets whole rows
+    Console(width=None if sys.stdout.isatty() else 1000).print(table)
