@@ -12,8 +12,6 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-import numpy as np
-
 from pipebench.timeline import CostModel, RpdPlan, Trace, build_timeline, get_schedule
 from pipebench.timeline.rpd import plan_stats
 from pipebench.timeline.stats import TimelineStats, busy_time, timeline_stats
@@ -83,21 +81,7 @@ def truncate(trace: Trace, until: float) -> Trace:
     budget has no drain, so its steady state extends to the cut.
     """
     keep = trace.end <= until
-    if keep.all():
-        return trace
-    new_row = np.cumsum(keep) - 1
-    kept_updates = keep[trace.upd_op]
-    arrays = {
-        f: getattr(trace, f)[keep]
-        for f in ("kind", "stage", "mb", "replica", "start", "end", "v_fwd", "v_bwd")
-    }
-    return replace(
-        trace,
-        **arrays,
-        upd_op=new_row[trace.upd_op[kept_updates]],
-        upd_first=trace.upd_first[kept_updates],
-        upd_version=trace.upd_version[kept_updates],
-    )
+    return trace if keep.all() else trace.subset(keep)
 
 
 def stats_until(timeline: Trace | RpdPlan, until: float, iterations: int | None) -> TimelineStats:

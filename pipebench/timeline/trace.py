@@ -9,7 +9,7 @@ a weight version before the update that made it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
@@ -26,6 +26,7 @@ KIND_NAMES = ("F", "B", "U", "AVG")
 MAX_STAGES = 2**15 - 1
 MAX_MICROBATCHES = 2**31 - 1
 BYTES_PER_OP = 33
+OP_FIELDS = ("kind", "stage", "mb", "replica", "start", "end", "v_fwd", "v_bwd")
 
 
 @dataclass(frozen=True, eq=False)
@@ -91,6 +92,22 @@ class Trace:
     @property
     def makespan(self) -> float:
         return float(self.end.max()) if self.n_ops else 0.0
+
+    def subset(self, keep: np.ndarray) -> Trace:
+        """A new trace (copied arrays) of the operation rows where `keep` is true.
+
+        Kept rows stay in causal order; update rows follow their U row. The
+        micro-batch count is unchanged, so statistics keep their meaning.
+        """
+        new_row = np.cumsum(keep) - 1
+        kept_updates = keep[self.upd_op]
+        return replace(
+            self,
+            **{f: getattr(self, f)[keep] for f in OP_FIELDS},
+            upd_op=new_row[self.upd_op[kept_updates]],
+            upd_first=self.upd_first[kept_updates],
+            upd_version=self.upd_version[kept_updates],
+        )
 
     def rows(self, kind: int) -> np.ndarray:
         """Indices of the operation rows of one kind, in causal order."""

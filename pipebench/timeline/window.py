@@ -14,7 +14,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from pipebench.timeline.trace import AVERAGE, FORWARD, UPDATE, Trace
+from pipebench.timeline.trace import AVERAGE, FORWARD, OP_FIELDS, UPDATE, Trace
 
 MAX_OPS = 20_000  # beyond this a chart is unreadable and slow to draw
 
@@ -36,19 +36,16 @@ def first_rounds_end(trace: Trace, rounds: int = 2) -> float:
 def head(trace: Trace, until: float, max_ops: int = MAX_OPS) -> Trace:
     """A copy of the operations starting before `until` (at most `max_ops` of them).
 
-    Rows are in causal order, so this is a prefix; update rows keep those
-    whose step is in it. The copy lets a huge trace be freed.
+    Rows are in causal order, so this is a prefix: slicing it costs nothing
+    even on a trace of tens of millions of rows (`Trace.subset` would scan
+    them all). The copy lets a huge trace be freed.
     """
     n = min(int(np.searchsorted(trace.start, until, side="left")), max_ops)
-    arrays = {
-        f: getattr(trace, f)[:n].copy()
-        for f in ("kind", "stage", "mb", "replica", "start", "end", "v_fwd", "v_bwd")
-    }
     kept = trace.upd_op < n
     return replace(
         trace,
-        **arrays,
-        upd_op=trace.upd_op[kept].copy(),
-        upd_first=trace.upd_first[kept].copy(),
-        upd_version=trace.upd_version[kept].copy(),
+        **{f: getattr(trace, f)[:n].copy() for f in OP_FIELDS},
+        upd_op=trace.upd_op[kept],
+        upd_first=trace.upd_first[kept],
+        upd_version=trace.upd_version[kept],
     )
