@@ -15,7 +15,7 @@ import numpy as np
 
 from pipebench.engine.budget import planned_microbatches
 from pipebench.errors import InputError
-from pipebench.objectives import BlockLinear, build_objective
+from pipebench.objectives import BlockLinear, Layered, build_objective
 from pipebench.optim import OPTIMIZERS, hyper_array
 from pipebench.scenario import (
     LoadedScenario,
@@ -53,7 +53,7 @@ class Entry:
 class Experiment:
     loaded: LoadedScenario
     costs: CostModel
-    objective: BlockLinear
+    objective: BlockLinear | Layered
     entries: list[Entry]
     seeds: list[int]
     budget_kind: str
@@ -129,6 +129,14 @@ def resolve(loaded: LoadedScenario, seeds: int | None = None) -> Experiment:
         objective = build_objective(scenario.objective, costs.stages, loaded.data_file())
     except InputError as error:
         raise loaded.error(("objective", error.field), error.message) from None
+    for entry in entries:
+        if entry.optimizer == "muon" and not isinstance(objective, Layered):
+            own = scenario.schedules[entry.index].optimizer is not None
+            where = ("schedules", entry.index) if own else ()
+            where = (*where, "optimizer", "name")
+            raise loaded.error(
+                where, "muon orthogonalises weight matrices: use it with objective kind mlp"
+            )
     budget = scenario.budget
     amount = float(getattr(budget, budget.kind))
     for entry in entries:

@@ -72,8 +72,9 @@ def _run(exp: Experiment, prep: _Prepared, seed: int, lr: float, stop: np.ndarra
     prepared, stats = prep.per_seed[seed]
     entry = prep.entry
     curve = replay(
-        prepared, exp.objective, entry.optimizer_code, entry.hyper(lr), seed, exp.points, stop
-    )
+        prepared, exp.objective, entry.optimizer_code, entry.hyper(lr), seed, exp.points, stop,
+        recompute=bool(entry.options.get("recompute", False)),
+    )  # fmt: skip
     return Outcome(
         entry=entry,
         seed=seed,

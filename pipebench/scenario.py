@@ -28,7 +28,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from pipebench.errors import InputError, ScenarioError, did_you_mean
-from pipebench.optim import HYPER_FIELDS, OPTIMIZERS
+from pipebench.optim import HYPER_FIELDS, OPTIMIZERS, SHARED_FIELDS
 from pipebench.sweep.grid import parse_values
 
 PosInt = Annotated[int, Field(ge=1)]
@@ -149,10 +149,37 @@ class LogisticSpec(_ObjectiveBase):
     }
 
 
-ObjectiveSpec = Annotated[QuadraticSpec | LogisticSpec, Field(discriminator="kind")]
+class MlpSpec(_Model):
+    """A residual MLP, one block per stage, learning from a teacher of the same shape."""
+
+    kind: Literal["mlp"]
+    task: Literal["regression", "classification"] = "regression"
+    width: PosInt = 64
+    activation: Literal["relu", "tanh", "gelu"] = "gelu"
+    inputs: PosInt = 16
+    outputs: PosInt = 4
+    classes: Annotated[int, Field(ge=2)] = 10
+    examples: PosInt = 1024
+    batch_size: PosInt = 16
+    sampling: Literal["shuffle", "uniform"] = "shuffle"
+    label_noise: NonNegFloat = 0.0
+    seed: Seed = 0
+
+    @model_validator(mode="after")
+    def _fields_match_task(self) -> MlpSpec:
+        wrong = {"regression": "classes", "classification": "outputs"}[self.task]
+        if wrong in self.model_fields_set:
+            raise _problem(f"does not apply to task {self.task}", wrong)
+        if self.task == "classification" and "label_noise" in self.model_fields_set:
+            raise _problem("applies to task regression only", "label_noise")
+        return self
+
+
+ObjectiveSpec = Annotated[QuadraticSpec | LogisticSpec | MlpSpec, Field(discriminator="kind")]
 OBJECTIVE_KINDS = {
     "quadratic": "least squares; variants random, tridiagonal, diagonal, csv",
     "logistic": "logistic regression with l2; variants synthetic, csv",
+    "mlp": "residual MLP, one block per stage, teacher-student regression or classification",
 }
 
 
@@ -255,6 +282,12 @@ class OptimizerSpec(_Model):
     beta2: Annotated[float, Field(ge=0, lt=1)] | None = None
     eps: PosFloat | None = None
     weight_decay: NonNegFloat | None = None
+    ns_steps: Annotated[int, Field(ge=1, le=20)] | None = None
+    adam_lr: PosFloat | None = None
+    # for every optimizer: lr warm-up and cosine decay over a stage's steps; delay correction
+    warmup: Annotated[int, Field(ge=0)] = 0
+    cosine: bool = False
+    ef: bool = False
 
     @field_validator("name")
     @classmethod
@@ -272,6 +305,8 @@ class OptimizerSpec(_Model):
     def _params_apply(self) -> OptimizerSpec:
         takes = OPTIMIZERS[self.name].defaults
         for key in HYPER_FIELDS[1:]:  # all but lr
+            if key in SHARED_FIELDS:
+                continue
             if getattr(self, key) is not None and key not in takes:
                 users = [n for n, o in OPTIMIZERS.items() if key in o.defaults]
                 raise _problem(f"does not apply to {self.name} (only to: {', '.join(users)})", key)
@@ -280,7 +315,8 @@ class OptimizerSpec(_Model):
     def params(self) -> dict[str, float | bool]:
         """The optimizer's hyper-parameters besides lr, defaults filled in."""
         defaults = OPTIMIZERS[self.name].defaults
-        return {k: v if getattr(self, k) is None else getattr(self, k) for k, v in defaults.items()}
+        own = {k: v if getattr(self, k) is None else getattr(self, k) for k, v in defaults.items()}
+        return own | {k: getattr(self, k) for k in SHARED_FIELDS}
 
 
 # ---------------------------------------------------------------- schedules, scenario
@@ -552,8 +588,8 @@ class LoadedScenario:
         return self.located.error(path, message)
 
     def data_file(self) -> Path | None:
-        """The CSV the objective reads, resolved against the scenario's folder."""
-        given = self.scenario.objective.path
+        """The file the objective reads (a CSV), resolved against the scenario's folder."""
+        given = getattr(self.scenario.objective, "path", None)
         if given is None:
             return None
         p = Path(given).expanduser()
@@ -563,9 +599,13 @@ class LoadedScenario:
         """A hash of everything that determines the results of one seed.
 
         Seeds are left out so that adding a seed does not make earlier rows
-        incomparable; a data file enters by its content, not its name.
+        incomparable; a data file enters by its content, not its name. Fields
+        left at their defaults are left out too, so a field added to the
+        format later does not change the hash of files that do not use it.
         """
-        record = self.scenario.model_dump(mode="json", exclude={"seeds", "seed"})
+        record = self.scenario.model_dump(
+            mode="json", exclude={"seeds", "seed"}, exclude_defaults=True
+        )
         digest = hashlib.sha256(json.dumps(record, sort_keys=True).encode())
         data = self.data_file()
         if data is not None and data.is_file():

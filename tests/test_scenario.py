@@ -52,7 +52,7 @@ BAD = [  # one case per line reads best: E501 is off for this file
     ("missing data file", ("{kind: quadratic, examples: 40, dim: 8, batch_size: 4}", "{kind: logistic, variant: csv, path: nowhere.csv, target: y}"), [], "objective.path: no such file"),
     ("bad grid string", ("lr: 0.01", "lr: {grid: '2^-3..2^-9'}"), [], "optimizer.lr: expected a number, a comma list"),
     ("negative lr", ("lr: 0.01", "lr: -0.01"), [], "optimizer.lr"),
-    ("optimizer parameter elsewhere", ("name: sgd", "name: sgd, beta1: 0.9"), [], "optimizer.beta1: does not apply to sgd (only to: adamw)"),
+    ("optimizer parameter elsewhere", ("name: sgd", "name: sgd, beta1: 0.9"), [], "optimizer.beta1: does not apply to sgd (only to: adamw, muon)"),
     ("field of another variant", ("batch_size: 4}", "batch_size: 4, mu: 0.1}"), [], "objective.mu: does not apply to variant random (only to: tridiagonal)"),
     ("cost list of wrong length", ("forward: 1,", "forward: [1, 1, 1],"), [], "pipeline.costs.forward: a list of 3 costs for 2 stages"),
     ("jitter out of range", ("backward: 1}", "backward: 1, jitter: 1.5}"), [], "pipeline.costs.jitter: Input should be less than 1"),

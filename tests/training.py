@@ -55,7 +55,10 @@ def train(
         timeline = timeline.reseeded(seed)
     prepared = prepare(timeline, until, iterations)
     hyper = hyper_array(lr, {**OPTIMIZERS[optimizer].defaults, **(params or {})})
-    curve = replay(prepared, obj, OPTIMIZERS[optimizer].code, hyper, seed, points)
+    curve = replay(
+        prepared, obj, OPTIMIZERS[optimizer].code, hyper, seed, points,
+        recompute=bool(options.get("recompute", False)),
+    )  # fmt: skip
     return curve, timeline, until
 
 

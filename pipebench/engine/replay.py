@@ -21,6 +21,8 @@ import numpy as np
 from numba import njit
 
 from pipebench.engine.history import replay_needs
+from pipebench.engine.layered import _replay_layered, _replay_layered_plan, objective_tuple
+from pipebench.engine.operations import average_replicas, diverged, step_stage, steps_running
 from pipebench.engine.recorder import block_offsets, new_recorder, take_sample
 from pipebench.objectives.blocklinear import (
     SAMPLE_FULL,
@@ -31,24 +33,17 @@ from pipebench.objectives.blocklinear import (
     mean_loss,
     output_gradient,
 )
-from pipebench.optim.step import apply_step
+from pipebench.objectives.layered import Layered
+from pipebench.optim.step import NO_MATRICES, apply_step
 from pipebench.timeline.rpd import RpdPlan, fill_delays
 from pipebench.timeline.trace import AVERAGE, BACKWARD, FORWARD, UPDATE, Trace
-
-# A run has diverged when its loss is not finite or exceeds this multiple of the initial loss.
-BLOWUP = 1e6
-
-
-@njit(cache=True)
-def _diverged(value, initial) -> bool:
-    return not np.isfinite(value) or value > BLOWUP * initial
 
 
 @njit(cache=True, nogil=True)
 def _replay_trace(
     kind, stage, mb, replica, start, end, v_fwd, v_bwd, n_rows, until, S, R,
     X, y, loss, l2, noise, sampling, batch, off,
-    seed, code, hyper, H, P, times, out_loss, out_updates, out_model, stop,
+    seed, code, hyper, horizon, H, P, times, out_loss, out_updates, out_model, stop,
 ):  # fmt: skip
     """Replay rows [0, n_rows) that end by `until`; returns (samples, updates, micro-batches).
 
@@ -63,6 +58,7 @@ def _replay_trace(
     count = np.zeros((R, S), np.int64)
     m1 = np.zeros((R, d))
     m2 = np.zeros((R, d))
+    last = np.zeros((R, d))
     steps = np.zeros((R, S), np.int64)
     rows = np.zeros((P, nb), np.int64)
     z = np.zeros((P, nb))
@@ -80,14 +76,10 @@ def _replay_trace(
                 times[p], X, y, loss, l2, off, hist, cur, last_u_end, w_vis, w_rec, z_full,
                 out_model,
             )  # fmt: skip
-            running = 0
-            for r in range(R):
-                for s in range(S):
-                    running += last_u_end[r, s] > times[p]
             out_loss[p] = value
-            out_updates[p] = updates - running
+            out_updates[p] = updates - steps_running(times[p], last_u_end)
             p += 1
-            if _diverged(value, initial):
+            if diverged(value, initial):
                 return p, updates, done
         if i == n_rows or (i % 4096 == 0 and stop[0] != 0):
             break
@@ -115,26 +107,11 @@ def _replay_trace(
             if s == 0:
                 done += 1
         elif k == UPDATE:
-            v = cur[r, s]
-            steps[r, s] += 1
-            lo, hi = off[s], off[s + 1]
-            apply_step(
-                code, hyper, steps[r, s], hist[r, v % H], acc[r], 1.0 / count[r, s],
-                m1[r], m2[r], lo, hi, hist[r, (v + 1) % H],
-            )  # fmt: skip
-            acc[r, lo:hi] = 0.0
-            count[r, s] = 0
-            cur[r, s] = v + 1
-            last_u_end[r, s] = end[i]
+            step_stage(r, s, end[i], off, hist, cur, acc, count, m1, m2, last, steps, horizon,
+                       code, hyper, NO_MATRICES, last_u_end)  # fmt: skip
             updates += 1
         elif k == AVERAGE:
-            for s2 in range(S):
-                for j in range(off[s2], off[s2 + 1]):
-                    total = 0.0
-                    for r2 in range(R):
-                        total += hist[r2, cur[r2, s2] % H, j]
-                    for r2 in range(R):
-                        hist[r2, cur[r2, s2] % H, j] = total / R
+            average_replicas(off, hist, cur)
     return p, updates, done
 
 
@@ -142,7 +119,7 @@ def _replay_trace(
 def _replay_plan(
     block, time, n_iter, S, mode, delta, plan_seed, pd_update_mb, pd_reads,
     X, y, loss, l2, noise, sampling, batch, off,
-    seed, code, hyper, H, times, out_loss, out_updates, out_model, stop,
+    seed, code, hyper, horizon, H, times, out_loss, out_updates, out_model, stop,
 ):  # fmt: skip
     """rpd: iteration k steps block[k] with the gradient at a point whose block j is
     the iterate from d_j iterations ago. Returns (samples, iterations done)."""
@@ -159,6 +136,7 @@ def _replay_plan(
     acc = np.zeros(d)
     m1 = np.zeros(d)
     m2 = np.zeros(d)
+    last = np.zeros(d)
     steps = np.zeros(S, np.int64)
     w_vis, w_rec, z_full = new_recorder(n, d)
     initial = mean_loss(loss, z_full, y, l2, w_rec)
@@ -174,7 +152,7 @@ def _replay_plan(
             out_loss[p] = value
             out_updates[p] = k
             p += 1
-            if _diverged(value, initial):
+            if diverged(value, initial):
                 return p, k
         if k == n_iter or (k % 256 == 0 and stop[0] != 0):
             break
@@ -192,8 +170,8 @@ def _replay_plan(
         backward_block(X, rows, nb, lo, hi, g, hist[0, v_read % H], l2, noise, seed, k, acc)
         v = version[0, s]
         steps[s] += 1
-        apply_step(code, hyper, steps[s], hist[0, v % H], acc, 1.0, m1, m2, lo, hi,
-                   hist[0, (v + 1) % H])  # fmt: skip
+        apply_step(code, hyper, steps[s], horizon[0, s], hist[0, v % H], acc, 1.0, m1, m2, last,
+                   NO_MATRICES, lo, hi, hist[0, (v + 1) % H])  # fmt: skip
         acc[lo:hi] = 0.0
         version[0, s] = v + 1
     return p, n_iter
@@ -221,6 +199,7 @@ class Replay:
     length: int  # rows of the trace, or rpd iterations, that start by `until`
     depth: int  # weight versions kept per stage
     slots: int  # micro-batches in flight (1 for rpd)
+    horizon: np.ndarray  # (replicas, stages): optimizer steps each stage takes (cosine decay)
 
 
 def prepare(timeline: Trace | RpdPlan, until: float, iterations: int | None = None) -> Replay:
@@ -232,10 +211,22 @@ def prepare(timeline: Trace | RpdPlan, until: float, iterations: int | None = No
             else int(np.searchsorted(timeline.time, until, "right"))
         )
         depth = _plan_depth(timeline, n)
-        return Replay(timeline, until, n, depth, 1)
+        return Replay(timeline, until, n, depth, 1, np.zeros((1, timeline.stages), np.int64))
     n_rows = int(np.searchsorted(timeline.start, until, side="right"))
     depth, slots = replay_needs(timeline, n_rows, until)
-    return Replay(timeline, until, n_rows, depth, slots)
+    steps = np.flatnonzero((timeline.kind[:n_rows] == UPDATE) & (timeline.end[:n_rows] <= until))
+    horizon = np.zeros((timeline.replicas, timeline.stages), np.int64)
+    np.add.at(horizon, (timeline.replica[steps], timeline.stage[steps]), 1)
+    return Replay(timeline, until, n_rows, depth, slots, horizon)
+
+
+def horizon_of(prepared: Replay) -> np.ndarray:
+    """Steps per stage in the run (rpd's depend on the seed's block draws: counted here)."""
+    timeline = prepared.timeline
+    if isinstance(timeline, RpdPlan):
+        counts = np.bincount(timeline.block[: prepared.length], minlength=timeline.stages)
+        return counts.reshape(1, -1).astype(np.int64)
+    return prepared.horizon
 
 
 def _plan_depth(plan: RpdPlan, n: int) -> int:
@@ -259,50 +250,66 @@ def _largest_pd_delay(pd_reads, pd_update_mb, n):
 
 def replay(
     prepared: Replay,
-    objective: BlockLinear,
+    objective: BlockLinear | Layered,
     optimizer_code: int,
     hyper: np.ndarray,
     seed: int,
     points: int,
     stop: np.ndarray | None = None,
+    recompute: bool = False,
 ) -> Curve:
     """Train `objective` along the prepared timeline; the loss is sampled `points` times
-    evenly over the run (after time 0) and once at time 0."""
+    evenly over the run (after time 0) and once at time 0.
+
+    `recompute` (paci's option) makes a layered objective's backward redo its
+    forward with the weights current at backward time.
+    """
     timeline = prepared.timeline
     stages = timeline.stages
     times = np.linspace(0.0, prepared.until, points + 1)
     out_loss = np.full(points + 1, np.nan)
     out_updates = np.zeros(points + 1, dtype=np.int64)
     out_model = np.zeros(objective.dim)
-    off = block_offsets(objective.dim, stages)
     stop = np.zeros(1, dtype=np.int64) if stop is None else stop
-    model = (
-        objective.X, objective.y, objective.loss, objective.l2, objective.grad_noise,
-        objective.sampling, objective.batch_size, off,
-    )  # fmt: skip
+    layered = isinstance(objective, Layered)
+    if layered:
+        model = (objective_tuple(objective),)
+    else:
+        model = (
+            objective.X, objective.y, objective.loss, objective.l2, objective.grad_noise,
+            objective.sampling, objective.batch_size, block_offsets(objective.dim, stages),
+        )  # fmt: skip
+    optimizer = (seed, optimizer_code, hyper, horizon_of(prepared), prepared.depth)
+    record = (times, out_loss, out_updates, out_model, stop)
     if isinstance(timeline, RpdPlan):
-        n_pts, done = _replay_plan(
+        plan = (
             timeline.block, timeline.time, prepared.length, stages, timeline.mode,
             timeline.delta, timeline.seed, timeline.pd_update_mb, timeline.pd_reads,
-            *model, seed, optimizer_code, hyper, prepared.depth,
-            times, out_loss, out_updates, out_model, stop,
         )  # fmt: skip
+        kernel = _replay_layered_plan if layered else _replay_plan
+        n_pts, done = kernel(*plan, *model, *optimizer, *record)
         updates = microbatches = done
     else:
         t = timeline
-        n_pts, updates, microbatches = _replay_trace(
+        trace = (
             t.kind, t.stage, t.mb, t.replica, t.start, t.end, t.v_fwd, t.v_bwd,
             prepared.length, prepared.until, stages, t.replicas,
-            *model, seed, optimizer_code, hyper, prepared.depth, prepared.slots,
-            times, out_loss, out_updates, out_model, stop,
         )  # fmt: skip
-    diverged = bool(_diverged(out_loss[n_pts - 1], out_loss[0]))
+        if layered:
+            n_pts, updates, microbatches = _replay_layered(
+                *trace, *model, recompute, *optimizer, prepared.slots, *record
+            )
+        else:
+            n_pts, updates, microbatches = _replay_trace(
+                *trace, *model, *optimizer, prepared.slots, *record
+            )
+    blew_up = bool(diverged(out_loss[n_pts - 1], out_loss[0]))
     return Curve(
         times=times[:n_pts],
         loss=out_loss[:n_pts],
         updates=out_updates[:n_pts],
-        block_updates=int(out_updates[n_pts - 1]) if diverged else int(updates),
+        block_updates=int(out_updates[n_pts - 1]) if blew_up else int(updates),
         microbatches=int(microbatches),
-        diverged_at=float(times[n_pts - 1]) if diverged else None,
+        diverged_at=float(times[n_pts - 1]) if blew_up else None,
         model=out_model,
     )

@@ -11,8 +11,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Layout of the hyper-parameter array every kernel receives.
-HYPER_FIELDS = ("lr", "momentum", "nesterov", "beta1", "beta2", "eps", "weight_decay")
+# Layout of the hyper-parameter array every kernel receives (positions in optim.step).
+HYPER_FIELDS = ("lr", "momentum", "nesterov", "beta1", "beta2", "eps", "weight_decay",
+                "ns_steps", "adam_lr", "warmup", "cosine", "ef")  # fmt: skip
+# Fields every optimizer takes: the lr schedule and the delay correction.
+SHARED_FIELDS = ("warmup", "cosine", "ef")
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,21 @@ OPTIMIZERS: dict[str, OptimizerInfo] = {
         2,
         "Adam with bias correction and decoupled weight decay",
         {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0},
+    ),
+    "muon": OptimizerInfo(
+        3,
+        "Muon: Nesterov momentum orthogonalised by Newton-Schulz per weight matrix; "
+        "AdamW (adam_lr) for embeddings, gains, biases and the head",
+        {
+            "momentum": 0.95,
+            "nesterov": True,
+            "ns_steps": 5,
+            "adam_lr": 3e-3,
+            "beta1": 0.9,
+            "beta2": 0.95,
+            "eps": 1e-8,
+            "weight_decay": 0.0,
+        },
     ),
 }
 

@@ -1,27 +1,70 @@
-"""One optimizer step on one block, whichever optimizer: the replay's single entry point."""
+"""One optimizer step on one block, whichever optimizer: the replay's single entry point.
 
+Besides dispatching on the optimizer, a step applies what every optimizer
+shares: the learning-rate schedule (linear warm-up, cosine decay over the
+steps the stage takes in the run) and the delay correction `ef`.
+"""
+
+import math
+
+import numpy as np
 from numba import njit
 
 from pipebench.optim.adamw import adamw_step
 from pipebench.optim.momentum import momentum_step
+from pipebench.optim.muon import muon_step
 from pipebench.optim.sgd import sgd_step
 
-SGD, MOMENTUM, ADAMW = 0, 1, 2  # OptimizerInfo.code
+SGD, MOMENTUM, ADAMW, MUON = 0, 1, 2, 3  # OptimizerInfo.code
+# Positions in the hyper-parameter array (optim.HYPER_FIELDS).
+LR, MU, NESTEROV, BETA1, BETA2, EPS, DECAY, NS_STEPS, ADAM_LR, WARMUP, COSINE, EF = range(12)
 
 
 @njit(cache=True)
-def apply_step(code, hyper, t, w_old, grad, scale, m1, m2, lo, hi, w_new) -> None:
+def lr_factor(hyper, t, horizon) -> float:
+    """Warm-up over the first `warmup` steps, then (if asked) cosine decay to 0 at `horizon`."""
+    factor = 1.0
+    warmup = hyper[WARMUP]
+    if warmup > 0 and t < warmup:
+        factor = t / warmup
+    if hyper[COSINE] != 0.0 and horizon > 0:
+        progress = min(max(t - 1, 0), horizon) / horizon
+        factor *= 0.5 * (1.0 + math.cos(math.pi * progress))
+    return factor
+
+
+@njit(cache=True)
+def apply_step(
+    code, hyper, t, horizon, w_old, grad, scale, m1, m2, last, mats, lo, hi, w_new
+) -> None:
     """Write the stepped block w_old[lo:hi] into w_new[lo:hi] (the two may be the same array).
 
-    `grad[lo:hi] * scale` is the gradient; `m1`, `m2` the optimizer's state for
-    this block; `t` the block's step number, from 1.
+    `grad[lo:hi] * scale` is the gradient; `m1`, `m2` the optimizer's state and
+    `last` the previous update (for `ef`) of this block; `t` the block's step
+    number, from 1, of `horizon` in the run; `mats` the model's weight
+    matrices (Muon).
     """
-    lr = hyper[0]
+    f = lr_factor(hyper, t, horizon)
+    lr = hyper[LR] * f
+    ef = hyper[EF] != 0.0
+    before = w_old[lo:hi].copy() if ef else w_old[lo:lo]
     if code == SGD:
         sgd_step(lr, w_old, grad, scale, lo, hi, w_new)
     elif code == MOMENTUM:
-        momentum_step(lr, hyper[1], hyper[2] != 0.0, w_old, grad, scale, m1, lo, hi, w_new)
+        momentum_step(lr, hyper[MU], hyper[NESTEROV] != 0.0, w_old, grad, scale, m1, lo, hi, w_new)
+    elif code == ADAMW:
+        adamw_step(lr, hyper[BETA1], hyper[BETA2], hyper[EPS], hyper[DECAY], t,
+                   w_old, grad, scale, m1, m2, lo, hi, w_new)  # fmt: skip
     else:
-        adamw_step(
-            lr, hyper[3], hyper[4], hyper[5], hyper[6], t, w_old, grad, scale, m1, m2, lo, hi, w_new
-        )
+        muon_step(lr, hyper[MU], hyper[NESTEROV] != 0.0, int(hyper[NS_STEPS]), hyper[ADAM_LR] * f,
+                  hyper[BETA1], hyper[BETA2], hyper[EPS], hyper[DECAY], t,
+                  w_old, grad, scale, m1, m2, mats, lo, hi, w_new)  # fmt: skip
+    if ef:  # w <- w - (2 u_t - u_{t-1}): the update plus its last change (none at t = 1)
+        for j in range(lo, hi):
+            u = before[j - lo] - w_new[j]
+            if t > 1:
+                w_new[j] = before[j - lo] - (2.0 * u - last[j])
+            last[j] = u
+
+
+NO_MATRICES = np.zeros((0, 3), dtype=np.int64)

@@ -1,0 +1,132 @@
+"""Layered objectives: every stage a real nonlinear layer (MLP, character-level transformer).
+
+Unlike block-linear objectives, a stage's forward produces activations the
+next stage consumes, and the weights a backward multiplies by matter, so
+stashing (pd, 2bw) and not stashing (paci) train differently. The replay
+talks to every layered objective through three kernels that dispatch on a
+small code: `stage_forward`, `stage_backward` and `eval_loss`.
+
+Data travel as three plain arrays whatever the objective: `data_f` (float
+inputs, one row per example), `data_t` (float regression targets) and
+`data_i` (class labels, or the corpus's tokens). A micro-batch is a list of
+`rows`: example indices, or the start positions of its token windows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+from pipebench.objectives.mlp import mlp_backward, mlp_forward
+
+MLP, CHARLM = 0, 1
+
+
+@dataclass(frozen=True, eq=False)
+class Layered:
+    """A layered objective, ready for the replay."""
+
+    kind: str
+    description: str
+    code: int
+    spec: np.ndarray  # int64 architecture, read by the kernels
+    off: np.ndarray  # stage s owns flat weights [off[s], off[s+1])
+    act_size: int  # floats passed from a stage to the next per micro-batch
+    saved_size: np.ndarray  # floats each stage keeps per micro-batch for its backward
+    matrices: np.ndarray  # (offset, fan_in, fan_out) of the weight matrices (Muon)
+    init: np.ndarray  # initial weights, seeded by the objective's seed
+    data_f: np.ndarray
+    data_t: np.ndarray
+    data_i: np.ndarray
+    examples: int  # what minibatches are drawn from: examples, or training windows
+    eval_rows: np.ndarray  # the fixed set the recorded loss is measured on
+    sampling: int
+    batch_size: int
+    f_star: float | None
+
+    smoothness = None  # unknown for a nonconvex model
+    grad_noise = 0.0
+
+    @property
+    def dim(self) -> int:
+        return int(self.off[-1])
+
+    @property
+    def stages(self) -> int:
+        return len(self.off) - 1
+
+    def loss(self, weights: np.ndarray) -> float:
+        """The recorded loss at `weights` (the replay computes the same in its samples)."""
+        return eval_loss(
+            self.code, self.spec, self.off, self.act_size, self.saved_size, weights,
+            self.data_f, self.data_t, self.data_i, self.eval_rows, self.batch_size,
+        )  # fmt: skip
+
+    def gradient(self, weights: np.ndarray, rows: np.ndarray) -> tuple[float, np.ndarray]:
+        """Loss and gradient on one minibatch, all stages at `weights` (for tests)."""
+        grad = np.zeros(self.dim)
+        value = full_backward(
+            self.code, self.spec, self.off, self.act_size, self.saved_size, weights,
+            self.data_f, self.data_t, self.data_i, rows, grad,
+        )  # fmt: skip
+        return value, grad
+
+
+@njit(cache=True)
+def stage_forward(code, spec, s, params, data_f, data_t, data_i, rows, x_in, saved, x_out):
+    """Forward of stage s for the micro-batch `rows`; the batch loss on the last stage."""
+    if code == MLP:
+        return mlp_forward(spec, s, params, data_f, data_t, data_i, rows, x_in, saved, x_out)
+    return 0.0
+
+
+@njit(cache=True)
+def stage_backward(code, spec, s, params, data_f, data_t, data_i, rows, saved, g_out, g_in, grad):
+    """Backward of stage s: adds to `grad` (the stage's slice), writes dLoss/d(input) to g_in."""
+    if code == MLP:
+        mlp_backward(spec, s, params, data_f, data_t, data_i, rows, saved, g_out, g_in, grad)
+
+
+@njit(cache=True)
+def _chain_forward(code, spec, off, act_size, saved_size, w, data_f, data_t, data_i, rows, saved):
+    """Every stage's forward at weights `w`; returns the loss; saved[s] is stage s's store."""
+    S = len(off) - 1
+    x = np.zeros(act_size)
+    y = np.zeros(act_size)
+    value = 0.0
+    for s in range(S):
+        value = stage_forward(code, spec, s, w[off[s] : off[s + 1]], data_f, data_t, data_i,
+                              rows, x, saved[s, : saved_size[s]], y)  # fmt: skip
+        x, y = y, x
+    return value
+
+
+@njit(cache=True)
+def eval_loss(code, spec, off, act_size, saved_size, w, data_f, data_t, data_i, rows, batch):
+    """Mean loss over `rows`, in chunks of at most `batch` (the batch the buffers are sized for)."""
+    saved = np.zeros((len(off) - 1, saved_size.max()))
+    total = 0.0
+    for lo in range(0, len(rows), batch):
+        chunk = rows[lo : lo + batch]
+        value = _chain_forward(code, spec, off, act_size, saved_size, w, data_f, data_t,
+                               data_i, chunk, saved)  # fmt: skip
+        total += value * len(chunk)
+    return total / len(rows)
+
+
+@njit(cache=True)
+def full_backward(code, spec, off, act_size, saved_size, w, data_f, data_t, data_i, rows, grad):
+    """Loss of one minibatch and its gradient (added to `grad`), every stage at `w`."""
+    S = len(off) - 1
+    saved = np.zeros((S, saved_size.max()))
+    value = _chain_forward(code, spec, off, act_size, saved_size, w, data_f, data_t, data_i,
+                           rows, saved)  # fmt: skip
+    g = np.zeros(act_size)
+    g_next = np.zeros(act_size)
+    for s in range(S - 1, -1, -1):
+        stage_backward(code, spec, s, w[off[s] : off[s + 1]], data_f, data_t, data_i, rows,
+                       saved[s, : saved_size[s]], g, g_next, grad[off[s] : off[s + 1]])  # fmt: skip
+        g, g_next = g_next, g
+    return value

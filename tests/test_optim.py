@@ -1,0 +1,104 @@
+"""Muon, the delay correction `ef` and the lr schedule, against their definitions in NumPy."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipebench.optim import OPTIMIZERS, hyper_array
+from pipebench.optim.muon import newton_schulz
+from pipebench.optim.step import apply_step, lr_factor
+
+MUON = OPTIMIZERS["muon"]
+
+
+def numpy_newton_schulz(g: np.ndarray, steps: int) -> np.ndarray:
+    a, b, c = 3.4445, -4.7750, 2.0315
+    x = g / (np.linalg.norm(g) + 1e-7)
+    tall = x.shape[0] > x.shape[1]
+    x = x.T if tall else x
+    for _ in range(steps):
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return x.T if tall else x
+
+
+@settings(max_examples=25, deadline=None)
+@given(rows=st.integers(1, 9), cols=st.integers(1, 9), seed=st.integers(0, 2**31 - 1))
+def test_newton_schulz_orthogonalises(rows, cols, seed):
+    """Five quintic steps put every singular value of a generic matrix near 1 (0.5 .. 1.3)."""
+    g = np.random.default_rng(seed).standard_normal((rows, cols))
+    o = newton_schulz(g, 5)
+    assert o.shape == g.shape
+    assert np.allclose(o, numpy_newton_schulz(g, 5), rtol=1e-12, atol=1e-12)
+    singular = np.linalg.svd(o, compute_uv=False)
+    assert singular.min() > 0.5 and singular.max() < 1.3
+
+
+def test_muon_step_matches_its_definition():
+    """A block holding a 3x4 matrix and 5 other weights: Muon on the matrix, AdamW elsewhere."""
+    rng = np.random.default_rng(1)
+    d, start, rows, cols = 20, 4, 3, 4  # matrix at [4, 16); AdamW on [0, 4) and [16, 20)
+    mats = np.array([[start, rows, cols]], dtype=np.int64)
+    params = MUON.defaults | {"adam_lr": 0.01, "weight_decay": 0.1}
+    hyper = hyper_array(0.02, params)
+    w = rng.standard_normal(d)
+    m1, m2, last = np.zeros(d), np.zeros(d), np.zeros(d)
+    ref_w, ref_buf = w.copy(), np.zeros(rows * cols)
+    ref_m, ref_v = np.zeros(d), np.zeros(d)
+    for t in range(1, 4):
+        g = rng.standard_normal(d)
+        apply_step(MUON.code, hyper, t, 0, w, g, 1.0, m1, m2, last, mats, 0, d, w)
+        # reference: Nesterov momentum, orthogonalised, scaled by sqrt(max(1, cols/rows))
+        mat = slice(start, start + rows * cols)
+        ref_buf = 0.95 * ref_buf + g[mat]
+        o = numpy_newton_schulz((g[mat] + 0.95 * ref_buf).reshape(rows, cols), 5).ravel()
+        old = ref_w.copy()
+        ref_w[mat] = old[mat] - 0.02 * math.sqrt(cols / rows) * o - 0.02 * 0.1 * old[mat]
+        for part in (slice(0, start), slice(start + rows * cols, d)):
+            ref_m[part] = 0.9 * ref_m[part] + 0.1 * g[part]
+            ref_v[part] = 0.95 * ref_v[part] + 0.05 * g[part] ** 2
+            step = (ref_m[part] / (1 - 0.9**t)) / (np.sqrt(ref_v[part] / (1 - 0.95**t)) + 1e-8)
+            ref_w[part] = old[part] - 0.01 * (step + 0.1 * old[part])
+        assert np.allclose(w, ref_w, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "adamw"])
+def test_ef_adds_the_last_change_of_the_update(name):
+    """w <- w - (2 u_t - u_{t-1}), u the optimizer's own update; no correction at t = 1."""
+    info = OPTIMIZERS[name]
+    rng = np.random.default_rng(2)
+    d = 6
+    plain = hyper_array(0.1, info.defaults)
+    corrected = hyper_array(0.1, info.defaults | {"ef": True})
+    w_ref, w_ef = rng.standard_normal(d), None
+    w_ef = w_ref.copy()
+    state_ref = [np.zeros(d), np.zeros(d), np.zeros(d)]
+    state_ef = [np.zeros(d), np.zeros(d), np.zeros(d)]
+    u_prev = np.zeros(d)
+    empty = np.zeros((0, 3), dtype=np.int64)
+    for t in range(1, 5):
+        g = rng.standard_normal(d)
+        # the optimizer's update u_t from the corrected run's weights and state
+        probe = w_ef.copy()
+        apply_step(info.code, plain, t, 0, w_ef, g, 1.0, *state_ref, empty, 0, d, probe)
+        u = w_ef - probe
+        expected = w_ef - (2 * u - u_prev) if t > 1 else w_ef - u
+        apply_step(info.code, corrected, t, 0, w_ef, g, 1.0, *state_ef, empty, 0, d, w_ef)
+        assert np.allclose(w_ef, expected, rtol=1e-13, atol=1e-15)
+        u_prev = u
+
+
+def test_lr_schedule_warm_up_and_cosine():
+    hyper = hyper_array(1.0, {"warmup": 4, "cosine": True})
+    horizon = 20
+    for t in range(1, 25):
+        warm = t / 4 if t < 4 else 1.0
+        cosine = 0.5 * (1 + math.cos(math.pi * min(t - 1, horizon) / horizon))
+        assert lr_factor(hyper, t, horizon) == pytest.approx(warm * cosine, abs=1e-15)
+    assert lr_factor(hyper_array(1.0, {}), 7, 10) == 1.0
+    assert lr_factor(hyper_array(1.0, {"cosine": True}), 11, 10) == pytest.approx(0.0, abs=1e-15)
