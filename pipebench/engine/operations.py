@@ -1,9 +1,10 @@
 """What the replay kernels share: an optimizer step of one stage, LocalSGD's average,
 the count of steps still running at a sample time, and the divergence test.
 
-Inlined into each kernel (`inline="always"`): a call that passes arrays costs
-numba a reference-count round trip per array, which adds up over tens of
-millions of operations.
+A call that passes arrays costs numba a reference-count round trip per
+array: fine for the layered replay, whose operations are matrix products,
+and for the rare averages and samples; the block-linear kernel writes
+`step_stage` out (see there).
 """
 
 import numpy as np
@@ -20,7 +21,7 @@ def diverged(value, initial) -> bool:
     return not np.isfinite(value) or value > BLOWUP * initial
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def step_stage(r, s, t_end, off, hist, cur, acc, count, m1, m2, last, steps, horizon,
                code, hyper, mats, last_u_end) -> None:  # fmt: skip
     """U(s) of replica r: step its block with the mean of the gradients summed since the last."""
@@ -38,7 +39,7 @@ def step_stage(r, s, t_end, off, hist, cur, acc, count, m1, m2, last, steps, hor
     last_u_end[r, s] = t_end
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def average_replicas(off, hist, cur) -> None:
     """AVG: every replica's current weights become the replicas' mean."""
     R, H = hist.shape[0], hist.shape[1]
@@ -51,7 +52,7 @@ def average_replicas(off, hist, cur) -> None:
                 hist[r, cur[r, s] % H, j] = total / R
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def steps_running(t, last_u_end) -> int:
     """Optimizer steps that have started but not ended at time t (a sample does not see them)."""
     running = 0

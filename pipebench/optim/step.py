@@ -7,7 +7,6 @@ steps the stage takes in the run) and the delay correction `ef`.
 
 import math
 
-import numpy as np
 from numba import njit
 
 from pipebench.optim.adamw import adamw_step
@@ -34,6 +33,22 @@ def lr_factor(hyper, t, horizon) -> float:
 
 
 @njit(cache=True)
+def _optimizer_step(code, hyper, lr, f, t, w_old, grad, scale, m1, m2, mats, lo, hi, w_new):
+    """The optimizer's own step at learning rate lr (f: the schedule's factor, for Muon's AdamW)."""
+    if code == SGD:
+        sgd_step(lr, w_old, grad, scale, lo, hi, w_new)
+    elif code == MOMENTUM:
+        momentum_step(lr, hyper[MU], hyper[NESTEROV] != 0.0, w_old, grad, scale, m1, lo, hi, w_new)
+    elif code == ADAMW:
+        adamw_step(lr, hyper[BETA1], hyper[BETA2], hyper[EPS], hyper[DECAY], t,
+                   w_old, grad, scale, m1, m2, lo, hi, w_new)  # fmt: skip
+    else:
+        muon_step(lr, hyper[MU], hyper[NESTEROV] != 0.0, int(hyper[NS_STEPS]), hyper[ADAM_LR] * f,
+                  hyper[BETA1], hyper[BETA2], hyper[EPS], hyper[DECAY], t,
+                  w_old, grad, scale, m1, m2, mats, lo, hi, w_new)  # fmt: skip
+
+
+@njit(cache=True)
 def apply_step(
     code, hyper, t, horizon, w_old, grad, scale, m1, m2, last, mats, lo, hi, w_new
 ) -> None:
@@ -46,25 +61,13 @@ def apply_step(
     """
     f = lr_factor(hyper, t, horizon)
     lr = hyper[LR] * f
-    ef = hyper[EF] != 0.0
-    before = w_old[lo:hi].copy() if ef else w_old[lo:lo]
-    if code == SGD:
-        sgd_step(lr, w_old, grad, scale, lo, hi, w_new)
-    elif code == MOMENTUM:
-        momentum_step(lr, hyper[MU], hyper[NESTEROV] != 0.0, w_old, grad, scale, m1, lo, hi, w_new)
-    elif code == ADAMW:
-        adamw_step(lr, hyper[BETA1], hyper[BETA2], hyper[EPS], hyper[DECAY], t,
-                   w_old, grad, scale, m1, m2, lo, hi, w_new)  # fmt: skip
-    else:
-        muon_step(lr, hyper[MU], hyper[NESTEROV] != 0.0, int(hyper[NS_STEPS]), hyper[ADAM_LR] * f,
-                  hyper[BETA1], hyper[BETA2], hyper[EPS], hyper[DECAY], t,
-                  w_old, grad, scale, m1, m2, mats, lo, hi, w_new)  # fmt: skip
-    if ef:  # w <- w - (2 u_t - u_{t-1}): the update plus its last change (none at t = 1)
-        for j in range(lo, hi):
-            u = before[j - lo] - w_new[j]
-            if t > 1:
-                w_new[j] = before[j - lo] - (2.0 * u - last[j])
-            last[j] = u
-
-
-NO_MATRICES = np.zeros((0, 3), dtype=np.int64)
+    if hyper[EF] == 0.0:
+        _optimizer_step(code, hyper, lr, f, t, w_old, grad, scale, m1, m2, mats, lo, hi, w_new)
+        return
+    before = w_old[lo:hi].copy()
+    _optimizer_step(code, hyper, lr, f, t, w_old, grad, scale, m1, m2, mats, lo, hi, w_new)
+    for j in range(lo, hi):  # w <- w - (2 u_t - u_{t-1}): the update plus its last change
+        u = before[j - lo] - w_new[j]
+        if t > 1:  # no last change at the first step
+            w_new[j] = before[j - lo] - (2.0 * u - last[j])
+        last[j] = u
