@@ -135,7 +135,7 @@ def resolve(loaded: LoadedScenario, seeds: int | None = None) -> Experiment:
             where = ("schedules", entry.index) if own else ()
             where = (*where, "optimizer", "name")
             raise loaded.error(
-                where, "muon orthogonalises weight matrices: use it with objective kind mlp"
+                where, "muon orthogonalises weight matrices: use it with objective mlp or charlm"
             )
     budget = scenario.budget
     amount = float(getattr(budget, budget.kind))

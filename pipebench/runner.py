@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from pipebench.engine.blas import one_blas_thread
 from pipebench.engine.budget import stats_until, timeline_for
 from pipebench.engine.replay import Curve, Replay, prepare, replay
 from pipebench.experiment import Entry, Experiment
@@ -101,7 +102,7 @@ def run_experiment(
     done: dict[tuple[int, int, int], Outcome] = {}
     pending: dict[Future, tuple[int, int, int]] = {}
     interrupted = False
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with one_blas_thread(), ThreadPoolExecutor(max_workers=workers) as pool:
         try:
             for entry in exp.entries:
                 prep = _prepare(exp, entry)

@@ -175,11 +175,44 @@ class MlpSpec(_Model):
         return self
 
 
-ObjectiveSpec = Annotated[QuadraticSpec | LogisticSpec | MlpSpec, Field(discriminator="kind")]
+class CharlmSpec(_Model):
+    """A character-level transformer language model; see objectives/language.py."""
+
+    kind: Literal["charlm"]
+    corpus: str = "shakespeare"  # or "markov", or a UTF-8 text file
+    layers: PosInt | None = None  # default: one block per middle stage (at least 1)
+    width: PosInt = 64
+    heads: PosInt = 4
+    context: PosInt = 32
+    batch_size: PosInt = 16
+    validation: Annotated[float, Field(gt=0, lt=1)] = 0.1
+    eval_windows: PosInt = 64
+    sampling: Literal["shuffle", "uniform"] = "uniform"
+    symbols: Annotated[int, Field(ge=2, le=62)] = 16
+    length: Annotated[int, Field(ge=1000)] = 200_000
+    seed: Seed = 0
+
+    @model_validator(mode="after")
+    def _markov_fields(self) -> CharlmSpec:
+        for name in ("symbols", "length"):
+            if name in self.model_fields_set and self.corpus != "markov":
+                raise _problem("applies to corpus markov only", name)
+        return self
+
+    @property
+    def path(self) -> str | None:
+        """The corpus file, when it is one (what the scenario hash reads)."""
+        return None if self.corpus in ("shakespeare", "markov") else self.corpus
+
+
+ObjectiveSpec = Annotated[
+    QuadraticSpec | LogisticSpec | MlpSpec | CharlmSpec, Field(discriminator="kind")
+]
 OBJECTIVE_KINDS = {
     "quadratic": "least squares; variants random, tridiagonal, diagonal, csv",
     "logistic": "logistic regression with l2; variants synthetic, csv",
     "mlp": "residual MLP, one block per stage, teacher-student regression or classification",
+    "charlm": "character-level transformer LM; corpus shakespeare, markov or a text file",
 }
 
 

@@ -100,6 +100,27 @@ def test_every_schedule_matches_the_plain_reference(name, options):
     assert curve.loss[-1] == pytest.approx(obj.loss(expected), rel=1e-12)
 
 
+def charlm(stages: int) -> Layered:
+    spec = {"kind": "charlm", "corpus": "markov", "layers": None, "width": 8, "heads": 2,
+            "context": 4, "batch_size": 3, "validation": 0.2, "eval_windows": 8,
+            "sampling": "uniform", "symbols": 5, "length": 2000, "seed": 1}  # fmt: skip
+    return build_objective(SimpleNamespace(**spec), stages, None)
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [("pd", {}), ("2bw", {"accumulate": 3}), ("paci", {"accumulate": 2}),
+     ("paci", {"recompute": True}), ("localsgd", {"replicas": 2})],
+)  # fmt: skip
+def test_the_transformer_matches_the_plain_reference(name, options):
+    obj = charlm(3)
+    curve, trace, _ = train(name, obj, 3, lr=LR, seed=2, costs=COSTS,
+                            budget=("microbatches", 12), **options)  # fmt: skip
+    expected = reference(trace, obj, 2, recompute=options.get("recompute", False))
+    assert np.array_equal(curve.model, expected)
+    assert curve.loss[-1] == pytest.approx(obj.loss(expected), rel=1e-12)
+
+
 def test_stashing_matters_for_layered_objectives():
     """pd multiplies by the stashed weights, paci by the current ones: different runs here,
     where for a block-linear objective they are the same (SCHEDULES.md)."""

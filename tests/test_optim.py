@@ -43,7 +43,7 @@ def test_muon_step_matches_its_definition():
     """A block holding a 3x4 matrix and 5 other weights: Muon on the matrix, AdamW elsewhere."""
     rng = np.random.default_rng(1)
     d, start, rows, cols = 20, 4, 3, 4  # matrix at [4, 16); AdamW on [0, 4) and [16, 20)
-    mats = np.array([[start, rows, cols]], dtype=np.int64)
+    mats = np.array([[start, rows, cols, 0]], dtype=np.int64)  # stored (fan_in, fan_out)
     params = MUON.defaults | {"adam_lr": 0.01, "weight_decay": 0.1}
     hyper = hyper_array(0.02, params)
     w = rng.standard_normal(d)
@@ -80,7 +80,7 @@ def test_ef_adds_the_last_change_of_the_update(name):
     state_ref = [np.zeros(d), np.zeros(d), np.zeros(d)]
     state_ef = [np.zeros(d), np.zeros(d), np.zeros(d)]
     u_prev = np.zeros(d)
-    empty = np.zeros((0, 3), dtype=np.int64)
+    empty = np.zeros((0, 4), dtype=np.int64)
     for t in range(1, 5):
         g = rng.standard_normal(d)
         # the optimizer's update u_t from the corrected run's weights and state

@@ -7,6 +7,7 @@ from pathlib import Path
 from pipebench.errors import InputError
 from pipebench.objectives import logistic, quadratic
 from pipebench.objectives.blocklinear import SAMPLE_FULL, BlockLinear
+from pipebench.objectives.language import build_charlm
 from pipebench.objectives.layered import Layered
 from pipebench.objectives.teacher import build_mlp
 
@@ -18,6 +19,8 @@ def build_objective(spec, stages: int, data_file: Path | None) -> BlockLinear | 
 
     Raises `InputError` naming the objective field at fault.
     """
+    if spec.kind == "charlm":
+        return build_charlm(spec, stages, data_file)
     if spec.kind == "mlp":
         model = build_mlp(spec, stages)
         if spec.batch_size > model.examples:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from pipebench.objectives.charlm import charlm_backward, charlm_forward
 from pipebench.objectives.mlp import mlp_backward, mlp_forward
 
 MLP, CHARLM = 0, 1
@@ -35,7 +36,7 @@ class Layered:
     off: np.ndarray  # stage s owns flat weights [off[s], off[s+1])
     act_size: int  # floats passed from a stage to the next per micro-batch
     saved_size: np.ndarray  # floats each stage keeps per micro-batch for its backward
-    matrices: np.ndarray  # (offset, fan_in, fan_out) of the weight matrices (Muon)
+    matrices: np.ndarray  # (offset, rows, cols, out) of the weight matrices (Muon)
     init: np.ndarray  # initial weights, seeded by the objective's seed
     data_f: np.ndarray
     data_t: np.ndarray
@@ -79,7 +80,7 @@ def stage_forward(code, spec, s, params, data_f, data_t, data_i, rows, x_in, sav
     """Forward of stage s for the micro-batch `rows`; the batch loss on the last stage."""
     if code == MLP:
         return mlp_forward(spec, s, params, data_f, data_t, data_i, rows, x_in, saved, x_out)
-    return 0.0
+    return charlm_forward(spec, s, params, data_i, rows, x_in, saved, x_out)
 
 
 @njit(cache=True)
@@ -87,6 +88,8 @@ def stage_backward(code, spec, s, params, data_f, data_t, data_i, rows, saved, g
     """Backward of stage s: adds to `grad` (the stage's slice), writes dLoss/d(input) to g_in."""
     if code == MLP:
         mlp_backward(spec, s, params, data_f, data_t, data_i, rows, saved, g_out, g_in, grad)
+    else:
+        charlm_backward(spec, s, params, data_i, rows, saved, g_out, g_in, grad)
 
 
 @njit(cache=True)

@@ -51,9 +51,10 @@ def layout(d_in: int, width: int, outputs: int, stages: int) -> np.ndarray:
 
 
 def matrices(d_in: int, width: int, stages: int, off: np.ndarray) -> np.ndarray:
-    """(offset, fan_in, fan_out) of the hidden W x W weights (Muon's matrices)."""
-    rows = [(off[s] + (d_in * width + width if s == 0 else 0), width, width) for s in range(stages)]
-    return np.array(rows, dtype=np.int64).reshape(-1, 3)
+    """(offset, rows, cols, out) of the hidden W x W weights (Muon's matrices; x @ W: out 0)."""
+    first = d_in * width + width
+    rows = [(off[s] + (first if s == 0 else 0), width, width, 0) for s in range(stages)]
+    return np.array(rows, dtype=np.int64).reshape(-1, 4)
 
 
 def init(d_in: int, width: int, outputs: int, stages: int, rng: np.random.Generator, gain: float):

@@ -3,7 +3,8 @@
 Each weight matrix's momentum (Nesterov by default) is replaced by the
 nearest semi-orthogonal matrix, approximated by five Newton–Schulz steps of
 the quintic iteration with coefficients (3.4445, -4.7750, 2.0315), and
-scaled by sqrt(max(1, fan_out / fan_in)). Everything that is not a 2-D
+scaled by sqrt(max(1, fan_out / fan_in)) (the matrix's outputs over its
+inputs, whichever way it is stored). Everything that is not a 2-D
 weight (embeddings, gains, biases, the head) is stepped by AdamW with its
 own learning rate, as in the reference implementation.
 """
@@ -35,8 +36,9 @@ def muon_step(
     lr, mu, nesterov, ns_steps, adam_lr, beta1, beta2, eps, decay, t,
     w_old, grad, scale, m1, m2, mats, lo, hi, w_new,
 ) -> None:  # fmt: skip
-    """Step number t of block [lo, hi); `mats` rows are (offset, fan_in, fan_out) of the
-    model's weight matrices, stored row-major as (fan_in, fan_out)."""
+    """Step number t of block [lo, hi); `mats` rows are (offset, rows, cols, out) of the
+    model's weight matrices, stored row-major as rows x cols, `out` 1 when the rows are
+    the outputs (x @ W.T, as in PyTorch) and 0 when the columns are (x @ W)."""
     covered = np.zeros(hi - lo, np.bool_)
     for k in range(mats.shape[0]):
         start, rows, cols = mats[k, 0], mats[k, 1], mats[k, 2]
@@ -49,7 +51,8 @@ def muon_step(
             m1[q] = mu * m1[q] + grad[q] * scale
             g[j] = grad[q] * scale + mu * m1[q] if nesterov else m1[q]
         o = newton_schulz(g.reshape(rows, cols), ns_steps).ravel()
-        gain = lr * np.sqrt(max(1.0, cols / rows))
+        fan_out, fan_in = (rows, cols) if mats[k, 3] == 1 else (cols, rows)
+        gain = lr * np.sqrt(max(1.0, fan_out / fan_in))
         for j in range(size):
             q = start + j
             w_new[q] = w_old[q] - gain * o[j] - lr * decay * w_old[q]
