@@ -88,8 +88,10 @@ def test_ef_adds_the_last_change_of_the_update(name):
         apply_step(info.code, plain, t, 0, w_ef, g, 1.0, *state_ref, empty, 0, d, probe)
         u = w_ef - probe
         expected = w_ef - (2 * u - u_prev) if t > 1 else w_ef - u
-        apply_step(info.code, corrected, t, 0, w_ef, g, 1.0, *state_ef, empty, 0, d, w_ef)
-        assert np.allclose(w_ef, expected, rtol=1e-13, atol=1e-15)
+        stepped = np.empty(d)  # a separate version, as the replay keeps under ef
+        apply_step(info.code, corrected, t, 0, w_ef, g, 1.0, *state_ef, empty, 0, d, stepped)
+        assert np.allclose(stepped, expected, rtol=1e-13, atol=1e-15)
+        w_ef = stepped
         u_prev = u
 
 
@@ -102,3 +104,19 @@ def test_lr_schedule_warm_up_and_cosine():
         assert lr_factor(hyper, t, horizon) == pytest.approx(warm * cosine, abs=1e-15)
     assert lr_factor(hyper_array(1.0, {}), 7, 10) == 1.0
     assert lr_factor(hyper_array(1.0, {"cosine": True}), 11, 10) == pytest.approx(0.0, abs=1e-15)
+
+
+def test_ef_through_the_replay_even_with_one_version_kept():
+    """naive keeps one weight version; with ef the replay keeps two, and the run equals
+    sequential SGD with the correction w <- w - (2 u_t - u_{t-1}), u_t = lr g_t."""
+    from training import numpy_gradient, objective, train
+
+    obj = objective("quadratic", 1)
+    curve, _, _ = train("naive", obj, 1, lr=0.05, seed=3, params={"ef": True},
+                        budget=("microbatches", 15))  # fmt: skip
+    w, u_prev = np.zeros(obj.dim), np.zeros(obj.dim)
+    for m in range(15):
+        u = 0.05 * numpy_gradient(obj, w, m, 3)
+        w = w - (2 * u - u_prev) if m > 0 else w - u
+        u_prev = u
+    assert np.allclose(curve.model, w, rtol=1e-12, atol=1e-14)

@@ -34,7 +34,7 @@ from pipebench.objectives.blocklinear import (
     output_gradient,
 )
 from pipebench.objectives.layered import Layered
-from pipebench.optim.step import apply_step
+from pipebench.optim.step import EF, apply_step
 from pipebench.timeline.rpd import RpdPlan, fill_delays
 from pipebench.timeline.trace import AVERAGE, BACKWARD, FORWARD, UPDATE, Trace
 
@@ -292,7 +292,9 @@ def replay(
             objective.X, objective.y, objective.loss, objective.l2, objective.grad_noise,
             objective.sampling, objective.batch_size, block_offsets(objective.dim, stages),
         )  # fmt: skip
-    optimizer = (seed, optimizer_code, hyper, horizon_of(prepared), prepared.depth)
+    # ef reads each update as old - new weights: the two must be separate versions
+    depth = max(prepared.depth, 2) if hyper[EF] != 0.0 else prepared.depth
+    optimizer = (seed, optimizer_code, hyper, horizon_of(prepared), depth)
     record = (times, out_loss, out_updates, out_model, stop)
     if isinstance(timeline, RpdPlan):
         plan = (

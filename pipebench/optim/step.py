@@ -33,8 +33,20 @@ def lr_factor(hyper, t, horizon) -> float:
 
 
 @njit(cache=True)
-def _optimizer_step(code, hyper, lr, f, t, w_old, grad, scale, m1, m2, mats, lo, hi, w_new):
-    """The optimizer's own step at learning rate lr (f: the schedule's factor, for Muon's AdamW)."""
+def apply_step(
+    code, hyper, t, horizon, w_old, grad, scale, m1, m2, last, mats, lo, hi, w_new
+) -> None:
+    """Write the stepped block w_old[lo:hi] into w_new[lo:hi].
+
+    `grad[lo:hi] * scale` is the gradient; `m1`, `m2` the optimizer's state and
+    `last` the previous update (for `ef`) of this block; `t` the block's step
+    number, from 1, of `horizon` in the run; `mats` the model's weight
+    matrices (Muon). w_old and w_new may be the same array unless `ef` is on:
+    the correction reads the update as w_old - w_new (the replay keeps two
+    versions then). One level of calls: this runs once per block update.
+    """
+    f = lr_factor(hyper, t, horizon)
+    lr = hyper[LR] * f
     if code == SGD:
         sgd_step(lr, w_old, grad, scale, lo, hi, w_new)
     elif code == MOMENTUM:
@@ -46,28 +58,9 @@ def _optimizer_step(code, hyper, lr, f, t, w_old, grad, scale, m1, m2, mats, lo,
         muon_step(lr, hyper[MU], hyper[NESTEROV] != 0.0, int(hyper[NS_STEPS]), hyper[ADAM_LR] * f,
                   hyper[BETA1], hyper[BETA2], hyper[EPS], hyper[DECAY], t,
                   w_old, grad, scale, m1, m2, mats, lo, hi, w_new)  # fmt: skip
-
-
-@njit(cache=True)
-def apply_step(
-    code, hyper, t, horizon, w_old, grad, scale, m1, m2, last, mats, lo, hi, w_new
-) -> None:
-    """Write the stepped block w_old[lo:hi] into w_new[lo:hi] (the two may be the same array).
-
-    `grad[lo:hi] * scale` is the gradient; `m1`, `m2` the optimizer's state and
-    `last` the previous update (for `ef`) of this block; `t` the block's step
-    number, from 1, of `horizon` in the run; `mats` the model's weight
-    matrices (Muon).
-    """
-    f = lr_factor(hyper, t, horizon)
-    lr = hyper[LR] * f
-    if hyper[EF] == 0.0:
-        _optimizer_step(code, hyper, lr, f, t, w_old, grad, scale, m1, m2, mats, lo, hi, w_new)
-        return
-    before = w_old[lo:hi].copy()
-    _optimizer_step(code, hyper, lr, f, t, w_old, grad, scale, m1, m2, mats, lo, hi, w_new)
-    for j in range(lo, hi):  # w <- w - (2 u_t - u_{t-1}): the update plus its last change
-        u = before[j - lo] - w_new[j]
-        if t > 1:  # no last change at the first step
-            w_new[j] = before[j - lo] - (2.0 * u - last[j])
-        last[j] = u
+    if hyper[EF] != 0.0:  # w <- w - (2 u_t - u_{t-1}): the update plus its last change
+        for j in range(lo, hi):
+            u = w_old[j] - w_new[j]
+            if t > 1:  # no last change at the first step
+                w_new[j] = w_old[j] - (2.0 * u - last[j])
+            last[j] = u
