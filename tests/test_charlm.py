@@ -20,9 +20,9 @@ from pipebench.objectives.charlm import (
     charlm_forward,
     charlm_init,
     charlm_layout,
-    charlm_loss,
 )
 from pipebench.objectives.corpus import load_corpus, split, windows
+from pipebench.objectives.layered import CHARLM, eval_loss
 
 SMALL = {"vocab": 7, "width": 8, "heads": 2, "context": 5, "batch": 2}
 FD_STEP = 1e-6
@@ -261,21 +261,26 @@ def test_saved_starts_with_the_stage_input_and_sizes_add_up():
     assert layout.act_size == N * D
 
 
+def val_loss(layout, params, tokens, starts, batch) -> float:
+    """The recorded loss, as the replay computes it (`layered.eval_loss`)."""
+    empty = np.zeros((0, 0))
+    return eval_loss(CHARLM, layout.spec, layout.off, layout.act_size, layout.saved_size,
+                     params, empty, empty, tokens, starts, batch)  # fmt: skip
+
+
 def test_loss_is_the_exact_mean_over_windows_in_any_chunking():
     layout = charlm_layout(**SMALL, layers=1, stages=3)
     params, tokens, _ = problem(layout)
     starts = windows(len(tokens), 5, 5, seed=9)
-    one_by_one = [
-        charlm_loss(layout.spec, layout.off, params, tokens, starts[i : i + 1], 1) for i in range(5)
-    ]
+    one_by_one = [val_loss(layout, params, tokens, starts[i : i + 1], 1) for i in range(5)]
     for batch in (1, 2):
-        got = charlm_loss(layout.spec, layout.off, params, tokens, starts, batch)
+        got = val_loss(layout, params, tokens, starts, batch)
         assert got == pytest.approx(np.mean(one_by_one), abs=1e-14)
-    assert charlm_loss(layout.spec, layout.off, params, tokens, starts[:2], 2) == pytest.approx(
+    assert val_loss(layout, params, tokens, starts[:2], 2) == pytest.approx(
         forward(layout, params, tokens, starts[:2])[0], abs=1e-14
     )
     with pytest.raises(ValueError, match="batch"):
-        charlm_loss(layout.spec, layout.off, params, tokens, starts, 3)
+        val_loss(layout, params, tokens, starts, 3)
 
 
 def test_windows_outside_the_tokens_are_refused():
@@ -283,7 +288,7 @@ def test_windows_outside_the_tokens_are_refused():
     params, tokens, _ = problem(layout)
     bad = np.array([0, len(tokens) - 5], dtype=np.int64)  # needs T + 1 = 6 tokens
     with pytest.raises(IndexError, match="window"):
-        charlm_loss(layout.spec, layout.off, params, tokens, bad, 2)
+        val_loss(layout, params, tokens, bad, 2)
 
 
 # ---------------------------------------------------------------- weight versions (paci)
@@ -458,7 +463,7 @@ def test_validation_loss_approaches_the_markov_entropy_rate():
         rate = lr * min(1.0, 2 * (steps - step) / steps + 0.05)  # decay over the second half
         params -= rate * (m / (1 - beta1**step)) / (np.sqrt(v / (1 - beta2**step)) + 1e-8)
     tiles = np.arange(0, len(valid) - T - 1, T)
-    loss = charlm_loss(layout.spec, layout.off, params, valid, tiles, B)
+    loss = val_loss(layout, params, valid, tiles, B)
     elapsed = time.perf_counter() - started
     print(
         f"markov: validation {loss:.4f} nats, entropy rate {corpus.entropy_rate:.4f}, "

@@ -44,6 +44,7 @@ _kernel = njit(cache=True, error_model="numpy")
 # scratch floats a stage's forward and backward take in one allocation: many separate
 # megabyte-sized temporaries cost page faults on every call.
 _V, _D, _H, _T, _B, _S, _L, _WORK_F, _WORK_B = range(9)
+BATCH = _B  # where spec holds the batch the buffers are sized for
 _EMB_P = 9  # wte (V, D) | wpe (T, D)
 _BLOCK_P = _EMB_P + 3  # the 12 fields of _block_param_fields
 _HEAD_P = _BLOCK_P + 13  # ln g | ln b | w (V, D) | bias (V)
@@ -757,32 +758,3 @@ def charlm_backward(spec, s, params, tokens, starts, saved, g_out, g_in, grad):
         embedding_backward(_window_ids(spec, tokens, starts, 0), g, dwte, dwpe)
     else:
         g_in[: N * D] = g.reshape(N * D)
-
-
-@_kernel
-def charlm_loss(spec, off, params, tokens, starts, batch):
-    """The exact mean loss over all windows in `starts`, `batch` (<= B) windows at a time.
-
-    params is the full flat vector; the stages are chained through temporary buffers.
-    """
-    S, B = spec[_S], spec[_B]
-    if batch < 1 or batch > B:
-        raise ValueError("charlm_loss: batch must be between 1 and the layout's batch size")
-    if len(starts) == 0:
-        raise ValueError("charlm_loss: no windows")
-    most = 0
-    for s in range(S):
-        most = max(most, stage_sizes(spec, s)[1])
-    saved = np.empty(most)
-    a = np.empty(B * spec[_T] * spec[_D])
-    b = np.empty_like(a)
-    total = 0.0
-    loss = 0.0
-    for lo in range(0, len(starts), batch):
-        chunk = starts[lo : lo + batch]
-        for s in range(S):
-            stage = params[off[s] : off[s + 1]]
-            loss = charlm_forward(spec, s, stage, tokens, chunk, a, saved, b)
-            a, b = b, a
-        total += loss * len(chunk)
-    return total / len(starts)

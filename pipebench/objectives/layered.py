@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from pipebench.objectives import charlm, mlp
 from pipebench.objectives.charlm import charlm_backward, charlm_forward
 from pipebench.objectives.mlp import mlp_backward, mlp_forward
 
@@ -108,7 +109,13 @@ def _chain_forward(code, spec, off, act_size, saved_size, w, data_f, data_t, dat
 
 @njit(cache=True)
 def eval_loss(code, spec, off, act_size, saved_size, w, data_f, data_t, data_i, rows, batch):
-    """Mean loss over `rows`, in chunks of at most `batch` (the batch the buffers are sized for)."""
+    """The exact mean loss over `rows`, `batch` of them at a time (at most the batch the
+    buffers are sized for; any chunking gives the same mean)."""
+    capacity = spec[mlp.BATCH] if code == MLP else spec[charlm.BATCH]
+    if batch < 1 or batch > capacity:
+        raise ValueError("eval_loss: batch must be between 1 and the layout's batch size")
+    if len(rows) == 0:
+        raise ValueError("eval_loss: no rows")
     saved = np.zeros((len(off) - 1, saved_size.max()))
     total = 0.0
     for lo in range(0, len(rows), batch):
