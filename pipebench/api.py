@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import platform
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from pipebench import __version__
 from pipebench.compare import Comparison, Threshold, against_baseline, read_summary, side_by_side
 from pipebench.errors import InputError
 from pipebench.experiment import Entry, Experiment, resolve
-from pipebench.report.export import csv_text, meta_json, write_files
+from pipebench.report.export import csv_text, file_name, meta_json, write_files
 from pipebench.report.tables import (
     curves_table,
     delays_table,
@@ -62,7 +61,7 @@ class RunReport:
 
 def default_out_dir(exp: Experiment) -> Path:
     """results/<scenario name, made safe for a file name>."""
-    return Path("results") / (re.sub(r"[^A-Za-z0-9._-]+", "-", exp.name).strip("-.") or "run")
+    return Path("results") / file_name(exp.name, "run")
 
 
 def run_scenario(

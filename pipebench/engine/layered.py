@@ -34,7 +34,7 @@ def _sample(t, ob, hist, cur, last_u_end, w_vis, out_model) -> float:
 
 
 @njit(cache=True, nogil=True)
-def _replay_layered(
+def replay_layered(
     kind, stage, mb, replica, start, end, v_fwd, v_bwd, n_rows, until, S, R,
     ob, recompute, seed, code, hyper, horizon, H, P, times, out_loss, out_updates, out_model, stop,
 ):  # fmt: skip
@@ -112,7 +112,7 @@ def _replay_layered(
 
 
 @njit(cache=True, nogil=True)
-def _replay_layered_plan(
+def replay_layered_plan(
     block, time, n_iter, S, mode, delta, plan_seed, pd_update_mb, pd_reads,
     ob, seed, code, hyper, horizon, H, times, out_loss, out_updates, out_model, stop,
 ):  # fmt: skip

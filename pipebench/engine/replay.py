@@ -21,7 +21,7 @@ import numpy as np
 from numba import njit
 
 from pipebench.engine.history import replay_needs
-from pipebench.engine.layered import _replay_layered, _replay_layered_plan, objective_tuple
+from pipebench.engine.layered import objective_tuple, replay_layered, replay_layered_plan
 from pipebench.engine.operations import average_replicas, diverged, steps_running
 from pipebench.engine.recorder import block_offsets, new_recorder, take_sample
 from pipebench.objectives.blocklinear import (
@@ -301,7 +301,7 @@ def replay(
             timeline.block, timeline.time, prepared.length, stages, timeline.mode,
             timeline.delta, timeline.seed, timeline.pd_update_mb, timeline.pd_reads,
         )  # fmt: skip
-        kernel = _replay_layered_plan if layered else _replay_plan
+        kernel = replay_layered_plan if layered else _replay_plan
         n_pts, done = kernel(*plan, *model, *optimizer, *record)
         updates = microbatches = done
     else:
@@ -311,7 +311,7 @@ def replay(
             prepared.length, prepared.until, stages, t.replicas,
         )  # fmt: skip
         if layered:
-            n_pts, updates, microbatches = _replay_layered(
+            n_pts, updates, microbatches = replay_layered(
                 *trace, *model, recompute, *optimizer, prepared.slots, *record
             )
         else:

@@ -49,7 +49,6 @@ class Layered:
     f_star: float | None
 
     smoothness = None  # unknown for a nonconvex model
-    grad_noise = 0.0
 
     @property
     def dim(self) -> int:

@@ -15,11 +15,7 @@ import pandas as pd
 from pipebench.compare import Comparison
 from pipebench.report.export import markdown_table, write_data
 from pipebench.report.runview import print_table
-from pipebench.report.tables import mean_std_text
-
-
-def _num(value: float) -> str:
-    return "-" if pd.isna(value) else f"{value:.4g}"
+from pipebench.report.tables import fmt_number, mean_std_text
 
 
 def side_by_side_text(table: pd.DataFrame) -> pd.DataFrame:
@@ -28,7 +24,7 @@ def side_by_side_text(table: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for r in table.itertuples(index=False):
         if r.time_to_target == r.time_to_target:  # every seed reached the target
-            target = _num(r.time_to_target)
+            target = fmt_number(r.time_to_target)
         else:
             target = "never" if r.reached == 0 else f"{r.reached}/{r.runs} seeds"
         rows.append(
@@ -42,8 +38,8 @@ def side_by_side_text(table: pd.DataFrame) -> pd.DataFrame:
                 ),
                 "time to target": target,
                 "speedup": "ref" if r.reference else _speedup(r.speedup),
-                "delay max": _num(r.max_delay),
-                "delay mean": _num(r.mean_delay),
+                "delay max": fmt_number(r.max_delay),
+                "delay mean": fmt_number(r.mean_delay),
                 "bubble": f"{r.bubble_fraction:.3f}",
                 "diverged": f"{r.diverged}/{r.runs}",
             }
@@ -58,7 +54,7 @@ def _speedup(value: float) -> str:
 def _value(metric: str, value: float) -> str:
     if math.isinf(value):
         return "never" if metric == "time_to_target" else "diverged"
-    return _num(value)
+    return fmt_number(value)
 
 
 def _change_text(change: float, base: float, candidate: float) -> str:

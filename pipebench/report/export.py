@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
 
 import pandas as pd
+
+
+def file_name(text: str, fallback: str) -> str:
+    """`text` made safe as a file name: runs of other characters become '-'."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.") or fallback
 
 
 def csv_text(table: pd.DataFrame) -> str:

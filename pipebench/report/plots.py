@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 import warnings
 from pathlib import Path
@@ -16,6 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.patches import Patch
 
+from pipebench.report.export import file_name
 from pipebench.report.tables import at_selected_lr
 from pipebench.timeline.trace import AVERAGE, BACKWARD, FORWARD, KIND_NAMES, UPDATE, Trace
 from pipebench.timeline.window import head
@@ -214,10 +214,6 @@ def delays_png(delays: pd.DataFrame, path: Path, max_bins: int = 80) -> None:
     save_figure(fig, path, tight=False)
 
 
-def _file_part(label: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", label).strip("-.") or "schedule"
-
-
 def draw_results(
     out_dir: Path,
     summary: pd.DataFrame,
@@ -238,7 +234,7 @@ def draw_results(
     stages = int(summary["stages"].iloc[0]) if not summary.empty else 1
     used = set()
     for label, ops in timeline.groupby("label", sort=False):
-        name = f"gantt-{_file_part(label)}"
+        name = f"gantt-{file_name(label, 'schedule')}"
         while name in used:  # two labels that differ only in unsafe characters
             name += "_"
         used.add(name)

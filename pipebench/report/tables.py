@@ -271,7 +271,7 @@ def condensed(summary: pd.DataFrame, has_target: bool, has_optimum: bool) -> pd.
                 "target": _reached(chosen["time_to_target"]) if has_target else "-",
                 "updates": f"{chosen['updates'].mean():.0f}",
                 # the papers' measure; the whole-run maximum is in the CSV
-                "delay": _fmt(
+                "delay": fmt_number(
                     first["max_delay"]
                     if pd.isna(first["steady_max_delay"])
                     else first["steady_max_delay"]
@@ -283,7 +283,8 @@ def condensed(summary: pd.DataFrame, has_target: bool, has_optimum: bool) -> pd.
     return pd.DataFrame(rows)
 
 
-def _fmt(value: float) -> str:
+def fmt_number(value: float) -> str:
+    """4 significant digits, "-" for a missing value."""
     if pd.isna(value):
         return "-"
     return f"{value:.4g}"
@@ -291,7 +292,7 @@ def _fmt(value: float) -> str:
 
 def mean_std_text(mean: float, std: float) -> str:
     """`mean±std` as printed (just the mean when there is no spread to show)."""
-    return _fmt(mean) if pd.isna(std) or pd.isna(mean) else f"{_fmt(mean)}±{std:.2g}"
+    return fmt_number(mean) if pd.isna(std) or pd.isna(mean) else f"{fmt_number(mean)}±{std:.2g}"
 
 
 def _mean_std(values: pd.Series) -> str:
@@ -303,5 +304,5 @@ def _reached(times: pd.Series) -> str:
     hit = times.notna().sum()
     if hit == 0:
         return "never"
-    shown = _fmt(times.mean())
+    shown = fmt_number(times.mean())
     return shown if hit == len(times) else f"{shown} ({hit}/{len(times)})"
