@@ -3,31 +3,28 @@
 from __future__ import annotations
 
 import datetime as dt
-import platform
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numba
-import numpy as np
 import pandas as pd
 
 from pipebench import __version__
 from pipebench.compare import Comparison, Threshold, against_baseline, read_summary, side_by_side
 from pipebench.errors import InputError
 from pipebench.experiment import Entry, Experiment, resolve
-from pipebench.report.export import csv_text, file_name, meta_json, write_files
-from pipebench.report.tables import (
-    curves_table,
-    delays_table,
-    read_table,
-    summary_table,
-    timeline_table,
-)
+from pipebench.report.export import file_name, meta_json, write_files
+from pipebench.report.tables import CURVE_COLUMNS, SUMMARY_COLUMNS, read_table
+from pipebench.results import run_meta, tabulate, versions
 from pipebench.runner import Outcome, run_experiment
 from pipebench.scenario import load_scenario
+from pipebench.sweep.cache import CellCache
+from pipebench.sweep.combine import combined_csv
+from pipebench.sweep.execute import CellsDone, run_cells
+from pipebench.sweep.plan import SweepPlan
+from pipebench.sweep.plan import plan_sweep as plan_sweep  # part of the API
 from pipebench.timeline import CostModel, RpdPlan, TimelineStats, Trace, build_timeline, stats_of
 
 
@@ -84,51 +81,17 @@ def run_scenario(
     started = dt.datetime.now(dt.timezone.utc)
     clock = time.perf_counter()
     outcomes, interrupted = run_experiment(exp, workers, on_prepared, on_done)
-    scenario_hash = exp.loaded.content_hash()
-    summary = summary_table(exp, scenario_hash, outcomes)
-    curves = curves_table(exp, outcomes)
-    meta = {
-        "pipebench": __version__,
-        "numba": numba.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-        "scenario": exp.name,
-        "scenario_file": str(exp.loaded.path),
-        "scenario_hash": scenario_hash,
-        "overrides": exp.loaded.overrides,
-        "seeds": exp.seeds,
-        "command": ["pipebench", *sys.argv[1:]],
-        "workers": workers,
-        "started": started.isoformat(timespec="seconds"),
-        "wall_seconds": round(time.perf_counter() - clock, 3),
-        "runs": {"planned": exp.runs, "completed": len(outcomes)},
-        "interrupted": interrupted,
-        "objective": {
-            "description": exp.objective.description,
-            "examples": exp.objective.examples,
-            "dim": exp.objective.dim,
-            "smoothness": exp.objective.smoothness,
-            "f_star": exp.objective.f_star,
-        },
-    }
-    delays = delays_table(exp, outcomes)
-    timeline = timeline_table(exp, outcomes)
-    write_files(
-        out_dir,
-        {
-            "summary.csv": csv_text(summary),
-            "curves.csv": csv_text(curves),
-            "delays.csv": csv_text(delays),
-            "timeline.csv": csv_text(timeline),
-            "meta.json": meta_json(meta),
-            "scenario.yaml": exp.loaded.text,
-        },
-    )
-    if plots and not summary.empty:
+    tables = tabulate(exp, outcomes)
+    meta = run_meta(
+        exp, workers, started, time.perf_counter() - clock, len(outcomes), interrupted,
+        ["pipebench", *sys.argv[1:]],
+    )  # fmt: skip
+    write_files(out_dir, tables.files(meta, exp.loaded.text))
+    if plots and not tables.summary.empty:
         from pipebench.report.plots import draw_results  # matplotlib: only when drawing
 
-        draw_results(out_dir, summary, curves, delays, timeline)
-    return RunReport(exp, summary, curves, out_dir, interrupted)
+        draw_results(out_dir, tables.summary, tables.curves, tables.delays, tables.timeline)
+    return RunReport(exp, tables.summary, tables.curves, out_dir, interrupted)
 
 
 RESULT_TABLES = ("summary.csv", "curves.csv", "delays.csv", "timeline.csv")
@@ -161,3 +124,98 @@ def compare_runs(
     return against_baseline(
         read_summary(Path(base), "BASE"), read_summary(Path(candidate), "CANDIDATE"), thresholds
     )
+
+
+# ---------------------------------------------------------------- sweeps
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    plan: SweepPlan
+    summary: pd.DataFrame  # the combined summary.csv, as written
+    out_dir: Path
+    cache_dir: Path
+    done: CellsDone
+
+    @property
+    def completed(self) -> int:
+        """Cells with results (cells with equal keys count once each)."""
+        return sum(cell.key in self.done.source for cell in self.plan.cells)
+
+
+def sweep(
+    plan: SweepPlan,
+    out_dir: Path | None = None,
+    executor: str = "local",
+    workers: int = 1,
+    scheduler: str | None = None,
+    cache_dir: Path | None = None,
+    on_start: Callable[[int, int, int], None] | None = None,
+    on_done: Callable[[], None] | None = None,
+    plots: bool = True,
+) -> SweepReport:
+    """Run the cells of `plan` missing from the cache and write the combined results.
+
+    `out_dir` (default `results/<name>-sweep`) gets `summary.csv` and
+    `curves.csv` with one column per swept key in front, `meta.json`, the
+    scenario and, with `plots`, one `sweep-<key>.png` per key. Each cell's
+    own results folder is in `cache_dir` (default `OUT/cells`), named by its
+    key. After Ctrl-C the finished cells are written and `done.interrupted`
+    is true.
+    """
+    from pipebench.report.sweep_plot import draw_sweep  # matplotlib: only for sweeps
+
+    if out_dir is None:
+        out_dir = Path("results") / f"{file_name(plan.name, 'run')}-sweep"
+    cache = CellCache(out_dir / "cells" if cache_dir is None else cache_dir, __version__)
+    started = dt.datetime.now(dt.timezone.utc)
+    clock = time.perf_counter()
+    command = ["pipebench", *sys.argv[1:]]
+    done = run_cells(plan, cache, executor, workers, scheduler, command, on_start, on_done)
+    finished = [cell for cell in plan.cells if cell.key in done.source]
+    loaded = [(cell, cache.load(cell.key)) for cell in finished]
+    lost = [cell for cell, files in loaded if files is None]
+    if lost:  # changed under our feet (another sweep sharing the cache, a full disk)
+        raise InputError("cache", f"the entry {cache.path(lost[0].key)} went bad during the sweep")
+    tables = {
+        name: combined_csv(
+            plan.keys, [(cell.values, files[name]) for cell, files in loaded], columns
+        )
+        for name, columns in (("summary.csv", SUMMARY_COLUMNS), ("curves.csv", CURVE_COLUMNS))
+    }
+    meta = {
+        **versions(),
+        "scenario": plan.name,
+        "scenario_file": str(plan.base.path),
+        "overrides": list(plan.overrides),
+        "sweep": {axis.key: list(axis.values) for axis in plan.axes},
+        "seeds": plan.seeds,
+        "command": command,
+        "executor": executor,
+        "scheduler": scheduler,
+        "workers": workers,
+        "cache": str(cache.root),
+        "started": started.isoformat(timespec="seconds"),
+        "wall_seconds": round(time.perf_counter() - clock, 3),
+        "cells": {
+            "planned": len(plan.cells),
+            "completed": len(finished),
+            "cached": done.count("cached"),
+            "computed": done.count("computed"),
+            "damaged": done.damaged,
+        },
+        "interrupted": done.interrupted,
+        "cell_list": [
+            {
+                "values": dict(cell.values),
+                "key": cell.key,
+                "source": done.source.get(cell.key, "not run"),
+            }
+            for cell in plan.cells
+        ],
+    }
+    write_files(out_dir, {**tables, "meta.json": meta_json(meta), "scenario.yaml": plan.base.text})
+    summary = read_table(out_dir / "summary.csv", "OUT")
+    if plots and finished:
+        draw_sweep(out_dir, summary, plan.keys)
+    return SweepReport(plan, summary, out_dir, cache.root, done)

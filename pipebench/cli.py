@@ -189,6 +189,27 @@ SetOption = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override a scenario field: key.path=value (repeatable)."),
 ]
+FormatOption = Annotated[
+    str, typer.Option("--format", help="Summary on stdout: table, csv, json or markdown.")
+]
+SeedsOption = Annotated[int | None, typer.Option(help="Use seeds 0 .. N-1 instead.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+NoPlotsOption = Annotated[
+    bool, typer.Option("--no-plots", help="Write the tables only (`pipebench plot` draws).")
+]
+
+
+def _check_common(fmt: str, seeds: int | None, workers: int | None, **folders: Path | None) -> None:
+    """The options `run` and `sweep` share: one error line for the first bad one."""
+    if fmt not in FORMATS:
+        raise InputError("format", f"one of {', '.join(FORMATS)}, got {fmt!r}")
+    if seeds is not None and seeds < 1:
+        raise InputError("seeds", f"must be >= 1, got {seeds}")
+    if workers is not None and workers < 1:
+        raise InputError("workers", f"must be >= 1, got {workers}")
+    for option, path in folders.items():
+        if path is not None and path.exists() and not path.is_dir():
+            raise InputError(option, f"{str(path)!r} exists and is not a folder")
 
 
 @app.command()
@@ -197,30 +218,19 @@ def run(
     out: Annotated[
         Path | None, typer.Option(help="Results folder (default results/<scenario name>).")
     ] = None,
-    fmt: Annotated[
-        str, typer.Option("--format", help="Summary on stdout: table, csv, json or markdown.")
-    ] = "table",
+    fmt: FormatOption = "table",
     overrides: SetOption = None,
-    seeds: Annotated[int | None, typer.Option(help="Use seeds 0 .. N-1 instead.")] = None,
+    seeds: SeedsOption = None,
     workers: Annotated[
         int | None, typer.Option(help="Runs in parallel (default: the number of cores).")
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
-    no_plots: Annotated[
-        bool, typer.Option("--no-plots", help="Write the tables only (`pipebench plot` draws).")
-    ] = False,
+    quiet: QuietOption = False,
+    no_plots: NoPlotsOption = False,
 ) -> int:
     """Train every schedule x seed x learning rate of a scenario; write and print the results."""
     from pipebench.report.runview import print_summary, progress_bar
 
-    if fmt not in FORMATS:
-        raise InputError("format", f"one of {', '.join(FORMATS)}, got {fmt!r}")
-    if seeds is not None and seeds < 1:
-        raise InputError("seeds", f"must be >= 1, got {seeds}")
-    if workers is not None and workers < 1:
-        raise InputError("workers", f"must be >= 1, got {workers}")
-    if out is not None and out.exists() and not out.is_dir():
-        raise InputError("out", f"{str(out)!r} exists and is not a folder")
+    _check_common(fmt, seeds, workers, out=out)
     exp = api.load_experiment(scenario, overrides or [], seeds)
     workers = min(workers or os.cpu_count() or 1, exp.runs)
     show = sys.stderr.isatty() and not quiet
@@ -288,6 +298,70 @@ def compare(
 
 
 @app.command()
+def sweep(
+    scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
+    grid: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Sweep a field over values: key.path=v1,v2,... or a range such as "
+            "pipeline.stages=2^1..2^7 (repeatable; adds to or replaces the sweep: section).",
+        ),
+    ] = None,
+    executor: Annotated[
+        str | None,
+        typer.Option(help="local (a process pool) or dask (default: dask with --scheduler)."),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Worker processes (default: the number of cores; not with --scheduler)."),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="Dask scheduler address, tcp://HOST:8786 (default: a LocalCluster)."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Results folder (default results/<scenario name>-sweep).")
+    ] = None,
+    cache: Annotated[
+        Path | None,
+        typer.Option(help="Folder of finished cells, reused by later sweeps (default OUT/cells)."),
+    ] = None,
+    fmt: FormatOption = "table",
+    overrides: SetOption = None,
+    seeds: SeedsOption = None,
+    quiet: QuietOption = False,
+    no_plots: NoPlotsOption = False,
+) -> int:
+    """Run a scenario for every cell of a grid of values; skip cells already in the cache."""
+    from pipebench.report.sweep_view import print_sweep, sweep_progress
+    from pipebench.sweep.executors import EXECUTORS
+
+    _check_common(fmt, seeds, workers, out=out, cache=cache)
+    if executor is None:
+        executor = "local" if scheduler is None else "dask"
+    if executor not in EXECUTORS:
+        raise InputError("executor", f"one of {', '.join(EXECUTORS)}, got {executor!r}")
+    if scheduler is not None and executor != "dask":
+        raise InputError("scheduler", "a Dask scheduler address needs --executor dask")
+    plan = api.plan_sweep(scenario, grid or [], overrides or [], seeds)
+    workers = workers or os.cpu_count() or 1
+    show = sys.stderr.isatty() and not quiet
+    with sweep_progress(show) as (on_start, on_done):
+        report = api.sweep(
+            plan, out, executor, workers, scheduler, cache, on_start, on_done, plots=not no_plots
+        )
+    print_sweep(report, fmt)
+    if report.done.interrupted:
+        if show:
+            Console(stderr=True).print(
+                f"interrupted: {report.completed} of {len(plan.cells)} cells written to "
+                f"{report.out_dir}; run the same command again to compute the rest"
+            )
+        return EXIT_INTERRUPTED
+    return 0
+
+
+@app.command()
 def plot(
     results: Annotated[Path, typer.Argument(help="A results folder written by `run`.")],
 ) -> None:
@@ -304,11 +378,16 @@ def validate(
     """Check a scenario without running it: one line saying what would run, or what is wrong."""
     exp = api.load_experiment(scenario, overrides or [])
     lrs = sum(len(e.lrs) for e in exp.entries)
-    print(
+    line = (
         f"{scenario}: valid: {_count(len(exp.entries), 'schedule')}, "
         f"{_count(len(exp.seeds), 'seed')}, "
         f"{lrs} schedule x lr pairs = {exp.runs} runs on {exp.objective.description}"
     )
+    if exp.loaded.scenario.sweep:
+        plan = api.plan_sweep(scenario, [], overrides or [])
+        runs = sum(cell.runs for cell in plan.cells)
+        line += f"; sweep of {', '.join(plan.keys)}: {_count(len(plan.cells), 'cell')}, {runs} runs"
+    print(line)
 
 
 def _count(n: int, noun: str) -> str:

@@ -22,6 +22,9 @@ class InputError(ValueError):
         self.field = field
         self.message = message
 
+    def __reduce__(self) -> tuple:  # raised in a sweep worker, re-raised in the client
+        return (type(self), (self.field, self.message))
+
 
 class ScenarioError(InputError):
     """Bad input in a scenario file: `where` is `FILE:LINE` (or `FILE` when the line is unknown)."""
@@ -29,3 +32,6 @@ class ScenarioError(InputError):
     def __init__(self, where: str, field: str, message: str) -> None:
         super().__init__(field, message)
         self.where = where
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.where, self.field, self.message))

@@ -40,7 +40,7 @@ class Outcome:
 
 
 @dataclass(frozen=True)
-class _Prepared:
+class Prepared:
     entry: Entry
     # per seed, the replay and its statistics: rpd draws its blocks and delays
     # from the seed (on the same pd clock); every other timeline is shared
@@ -48,7 +48,8 @@ class _Prepared:
     first_rounds: Trace
 
 
-def _prepare(exp: Experiment, entry: Entry) -> _Prepared:
+def prepare_entry(exp: Experiment, entry: Entry) -> Prepared:
+    """The timeline of one schedule entry, cut to the budget and ready to replay."""
     timeline, until, iterations = timeline_for(
         entry.schedule, entry.options, exp.costs, exp.budget_kind, exp.budget
     )
@@ -57,7 +58,7 @@ def _prepare(exp: Experiment, entry: Entry) -> _Prepared:
     first = head(clock, min(first_rounds_end(clock), until))
     if not isinstance(timeline, RpdPlan):
         shared = (prepared, stats_until(timeline, until, None))
-        return _Prepared(entry, {seed: shared for seed in exp.seeds}, first)
+        return Prepared(entry, {seed: shared for seed in exp.seeds}, first)
     per_seed = {}
     for seed in exp.seeds:
         plan = timeline.reseeded(seed)
@@ -65,10 +66,11 @@ def _prepare(exp: Experiment, entry: Entry) -> _Prepared:
             replace(prepared, timeline=plan),
             stats_until(plan, until, prepared.length),
         )
-    return _Prepared(entry, per_seed, first)
+    return Prepared(entry, per_seed, first)
 
 
-def _run(exp: Experiment, prep: _Prepared, seed: int, lr: float, stop: np.ndarray) -> Outcome:
+def run_one(exp: Experiment, prep: Prepared, seed: int, lr: float, stop: np.ndarray) -> Outcome:
+    """One replay of a prepared entry; `stop[0] = 1` ends it early (Ctrl-C)."""
     started = time.perf_counter()
     prepared, stats = prep.per_seed[seed]
     entry = prep.entry
@@ -105,12 +107,12 @@ def run_experiment(
     with one_blas_thread(), ThreadPoolExecutor(max_workers=workers) as pool:
         try:
             for entry in exp.entries:
-                prep = _prepare(exp, entry)
+                prep = prepare_entry(exp, entry)
                 if on_prepared is not None:
                     on_prepared(entry)
                 for si, seed in enumerate(exp.seeds):
                     for li, lr in enumerate(entry.lrs):
-                        future = pool.submit(_run, exp, prep, seed, lr, stop)
+                        future = pool.submit(run_one, exp, prep, seed, lr, stop)
                         pending[future] = (entry.index, si, li)
             while pending:
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)

@@ -29,7 +29,7 @@ from pydantic_core import PydanticCustomError
 
 from pipebench.errors import InputError, ScenarioError, did_you_mean
 from pipebench.optim import HYPER_FIELDS, OPTIMIZERS, SHARED_FIELDS
-from pipebench.sweep.grid import parse_values
+from pipebench.sweep.grid import UNSWEPT_KEYS, Axis, parse_values, sweep_values
 
 PosInt = Annotated[int, Field(ge=1)]
 PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -399,6 +399,8 @@ class Scenario(_Model):
     optimizer: OptimizerSpec
     target_loss: Annotated[float, Field(allow_inf_nan=False)] | None = None
     schedules: Annotated[list[ScheduleSpec], Field(min_length=1)]
+    # what `pipebench sweep` varies: key path -> values (a list or a range string)
+    sweep: dict[str, list[Any] | str | int | float | bool] | None = None
 
     @field_validator("schedules", mode="before")
     @classmethod
@@ -425,6 +427,18 @@ class Scenario(_Model):
             raise _problem(f"seeds repeat: {seeds}")
         return seeds
 
+    @field_validator("sweep")
+    @classmethod
+    def _sweepable(cls, sweep: dict | None) -> dict | None:
+        for key, values in (sweep or {}).items():
+            if key.split(".")[0] in UNSWEPT_KEYS:
+                raise _problem(f"{key} cannot be swept; " + UNSWEPT_KEYS[key.split(".")[0]], key)
+            try:
+                sweep_values(values)
+            except ValueError as error:
+                raise _problem(str(error), key) from None
+        return sweep
+
     @model_validator(mode="after")
     def _whole(self) -> Scenario:
         if self.seeds is not None and self.seed is not None:
@@ -445,6 +459,11 @@ class Scenario(_Model):
         if self.seeds is not None:
             return list(self.seeds)
         return [0 if self.seed is None else self.seed]
+
+    @property
+    def sweep_axes(self) -> list[Axis]:
+        """The `sweep:` section as axes, in the order written."""
+        return [Axis(key, tuple(sweep_values(v))) for key, v in (self.sweep or {}).items()]
 
 
 def entry_label(entry: ScheduleSpec, entries: list[ScheduleSpec]) -> str:
@@ -494,8 +513,12 @@ def parse_override(text: str) -> tuple[tuple, object]:
         value = yaml.load(raw, Loader=_Loader) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
-    path = tuple(int(p) if p.isdigit() else p for p in key.strip().split("."))
-    return path, value
+    return _key_path(key), value
+
+
+def _key_path(key: str) -> tuple:
+    """`schedules.2.accumulate` as ('schedules', 2, 'accumulate')."""
+    return tuple(int(p) if p.isdigit() else p for p in key.strip().split("."))
 
 
 def _apply_override(data: dict, path: tuple, value: object, text: str) -> None:
@@ -523,13 +546,15 @@ def _apply_override(data: dict, path: tuple, value: object, text: str) -> None:
 class Located:
     """Turns a field path into `FILE:LINE` (the line of the key in the file, when known)."""
 
-    def __init__(self, file: str, lines: dict[tuple, int], overridden: list[tuple]) -> None:
+    def __init__(self, file: str, lines: dict[tuple, int], overridden: dict[tuple, str]) -> None:
+        # overridden: path -> where its value came from ("from --set", "swept")
         self.file, self.lines, self.overridden = file, lines, overridden
 
     def error(self, path: tuple, message: str) -> ScenarioError:
         field = ".".join(map(str, path)) or "(top level)"
-        if any(path[: len(o)] == o for o in self.overridden):
-            return ScenarioError(self.file, f"{field} (from --set)", message)
+        for key, origin in reversed(self.overridden.items()):  # the last one set wins
+            if path[: len(key)] == key:
+                return ScenarioError(self.file, f"{field} ({origin})", message)
         for n in range(len(path), -1, -1):
             if path[:n] in self.lines:
                 return ScenarioError(f"{self.file}:{self.lines[path[:n]]}", field, message)
@@ -556,7 +581,9 @@ def _pydantic_error(located: Located, data: dict, error: ValidationError) -> Sce
         path.append(part)
     ctx = first.get("ctx") or {}
     sub = ctx.get("sub", "")
-    if sub:
+    if sub and path == ["sweep"]:
+        path.append(sub)  # the keys of `sweep:` are dotted paths themselves
+    elif sub:
         path.extend(int(p) if p.isdigit() else p for p in sub.split("."))
     message = first["msg"]
     if first["type"] == "missing" and not message.startswith("missing"):
@@ -567,15 +594,27 @@ def _pydantic_error(located: Located, data: dict, error: ValidationError) -> Sce
     return located.error(tuple(path), message)
 
 
-def load_scenario(path: str | Path, overrides: list[str] | tuple = ()) -> LoadedScenario:
-    """Read, override and validate a scenario file; raises `ScenarioError` or `InputError`."""
+def load_scenario(
+    path: str | Path,
+    overrides: list[str] | tuple = (),
+    swept: tuple[tuple[str, object], ...] = (),
+    text: str | None = None,
+) -> LoadedScenario:
+    """Read, override and validate a scenario file; raises `ScenarioError` or `InputError`.
+
+    `overrides` are `--set key.path=value` strings; `swept` the (key path,
+    value) pairs of one sweep cell, applied after them. With `text`, the
+    file is not read (a sweep worker gets the text; `path` still names it
+    and locates relative data files).
+    """
     file = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScenarioError(file, "(file)", "no such file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ScenarioError(file, "(file)", f"cannot read it: {error}") from None
+    if text is None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ScenarioError(file, "(file)", "no such file") from None
+        except (OSError, UnicodeDecodeError) as error:
+            raise ScenarioError(file, "(file)", f"cannot read it: {error}") from None
     try:
         node = yaml.compose(text, Loader=_Loader)
         lines = _line_map(node) if node is not None else {}
@@ -597,25 +636,39 @@ def load_scenario(path: str | Path, overrides: list[str] | tuple = ()) -> Loaded
     parsed = [parse_override(o) for o in overrides]
     for (key, value), raw in zip(parsed, overrides, strict=True):
         _apply_override(data, key, value, raw)
-    located = Located(file, lines, [key for key, _ in parsed])
+    origins = {key: "from --set" for key, _ in parsed}
+    for name, value in swept:
+        key = _key_path(name)
+        _apply_override(data, key, value, f"{name}={value}")
+        origins[key] = "swept"
+    if swept:
+        data.pop("sweep", None)  # a cell is an ordinary scenario
+    located = Located(file, lines, origins)
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as error:
         raise _pydantic_error(located, data, error) from None
-    return LoadedScenario(scenario, Path(path), text, list(overrides), located)
+    return LoadedScenario(scenario, Path(path), text, list(overrides), located, tuple(swept))
 
 
 class LoadedScenario:
     """A validated scenario with where it came from (for errors, copies and the hash)."""
 
     def __init__(
-        self, scenario: Scenario, path: Path, text: str, overrides: list[str], located: Located
+        self,
+        scenario: Scenario,
+        path: Path,
+        text: str,
+        overrides: list[str],
+        located: Located,
+        swept: tuple[tuple[str, object], ...] = (),
     ) -> None:
         self.scenario = scenario
         self.path = path
         self.text = text
         self.overrides = overrides
         self.located = located
+        self.swept = swept
 
     def error(self, path: tuple, message: str) -> ScenarioError:
         return self.located.error(path, message)
@@ -637,10 +690,29 @@ class LoadedScenario:
         format later does not change the hash of files that do not use it.
         """
         record = self.scenario.model_dump(
-            mode="json", exclude={"seeds", "seed"}, exclude_defaults=True
+            mode="json", exclude={"seeds", "seed", "sweep"}, exclude_defaults=True
         )
         digest = hashlib.sha256(json.dumps(record, sort_keys=True).encode())
+        digest.update(self.data_digest())
+        return digest.hexdigest()[:16]
+
+    def data_digest(self) -> bytes:
+        """The SHA-256 of the objective's data file (empty when it reads none)."""
         data = self.data_file()
         if data is not None and data.is_file():
-            digest.update(hashlib.sha256(data.read_bytes()).digest())
-        return digest.hexdigest()[:16]
+            return hashlib.sha256(data.read_bytes()).digest()
+        return b""
+
+    def resolved(self, seeds: list[int], defaults: bool = True) -> dict:
+        """The scenario as a sweep cell runs it: with `seeds`, without its `sweep:` section.
+
+        With `defaults`, every field is spelt out (for the cache key); without,
+        fields at their defaults are left out (a file that loads again).
+        """
+        record = self.scenario.model_dump(
+            mode="json",
+            exclude={"seeds", "seed", "sweep"},
+            exclude_none=True,
+            exclude_defaults=not defaults,
+        )
+        return {"name": record.pop("name"), "seeds": seeds, **record}

@@ -1,4 +1,4 @@
-"""Ranges of values written as text: `2^-12..2^-3`, `1e-4..1e-1:4`, `0.1,0.2,0.5`.
+"""Ranges of values written as text (`2^-12..2^-3`, `1e-4..1e-1:4`, `0.1,0.2,0.5`), and sweep grids.
 
 Learning-rate grids in scenarios and sweep grids on the command line use
 the same spelling, so a user learns it once.
@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
+from itertools import product
 
 import numpy as np
+import yaml
 
 _POWER = re.compile(r"^\s*([0-9.]+)\s*\^\s*([+-]?\d+)\s*$")
 _RANGE_HELP = (
@@ -59,3 +62,89 @@ def _parse_range(text: str) -> list[float | int]:
     if j < i:
         raise ValueError(text)
     return [_number(f"{base}^{e}") for e in range(i, j + 1)]
+
+
+# ---------------------------------------------------------------- sweep grids
+
+# Top-level keys a sweep may not vary, and why.
+UNSWEPT_KEYS = {
+    "seed": "every cell already runs every seed (use seeds: [...] or --seeds N)",
+    "seeds": "every cell already runs every seed (use seeds: [...] or --seeds N)",
+    "sweep": "a sweep does not sweep itself",
+}
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One swept key: a dotted path as for `--set`, and its values in order."""
+
+    key: str
+    values: tuple
+
+
+def _word(text: str) -> object:
+    """One value of a comma list: a number (or power) if it is one, else YAML's reading."""
+    try:
+        return _number(text)
+    except (ValueError, OverflowError, ZeroDivisionError):
+        pass
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = text
+    if value is None or isinstance(value, (dict, list)):
+        raise ValueError(text)
+    return value
+
+
+def sweep_values(given: object) -> list:
+    """The values of one swept key: a range or comma list as text, a YAML list, or one value.
+
+    Numbers are parsed as in lr grids; other words (schedule or optimizer
+    names, true/false) are taken as written. ValueError says what is allowed.
+    """
+    if isinstance(given, str):
+        try:
+            values = parse_values(given) if ".." in given else [_word(p) for p in given.split(",")]
+        except ValueError:
+            raise ValueError(
+                f"expected values such as 2,4,8 or pd,2bw, powers 2^1..2^7, or a..b:n; "
+                f"got {given!r}"
+            ) from None
+    elif isinstance(given, list):
+        values = list(given)
+        if any(isinstance(v, (dict, list)) or v is None for v in values):
+            raise ValueError(f"each value must be a number, a word or true/false; got {given!r}")
+    else:
+        values = [given]
+    if not values:
+        raise ValueError("give at least one value")
+    if len({(type(v), v) for v in values}) != len(values):
+        raise ValueError(f"values repeat in {given!r}")
+    return values
+
+
+def parse_grid(text: str) -> Axis:
+    """`--grid key.path=v1,v2,...` as an axis; ValueError says what is allowed."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or not raw.strip():
+        raise ValueError(f"expected key.path=values such as pipeline.stages=2^1..2^7, got {text!r}")
+    top = key.split(".")[0]
+    if top in UNSWEPT_KEYS:
+        raise ValueError(f"{key} cannot be swept; {UNSWEPT_KEYS[top]}")
+    return Axis(key, tuple(sweep_values(raw.strip())))
+
+
+def merge_axes(written: list[Axis], given: list[Axis]) -> list[Axis]:
+    """The file's axes with the command line's: `--grid` replaces a key in place, or adds one."""
+    axes = {axis.key: axis for axis in written}
+    for axis in given:
+        axes[axis.key] = axis
+    return list(axes.values())
+
+
+def grid_cells(axes: list[Axis]) -> list[tuple[tuple[str, object], ...]]:
+    """The cross product of the axes (the last varies fastest): ((key, value), ...) per cell."""
+    keys = [axis.key for axis in axes]
+    return [tuple(zip(keys, combo, strict=True)) for combo in product(*(a.values for a in axes))]

@@ -1,0 +1,111 @@
+"""The picture of a sweep: the final `f − f*` (or loss) against each swept key, per schedule.
+
+Each point is one schedule in one cell at its selected learning rate,
+averaged over seeds. When more than one key is swept, the plot against one
+key shows, at each of its values, the best cell over the other keys (the
+title says which): the answer to "how does this key matter when the rest
+is tuned". A point where every such cell diverged is drawn as an x at the
+top of the axes.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipebench.report.export import file_name
+from pipebench.report.plots import plt, save_figure  # plots selects the Agg backend
+from pipebench.report.tables import at_selected_lr
+
+
+def final_points(summary: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Per cell and schedule: the mean final value over seeds at the selected lr.
+
+    Columns: the keys, `label`, `value` (NaN when a seed diverged), `seeds`.
+    The value is `final_gap` when f* is known, else `final_loss`.
+    """
+    metric = "final_gap" if summary["final_gap"].notna().any() else "final_loss"
+    runs = summary[summary["seed"].notna()]
+    rows = []
+    for (*values, label), group in runs.groupby([*keys, "label"], sort=False, dropna=False):
+        chosen = at_selected_lr(group)
+        diverged = bool(chosen["diverged"].any())
+        rows.append(
+            {
+                **dict(zip(keys, values, strict=True)),
+                "label": label,
+                "value": np.nan if diverged else float(chosen[metric].mean()),
+                "seeds": len(chosen),
+            }
+        )
+    points = pd.DataFrame(rows)
+    points.attrs["metric"] = metric
+    return points
+
+
+def _numeric(values: list) -> bool:
+    return all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in values)
+
+
+def sweep_png(points: pd.DataFrame, key: str, keys: list[str], title: str, path: Path) -> None:
+    """Final value against `key`, one line per schedule (best over the other keys)."""
+    others = [k for k in keys if k != key]
+    xs = list(dict.fromkeys(points[key]))
+    numeric = _numeric(xs)
+    if numeric:
+        xs = sorted(xs)
+    position = {x: (float(x) if numeric else i) for i, x in enumerate(xs)}
+    gap = points.attrs["metric"] == "final_gap"
+    fig, ax = plt.subplots(figsize=(9, 5))
+    markers = "osD^v<>ph*"
+    drawn, any_failed = [], False
+    for i, (label, mine) in enumerate(points.groupby("label", sort=False)):
+        best = mine.groupby(key, sort=False)["value"].min()  # NaN only if all diverged
+        x = np.array([position[v] for v in xs])
+        y = np.array([best.get(v, np.nan) for v in xs], dtype=float)
+        done = np.array([v in best.index for v in xs])
+        color = plt.cm.tab10(i % 10)
+        ax.plot(x, y, "-" + markers[(i // 10) % len(markers)], color=color, label=label, ms=4)
+        failed = done & np.isnan(y)
+        any_failed |= bool(failed.any())
+        if failed.any():
+            ax.plot(x[failed], np.ones(failed.sum()), "x", color=color, ms=8, mew=2,
+                    transform=ax.get_xaxis_transform(), clip_on=False)  # fmt: skip
+        drawn += list(y[np.isfinite(y)])
+    if drawn and min(drawn) > 0 and max(drawn) / min(drawn) >= 10:  # else linear reads better
+        ax.set_yscale("log")
+    spread = [position[v] for v in xs]
+    if numeric and min(spread) > 0 and max(spread) / min(spread) >= 16:
+        ax.set_xscale("log", base=2 if all(math.log2(v).is_integer() for v in spread) else 10)
+    if numeric:
+        ax.set_xticks(spread, [f"{v:g}" for v in xs], minor=False)
+    else:
+        ax.set_xticks(range(len(xs)), [str(v) for v in xs])
+    ax.set_xlabel(key)
+    ax.set_ylabel("final f − f*" if gap else "final loss")
+    seeds = int(points["seeds"].max())
+    extra = f"; best over {', '.join(others)}" if others else ""
+    note = f"mean over {seeds} seeds" if seeds > 1 else "one seed"
+    ax.set_title(
+        f"{title}\neach schedule at its selected lr, {note}{extra}"
+        + ("; x: every run diverged" if any_failed else ""),
+        fontsize=10,
+    )
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
+    save_figure(fig, path)
+
+
+def draw_sweep(out_dir: Path, summary: pd.DataFrame, keys: list[str]) -> list[Path]:
+    """One `sweep-<key>.png` per swept key; returns the files written."""
+    points = final_points(summary, keys)
+    title = str(summary["scenario"].iloc[0])
+    written = []
+    for key in keys:
+        path = Path(out_dir) / f"sweep-{file_name(key, 'key')}.png"
+        sweep_png(points, key, keys, title, path)
+        written.append(path)
+    return written
