@@ -29,7 +29,7 @@ from pydantic_core import PydanticCustomError
 
 from pipebench.errors import InputError, ScenarioError, did_you_mean
 from pipebench.optim import HYPER_FIELDS, OPTIMIZERS, SHARED_FIELDS
-from pipebench.sweep.grid import UNSWEPT_KEYS, Axis, parse_values, sweep_values
+from pipebench.sweep.grid import Axis, check_sweepable, parse_values, sweep_values
 
 PosInt = Annotated[int, Field(ge=1)]
 PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -431,9 +431,8 @@ class Scenario(_Model):
     @classmethod
     def _sweepable(cls, sweep: dict | None) -> dict | None:
         for key, values in (sweep or {}).items():
-            if key.split(".")[0] in UNSWEPT_KEYS:
-                raise _problem(f"{key} cannot be swept; " + UNSWEPT_KEYS[key.split(".")[0]], key)
             try:
+                check_sweepable(key)
                 sweep_values(values)
             except ValueError as error:
                 raise _problem(str(error), key) from None
@@ -648,27 +647,20 @@ def load_scenario(
         scenario = Scenario.model_validate(data)
     except ValidationError as error:
         raise _pydantic_error(located, data, error) from None
-    return LoadedScenario(scenario, Path(path), text, list(overrides), located, tuple(swept))
+    return LoadedScenario(scenario, Path(path), text, list(overrides), located)
 
 
 class LoadedScenario:
     """A validated scenario with where it came from (for errors, copies and the hash)."""
 
     def __init__(
-        self,
-        scenario: Scenario,
-        path: Path,
-        text: str,
-        overrides: list[str],
-        located: Located,
-        swept: tuple[tuple[str, object], ...] = (),
+        self, scenario: Scenario, path: Path, text: str, overrides: list[str], located: Located
     ) -> None:
         self.scenario = scenario
         self.path = path
         self.text = text
         self.overrides = overrides
         self.located = located
-        self.swept = swept
 
     def error(self, path: tuple, message: str) -> ScenarioError:
         return self.located.error(path, message)

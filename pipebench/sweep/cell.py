@@ -107,8 +107,7 @@ def assemble_cell(
     spec: CellSpec, outcomes: list[Outcome], started: dt.datetime, command: list[str]
 ) -> dict[str, str]:
     """The files of a cell's results folder from the runs of all its parts (in the client)."""
-    loaded = spec.load()
-    exp = resolve(loaded, spec.seeds)
+    exp, _ = _experiment(spec)
     seed_at = {seed: i for i, seed in enumerate(exp.seeds)}
     ordered = sorted(
         outcomes,
@@ -117,4 +116,5 @@ def assemble_cell(
     compute = sum(o.wall_seconds for o in ordered)
     meta = run_meta(exp, 1, started, compute, len(ordered), False, command)
     meta["sweep_cell"] = {"key": spec.key, "values": dict(spec.values)}
-    return tabulate(exp, ordered).files(meta, cell_yaml(loaded, exp.seeds, dict(spec.values)))
+    scenario = cell_yaml(exp.loaded, exp.seeds, dict(spec.values))
+    return tabulate(exp, ordered).files(meta, scenario)

@@ -67,11 +67,18 @@ def _parse_range(text: str) -> list[float | int]:
 # ---------------------------------------------------------------- sweep grids
 
 # Top-level keys a sweep may not vary, and why.
-UNSWEPT_KEYS = {
+_UNSWEPT = {
     "seed": "every cell already runs every seed (use seeds: [...] or --seeds N)",
     "seeds": "every cell already runs every seed (use seeds: [...] or --seeds N)",
     "sweep": "a sweep does not sweep itself",
 }
+
+
+def check_sweepable(key: str) -> None:
+    """ValueError if a sweep may not vary `key`."""
+    top = key.split(".")[0]
+    if top in _UNSWEPT:
+        raise ValueError(f"{key} cannot be swept; {_UNSWEPT[top]}")
 
 
 @dataclass(frozen=True)
@@ -130,9 +137,7 @@ def parse_grid(text: str) -> Axis:
     key = key.strip()
     if not sep or not key or not raw.strip():
         raise ValueError(f"expected key.path=values such as pipeline.stages=2^1..2^7, got {text!r}")
-    top = key.split(".")[0]
-    if top in UNSWEPT_KEYS:
-        raise ValueError(f"{key} cannot be swept; {UNSWEPT_KEYS[top]}")
+    check_sweepable(key)
     return Axis(key, tuple(sweep_values(raw.strip())))
 
 
