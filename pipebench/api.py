@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,8 +18,15 @@ from pipebench import __version__
 from pipebench.compare import Comparison, Threshold, against_baseline, read_summary, side_by_side
 from pipebench.errors import InputError
 from pipebench.experiment import Entry, Experiment, resolve
+from pipebench.outfolder import check_folder, replaced_folder
 from pipebench.report.export import file_name, meta_json, write_files
-from pipebench.report.tables import CURVE_COLUMNS, SUMMARY_COLUMNS, read_table
+from pipebench.report.tables import (
+    CURVE_COLUMNS,
+    DELAY_COLUMNS,
+    SUMMARY_COLUMNS,
+    TIMELINE_COLUMNS,
+    read_table,
+)
 from pipebench.results import run_meta, tabulate, versions
 from pipebench.runner import Outcome, run_experiment
 from pipebench.scenario import load_scenario
@@ -76,25 +86,30 @@ def run_scenario(
     `meta.json`, `scenario.yaml` (the file as given; `meta.json` lists the
     `--set` overrides) and, with `plots`, the pictures of `draw_results`.
     After Ctrl-C, the completed runs are written and `interrupted` is true.
+
+    The folder is checked and locked before the runs start, and replaced as
+    a whole once every file is written (see `outfolder`).
     """
     out_dir = default_out_dir(exp) if out_dir is None else out_dir
     started = dt.datetime.now(dt.timezone.utc)
     clock = time.perf_counter()
-    outcomes, interrupted = run_experiment(exp, workers, on_prepared, on_done)
-    tables = tabulate(exp, outcomes)
-    meta = run_meta(
-        exp, workers, started, time.perf_counter() - clock, len(outcomes), interrupted,
-        ["pipebench", *sys.argv[1:]],
-    )  # fmt: skip
-    write_files(out_dir, tables.files(meta, exp.loaded.text))
-    if plots and not tables.summary.empty:
-        from pipebench.report.plots import draw_results  # matplotlib: only when drawing
+    with replaced_folder(out_dir, "out") as folder:
+        outcomes, interrupted = run_experiment(exp, workers, on_prepared, on_done)
+        tables = tabulate(exp, outcomes)
+        meta = run_meta(
+            exp, workers, started, time.perf_counter() - clock, len(outcomes), interrupted,
+            ["pipebench", *sys.argv[1:]],
+        )  # fmt: skip
+        write_files(folder, tables.files(meta, exp.loaded.text))
+        if plots and not tables.summary.empty:
+            from pipebench.report.plots import draw_results  # matplotlib: only when drawing
 
-        draw_results(out_dir, tables.summary, tables.curves, tables.delays, tables.timeline)
+            draw_results(folder, tables.summary, tables.curves, tables.delays, tables.timeline)
     return RunReport(exp, tables.summary, tables.curves, out_dir, interrupted)
 
 
 RESULT_TABLES = ("summary.csv", "curves.csv", "delays.csv", "timeline.csv")
+RESULT_COLUMNS = (SUMMARY_COLUMNS, CURVE_COLUMNS, DELAY_COLUMNS, TIMELINE_COLUMNS)
 
 
 def plot_results(results: str | Path) -> list[Path]:
@@ -108,7 +123,21 @@ def plot_results(results: str | Path) -> list[Path]:
     if missing:
         raise InputError("RESULTS", f"{str(folder)!r} has no {', '.join(missing)}")
     tables = [read_table(folder / name, "RESULTS") for name in RESULT_TABLES]
-    return draw_results(folder, *tables)
+    for name, table, columns in zip(RESULT_TABLES, tables, RESULT_COLUMNS, strict=True):
+        lacking = [column for column in columns if column not in table.columns]
+        if lacking:
+            raise InputError(
+                "RESULTS", f"{str(folder / name)!r} has no column {', '.join(lacking)}"
+            )
+    # Drawn aside, then renamed in: a failure leaves the old pictures, not a mix.
+    aside = Path(tempfile.mkdtemp(prefix=".plot-", dir=folder))
+    try:
+        drawn = draw_results(aside, *tables)
+        for path in drawn:
+            os.replace(path, folder / path.name)
+    finally:
+        shutil.rmtree(aside, ignore_errors=True)
+    return [folder / path.name for path in drawn]
 
 
 def compare_schedules(results: str | Path, reference: str | None = None) -> pd.DataFrame:
@@ -161,13 +190,48 @@ def sweep(
     scenario and, with `plots`, one `sweep-<key>.png` per key. Each cell's
     own results folder is in `cache_dir` (default `OUT/cells`), named by its
     key. After Ctrl-C the finished cells are written and `done.interrupted`
-    is true.
+    is true. The results folder is replaced as a whole (the cache inside it
+    carried across), as `run_scenario` does.
     """
-    from pipebench.report.sweep_plot import draw_sweep  # matplotlib: only for sweeps
-
     if out_dir is None:
         out_dir = Path("results") / f"{file_name(plan.name, 'run')}-sweep"
     cache = CellCache(out_dir / "cells" if cache_dir is None else cache_dir, __version__)
+    keep = _entry_within(cache.root, out_dir)
+    with replaced_folder(out_dir, "out", keep) as folder:
+        check_folder(cache.root, "cache")
+        return _sweep_into(
+            folder, plan, out_dir, cache, executor, workers, scheduler, on_start, on_done, plots
+        )
+
+
+def _entry_within(inner: Path, outer: Path) -> str | None:
+    """The entry of `outer` that holds `inner`, if `inner` lies inside `outer`."""
+    inner, outer = Path(os.path.abspath(inner)), Path(os.path.abspath(outer))
+    if inner == outer:
+        raise InputError(
+            "cache",
+            f"{str(inner)!r} is the results folder itself; give a folder inside or beside it",
+        )
+    if outer not in inner.parents:
+        return None
+    return inner.relative_to(outer).parts[0]
+
+
+def _sweep_into(
+    folder: Path,
+    plan: SweepPlan,
+    out_dir: Path,
+    cache: CellCache,
+    executor: str,
+    workers: int,
+    scheduler: str | None,
+    on_start: Callable[[int, int, int], None] | None,
+    on_done: Callable[[], None] | None,
+    plots: bool,
+) -> SweepReport:
+    """The work of `sweep`, its tables written into `folder` (swapped in for `out_dir` later)."""
+    from pipebench.report.sweep_plot import draw_sweep  # matplotlib: only for sweeps
+
     started = dt.datetime.now(dt.timezone.utc)
     clock = time.perf_counter()
     command = ["pipebench", *sys.argv[1:]]
@@ -214,8 +278,8 @@ def sweep(
             for cell in plan.cells
         ],
     }
-    write_files(out_dir, {**tables, "meta.json": meta_json(meta), "scenario.yaml": plan.base.text})
-    summary = read_table(out_dir / "summary.csv", "OUT")
+    write_files(folder, {**tables, "meta.json": meta_json(meta), "scenario.yaml": plan.base.text})
+    summary = read_table(folder / "summary.csv", "OUT")
     if plots and finished:
-        draw_sweep(out_dir, summary, plan.keys)
+        draw_sweep(folder, summary, plan.keys)
     return SweepReport(plan, summary, out_dir, cache.root, done)

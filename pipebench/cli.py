@@ -16,8 +16,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pipebench import __version__, api
+from pipebench import __version__, api, interrupts
 from pipebench.errors import InputError, ScenarioError
+from pipebench.outfolder import check_file, check_folder, os_error_text
 from pipebench.report.export import write_files
 from pipebench.timeline import CostModel, RpdPlan
 
@@ -27,6 +28,7 @@ except ImportError:  # pragma: no cover - older typer
     from click.exceptions import ClickException
 
 EXIT_REGRESSION = 1
+EXIT_BUG = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
@@ -132,10 +134,7 @@ def schedule(
         "recompute": True if recompute else None,
     }
     options = {key: value for key, value in given.items() if value is not None}
-    files = {"png": png, "chrome_trace": chrome_trace, "torch_csv": torch_csv}
-    for option, path in files.items():
-        if path is not None and not path.parent.is_dir():
-            raise InputError(option, f"folder {str(path.parent)!r} does not exist")
+    _check_exports({"png": png, "chrome_trace": chrome_trace, "torch_csv": torch_csv})
     costs = CostModel.build(
         stages,
         forward=_costs("forward", forward),
@@ -184,6 +183,22 @@ def schedule(
     out.print(stage_table(stats))
 
 
+def _check_exports(files: dict[str, Path | None]) -> None:
+    """Each export goes to exactly the path given: a file, a PNG's named .png, no path twice."""
+    seen: dict[str, str] = {}
+    for option, path in files.items():
+        if path is None:
+            continue
+        check_file(path, option)
+        if option == "png" and path.suffix.lower() != ".png":
+            raise InputError(option, f"a file name ending in .png, got {str(path)!r}")
+        other = seen.setdefault(os.path.realpath(path), option)
+        if other != option:
+            raise InputError(
+                option, f"{str(path)!r} is also given to {_option_name(other)}; one file each"
+            )
+
+
 FORMATS = ("table", "csv", "json", "markdown")
 SetOption = Annotated[
     list[str] | None,
@@ -208,8 +223,8 @@ def _check_common(fmt: str, seeds: int | None, workers: int | None, **folders: P
     if workers is not None and workers < 1:
         raise InputError("workers", f"must be >= 1, got {workers}")
     for option, path in folders.items():
-        if path is not None and path.exists() and not path.is_dir():
-            raise InputError(option, f"{str(path)!r} exists and is not a folder")
+        if path is not None:
+            check_folder(path, option)
 
 
 @app.command()
@@ -230,19 +245,21 @@ def run(
     """Train every schedule x seed x learning rate of a scenario; write and print the results."""
     from pipebench.report.runview import print_summary, progress_bar
 
-    _check_common(fmt, seeds, workers, out=out)
-    exp = api.load_experiment(scenario, overrides or [], seeds)
-    workers = min(workers or os.cpu_count() or 1, exp.runs)
-    show = sys.stderr.isatty() and not quiet
-    with progress_bar(exp, show) as (on_prepared, on_done):
-        report = api.run_scenario(exp, out, workers, on_prepared, on_done, plots=not no_plots)
+    with interrupts.deferred():  # Ctrl-C from here on ends in a written results folder
+        _check_common(fmt, seeds, workers, out=out)
+        exp = api.load_experiment(scenario, overrides or [], seeds)
+        workers = min(workers or os.cpu_count() or 1, exp.runs)
+        with progress_bar(exp, quiet) as (on_prepared, on_done):
+            report = api.run_scenario(exp, out, workers, on_prepared, on_done, plots=not no_plots)
+        interrupted = report.interrupted or interrupts.noted()
     print_summary(report, fmt)
-    if report.interrupted:
-        if show:
-            Console(stderr=True).print(
-                f"interrupted: {len(report.summary[report.summary['seed'].notna()])} "
-                f"of {exp.runs} runs written to {report.out_dir}"
-            )
+    if interrupted:
+        finished = len(report.summary[report.summary["seed"].notna()])
+        print(
+            f"pipebench run: interrupted: {finished} of {exp.runs} runs finished, "
+            f"written to {report.out_dir}",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
     return 0
 
@@ -343,20 +360,23 @@ def sweep(
         raise InputError("executor", f"one of {', '.join(EXECUTORS)}, got {executor!r}")
     if scheduler is not None and executor != "dask":
         raise InputError("scheduler", "a Dask scheduler address needs --executor dask")
-    plan = api.plan_sweep(scenario, grid or [], overrides or [], seeds)
-    workers = workers or os.cpu_count() or 1
-    show = sys.stderr.isatty() and not quiet
-    with sweep_progress(show) as (on_start, on_done):
-        report = api.sweep(
-            plan, out, executor, workers, scheduler, cache, on_start, on_done, plots=not no_plots
-        )
+    with interrupts.deferred():  # Ctrl-C from here on ends in a written results folder
+        plan = api.plan_sweep(scenario, grid or [], overrides or [], seeds)
+        workers = workers or os.cpu_count() or 1
+        with sweep_progress(quiet) as (on_start, on_done):
+            report = api.sweep(
+                plan, out, executor, workers, scheduler, cache, on_start, on_done,
+                plots=not no_plots,
+            )  # fmt: skip
+        interrupted = report.done.interrupted or interrupts.noted()
     print_sweep(report, fmt)
-    if report.done.interrupted:
-        if show:
-            Console(stderr=True).print(
-                f"interrupted: {report.completed} of {len(plan.cells)} cells written to "
-                f"{report.out_dir}; run the same command again to compute the rest"
-            )
+    if interrupted:
+        print(
+            f"pipebench sweep: interrupted: {report.completed} of {len(plan.cells)} cells "
+            f"finished, written to {report.out_dir}; run the same command again to compute "
+            "the rest",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
     return 0
 
@@ -433,9 +453,12 @@ def _option_name(field: str) -> str:
     return field if field.isupper() else "--" + field.replace("_", "-")
 
 
-def _fail(message: str) -> int:
-    print(" ".join(message.split()), file=sys.stderr)  # always exactly one line
-    return EXIT_BAD_INPUT
+def _fail(message: str, status: int = EXIT_BAD_INPUT, longest: int = 1000) -> int:
+    line = " ".join(message.split())  # always exactly one line, and not a screenful
+    if len(line) > longest:
+        line = line[: longest - 5] + " ..."
+    print(line, file=sys.stderr)
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -456,4 +479,21 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"{where}: {error.format_message()}")
     except (KeyboardInterrupt, typer.Abort):
         return EXIT_INTERRUPTED
+    except OSError as error:  # the environment: a full disk, a read-only folder ...
+        return _fail(f"{where}: {os_error_text(error)}")
+    except MemoryError:
+        return _fail(
+            f"{where}: too little memory for this run; make it smaller (fewer or smaller "
+            "objectives, fewer micro-batches or recorded points) or free some memory"
+        )
+    except Exception as error:
+        if os.environ.get("PIPEBENCH_DEBUG"):
+            raise
+        return _fail(
+            f"{where}: internal error, a bug in pipebench {__version__}: "
+            f"{type(error).__name__}: {error} (please report it; PIPEBENCH_DEBUG=1 shows "
+            "the traceback)",
+            EXIT_BUG,
+            longest=400,
+        )
     return result if isinstance(result, int) else 0

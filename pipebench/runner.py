@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from pipebench import interrupts
 from pipebench.engine.blas import one_blas_thread
 from pipebench.engine.budget import stats_until, timeline_for
 from pipebench.engine.replay import Curve, Replay, prepare, replay
@@ -98,7 +99,8 @@ def run_experiment(
 ) -> tuple[list[Outcome], bool]:
     """Every run of `exp`, in scenario order (entry, seed, lr); and whether Ctrl-C stopped it.
 
-    On Ctrl-C, the runs finished so far are returned with `True`.
+    On Ctrl-C (also one noted before; see `interrupts`), the runs finished so
+    far are returned with `True`.
     """
     stop = np.zeros(1, dtype=np.int64)
     done: dict[tuple[int, int, int], Outcome] = {}
@@ -106,21 +108,22 @@ def run_experiment(
     interrupted = False
     with one_blas_thread(), ThreadPoolExecutor(max_workers=workers) as pool:
         try:
-            for entry in exp.entries:
-                prep = prepare_entry(exp, entry)
-                if on_prepared is not None:
-                    on_prepared(entry)
-                for si, seed in enumerate(exp.seeds):
-                    for li, lr in enumerate(entry.lrs):
-                        future = pool.submit(run_one, exp, prep, seed, lr, stop)
-                        pending[future] = (entry.index, si, li)
-            while pending:
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    key = pending.pop(future)
-                    done[key] = future.result()
-                    if on_done is not None:
-                        on_done(done[key])
+            with interrupts.raising():
+                for entry in exp.entries:
+                    prep = prepare_entry(exp, entry)
+                    if on_prepared is not None:
+                        on_prepared(entry)
+                    for si, seed in enumerate(exp.seeds):
+                        for li, lr in enumerate(entry.lrs):
+                            future = pool.submit(run_one, exp, prep, seed, lr, stop)
+                            pending[future] = (entry.index, si, li)
+                while pending:
+                    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        key = pending.pop(future)
+                        done[key] = future.result()
+                        if on_done is not None:
+                            on_done(done[key])
         except KeyboardInterrupt:
             interrupted = True
             stop[0] = 1

@@ -6,6 +6,7 @@ reader never sees a partial `summary.csv`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -15,10 +16,21 @@ from pathlib import Path
 
 import pandas as pd
 
+LONGEST_NAME = 80  # characters of a name made from a scenario name, label or key
+
 
 def file_name(text: str, fallback: str) -> str:
-    """`text` made safe as a file name: runs of other characters become '-'."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.") or fallback
+    """`text` made safe as a file name: runs of other characters become '-'.
+
+    A name longer than `LONGEST_NAME` is cut and ends in a hash of the whole
+    `text`, so that any scenario name or label gives a short name, always
+    the same one, and different long texts give different names.
+    """
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.") or fallback
+    if len(safe) <= LONGEST_NAME:
+        return safe
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    return f"{safe[: LONGEST_NAME - len(digest) - 1]}-{digest}"
 
 
 def csv_text(table: pd.DataFrame) -> str:
@@ -62,7 +74,7 @@ def write_files(out_dir: Path, files: dict[str, str]) -> None:
     umask = os.umask(0)
     os.umask(umask)
     for name, text in files.items():
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=out_dir)
+        fd, tmp = tempfile.mkstemp(prefix=f".{name[:40]}.", dir=out_dir)
         try:
             with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
                 handle.write(text)

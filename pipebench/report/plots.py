@@ -25,15 +25,15 @@ NAMES = {FORWARD: "forward", BACKWARD: "backward", UPDATE: "optimizer step", AVE
 
 
 def save_figure(fig: plt.Figure, path: Path, tight: bool = True) -> None:
-    """Write a figure atomically: a temporary file in the same folder, then a rename.
+    """Write a figure as PNG to exactly `path`, atomically: a temporary file beside it, renamed.
 
     `tight` crops to the drawn area, at the price of drawing twice.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem[:40]}-", suffix=".png", dir=path.parent)
     os.close(fd)
     try:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight" if tight else None)
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight" if tight else None)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes files private; a picture is not

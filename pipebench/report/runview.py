@@ -13,14 +13,26 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from pipebench.report.export import markdown_table, write_data
+from pipebench.report.progress_lines import ProgressLines
 from pipebench.report.tables import condensed
 
 
 @contextmanager
-def progress_bar(exp, show: bool) -> Iterator[tuple[Callable | None, Callable | None]]:
-    """Callbacks for the runner that advance a rich progress bar on stderr (None when hidden)."""
-    if not show:
+def progress_bar(exp, quiet: bool) -> Iterator[tuple[Callable | None, Callable | None]]:
+    """Callbacks for the runner that show progress on stderr (None with `quiet`).
+
+    A rich progress bar on a terminal; plain lines every few seconds and a
+    last one otherwise (a log, a CI job).
+    """
+    if quiet:
         yield None, None
+        return
+    if not sys.stderr.isatty():
+        lines = ProgressLines("pipebench run")
+        lines.add("timelines", len(exp.entries))
+        lines.add("runs", exp.runs)
+        yield (lambda entry: lines.advance("timelines")), (lambda outcome: lines.advance("runs"))
+        lines.print()
         return
     bar = Progress(
         TextColumn("{task.description}"),

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from pipebench.report.export import markdown_table, write_data
+from pipebench.report.progress_lines import ProgressLines
 from pipebench.report.runview import print_table
 from pipebench.report.tables import condensed
 from pipebench.sweep.combine import value_text
@@ -23,10 +24,22 @@ def cache_note(cells: int, cached: int, damaged: int) -> str:
 
 
 @contextmanager
-def sweep_progress(show: bool) -> Iterator[tuple[Callable | None, Callable | None]]:
-    """(on_start, on_done) callbacks for `api.sweep`: a note, then one bar over cells with ETA."""
-    if not show:
+def sweep_progress(quiet: bool) -> Iterator[tuple[Callable | None, Callable | None]]:
+    """(on_start, on_done) callbacks for `api.sweep`: a note, then one bar over cells with ETA
+    on a terminal, or plain lines every few seconds and a last one otherwise (None with `quiet`)."""
+    if quiet:
         yield None, None
+        return
+    if not sys.stderr.isatty():
+        lines = ProgressLines("pipebench sweep")
+
+        def note(cells: int, cached: int, damaged: int) -> None:
+            print(f"pipebench sweep: {cache_note(cells, cached, damaged)}", file=sys.stderr)
+            lines.add("cells", cells, cached)
+
+        yield note, lambda: lines.advance("cells")
+        if lines.counts:
+            lines.print()
         return
     console = Console(stderr=True)
     bar = Progress(

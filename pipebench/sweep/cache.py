@@ -1,10 +1,11 @@
 """The sweep cache: one results folder per cell, named by the hash of what determines it.
 
 An entry is complete only if its `manifest.json` lists every file with its
-SHA-256 and every file matches. Entries are written into a hidden
-`.partial-*` folder and renamed into place, so a killed sweep leaves either
-a whole entry or a partial folder that the next sweep removes; an entry
-damaged afterwards (a truncated or edited file) fails its checksums and is
+SHA-256 (the tables a sweep combines among them) and every file matches.
+Entries are written into a hidden `.partial-*` folder and renamed into
+place, so a killed sweep leaves either a whole entry or a partial folder
+that the next sweep removes; an entry damaged afterwards (a truncated or
+edited file, a file or link in its place) fails its checks and is
 computed again.
 """
 
@@ -20,6 +21,7 @@ from pathlib import Path
 from pipebench.report.export import write_files
 
 MANIFEST = "manifest.json"
+REQUIRED = ("summary.csv", "curves.csv")  # what the combined tables of a sweep are made of
 PARTIAL = ".partial-"
 
 
@@ -52,6 +54,8 @@ class CellCache:
             manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
             if manifest["key"] != key or manifest["pipebench"] != self.version:
                 return None
+            if not set(REQUIRED) <= set(manifest["files"]):
+                return None
             files = {}
             for name, digest in manifest["files"].items():
                 data = (folder / name).read_bytes()
@@ -64,7 +68,7 @@ class CellCache:
 
     def damaged(self, key: str) -> bool:
         """An entry folder exists but does not load: it must be computed again."""
-        return self.path(key).exists() and self.load(key) is None
+        return os.path.lexists(self.path(key)) and self.load(key) is None
 
     def store(self, key: str, files: dict[str, str]) -> None:
         """Write an entry atomically: a partial folder renamed into place once complete."""
@@ -84,7 +88,12 @@ class CellCache:
             raise
 
     def discard(self, key: str) -> None:
-        shutil.rmtree(self.path(key), ignore_errors=True)
+        """Remove an entry, whatever it has become (a folder, a file, a link)."""
+        path = self.path(key)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
 
     def clear_partials(self) -> int:
         """Remove partial folders left by sweeps that died; returns how many."""

@@ -13,7 +13,7 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pipebench import __version__
+from pipebench import __version__, interrupts
 from pipebench.errors import InputError
 from pipebench.sweep.cache import CellCache
 from pipebench.sweep.cell import assemble_cell, parts_of
@@ -53,7 +53,7 @@ def run_cells(
         if cache.load(cell.key) is not None:
             done.source[cell.key] = "cached"
         else:
-            if cache.path(cell.key).exists():
+            if cache.damaged(cell.key):
                 done.damaged += 1
                 cache.discard(cell.key)
             todo.append(cell)
@@ -73,7 +73,7 @@ def run_cells(
     waiting = {cell.index: len(cell.work) * len(cell.seeds) for cell in todo}
     runs: dict[int, list] = {cell.index: [] for cell in todo}
     try:
-        with part_pool(executor, parts, workers, scheduler) as results:
+        with interrupts.raising(), part_pool(executor, parts, workers, scheduler) as results:
             for result in results:
                 spec = specs[result.cell]
                 if result.key != spec.key:
