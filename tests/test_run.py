@@ -5,10 +5,10 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -159,23 +159,74 @@ def _subprocess(args: list[str], env: dict | None = None, **kwargs) -> subproces
     )
 
 
-def test_ctrl_c_writes_the_completed_runs_and_exits_130(tmp_path):
-    long = (
-        BASE.replace("{microbatches: 20}", "{microbatches: 20000}")
-        .replace("lr: 0.01", "lr: '1e-4..1e-2:40'")
-        .replace("examples: 40, dim: 8, batch_size: 4", "examples: 2000, dim: 256, batch_size: 16")
-    )
-    out = tmp_path / "out"
-    proc = _subprocess(["run", str(write(tmp_path, long)), "--out", str(out), "--workers", "1"])
-    time.sleep(6)
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, stderr
-    assert b"Traceback" not in stderr
-    summary = pd.read_csv(out / "summary.csv")
+LONG = (  # 160 runs of about a second each: far from done when the test interrupts it
+    BASE.replace("{microbatches: 20}", "{microbatches: 20000}")
+    .replace("lr: 0.01", "lr: '1e-4..1e-2:40'")
+    .replace("examples: 40, dim: 8, batch_size: 4", "examples: 2000, dim: 256, batch_size: 16")
+)
+
+
+def assert_interrupted_folder(out: Path, stderr: str) -> int:
+    """The folder of an interrupted run is complete and agrees with itself; returns its runs."""
+    assert sorted(p.name for p in out.iterdir()) == TABLES
     meta = json.loads((out / "meta.json").read_text())
-    assert meta["interrupted"] and meta["runs"]["completed"] < 160
-    assert len(summary[summary["seed"].notna()]) == meta["runs"]["completed"]
+    completed = meta["runs"]["completed"]
+    assert meta["interrupted"] is True and meta["runs"]["planned"] == 160 and completed < 160
+    summary = pd.read_csv(out / "summary.csv")
+    assert list(summary.columns) == SUMMARY_COLUMNS
+    assert len(summary[summary["seed"].notna()]) == completed
+    curves = pd.read_csv(out / "curves.csv")
+    assert len(curves.groupby(["label", "seed", "lr"])) == completed
+    assert f"interrupted: {completed} of 160 runs finished, written to {out}" in stderr
+    assert "Traceback" not in stderr
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temporary left
+    return completed
+
+
+def test_ctrl_c_while_the_scenario_is_read_writes_an_empty_result(tmp_path, capsys, monkeypatch):
+    """Ctrl-C before the first run (here: while the scenario loads) still writes a folder."""
+    from pipebench import api
+
+    load = api.load_experiment
+
+    def load_then_ctrl_c(*args, **kwargs):
+        exp = load(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)  # delivered now, in this (the main) thread
+        return exp
+
+    monkeypatch.setattr(api, "load_experiment", load_then_ctrl_c)
+    out = tmp_path / "out"
+    code = main(["run", str(write(tmp_path, LONG)), "--out", str(out), "--quiet", "--no-plots"])
+    _, stderr = capsys.readouterr()
+    assert code == 130
+    assert assert_interrupted_folder(out, stderr) == 0
+    assert stderr.count("\n") == 1
+
+
+def _run_until(tmp_path: Path, finished: int) -> tuple[subprocess.Popen, str]:
+    """Start a long run; SIGINT once a progress line reports `finished` runs or more."""
+    out = tmp_path / "out"
+    args = ["run", str(write(tmp_path, LONG)), "--out", str(out), "--workers", "1", "--no-plots"]
+    proc = _subprocess(args, text=True)
+    seen = []
+    for line in proc.stderr:  # stderr is a pipe: progress comes as lines
+        seen.append(line)
+        match = re.search(r"runs (\d+) of 160", line)
+        if match and int(match.group(1)) >= finished:
+            break
+    else:
+        raise AssertionError(f"no progress line with {finished} runs: {seen}")
+    proc.send_signal(signal.SIGINT)
+    _, rest = proc.communicate(timeout=120)
+    assert proc.returncode == 130, "".join(seen) + rest
+    return proc, "".join(seen) + rest
+
+
+@pytest.mark.parametrize("finished", [0, 1], ids=["at-the-first-progress-line", "after-a-run"])
+def test_ctrl_c_writes_the_completed_runs_and_exits_130(tmp_path, finished):
+    """A real SIGINT, sent when the progress on stderr says how far the run got (no sleeping)."""
+    _, stderr = _run_until(tmp_path, finished)
+    assert assert_interrupted_folder(tmp_path / "out", stderr) >= finished
 
 
 def test_no_jit_mode_gives_the_same_results(tmp_path):
