@@ -122,6 +122,7 @@ def plot_results(results: str | Path) -> list[Path]:
     missing = [name for name in RESULT_TABLES if not (folder / name).is_file()]
     if missing:
         raise InputError("RESULTS", f"{str(folder)!r} has no {', '.join(missing)}")
+    check_folder(folder, "RESULTS")
     tables = [read_table(folder / name, "RESULTS") for name in RESULT_TABLES]
     for name, table, columns in zip(RESULT_TABLES, tables, RESULT_COLUMNS, strict=True):
         lacking = [column for column in columns if column not in table.columns]

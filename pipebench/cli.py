@@ -477,6 +477,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"{where}: {_option_name(error.field)}: {error.message}")
     except ClickException as error:
         return _fail(f"{where}: {error.format_message()}")
+    except interrupts.Abandoned:
+        return _fail(f"{where}: interrupted twice: the results folder was left as it was", EXIT_INTERRUPTED)
     except (KeyboardInterrupt, typer.Abort):
         return EXIT_INTERRUPTED
     except OSError as error:  # the environment: a full disk, a read-only folder ...

@@ -34,9 +34,15 @@ class _Gate:
 _gate: _Gate | None = None
 
 
+class Abandoned(Exception):
+    """A second Ctrl-C: what was being written is dropped (not a `KeyboardInterrupt`, which
+    the command-line framework would turn into a silent exit)."""
+
+
 @contextmanager
 def deferred() -> Iterator[None]:
-    """Ctrl-C takes note inside this block, except inside `raising()`."""
+    """Ctrl-C takes note inside this block, except inside `raising()`; a second one raises
+    `Abandoned`."""
     global _gate
     if _gate is not None or threading.current_thread() is not threading.main_thread():
         yield
@@ -45,6 +51,8 @@ def deferred() -> Iterator[None]:
     previous = signal.signal(signal.SIGINT, _gate.handle)
     try:
         yield
+    except KeyboardInterrupt:
+        raise Abandoned from None
     finally:
         signal.signal(signal.SIGINT, previous)
         _gate = None

@@ -11,6 +11,7 @@ simply taken over.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -58,29 +59,40 @@ def check_folder(path: Path, option: str) -> None:
     ancestor is a file, and that the nearest existing folder (and `path`
     itself when it exists) can be written.
     """
+    relative = not Path(path).is_absolute()
     path = Path(os.path.abspath(path))
     where = _existing(path)
     _check_lengths(path, where, option)
     if not where.is_dir():
         what = "exists and is not a folder" if where == path else "is a file, not a folder"
-        raise InputError(option, f"{str(where)!r} {what}")
+        raise InputError(option, f"{_shown(where, relative)!r} {what}")
     for folder in (where, path.parent) if where == path else (where,):
         why = _why_unwritable(folder)
         if why is not None:
-            raise InputError(option, f"cannot write in {str(folder)!r}: {why}")
+            raise InputError(option, f"cannot write in {_shown(folder, relative)!r}: {why}")
+
+
+def _shown(path: Path, relative: bool) -> str:
+    """`path` as the user spelt theirs: relative to the current folder if theirs was."""
+    return os.path.relpath(path) if relative else str(path)
 
 
 def check_file(path: Path, option: str) -> None:
     """Refuse, before any computing, a file that cannot be written at exactly `path`."""
+    given = Path(path)
     path = Path(os.path.abspath(path))
     _check_lengths(path, _existing(path), option)
     if path.is_dir():
-        raise InputError(option, f"{str(path)!r} is a folder; give a file name")
+        raise InputError(option, f"{str(given)!r} is a folder; give a file name")
     if not path.parent.is_dir():
-        raise InputError(option, f"folder {str(path.parent)!r} does not exist")
+        where = _existing(path.parent)
+        if where.is_dir():
+            raise InputError(option, f"folder {str(given.parent)!r} does not exist")
+        shown = _shown(where, not given.is_absolute())
+        raise InputError(option, f"{shown!r} is a file, not a folder")
     why = _why_unwritable(path.parent)
     if why is not None:
-        raise InputError(option, f"cannot write in {str(path.parent)!r}: {why}")
+        raise InputError(option, f"cannot write in {str(given.parent)!r}: {why}")
 
 
 def _check_lengths(path: Path, where: Path, option: str) -> None:
@@ -127,7 +139,7 @@ def _made_parents(folder: Path) -> Iterator[None]:
 
 
 @contextmanager
-def _locked(out: Path, option: str) -> Iterator[None]:
+def _locked(out: Path, option: str, shown: str) -> Iterator[None]:
     """Hold an exclusive lock on `out`: a locked file beside it holding our pid."""
     path = out.parent / _sibling(out, "lock")
     while True:
@@ -139,7 +151,7 @@ def _locked(out: Path, option: str) -> Iterator[None]:
             os.close(fd)
             raise InputError(
                 option,
-                f"{str(out)!r} is being written by another pipebench (pid {holder}); "
+                f"{shown!r} is being written by another pipebench (pid {holder}); "
                 "wait for it to finish or choose another folder",
             ) from None
         try:
@@ -200,10 +212,12 @@ def replaced_folder(out: Path, option: str, keep: str | None = None) -> Iterator
     (a sweep's cell cache). Raises `InputError` on `option` when `out`
     cannot be written or another command holds its lock.
     """
-    out = Path(os.path.abspath(out))
+    shown = str(out)
     check_folder(out, option)
-    with _made_parents(out.parent), _locked(out, option):
+    out = Path(os.path.abspath(out))
+    with _made_parents(out.parent), _locked(out, option, shown):
         _clear_leftovers(out, keep)
+        existed = os.path.lexists(out)
         new = Path(tempfile.mkdtemp(prefix=_sibling(out, "new-"), dir=out.parent))
         try:
             umask = os.umask(0)
@@ -211,9 +225,31 @@ def replaced_folder(out: Path, option: str, keep: str | None = None) -> Iterator
             os.chmod(new, 0o777 & ~umask)  # mkdtemp makes folders private; results are not
             yield new
             _swap(new, out, keep)
+        except OSError as error:
+            shutil.rmtree(new, ignore_errors=True)
+            if not existed:
+                _remove_empty_folders(out)
+            raise _as_in(error, new, out) from None
         except BaseException:
             shutil.rmtree(new, ignore_errors=True)
+            if not existed:  # `keep` was made inside it: leave what it holds, if anything
+                _remove_empty_folders(out)
             raise
+
+
+def _as_in(error: OSError, new: Path, out: Path) -> OSError:
+    """`error`, naming the file in `out` that it was writing in `new`."""
+    name = error.filename
+    if not isinstance(name, str) or not Path(name).is_relative_to(new):
+        return error
+    return OSError(error.errno, error.strerror, str(out / Path(name).relative_to(new)))
+
+
+def _remove_empty_folders(top: Path) -> None:
+    """Remove `top` and the folders below it that hold no file, deepest first."""
+    for folder, _, _ in sorted(os.walk(top), key=lambda entry: -len(entry[0])):
+        with contextlib.suppress(OSError):  # it holds something
+            os.rmdir(folder)
 
 
 def os_error_text(error: OSError) -> str:

@@ -12,6 +12,8 @@ import os
 import re
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -68,6 +70,17 @@ def markdown_table(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+@contextmanager
+def naming(path: Path) -> Iterator[None]:
+    """An `OSError` that names no file (a full disk while writing) names `path`."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is not None:
+            raise
+        raise OSError(error.errno, error.strerror or str(error), str(path)) from None
+
+
 def write_files(out_dir: Path, files: dict[str, str]) -> None:
     """Write `name -> text` into `out_dir` (created if needed), each file atomically."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -76,7 +89,7 @@ def write_files(out_dir: Path, files: dict[str, str]) -> None:
     for name, text in files.items():
         fd, tmp = tempfile.mkstemp(prefix=f".{name[:40]}.", dir=out_dir)
         try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            with naming(out_dir / name), os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
                 handle.write(text)
             os.chmod(tmp, 0o666 & ~umask)
             os.replace(tmp, out_dir / name)

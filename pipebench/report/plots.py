@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.patches import Patch
 
-from pipebench.report.export import file_name
+from pipebench.report.export import file_name, naming
 from pipebench.report.tables import at_selected_lr
 from pipebench.timeline.trace import AVERAGE, BACKWARD, FORWARD, KIND_NAMES, UPDATE, Trace
 from pipebench.timeline.window import head
@@ -33,7 +33,8 @@ def save_figure(fig: plt.Figure, path: Path, tight: bool = True) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem[:40]}-", suffix=".png", dir=path.parent)
     os.close(fd)
     try:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight" if tight else None)
+        with naming(path):
+            fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight" if tight else None)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes files private; a picture is not
