@@ -115,7 +115,7 @@ def run(*args: str, plots: bool = False) -> list[str]:
 
 
 def sweep(*args: str, scenario: str = "s.yaml") -> list[str]:
-    return ["sweep", scenario, "--grid", "pipeline.stages=2,3", "--quiet", "--no-plots", *args]
+    return ["sweep", scenario, "--grid", "pipeline.costs.comm=0,0.5", "--quiet", "--no-plots", *args]
 
 
 def schedule(*args: str) -> list[str]:
