@@ -208,7 +208,7 @@ FormatOption = Annotated[
     str, typer.Option("--format", help="Summary on stdout: table, csv, json or markdown.")
 ]
 SeedsOption = Annotated[int | None, typer.Option(help="Use seeds 0 .. N-1 instead.")]
-QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")]
 NoPlotsOption = Annotated[
     bool, typer.Option("--no-plots", help="Write the tables only (`pipebench plot` draws).")
 ]
@@ -478,7 +478,9 @@ def main(argv: list[str] | None = None) -> int:
     except ClickException as error:
         return _fail(f"{where}: {error.format_message()}")
     except interrupts.Abandoned:
-        return _fail(f"{where}: interrupted twice: the results folder was left as it was", EXIT_INTERRUPTED)
+        return _fail(
+            f"{where}: interrupted twice: the results folder is as it was", EXIT_INTERRUPTED
+        )
     except (KeyboardInterrupt, typer.Abort):
         return EXIT_INTERRUPTED
     except OSError as error:  # the environment: a full disk, a read-only folder ...

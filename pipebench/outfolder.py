@@ -174,14 +174,22 @@ def _clear_leftovers(out: Path, keep: str | None) -> None:
     and `keep` comes back from a new one it had been moved into."""
     for leftover in sorted(out.parent.glob(_sibling(out, "old-*"))):
         if os.path.lexists(out):
-            shutil.rmtree(leftover, ignore_errors=True)
+            _remove(leftover)
         else:
             os.rename(leftover, out)
     for leftover in out.parent.glob(_sibling(out, "new-*")):
         stranded = keep is not None and os.path.lexists(leftover / keep)
         if stranded and os.path.isdir(out) and not os.path.lexists(out / keep):
             os.rename(leftover / keep, out / keep)
-        shutil.rmtree(leftover, ignore_errors=True)
+        _remove(leftover)
+
+
+def _remove(path: Path) -> None:
+    """Delete a folder with its content, or a file or link (not what a link points to)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _swap(new: Path, out: Path, keep: str | None) -> None:
@@ -190,7 +198,8 @@ def _swap(new: Path, out: Path, keep: str | None) -> None:
         os.rename(new, out)
         return
     old = Path(tempfile.mkdtemp(prefix=_sibling(out, "old-"), dir=out.parent))
-    os.rename(out, old)  # onto an empty folder: replaces it
+    old.rmdir()  # a free name (we hold the lock): `out` may be a link, not only a folder
+    os.rename(out, old)
     try:
         if keep is not None and os.path.lexists(old / keep):
             os.rename(old / keep, new / keep)
@@ -200,7 +209,7 @@ def _swap(new: Path, out: Path, keep: str | None) -> None:
             os.rename(new / keep, old / keep)
         os.rename(old, out)
         raise
-    shutil.rmtree(old, ignore_errors=True)
+    _remove(old)
 
 
 @contextmanager

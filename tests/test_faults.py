@@ -115,7 +115,15 @@ def run(*args: str, plots: bool = False) -> list[str]:
 
 
 def sweep(*args: str, scenario: str = "s.yaml") -> list[str]:
-    return ["sweep", scenario, "--grid", "pipeline.costs.comm=0,0.5", "--quiet", "--no-plots", *args]
+    return [
+        "sweep",
+        scenario,
+        "--grid",
+        "pipeline.costs.comm=0,0.5",
+        "--quiet",
+        "--no-plots",
+        *args,
+    ]
 
 
 def schedule(*args: str) -> list[str]:
@@ -226,7 +234,7 @@ FAULTS = [  # one case per line reads best
     Fault("disk full while drawing", disk_full_while_drawing, 2, "delays.png': No space left on device [ENOSPC]"),
     Fault("too little memory for a run", out_of_memory, 2, "pipebench run: too little memory for this run"),
     Fault("a bug in pipebench", a_bug, 1, "pipebench run: internal error, a bug in pipebench"),
-    Fault("a second Ctrl-C while the results are written", ctrl_c_twice_while_writing, 130, "pipebench run: interrupted twice: the results folder was left as it was"),
+    Fault("a second Ctrl-C while the results are written", ctrl_c_twice_while_writing, 130, "pipebench run: interrupted twice: the results folder is as it was"),
     # --- where `sweep` writes, and its cache
     Fault("sweep out below a file", lambda t, s, m: a_file(t / "f") and sweep("--out", "f/sub"), 2, "pipebench sweep: --out: 'f' is a file, not a folder"),
     Fault("sweep cache is a file", lambda t, s, m: a_file(t / "f") and sweep("--out", "o", "--cache", "f"), 2, "--cache: 'f' exists and is not a folder"),

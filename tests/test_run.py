@@ -132,6 +132,19 @@ def test_budget_and_target_columns(tmp_path, capsys):
     assert pd_row["updates"] == 2 * pd_row["microbatches"] or pd_row["updates"] > 0
 
 
+def test_progress_off_a_terminal_is_plain_lines_and_quiet_is_silent(tmp_path, capsys):
+    """stderr here is not a terminal: a line at the first timeline, maybe more, and a last one."""
+    path = write(tmp_path, BASE)
+    assert main(["run", str(path), "--out", str(tmp_path / "o"), "--no-plots"]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("pipebench run: timelines 1 of 2, runs 0 of 4 done, ")
+    assert lines[-1].startswith("pipebench run: timelines 2 of 2, runs 4 of 4 done, ")
+    assert all(re.fullmatch(r"pipebench run: timelines \d of 2, runs \d of 4 done, \d+ s", line)
+               for line in lines)  # fmt: skip
+    code, _, _ = run(capsys, tmp_path, BASE)  # --quiet: asserts that stderr is empty
+    assert code == 0
+
+
 def test_plot_redraws_the_same_pictures_from_the_tables(tmp_path, capsys):
     _, _, out = run(capsys, tmp_path, GRID, plots=True)
     drawn = {name: (out / name).read_bytes() for name in PICTURES}

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -241,6 +242,19 @@ def test_a_second_sweep_computes_nothing(reference, tmp_path):
     assert {p: p.stat().st_mtime_ns for p in (out / "cells").rglob("*")} == before
     assert stdout == (out / "summary.csv").read_text()
     assert rows(stdout) == rows((reference / "summary.csv").read_text())
+
+
+def test_progress_off_a_terminal_is_plain_lines(reference, tmp_path):
+    """stderr here is not a terminal: a note on the cache, then progress as lines."""
+    out = tmp_path / "out"
+    shutil.copytree(reference, out)
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        code = main(["sweep", str(scenario(tmp_path) / "s.yaml"), *GRID, "--out", str(out)])
+    lines = err.getvalue().splitlines()
+    assert code == 0
+    assert lines[0] == "pipebench sweep: 6 cells: 6 in the cache, 0 to compute"
+    assert re.fullmatch(r"pipebench sweep: cells 6 of 6 done, \d+ s", lines[-1]), lines
 
 
 @pytest.mark.parametrize("damage", ["truncate", "edit", "no manifest", "empty folder"])
