@@ -245,8 +245,8 @@ def run(
     """Train every schedule x seed x learning rate of a scenario; write and print the results."""
     from pipebench.report.runview import print_summary, progress_bar
 
+    _check_common(fmt, seeds, workers, out=out)
     with interrupts.deferred():  # Ctrl-C from here on ends in a written results folder
-        _check_common(fmt, seeds, workers, out=out)
         exp = api.load_experiment(scenario, overrides or [], seeds)
         workers = min(workers or os.cpu_count() or 1, exp.runs)
         with progress_bar(exp, quiet) as (on_prepared, on_done):
