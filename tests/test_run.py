@@ -204,7 +204,7 @@ def test_ctrl_c_while_the_scenario_is_read_writes_an_empty_result(tmp_path, caps
 
     def load_then_ctrl_c(*args, **kwargs):
         exp = load(*args, **kwargs)
-        os.kill(os.getpid(), signal.SIGINT)  # delivered now, in this (the main) thread
+        signal.raise_signal(signal.SIGINT)  # handled before this returns (the main thread)
         return exp
 
     monkeypatch.setattr(api, "load_experiment", load_then_ctrl_c)
