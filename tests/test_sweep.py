@@ -340,8 +340,9 @@ def test_partial_entries_of_dead_sweeps_are_removed(tmp_path):
     from pipebench.sweep.cache import CellCache
 
     cache = CellCache(tmp_path, "1.0")
-    cache.store("abc", {"summary.csv": "a,b\n1,2\n"})
-    assert cache.load("abc") == {"summary.csv": "a,b\n1,2\n"}
+    entry = {"summary.csv": "a,b\n1,2\n", "curves.csv": "c\n3\n"}  # the tables a sweep needs
+    cache.store("abc", entry)
+    assert cache.load("abc") == entry
     assert CellCache(tmp_path, "2.0").load("abc") is None  # another version's entry
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout.strip()  # fmt: skip
