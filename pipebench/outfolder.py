@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import os
 import shutil
 import tempfile
@@ -115,8 +116,16 @@ def _check_lengths(path: Path, where: Path, option: str) -> None:
 
 
 def _sibling(out: Path, tag: str) -> str:
-    """The hidden name of a file beside `out` (short, however long `out`'s name)."""
-    return f".{file_name(out.name, 'out')[:40]}.{tag}"
+    """The hidden name of a file beside `out`: short, however long `out`'s name, and
+    different for different names (a hash, when the name is long or has other characters)."""
+    name = file_name(out.name, "out")
+    if name != out.name or len(name) > 48:
+        digest = hashlib.sha256(os.fsencode(out.name)).hexdigest()[:8]
+        name = f"{name[:40]}-{digest}"
+    return f".{name}.{tag}"
+
+
+TEMPORARY = "-" + "?" * 8  # what mkdtemp appends to a prefix ending in "-"
 
 
 @contextmanager
@@ -172,12 +181,12 @@ def _locked(out: Path, option: str, shown: str) -> Iterator[None]:
 def _clear_leftovers(out: Path, keep: str | None) -> None:
     """Folders a killed run left beside `out`: an old folder comes back if `out` is gone,
     and `keep` comes back from a new one it had been moved into."""
-    for leftover in sorted(out.parent.glob(_sibling(out, "old-*"))):
+    for leftover in sorted(out.parent.glob(_sibling(out, "old" + TEMPORARY))):
         if os.path.lexists(out):
             _remove(leftover)
         else:
             os.rename(leftover, out)
-    for leftover in out.parent.glob(_sibling(out, "new-*")):
+    for leftover in out.parent.glob(_sibling(out, "new" + TEMPORARY)):
         stranded = keep is not None and os.path.lexists(leftover / keep)
         if stranded and os.path.isdir(out) and not os.path.lexists(out / keep):
             os.rename(leftover / keep, out / keep)

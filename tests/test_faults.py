@@ -336,8 +336,8 @@ def _umask() -> int:
 def test_a_killed_run_leaves_its_temporary_folder_to_the_next(tmp_path, capsys):
     """What a run killed mid-swap leaves beside its folder is cleaned up (or put back) next time."""
     (tmp_path / "s.yaml").write_text(BASE)
-    earlier = earlier_results(tmp_path / ".qs.old-abc")  # killed after moving qs away
-    (tmp_path / ".qs.new-def").mkdir()  # and before moving the new one in
+    earlier = earlier_results(tmp_path / ".qs.old-abcd1234")  # killed after moving qs away
+    (tmp_path / ".qs.new-efgh5678").mkdir()  # and before moving the new one in
     assert (
         main(
             [
