@@ -149,6 +149,14 @@ def second_ctrl_c(*args, **kwargs) -> None:
 # Setups for the cases below: (the test's folder, an exit stack, monkeypatch) -> command line.
 
 
+def no_write_permission(t: Path, stack: ExitStack, m: pytest.MonkeyPatch) -> list[str]:
+    if ROOT:
+        pytest.skip("root writes in any folder")
+    (t / "locked").mkdir(mode=0o555)
+    stack.callback((t / "locked").chmod, 0o755)
+    return run("--out", "locked/qs")
+
+
 def full_disk(t: Path, stack: ExitStack, m: pytest.MonkeyPatch) -> list[str]:
     fill(tmpfs(stack, t / "full"), leave_pages=3)
     return run("--out", "full/qs")
@@ -228,6 +236,7 @@ FAULTS = [  # one case per line reads best
     Fault("out path too long", lambda t, s, m: run("--out", "/".join(["y" * 200] * 21)), 2, "bytes long; the file system allows 4096, less 128 for the files inside"),
     Fault("out on a read-only file system", lambda t, s, m: read_only(tmpfs(s, t / "ro")) or run("--out", "ro/qs"), 2, "--out: cannot write in 'ro': read-only file system"),
     Fault("earlier results on a read-only file system", read_only_earlier_results, 2, "cannot write in 'ro/qs': read-only file system"),
+    Fault("out in a folder without write permission", no_write_permission, 2, "--out: cannot write in 'locked': permission denied"),
     Fault("full disk", full_disk, 2, "No space left on device [ENOSPC]"),
     Fault("full disk, earlier results kept", full_disk_with_earlier_results, 2, "No space left on device [ENOSPC]"),
     Fault("another run holds the lock", lambda t, s, m: hold_lock(s, earlier_results(t / "qs")) or run("--out", "qs"), 2, "--out: 'qs' is being written by another pipebench (pid "),
