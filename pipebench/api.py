@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from pipebench import __version__
 from pipebench.compare import Comparison, Threshold, against_baseline, read_summary, side_by_side
 from pipebench.errors import InputError
 from pipebench.experiment import Entry, Experiment, resolve
+from pipebench.objectives import loss_label
 from pipebench.report.export import file_name, meta_json, write_files
 from pipebench.report.tables import CURVE_COLUMNS, SUMMARY_COLUMNS, read_table
 from pipebench.results import run_meta, tabulate, versions
@@ -25,7 +27,16 @@ from pipebench.sweep.combine import combined_csv
 from pipebench.sweep.execute import CellsDone, run_cells
 from pipebench.sweep.plan import SweepPlan
 from pipebench.sweep.plan import plan_sweep as plan_sweep  # part of the API
-from pipebench.timeline import CostModel, RpdPlan, TimelineStats, Trace, build_timeline, stats_of
+from pipebench.timeline import (
+    CostModel,
+    RpdPlan,
+    TimelineStats,
+    Trace,
+    build_timeline,
+    get_schedule,
+    stats_of,
+)
+from pipebench.timeline.schedule import auto_delta
 
 
 def schedule_timeline(
@@ -38,6 +49,17 @@ def schedule_timeline(
     """
     timeline = build_timeline(name, costs, microbatches, **options)
     return timeline, stats_of(timeline)
+
+
+def schedule_options(name: str, stages: int, given: dict[str, object]) -> dict[str, object]:
+    """Every option schedule `name` runs with on `stages`: `given` over its defaults.
+
+    rpd's delay bound `auto` is given as the number it stands for.
+    """
+    options = get_schedule(name).options(stages, given)
+    if options.get("delta") == "auto":
+        options["delta"] = auto_delta(stages)
+    return options
 
 
 def load_experiment(
@@ -90,7 +112,10 @@ def run_scenario(
     if plots and not tables.summary.empty:
         from pipebench.report.plots import draw_results  # matplotlib: only when drawing
 
-        draw_results(out_dir, tables.summary, tables.curves, tables.delays, tables.timeline)
+        draw_results(
+            out_dir, tables.summary, tables.curves, tables.delays, tables.timeline,
+            loss_label(exp.objective.kind),
+        )  # fmt: skip
     return RunReport(exp, tables.summary, tables.curves, out_dir, interrupted)
 
 
@@ -108,7 +133,19 @@ def plot_results(results: str | Path) -> list[Path]:
     if missing:
         raise InputError("RESULTS", f"{str(folder)!r} has no {', '.join(missing)}")
     tables = [read_table(folder / name, "RESULTS") for name in RESULT_TABLES]
-    return draw_results(folder, *tables)
+    return draw_results(folder, *tables, loss_label(objective_kind(folder / "meta.json")))
+
+
+def objective_kind(meta_text: str | Path) -> str | None:
+    """The objective kind a results folder's `meta.json` (its path, or its text) names, if any.
+
+    Folders written before the kind was recorded have none.
+    """
+    try:
+        text = meta_text.read_text(encoding="utf-8") if isinstance(meta_text, Path) else meta_text
+        return json.loads(text)["objective"]["kind"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def compare_schedules(results: str | Path, reference: str | None = None) -> pd.DataFrame:
@@ -217,5 +254,6 @@ def sweep(
     write_files(out_dir, {**tables, "meta.json": meta_json(meta), "scenario.yaml": plan.base.text})
     summary = read_table(out_dir / "summary.csv", "OUT")
     if plots and finished:
-        draw_sweep(out_dir, summary, plan.keys)
+        kind = objective_kind(loaded[0][1]["meta.json"])  # every cell trains the same kind
+        draw_sweep(out_dir, summary, plan.keys, loss_label(kind))
     return SweepReport(plan, summary, out_dir, cache.root, done)

@@ -51,7 +51,11 @@ def read_table(path: Path, role: str) -> pd.DataFrame:
     """
     try:
         table = pd.read_csv(
-            path, dtype={c: str for c in TEXT_COLUMNS}, keep_default_na=False, na_values=[""]
+            path,
+            dtype={c: str for c in TEXT_COLUMNS},
+            keep_default_na=False,
+            na_values=[""],
+            float_precision="round_trip",  # the floats written, to the last bit
         )
         if "seed" in table.columns:
             table["seed"] = table["seed"].astype("Int64")

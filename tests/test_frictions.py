@@ -1,0 +1,280 @@
+"""What a new user meets first: the winner lines, lr-grid warnings, exact JSON, captions,
+`compare --changes-only` on an unchanged run, `list`, `schedule --json` and `--help`.
+
+Expected values come from the tables themselves (read back with the csv module
+or plain pandas), from the README's defaults, or from the scenario's grid.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from test_scenario import write
+
+from pipebench import api
+from pipebench.cli import app, main
+from pipebench.compare import REFERENCE_SCHEDULES
+from pipebench.optim import SHARED_FIELDS
+from pipebench.report.runview import print_summary
+from pipebench.report.tables import read_table
+from pipebench.report.verdict import lr_edge_lines, winner_lines
+from pipebench.timeline import SCHEDULES
+
+SCENARIO = """\
+name: frictions
+seeds: [0, 1]
+objective: {kind: quadratic, examples: 40, dim: 8, batch_size: 4}
+pipeline:
+  stages: 2
+  costs: {forward: 1, backward: 1}
+budget: {time: 200}
+record: {points: 20}
+optimizer: {name: sgd, lr: [0.02, 0.05, 0.1, 40.0]}
+target_loss: 0.5
+schedules:
+  - gpipe
+  - {name: 1f1b-flush, accumulate: 2}
+  - pd
+  - {name: 2bw, accumulate: 2}
+"""
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> api.RunReport:
+    folder = tmp_path_factory.mktemp("frictions")
+    exp = api.load_experiment(write(folder, SCENARIO))
+    return api.run_scenario(exp, folder / "out", plots=False)
+
+
+def selected_aggregates(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per schedule, its aggregate row (means over seeds) at the selected lr, by label."""
+    rows = summary[summary["seed"].isna() & summary["selected"]]
+    return rows.set_index("label")
+
+
+def sig4(value: float) -> str:
+    return f"{value:.4g}"
+
+
+# ---------------------------------------------------------------- winners and lr edges
+
+
+def test_the_winner_lines_name_the_best_schedules(results):
+    summary = read_table(results.out_dir / "summary.csv", "S")
+    chosen = selected_aggregates(summary)
+    lowest = chosen["final_gap"].idxmin()
+    reached = chosen["time_to_target"].dropna()
+    assert len(reached) >= 2, "the scenario must let schedules reach the target"
+    fastest = reached.idxmin()
+    reference = "1f1b-flush"  # preferred over gpipe, which is listed first
+    speedup = chosen.loc[reference, "time_to_target"] / reached.min()
+    lines = winner_lines(summary, has_target=True)
+    assert lines[0] == f"lowest final f − f*: {lowest} ({sig4(chosen.loc[lowest, 'final_gap'])})"
+    assert lines[1].startswith(f"fastest to target: {fastest} ({sig4(reached.min())} time units")
+    if fastest == reference:
+        assert lines[1].endswith("is the synchronous reference")
+    else:
+        assert f"{speedup:.2f}x faster than the synchronous reference {reference}" in lines[1]
+
+
+def test_the_reference_order_and_a_scenario_without_a_target(results):
+    summary = read_table(results.out_dir / "summary.csv", "S")
+    assert set(REFERENCE_SCHEDULES) == {n for n, s in SCHEDULES.items() if s.synchronous}
+    assert len(winner_lines(summary, has_target=False)) == 1
+    no_flush = summary[summary["schedule"] != "1f1b-flush"]
+    assert "reference gpipe" in winner_lines(no_flush, has_target=True)[1] or (
+        "gpipe is the synchronous reference" in winner_lines(no_flush, has_target=True)[1]
+    )
+    asynchronous = summary[~summary["schedule"].isin(REFERENCE_SCHEDULES)]
+    assert "no synchronous one" in winner_lines(asynchronous, has_target=True)[1]
+
+
+def test_the_table_shows_the_caption_winners_and_edge_warning(results, capsys):
+    summary = read_table(results.out_dir / "summary.csv", "S")
+    print_summary(results, "table")
+    out = capsys.readouterr().out
+    for line in winner_lines(summary, True) + lr_edge_lines(summary):
+        assert line in out
+    assert "f* = " in out
+
+
+def grid_summary(best: dict[str, float], lrs=(0.1, 0.2, 0.4)) -> pd.DataFrame:
+    """Aggregate rows of a summary with `best[label]` the selected lr of each schedule."""
+    rows = [
+        {"label": label, "lr": lr, "seed": pd.NA, "selected": lr == pick}
+        for label, pick in best.items()
+        for lr in lrs
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_an_edge_warning_only_when_the_best_lr_is_at_an_end_of_its_grid():
+    assert lr_edge_lines(grid_summary({"a": 0.2, "b": 0.2})) == []
+    (line,) = lr_edge_lines(grid_summary({"a": 0.4, "b": 0.2, "c": 0.1}))
+    assert "a (highest, 0.4)" in line and "c (lowest, 0.1)" in line and "b (" not in line
+    assert "extend the grid" in line
+    # one lr is no grid; no selection (every lr diverged) is no edge
+    assert lr_edge_lines(grid_summary({"a": 0.1}, lrs=(0.1,))) == []
+    assert lr_edge_lines(grid_summary({"a": 9.9})) == []
+
+
+def test_the_quickstart_selects_no_lr_at_an_edge_of_its_grid(tmp_path):
+    """The committed baseline is the quickstart's run: its selections are inside the grid."""
+    root = Path(__file__).parent.parent
+    summary = read_table(root / "benchmarks" / "baselines" / "quickstart" / "summary.csv", "B")
+    assert lr_edge_lines(summary) == []
+    quickstart = api.load_experiment(root / "benchmarks" / "scenarios" / "quickstart.yaml")
+    assert sorted(set(summary["lr"])) == sorted(quickstart.entries[0].lrs)
+
+
+# ---------------------------------------------------------------- json
+
+
+def csv_rows(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def assert_json_matches_csv(json_rows: list[dict], csv_text: str) -> None:
+    """Every JSON value equals the CSV field read exactly: floats bit for bit, '' as null."""
+    fields = csv_rows(csv_text)
+    assert len(json_rows) == len(fields)
+    for got, row in zip(json_rows, fields, strict=True):
+        assert list(got) == list(row)
+        for key, text in row.items():
+            value = got[key]
+            if text == "":
+                assert value is None, key
+            elif text in ("inf", "-inf"):
+                assert value == text, key  # the documented marker
+            elif isinstance(value, bool):
+                assert str(value) == text, key
+            elif isinstance(value, (int, float)):
+                assert value == float(text), (key, value, text)  # exact, no rounding
+            else:
+                assert value == text, key
+
+
+def test_run_json_keeps_every_bit_and_marks_infinities(results, capsys):
+    print_summary(results, "json")
+    rows = json.loads(capsys.readouterr().out)
+    text = (results.out_dir / "summary.csv").read_text()
+    assert_json_matches_csv(rows, text)
+    assert any(r["auc"] == "inf" for r in rows)  # lr 40 diverges: its area is infinite
+    floats = [r["final_loss"] for r in rows if isinstance(r["final_loss"], float)]
+    assert any(len(repr(f)) > 17 for f in floats)  # more digits than the old 15
+
+
+def test_compare_json_writes_never_reached_as_inf(results, tmp_path, capsys):
+    code = main(["compare", str(results.out_dir), str(results.out_dir), "--format", "json"])
+    rows = json.loads(capsys.readouterr().out)
+    assert code == 0
+    never = [r for r in rows if r["time_to_target_base"] == "inf"]
+    assert never and all(r["time_to_target_candidate"] == "inf" for r in never)
+    assert all(r["time_to_target_change"] is None for r in never)  # no value: null
+    csv_summary = read_table(results.out_dir / "summary.csv", "S")
+    runs = csv_summary[csv_summary["seed"].notna()]
+    assert [r["final_loss_base"] for r in rows if r["final_loss_base"] != "inf"] == [
+        v for v, d in zip(runs["final_loss"], runs["diverged"], strict=True) if not d
+    ]
+
+
+def test_sweep_json_is_the_combined_csv_exactly(tmp_path, capsys):
+    path = write(tmp_path, SCENARIO.replace("seeds: [0, 1]", "seeds: [0]"))
+    code = main(["sweep", str(path), "--grid", "pipeline.costs.comm=0,0.5", "--workers", "1",
+                 "--out", str(tmp_path / "sw"), "--quiet", "--no-plots", "--format", "json"])  # fmt: skip
+    rows = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert_json_matches_csv(rows, (tmp_path / "sw" / "summary.csv").read_text())
+
+
+# ---------------------------------------------------------------- markdown captions
+
+
+def test_markdown_keeps_the_caption_and_the_winners(results, capsys):
+    print_summary(results, "markdown")
+    out = capsys.readouterr().out
+    assert out.startswith(f"**{results.experiment.name}: ")
+    assert "f* = " in out and "target: simulated time to reach target_loss" in out
+    summary = read_table(results.out_dir / "summary.csv", "S")
+    for line in winner_lines(summary, True) + lr_edge_lines(summary):
+        assert f"- {line}" in out.splitlines()
+    table = [line for line in out.splitlines() if line.startswith("|")]
+    assert len(table) == 2 + 4  # header, separator, one row per schedule
+
+
+# ---------------------------------------------------------------- compare --changes-only
+
+
+@pytest.mark.parametrize("fmt", ["table", "csv", "json", "markdown"])
+def test_changes_only_with_nothing_changed_is_a_verdict_and_an_empty_table(results, capsys, fmt):
+    base = str(results.out_dir)
+    code = main(["compare", base, base, "--fail-on", "final_loss:1e-6", "--changes-only",
+                 "--format", fmt])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 0
+    verdict = re.compile(r"\d+ unchanged; judged on final_loss:1e-06: pass")
+    if fmt == "csv":
+        assert pd.read_csv(io.StringIO(out)).empty
+        assert out.splitlines()[0].startswith("scenario,schedule,label,seed,lr,status,")
+        assert verdict.search(err) and err.count("\n") == 1
+    elif fmt == "json":
+        assert json.loads(out) == [] and verdict.search(err)
+    elif fmt == "markdown":
+        lines = out.splitlines()
+        assert verdict.search(lines[0]) and err == ""
+        table = [line for line in lines if line.startswith("|")]
+        assert len(table) == 2 and table[0].startswith("| scenario | schedule |")
+        assert table[0].count("|") == table[1].count("|") and set(table[1][1:-1].split("|")) == {
+            "---"
+        }
+    else:
+        assert verdict.search(out) and "scenario" in out and "status" in out and err == ""
+
+
+# ---------------------------------------------------------------- list, schedule --json, --help
+
+
+def test_list_shows_the_options_every_optimizer_takes(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in SHARED_FIELDS:
+        assert re.search(rf"\b{name}=", out), name
+    assert "warmup=0" in out and "cosine=False" in out and "ef=False" in out
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["2bw", "-S", "4"], {"accumulate": 4}),  # README: 2bw's group defaults to S
+    (["gpipe", "-S", "3"], {"accumulate": 3}),
+    (["paci", "-S", "4"], {"accumulate": 1, "recompute": False}),
+    (["paci", "-S", "4", "--recompute"], {"accumulate": 1, "recompute": True}),
+    (["localsgd", "-S", "4", "--local-steps", "2"], {"replicas": 4, "local_steps": 2}),
+    (["rpd", "-S", "4"], {"delta": 14, "delays": "uniform"}),  # floor(16 - 2)
+    (["pd", "-S", "4"], {}),
+])  # fmt: skip
+def test_schedule_json_shows_every_option_used(capsys, args, expected):
+    assert main(["schedule", *args, "-M", "8", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["options"] == expected
+
+
+COMMANDS = ["", "schedule", "run", "compare", "sweep", "plot", "validate", "list"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_shows_no_type_beside_flags(command, monkeypatch):
+    from typer.testing import CliRunner
+
+    monkeypatch.setenv("COLUMNS", "120")
+    result = CliRunner().invoke(app, [*command.split(), "--help"])
+    assert result.exit_code == 0 and "--help" in result.output
+    assert "<bool>" not in result.output and "list[str]" not in result.output
+    flags = [
+        line for line in result.output.splitlines() if re.search(r"--(help|quiet|json)\b", line)
+    ]
+    assert flags and all("<" not in line for line in flags)
