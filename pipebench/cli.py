@@ -34,7 +34,7 @@ EXIT_INTERRUPTED = 130
 class _PlainFlags:
     """Help that shows no value type beside a flag (typer >= 0.26 prints `<bool>` there)."""
 
-    def get_params(self, ctx):  # noqa: ANN001, ANN201 - click's signature
+    def get_params(self, ctx: object) -> list:
         params = super().get_params(ctx)
         for param in params:
             if getattr(param, "is_flag", False) and param.metavar is None:
@@ -43,11 +43,11 @@ class _PlainFlags:
 
 
 class Command(_PlainFlags, typer.core.TyperCommand):
-    pass
+    """Every `pipebench` command."""
 
 
 class Group(_PlainFlags, typer.core.TyperGroup):
-    pass
+    """`pipebench` itself."""
 
 
 app = typer.Typer(

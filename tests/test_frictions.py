@@ -36,12 +36,13 @@ pipeline:
 budget: {time: 200}
 record: {points: 20}
 optimizer: {name: sgd, lr: [0.02, 0.05, 0.1, 40.0]}
-target_loss: 0.5
+target_loss: 0.02
 schedules:
   - gpipe
   - {name: 1f1b-flush, accumulate: 2}
   - pd
   - {name: 2bw, accumulate: 2}
+  - naive
 """
 
 
@@ -58,8 +59,12 @@ def selected_aggregates(summary: pd.DataFrame) -> pd.DataFrame:
     return rows.set_index("label")
 
 
-def sig4(value: float) -> str:
-    return f"{value:.4g}"
+def leaders(values: pd.Series, unit: str = "") -> str:
+    """How the lines name the least of `values` by label: "a (1.5)", or "a, b (tied, 1.5)"."""
+    best = values.min()
+    labels = [label for label, v in values.items() if v == best]
+    tied = "tied, " if len(labels) > 1 else ""
+    return f"{', '.join(labels)} ({tied}{best:.4g}{unit})"
 
 
 # ---------------------------------------------------------------- winners and lr edges
@@ -68,19 +73,17 @@ def sig4(value: float) -> str:
 def test_the_winner_lines_name_the_best_schedules(results):
     summary = read_table(results.out_dir / "summary.csv", "S")
     chosen = selected_aggregates(summary)
-    lowest = chosen["final_gap"].idxmin()
     reached = chosen["time_to_target"].dropna()
-    assert len(reached) >= 2, "the scenario must let schedules reach the target"
-    fastest = reached.idxmin()
+    assert len(reached) >= 2, "schedules must reach the target"
     reference = "1f1b-flush"  # preferred over gpipe, which is listed first
     speedup = chosen.loc[reference, "time_to_target"] / reached.min()
+    assert speedup > 1  # the scenario has an asynchronous schedule that is faster
     lines = winner_lines(summary, has_target=True)
-    assert lines[0] == f"lowest final f − f*: {lowest} ({sig4(chosen.loc[lowest, 'final_gap'])})"
-    assert lines[1].startswith(f"fastest to target: {fastest} ({sig4(reached.min())} time units")
-    if fastest == reference:
-        assert lines[1].endswith("is the synchronous reference")
-    else:
-        assert f"{speedup:.2f}x faster than the synchronous reference {reference}" in lines[1]
+    assert lines[0] == f"lowest final f − f*: {leaders(chosen['final_gap'])}"
+    assert lines[1] == (
+        f"fastest to target: {leaders(reached, ' time units')}, {speedup:.2f}x faster than "
+        f"the synchronous reference {reference} ({chosen.loc[reference, 'time_to_target']:.4g})"
+    )
 
 
 def test_the_reference_order_and_a_scenario_without_a_target(results):
@@ -186,8 +189,9 @@ def test_compare_json_writes_never_reached_as_inf(results, tmp_path, capsys):
 
 def test_sweep_json_is_the_combined_csv_exactly(tmp_path, capsys):
     path = write(tmp_path, SCENARIO.replace("seeds: [0, 1]", "seeds: [0]"))
-    code = main(["sweep", str(path), "--grid", "pipeline.costs.comm=0,0.5", "--workers", "1",
-                 "--out", str(tmp_path / "sw"), "--quiet", "--no-plots", "--format", "json"])  # fmt: skip
+    out = str(tmp_path / "sw")
+    args = ["--grid", "pipeline.costs.comm=0,0.5", "--workers", "1", "--out", out]
+    code = main(["sweep", str(path), *args, "--quiet", "--no-plots", "--format", "json"])
     rows = json.loads(capsys.readouterr().out)
     assert code == 0
     assert_json_matches_csv(rows, (tmp_path / "sw" / "summary.csv").read_text())
@@ -205,7 +209,7 @@ def test_markdown_keeps_the_caption_and_the_winners(results, capsys):
     for line in winner_lines(summary, True) + lr_edge_lines(summary):
         assert f"- {line}" in out.splitlines()
     table = [line for line in out.splitlines() if line.startswith("|")]
-    assert len(table) == 2 + 4  # header, separator, one row per schedule
+    assert len(table) == 2 + 5  # header, separator, one row per schedule
 
 
 # ---------------------------------------------------------------- compare --changes-only

@@ -54,4 +54,4 @@ def build_objective(spec, stages: int, data_file: Path | None) -> BlockLinear | 
     return model
 
 
-__all__ = ["BUILDERS", "LOSS_LABELS", "loss_label", "BlockLinear", "Layered", "build_objective"]
+__all__ = ["BUILDERS", "LOSS_LABELS", "BlockLinear", "Layered", "build_objective", "loss_label"]
