@@ -160,12 +160,15 @@ def rounding_floor(curves: pd.DataFrame) -> tuple[float, float]:
 
 
 def curves_png(
-    summary: pd.DataFrame,
-    curves: pd.DataFrame,
-    x: str,
-    path: Path,
-    loss_label: str,
+    summary: pd.DataFrame, curves: pd.DataFrame, x: str, path: Path, loss_label: str
 ) -> None:
+    """Draw `curves_figure` to `path`."""
+    save_figure(curves_figure(summary, curves, x, loss_label), path)
+
+
+def curves_figure(
+    summary: pd.DataFrame, curves: pd.DataFrame, x: str, loss_label: str
+) -> plt.Figure:
     """Loss against `x` per schedule at its selected lr: the mean over seeds and a min-max band.
 
     Plots f - f* on a log axis when f* is known, else the loss (log axis when
@@ -219,7 +222,7 @@ def curves_png(
     ax.set_title(f"{scenario}: each schedule at its selected lr ({band}){note}", fontsize=10)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
-    save_figure(fig, path)
+    return fig
 
 
 def delays_png(delays: pd.DataFrame, path: Path, max_bins: int = 80) -> None:

@@ -17,7 +17,12 @@ import numpy as np
 import pandas as pd
 
 from pipebench.report.export import file_name
-from pipebench.report.plots import plt, save_figure  # plots selects the Agg backend
+from pipebench.report.plots import (  # plots selects the Agg backend
+    LINE_STYLES,
+    MARKERS,
+    plt,
+    save_figure,
+)
 from pipebench.report.tables import at_selected_lr
 
 
@@ -65,6 +70,13 @@ def _best_cells(mine: pd.DataFrame, key: str) -> pd.DataFrame:
 def sweep_png(
     points: pd.DataFrame, key: str, keys: list[str], title: str, path: Path, loss_label: str
 ) -> None:
+    """Draw `sweep_figure` to `path`."""
+    save_figure(sweep_figure(points, key, keys, title, loss_label), path)
+
+
+def sweep_figure(
+    points: pd.DataFrame, key: str, keys: list[str], title: str, loss_label: str
+) -> plt.Figure:
     """Final value against `key`, one line per schedule (best over the other keys).
 
     Bars span the least to the greatest final value over seeds of the cell
@@ -79,7 +91,6 @@ def sweep_png(
     gap = points.attrs["metric"] == "final_gap"
     seeds = int(points["seeds"].max())
     fig, ax = plt.subplots(figsize=(9, 5))
-    markers = "osD^v<>ph*"
     drawn, any_failed = [], False
     for i, (label, mine) in enumerate(points.groupby("label", sort=False)):
         best = _best_cells(mine, key)
@@ -90,8 +101,8 @@ def sweep_png(
         )
         done = np.array([v in set(mine[key]) for v in xs])
         color = plt.cm.tab10(i % 10)
-        style = "-" + markers[i % len(markers)]
-        ax.plot(x, y, style, color=color, label=label, ms=4)
+        ax.plot(x, y, LINE_STYLES[i % len(LINE_STYLES)], marker=MARKERS[i % len(MARKERS)],
+                color=color, label=label, ms=6, fillstyle="none")  # fmt: skip
         if seeds > 1:
             ax.errorbar(x, y, yerr=[y - low, high - y], fmt="none", ecolor=color, elinewidth=1,
                         capsize=3, alpha=0.7)  # fmt: skip
@@ -121,7 +132,7 @@ def sweep_png(
     )
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
-    save_figure(fig, path)
+    return fig
 
 
 def draw_sweep(
