@@ -13,6 +13,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from test_scenario import write
@@ -282,3 +283,87 @@ def test_help_shows_no_type_beside_flags(command, monkeypatch):
         line for line in result.output.splitlines() if re.search(r"--(help|quiet|json)\b", line)
     ]
     assert flags and all("<" not in line for line in flags)
+
+
+# ---------------------------------------------------------------- pictures
+
+
+def synthetic_curves(gaps: dict[str, list[float]], seeds=(0, 1), f_star: float = 1.0):
+    """A summary and curves.csv with one selected lr per schedule and the given f - f*."""
+    summary, curves = [], []
+    for label, gap in gaps.items():
+        for seed in seeds:
+            summary.append({"scenario": "s", "label": label, "seed": seed, "lr": 0.1,
+                            "selected": True, "diverged": False})  # fmt: skip
+            for t, g in enumerate(gap):
+                g = g * (1 + 0.1 * seed) if g > 0 else g
+                curves.append({"label": label, "seed": seed, "lr": 0.1, "sim_time": float(t),
+                               "updates": t, "loss": f_star + g, "gap": g})  # fmt: skip
+    return pd.DataFrame(summary), pd.DataFrame(curves)
+
+
+def schedule_lines(ax) -> dict[str, object]:
+    return {line.get_label().split(" (")[0]: line for line in ax.lines if "(lr" in line.get_label()}
+
+
+def test_loss_plot_styles_and_the_rounding_floor():
+    from pipebench.report.plots import ROUNDING_EPSILONS, curves_figure, plt
+
+    same = [9.0, 1.0, 1e-3, 1e-6]
+    summary, curves = synthetic_curves({"a": same, "b": same, "c": [9.0, 1e-3, 0.0, -1e-16]})
+    fig = curves_figure(summary, curves, "sim_time", "held-out loss, nats/char")
+    ax = fig.axes[0]
+    lines = schedule_lines(ax)
+    styles = {(line.get_linestyle(), line.get_marker()) for line in lines.values()}
+    assert len(lines) == 3 and len(styles) == 3  # equal curves a and b look different
+    floor = ROUNDING_EPSILONS * np.finfo(float).eps * (1.0 + 9.0 * 1.1)  # largest initial loss
+    drawn = lines["c"].get_ydata()
+    assert np.isfinite(drawn).all() and drawn.min() == pytest.approx(floor, rel=1e-12)
+    assert np.array_equal(lines["a"].get_ydata(), lines["b"].get_ydata())
+    assert any(
+        np.allclose(line.get_ydata(), floor) for line in ax.lines if line not in lines.values()
+    )
+    assert "rounding floor" in ax.get_title() and ax.get_ylim()[0] < floor
+    assert "held-out loss, nats/char" in ax.get_ylabel()
+    plt.close(fig)
+    fig = curves_figure(*synthetic_curves({"a": same}), "updates", "loss")
+    assert "rounding floor" not in fig.axes[0].get_title()  # nothing was that small
+    plt.close(fig)
+
+
+def test_a_results_folder_names_its_loss_for_the_axis(results, tmp_path):
+    from pipebench.objectives import LOSS_LABELS, loss_label
+    from pipebench.scenario import OBJECTIVE_KINDS
+
+    assert set(LOSS_LABELS) == set(OBJECTIVE_KINDS)
+    meta = json.loads((results.out_dir / "meta.json").read_text())
+    assert meta["objective"]["kind"] == "quadratic"
+    meta["objective"]["kind"] = "charlm"
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    assert loss_label(api.objective_kind(tmp_path / "meta.json")) == "held-out loss, nats/char"
+    assert loss_label(api.objective_kind(tmp_path / "absent.json")) == "loss"
+
+
+def test_the_sweep_plot_shows_the_spread_over_seeds():
+    from pipebench.report.sweep_plot import final_points, plt, sweep_figure
+
+    rows = []
+    for stages in (2, 4, 8):
+        for seed, noise in enumerate((0.0, 0.5, 0.2)):
+            for label in ("pd", "2bw"):
+                gap = stages * (1 if label == "pd" else 3) * (1 + noise)
+                rows.append({"pipeline.stages": stages, "label": label, "seed": seed, "lr": 0.1,
+                             "selected": True, "diverged": False, "final_gap": gap,
+                             "final_loss": 1 + gap, "scenario": "s"})  # fmt: skip
+    summary = pd.DataFrame(rows)
+    points = final_points(summary, ["pipeline.stages"])
+    fig = sweep_figure(points, "pipeline.stages", ["pipeline.stages"], "s", "loss")
+    bars = [c for c in fig.axes[0].containers if type(c).__name__ == "ErrorbarContainer"]
+    assert len(bars) == 2
+    for container, label in zip(bars, ("pd", "2bw"), strict=True):
+        (segments,) = [lc.get_segments() for lc in container.lines[2]]
+        mine = summary[summary["label"] == label].groupby("pipeline.stages")["final_gap"]
+        assert [s[0][1] for s in segments] == pytest.approx(list(mine.min()), rel=1e-12)
+        assert [s[1][1] for s in segments] == pytest.approx(list(mine.max()), rel=1e-12)
+    assert "bars min–max" in fig.axes[0].get_title()
+    plt.close(fig)
