@@ -67,12 +67,11 @@ def show_table(
 ) -> None:
     """A table of strings on stdout with its title, caption and notes, as a table or Markdown."""
     notes = notes or []
-    if fmt == "markdown":
-        bullets = "".join(f"- {note}\n" for note in notes)
-        sys.stdout.write(
-            f"**{title}**\n\n{markdown_table(text)}\n{caption}\n"
-            + (f"\n{bullets}" if bullets else "")
-        )
+    if fmt == "markdown":  # blocks apart, and from whatever is appended after (CI summaries)
+        blocks = [f"**{title}**", markdown_table(text).rstrip("\n"), caption]
+        if notes:
+            blocks.append("\n".join(f"- {note}" for note in notes))
+        sys.stdout.write("\n\n".join(blocks) + "\n\n")
         return
     print_table(text, title, caption)
     for note in notes:
