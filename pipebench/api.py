@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import shutil
 import sys
@@ -18,6 +19,7 @@ from pipebench import __version__
 from pipebench.compare import Comparison, Threshold, against_baseline, read_summary, side_by_side
 from pipebench.errors import InputError
 from pipebench.experiment import Entry, Experiment, resolve
+from pipebench.objectives import loss_label
 from pipebench.outfolder import check_folder, replaced_folder
 from pipebench.report.export import file_name, meta_json, write_files
 from pipebench.report.tables import (
@@ -35,7 +37,16 @@ from pipebench.sweep.combine import combined_csv
 from pipebench.sweep.execute import CellsDone, run_cells
 from pipebench.sweep.plan import SweepPlan
 from pipebench.sweep.plan import plan_sweep as plan_sweep  # part of the API
-from pipebench.timeline import CostModel, RpdPlan, TimelineStats, Trace, build_timeline, stats_of
+from pipebench.timeline import (
+    CostModel,
+    RpdPlan,
+    TimelineStats,
+    Trace,
+    build_timeline,
+    get_schedule,
+    stats_of,
+)
+from pipebench.timeline.schedule import auto_delta
 
 
 def schedule_timeline(
@@ -48,6 +59,17 @@ def schedule_timeline(
     """
     timeline = build_timeline(name, costs, microbatches, **options)
     return timeline, stats_of(timeline)
+
+
+def schedule_options(name: str, stages: int, given: dict[str, object]) -> dict[str, object]:
+    """Every option schedule `name` runs with on `stages`: `given` over its defaults.
+
+    rpd's delay bound `auto` is given as the number it stands for.
+    """
+    options = get_schedule(name).options(stages, given)
+    if options.get("delta") == "auto":
+        options["delta"] = auto_delta(stages)
+    return options
 
 
 def load_experiment(
@@ -104,7 +126,10 @@ def run_scenario(
         if plots and not tables.summary.empty:
             from pipebench.report.plots import draw_results  # matplotlib: only when drawing
 
-            draw_results(folder, tables.summary, tables.curves, tables.delays, tables.timeline)
+            draw_results(
+                folder, tables.summary, tables.curves, tables.delays, tables.timeline,
+                loss_label(exp.objective.kind),
+            )  # fmt: skip
     return RunReport(exp, tables.summary, tables.curves, out_dir, interrupted)
 
 
@@ -130,15 +155,28 @@ def plot_results(results: str | Path) -> list[Path]:
             raise InputError(
                 "RESULTS", f"{str(folder / name)!r} has no column {', '.join(lacking)}"
             )
+    label = loss_label(objective_kind(folder / "meta.json"))
     # Drawn aside, then renamed in: a failure leaves the old pictures, not a mix.
     aside = Path(tempfile.mkdtemp(prefix=".plot-", dir=folder))
     try:
-        drawn = draw_results(aside, *tables)
+        drawn = draw_results(aside, *tables, label)
         for path in drawn:
             os.replace(path, folder / path.name)
     finally:
         shutil.rmtree(aside, ignore_errors=True)
     return [folder / path.name for path in drawn]
+
+
+def objective_kind(meta_text: str | Path) -> str | None:
+    """The objective kind a results folder's `meta.json` (its path, or its text) names, if any.
+
+    Folders written before the kind was recorded have none.
+    """
+    try:
+        text = meta_text.read_text(encoding="utf-8") if isinstance(meta_text, Path) else meta_text
+        return json.loads(text)["objective"]["kind"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def compare_schedules(results: str | Path, reference: str | None = None) -> pd.DataFrame:
@@ -282,5 +320,6 @@ def _sweep_into(
     write_files(folder, {**tables, "meta.json": meta_json(meta), "scenario.yaml": plan.base.text})
     summary = read_table(folder / "summary.csv", "OUT")
     if plots and finished:
-        draw_sweep(folder, summary, plan.keys)
+        kind = objective_kind(loaded[0][1]["meta.json"])  # every cell trains the same kind
+        draw_sweep(folder, summary, plan.keys, loss_label(kind))
     return SweepReport(plan, summary, out_dir, cache.root, done)

@@ -32,7 +32,28 @@ EXIT_BUG = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
+
+class _PlainFlags:
+    """Help that shows no value type beside a flag (typer >= 0.26 prints `<bool>` there)."""
+
+    def get_params(self, ctx: object) -> list:
+        params = super().get_params(ctx)
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+class Command(_PlainFlags, typer.core.TyperCommand):
+    """Every `pipebench` command."""
+
+
+class Group(_PlainFlags, typer.core.TyperGroup):
+    """`pipebench` itself."""
+
+
 app = typer.Typer(
+    cls=Group,
     name="pipebench",
     help="Benchmark pipeline-parallel training schedules on a simulated clock.",
     add_completion=False,
@@ -82,7 +103,7 @@ def _delta(text: str) -> int | str:
         return text  # 'auto', or refused with the allowed values by the schedule
 
 
-@app.command()
+@app.command(cls=Command)
 def schedule(
     name: Annotated[str, typer.Argument(help="Schedule name (see `pipebench list`).")],
     stages: Annotated[int, typer.Option("--stages", "-S", help="Pipeline stages S.")],
@@ -169,7 +190,7 @@ def schedule(
 
         gantt_png(trace, png)
     if json_out:
-        record = stats.as_dict() | {"options": options}
+        record = stats.as_dict() | {"options": api.schedule_options(name, stages, options)}
         print(json.dumps(record, allow_nan=False))
         return
     from pipebench.report.gantt import gantt_text
@@ -202,7 +223,11 @@ def _check_exports(files: dict[str, Path | None]) -> None:
 FORMATS = ("table", "csv", "json", "markdown")
 SetOption = Annotated[
     list[str] | None,
-    typer.Option("--set", help="Override a scenario field: key.path=value (repeatable)."),
+    typer.Option(
+        "--set",
+        metavar="KEY.PATH=VALUE",
+        help="Override a scenario field: key.path=value (repeatable).",
+    ),
 ]
 FormatOption = Annotated[
     str, typer.Option("--format", help="Summary on stdout: table, csv, json or markdown.")
@@ -227,7 +252,7 @@ def _check_common(fmt: str, seeds: int | None, workers: int | None, **folders: P
             check_folder(path, option)
 
 
-@app.command()
+@app.command(cls=Command)
 def run(
     scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
     out: Annotated[
@@ -264,7 +289,7 @@ def run(
     return 0
 
 
-@app.command()
+@app.command(cls=Command)
 def compare(
     results: Annotated[
         list[Path],
@@ -276,6 +301,7 @@ def compare(
         list[str] | None,
         typer.Option(
             "--fail-on",
+            metavar="METRIC:THRESHOLD",
             help="With BASE CANDIDATE: exit 1 if METRIC got worse by more than THRESHOLD "
             "(N% or an absolute number), e.g. final_loss:5% (repeatable).",
         ),
@@ -314,12 +340,13 @@ def compare(
     return EXIT_REGRESSION if comparison.failed else 0
 
 
-@app.command()
+@app.command(cls=Command)
 def sweep(
     scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
     grid: Annotated[
         list[str] | None,
         typer.Option(
+            metavar="KEY.PATH=VALUES",
             help="Sweep a field over values: key.path=v1,v2,... or a range such as "
             "pipeline.stages=2^1..2^7 (repeatable; adds to or replaces the sweep: section).",
         ),
@@ -381,7 +408,7 @@ def sweep(
     return 0
 
 
-@app.command()
+@app.command(cls=Command)
 def plot(
     results: Annotated[Path, typer.Argument(help="A results folder written by `run`.")],
 ) -> None:
@@ -390,7 +417,7 @@ def plot(
         print(path)
 
 
-@app.command()
+@app.command(cls=Command)
 def validate(
     scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
     overrides: SetOption = None,
@@ -414,11 +441,11 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-@app.command("list")
+@app.command("list", cls=Command)
 def list_cmd() -> None:
     """List the schedules, objectives and optimizers with a line each."""
     from pipebench.optim import OPTIMIZERS
-    from pipebench.scenario import OBJECTIVE_KINDS
+    from pipebench.scenario import OBJECTIVE_KINDS, shared_optimizer_defaults
     from pipebench.timeline import SCHEDULES
 
     out = Console()
@@ -443,6 +470,8 @@ def list_cmd() -> None:
     for name, info in OPTIMIZERS.items():
         params = ", ".join(f"{k}={v}" for k, v in info.defaults.items()) or "none"
         optimizers.add_row(name, f"{info.summary}\n[dim]{params}[/dim]")
+    shared = ", ".join(f"{k}={v}" for k, v in shared_optimizer_defaults().items())
+    optimizers.caption = f"every optimizer also takes {shared} (lr schedule; ef: delay correction)"
     out.print(optimizers)
 
 

@@ -18,7 +18,6 @@ import pandas as pd
 
 from pipebench.errors import InputError, did_you_mean
 from pipebench.report.tables import at_selected_lr, read_table
-from pipebench.timeline import SCHEDULES
 
 # The metrics `--fail-on` accepts: all lower-is-better columns of summary.csv.
 METRICS = (
@@ -68,12 +67,17 @@ def read_summary(path: Path, role: str) -> pd.DataFrame:
 # --- one results folder: schedules side by side --------------------------------------------
 
 
+# The synchronous schedules speedups are measured against by default, in order of preference:
+# 1f1b-flush trains as gpipe does with fewer activations in flight; naive has no pipelining.
+REFERENCE_SCHEDULES = ("1f1b-flush", "gpipe", "naive")
+
+
 def _reference(labels: list[str], schedules: list[str], wanted: str | None) -> str:
     """The label speedups are measured against (see `side_by_side`)."""
     if wanted is None:
-        for label, name in zip(labels, schedules, strict=True):
-            if name in SCHEDULES and SCHEDULES[name].synchronous:
-                return label
+        for preferred in REFERENCE_SCHEDULES:
+            if preferred in schedules:
+                return labels[schedules.index(preferred)]
         return labels[0]
     if wanted in labels:
         return wanted
@@ -94,8 +98,8 @@ def side_by_side(runs: pd.DataFrame, reference: str | None = None) -> pd.DataFra
     `time_to_target` is the mean over seeds when every seed reached the
     target (NaN otherwise; `reached` counts them), and `speedup` is the
     reference's time over this schedule's. The reference is `reference` (a
-    label, or a schedule name present once), by default the first
-    synchronous schedule listed, else the first one.
+    label, or a schedule name present once), by default the first entry of
+    the first of `REFERENCE_SCHEDULES` present, else the first schedule.
     """
     rows = []
     for (scenario, _), group in runs.groupby(["scenario", "scenario_hash"], sort=False):

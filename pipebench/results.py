@@ -86,6 +86,7 @@ def run_meta(
         "runs": {"planned": exp.runs, "completed": completed},
         "interrupted": interrupted,
         "objective": {
+            "kind": exp.objective.kind,
             "description": exp.objective.description,
             "examples": exp.objective.examples,
             "dim": exp.objective.dim,

@@ -352,6 +352,11 @@ class OptimizerSpec(_Model):
         return own | {k: getattr(self, k) for k in SHARED_FIELDS}
 
 
+def shared_optimizer_defaults() -> dict[str, object]:
+    """The fields every optimizer takes (`optim.SHARED_FIELDS`) with their declared defaults."""
+    return {k: OptimizerSpec.model_fields[k].default for k in SHARED_FIELDS}
+
+
 # ---------------------------------------------------------------- schedules, scenario
 
 SCHEDULE_OPTIONS = ("accumulate", "replicas", "local_steps", "delta", "delays", "recompute")

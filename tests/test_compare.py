@@ -80,7 +80,7 @@ def finite_rows(table: pd.DataFrame, label: str) -> pd.DataFrame:
 def test_identical_results_are_unchanged_and_pass(base, capsys):
     code, out, err = compare(capsys, str(base), str(base / "summary.csv"), "--fail-on",
                              "final_loss:0", "--format", "csv")  # fmt: skip
-    assert code == 0 and err == ""
+    assert code == 0 and err == "pipebench compare: 24 unchanged; judged on final_loss:0: pass\n"
     assert set(statuses(out)) == {"unchanged"} and len(statuses(out)) == 4 * 2 * 3
 
 

@@ -208,7 +208,7 @@ def plot_lacking_a_column(t: Path, stack: ExitStack, m: pytest.MonkeyPatch) -> l
 
 def plot_on_a_disk_that_fills(t: Path, stack: ExitStack, m: pytest.MonkeyPatch) -> list[str]:
     results(t)
-    half_drawn = raiser(enospc(t / "res" / "x.png"), lambda s, c, x, path: path.touch())
+    half_drawn = raiser(enospc(t / "res" / "x.png"), lambda s, c, x, path, *label: path.touch())
     m.setattr("pipebench.report.plots.curves_png", half_drawn)
     return ["plot", "res"]
 

@@ -149,7 +149,7 @@ def test_the_plot_shows_each_schedule_at_its_selected_lr(reference, tmp_path):
         assert chosen["lr"].nunique() == 1 and len(chosen) == 2
         assert point["value"] == pytest.approx(chosen["final_gap"].mean(), rel=1e-12)
     plan = plan_sweep(reference / "scenario.yaml", ["pipeline.costs.comm=0,0.5"])
-    written = draw_sweep(tmp_path, summary, plan.keys)
+    written = draw_sweep(tmp_path, summary, plan.keys, "loss")
     assert [p.name for p in written] == [
         "sweep-pipeline.stages.png",
         "sweep-pipeline.costs.comm.png",
@@ -177,7 +177,12 @@ def test_a_cell_where_every_seed_diverged_has_no_value(tmp_path):
     assert values[(2, 0.1)] == pytest.approx(0.55) and values[(4, 0.2)] == pytest.approx(0.25)
     assert values[[(4, 0.1), (8, 0.1), (8, 0.2)]].isna().all()
     sweep_png(
-        points, "pipeline.stages", ["pipeline.stages", "optimizer.lr"], "s", tmp_path / "a.png"
+        points,
+        "pipeline.stages",
+        ["pipeline.stages", "optimizer.lr"],
+        "s",
+        tmp_path / "a.png",
+        "loss",
     )
     assert (tmp_path / "a.png").read_bytes().startswith(b"\x89PNG")
 

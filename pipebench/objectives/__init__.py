@@ -13,6 +13,19 @@ from pipebench.objectives.teacher import build_mlp
 
 BUILDERS = {"quadratic": quadratic.build, "logistic": logistic.build}
 
+# What the recorded loss of each objective kind is, as the loss axes of the pictures say.
+LOSS_LABELS = {
+    "quadratic": "loss on the full dataset",
+    "logistic": "loss on the full dataset",
+    "mlp": "loss on all examples",
+    "charlm": "held-out loss, nats/char",
+}
+
+
+def loss_label(kind: object) -> str:
+    """What the recorded loss of objective `kind` is; a plain "loss" for an unknown kind."""
+    return LOSS_LABELS.get(kind, "loss") if isinstance(kind, str) else "loss"
+
 
 def build_objective(spec, stages: int, data_file: Path | None) -> BlockLinear | Layered:
     """Build the objective of a scenario and check it fits the pipeline.
@@ -41,4 +54,4 @@ def build_objective(spec, stages: int, data_file: Path | None) -> BlockLinear | 
     return model
 
 
-__all__ = ["BUILDERS", "BlockLinear", "Layered", "build_objective"]
+__all__ = ["BUILDERS", "LOSS_LABELS", "BlockLinear", "Layered", "build_objective", "loss_label"]

@@ -14,7 +14,7 @@ import pandas as pd
 
 from pipebench.compare import Comparison
 from pipebench.report.export import markdown_table, write_data
-from pipebench.report.runview import print_table
+from pipebench.report.runview import print_table, show_table
 from pipebench.report.tables import fmt_number, mean_std_text
 
 
@@ -66,8 +66,9 @@ def _change_text(change: float, base: float, candidate: float) -> str:
 
 
 def comparison_text(comparison: Comparison, table: pd.DataFrame) -> pd.DataFrame:
-    """The printable form of rows of a baseline-vs-candidate comparison."""
+    """The printable form of rows of a baseline-vs-candidate comparison (columns even if none)."""
     metrics = list(dict.fromkeys(t.metric for t in comparison.thresholds))
+    columns = ["scenario", "schedule", "seed", "lr", "status", *metrics, "crossed"]
     rows = []
     for r in table.to_dict("records"):
         row = {
@@ -86,31 +87,33 @@ def comparison_text(comparison: Comparison, table: pd.DataFrame) -> pd.DataFrame
                 row[m] = f"{_value(m, base)} → {_value(m, cand)} {change}".rstrip()
         row["crossed"] = r["crossed"]
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=columns)
 
 
 def print_side_by_side(table: pd.DataFrame, fmt: str) -> None:
     if write_data(table, fmt):
         return
     for scenario, group in table.groupby("scenario", sort=False):
-        text = side_by_side_text(group)
         ref = group.loc[group["reference"], "label"].iloc[0]
         caption = (
             f"at each schedule's selected lr, mean ± std over seeds; speedup: time to target "
             f"of {ref} over the schedule's; delay in block updates"
         )
-        if fmt == "markdown":
-            sys.stdout.write(f"**{scenario}** ({caption})\n\n{markdown_table(text)}\n")
-        else:
-            print_table(text, str(scenario), caption)
+        show_table(side_by_side_text(group), str(scenario), caption, fmt)
 
 
 def print_comparison(comparison: Comparison, fmt: str, changes_only: bool = False) -> None:
-    """The comparison in `fmt`; `changes_only` drops unchanged rows (the headline counts them)."""
+    """The comparison in `fmt`; `changes_only` drops unchanged rows (the headline counts them).
+
+    The verdict comes first in Markdown, under the table on a terminal, and
+    on stderr beside csv and json, whose stdout is the table alone (a header
+    row, or `[]`, when no row is left).
+    """
     table = comparison.table
     if changes_only:
         table = table[table["status"] != "unchanged"]
     if write_data(table, fmt):
+        print(f"pipebench compare: {comparison.headline()}", file=sys.stderr)
         return
     text = comparison_text(comparison, table)
     if fmt == "markdown":

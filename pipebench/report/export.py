@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import sys
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 LONGEST_NAME = 80  # characters of a name made from a scenario name, label or key
@@ -40,9 +42,37 @@ def csv_text(table: pd.DataFrame) -> str:
     return table.to_csv(index=False, lineterminator="\n")
 
 
+# How `--format json` writes infinities, which JSON has no literal for.
+INFINITY_MARKERS = {math.inf: "inf", -math.inf: "-inf"}
+
+
+def json_value(value: object) -> object:
+    """A cell as JSON sees it: exact floats, "inf"/"-inf" for infinities, null for no value.
+
+    No value (NaN, NA: an empty field in the CSV) is null. Python writes a
+    float as the shortest text that reads back to the same float.
+    """
+    if value is None or value is pd.NA:
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        if math.isnan(value):
+            return None
+        return INFINITY_MARKERS.get(value, value)
+    return value
+
+
 def json_records(table: pd.DataFrame) -> str:
-    """The rows as a JSON list of objects (NaN as null)."""
-    return table.to_json(orient="records", double_precision=15)
+    """The rows as a JSON list of objects, every number at full precision (see `json_value`)."""
+    rows = [
+        {str(k): json_value(v) for k, v in zip(table.columns, row, strict=True)}
+        for row in table.itertuples(index=False)
+    ]
+    return json.dumps(rows, allow_nan=False)
 
 
 def write_data(table: pd.DataFrame, fmt: str) -> bool:

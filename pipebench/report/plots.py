@@ -140,19 +140,49 @@ def _by_seed(rows: pd.DataFrame, x: str, y: str) -> tuple[np.ndarray, np.ndarray
 
 
 X_LABELS = {"sim_time": "simulated time (cost units)", "updates": "block updates"}
+# Each schedule its own colour, line style and marker, so that equal curves stay visible.
+LINE_STYLES = ("-", "--", "-.", ":")
+MARKERS = "osD^vPX*<>"
+MARK_STEP = 0.1  # a marker every tenth of a line's length, staggered between schedules
+# f - f* below this many machine epsilons times the initial loss is rounding: drawn at that floor.
+ROUNDING_EPSILONS = 4
 
 
-def curves_png(summary: pd.DataFrame, curves: pd.DataFrame, x: str, path: Path) -> None:
+def rounding_floor(curves: pd.DataFrame) -> tuple[float, float]:
+    """(floor, scale): ROUNDING_EPSILONS * eps * scale, the largest |loss| at the first sample.
+
+    A gap f - f* this small is the rounding error of computing f and f* at
+    the scale the run starts from; below it, even its sign means nothing.
+    """
+    first = curves[curves["sim_time"] == curves["sim_time"].min()]["loss"].to_numpy(dtype=float)
+    first = np.abs(first[np.isfinite(first)])
+    scale = float(first.max()) if len(first) else 1.0
+    return ROUNDING_EPSILONS * np.finfo(float).eps * max(scale, np.finfo(float).tiny), scale
+
+
+def curves_png(
+    summary: pd.DataFrame, curves: pd.DataFrame, x: str, path: Path, loss_label: str
+) -> None:
+    """Draw `curves_figure` to `path`."""
+    save_figure(curves_figure(summary, curves, x, loss_label), path)
+
+
+def curves_figure(
+    summary: pd.DataFrame, curves: pd.DataFrame, x: str, loss_label: str
+) -> plt.Figure:
     """Loss against `x` per schedule at its selected lr: the mean over seeds and a min-max band.
 
     Plots f - f* on a log axis when f* is known, else the loss (log axis when
-    it stays positive). Points past divergence are not drawn.
+    it stays positive). Gaps below `rounding_floor` (zero and negative ones
+    included) are drawn at the floor, which a dotted line and a note show.
+    Points past divergence are not drawn. `loss_label` says what the loss is.
     """
     gap = curves["gap"].notna().any()
     y = "gap" if gap else "loss"
+    floor, scale = rounding_floor(curves)
     fig, ax = plt.subplots(figsize=(10, 5.5))
-    styles = ["-", "--", ":", "-."]
     positive = True
+    clipped = False
     n_seeds = 0
     for i, (label, lr, diverged) in enumerate(_selected(summary)):
         rows = curves[(curves["label"] == label) & (curves["lr"] == lr)]
@@ -163,25 +193,37 @@ def curves_png(summary: pd.DataFrame, curves: pd.DataFrame, x: str, path: Path) 
         ys[~np.isfinite(ys)] = np.nan
         positive &= bool(np.nanmin(ys, initial=np.inf) > 0)
         if gap:
-            ys[ys <= 0] = np.nan  # at f* to rounding: nothing to draw on a log axis
+            below = ys < floor  # NaN compares false: past divergence stays undrawn
+            clipped |= bool(below.any())
+            ys[below] = floor
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns after divergence
             mean, low, high = np.nanmean(ys, 0), np.nanmin(ys, 0), np.nanmax(ys, 0)
         color = plt.cm.tab10(i % 10)
         name = f"{label} (lr {lr:.3g}{', diverged' if diverged else ''})"
-        ax.plot(grid, mean, styles[(i // 10) % 4], color=color, label=name, linewidth=1.4)
+        ax.plot(grid, mean, LINE_STYLES[i % len(LINE_STYLES)], color=color, label=name,
+                linewidth=1.4, marker=MARKERS[i % len(MARKERS)], markersize=5,
+                markevery=((i % 10) * MARK_STEP / 10, MARK_STEP), fillstyle="none")  # fmt: skip
         if len(ys) > 1:
             ax.fill_between(grid, low, high, color=color, alpha=0.18, linewidth=0)
     if gap or positive:
         ax.set_yscale("log")
+    note = ""
+    if clipped:
+        ax.axhline(floor, color="0.4", linestyle=":", linewidth=1)
+        ax.set_ylim(bottom=floor / 3)
+        note = (
+            f"\ndotted: rounding floor {floor:.2g} = {ROUNDING_EPSILONS} ε × initial loss "
+            f"{scale:.3g}; a smaller f − f* (zero or negative included) is drawn on it"
+        )
     ax.set_xlabel(X_LABELS[x])
-    ax.set_ylabel("f − f* (full dataset)" if gap else "loss (full dataset)")
+    ax.set_ylabel(f"f − f*  (f: {loss_label})" if gap else loss_label)
     scenario = summary["scenario"].iloc[0]
     band = f"mean over {n_seeds} seeds, band min–max" if n_seeds > 1 else "one seed"
-    ax.set_title(f"{scenario}: each schedule at its selected lr ({band})")
+    ax.set_title(f"{scenario}: each schedule at its selected lr ({band}){note}", fontsize=10)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
-    save_figure(fig, path)
+    return fig
 
 
 def delays_png(delays: pd.DataFrame, path: Path, max_bins: int = 80) -> None:
@@ -221,13 +263,17 @@ def draw_results(
     curves: pd.DataFrame,
     delays: pd.DataFrame,
     timeline: pd.DataFrame,
+    loss_label: str,
 ) -> list[Path]:
-    """Every picture of a results folder; returns the files written."""
+    """Every picture of a results folder; returns the files written.
+
+    `loss_label` says what the loss is (`objectives.loss_label`).
+    """
     out_dir = Path(out_dir)
     written = []
     if not curves.empty:
         for x, name in (("sim_time", "loss_vs_time.png"), ("updates", "loss_vs_updates.png")):
-            curves_png(summary, curves, x, out_dir / name)
+            curves_png(summary, curves, x, out_dir / name, loss_label)
             written.append(out_dir / name)
     if not delays.empty:
         delays_png(delays, out_dir / "delays.png")

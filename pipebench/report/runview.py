@@ -15,6 +15,7 @@ from rich.table import Table
 from pipebench.report.export import markdown_table, write_data
 from pipebench.report.progress_lines import ProgressLines
 from pipebench.report.tables import condensed
+from pipebench.report.verdict import lr_edge_lines, winner_lines
 
 
 @contextmanager
@@ -49,15 +50,17 @@ def progress_bar(exp, quiet: bool) -> Iterator[tuple[Callable | None, Callable |
 
 
 def print_summary(report, fmt: str) -> None:
-    """The summary in the chosen format on stdout: full rows for csv/json, a digest otherwise."""
+    """The summary in the chosen format on stdout: full rows for csv/json, a digest otherwise.
+
+    The digest comes with its caption and, under it, the winners and the
+    learning rates at the edge of their grid.
+    """
     if write_data(report.summary, fmt):
         return
     exp = report.experiment
     f_star = exp.objective.f_star
-    digest = condensed(report.summary, exp.target_loss is not None, f_star is not None)
-    if fmt == "markdown":
-        sys.stdout.write(markdown_table(digest))
-        return
+    has_target = exp.target_loss is not None
+    digest = condensed(report.summary, has_target, f_star is not None)
     title = f"{exp.name}: {exp.objective.description}, S={exp.costs.stages}"
     caption = (f"f* = {f_star:.6g}; " if f_star is not None else "f* unknown; ") + (
         f"final values, mean ± std over {len(exp.seeds)} seed(s) at each schedule's selected lr; "
@@ -65,7 +68,26 @@ def print_summary(report, fmt: str) -> None:
         "updates; "
         f"div: diverged runs. Results in {report.out_dir}"
     )
-    print_table(digest, title, caption)
+    notes = []
+    if not report.summary.empty:
+        notes = winner_lines(report.summary, has_target) + lr_edge_lines(report.summary)
+    show_table(digest, title, caption, fmt, notes)
+
+
+def show_table(
+    text: pd.DataFrame, title: str, caption: str, fmt: str, notes: list[str] | None = None
+) -> None:
+    """A table of strings on stdout with its title, caption and notes, as a table or Markdown."""
+    notes = notes or []
+    if fmt == "markdown":  # blocks apart, and from whatever is appended after (CI summaries)
+        blocks = [f"**{title}**", markdown_table(text).rstrip("\n"), caption]
+        if notes:
+            blocks.append("\n".join(f"- {note}" for note in notes))
+        sys.stdout.write("\n\n".join(blocks) + "\n\n")
+        return
+    print_table(text, title, caption)
+    for note in notes:
+        print(note)
 
 
 TEXT_COLUMNS = ("scenario", "schedule", "status", "crossed")

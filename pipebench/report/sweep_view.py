@@ -10,9 +10,9 @@ import pandas as pd
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from pipebench.report.export import markdown_table, write_data
+from pipebench.report.export import write_data
 from pipebench.report.progress_lines import ProgressLines
-from pipebench.report.runview import print_table
+from pipebench.report.runview import show_table
 from pipebench.report.tables import condensed
 from pipebench.sweep.combine import value_text
 
@@ -83,9 +83,6 @@ def print_sweep(report, fmt: str) -> None:
     plan = report.plan
     has_target = plan.base.scenario.target_loss is not None or "target_loss" in plan.keys
     table = digest(report.summary, plan.keys, has_target)
-    if fmt == "markdown":
-        sys.stdout.write(markdown_table(table))
-        return
     done = report.done
     cells = len(plan.cells)
     caption = (
@@ -94,4 +91,4 @@ def print_sweep(report, fmt: str) -> None:
         f"schedule's selected lr. Results in {report.out_dir}, each cell's in {report.cache_dir}"
     )
     title = f"{plan.name}: sweep of {', '.join(plan.keys)}"
-    print_table(table, title, caption)
+    show_table(table, title, caption, fmt)

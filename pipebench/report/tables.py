@@ -42,6 +42,11 @@ CURVE_COLUMNS = [
 TEXT_COLUMNS = ("scenario", "schedule", "label", "scenario_hash", "optimizer", "kind")
 
 
+# Read the floats written back to the last bit: pandas 3 does by default (and deprecates
+# asking), pandas 2 parses to within an ulp unless asked.
+_EXACT_FLOATS = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
+
+
 def read_table(path: Path, role: str) -> pd.DataFrame:
     """A table this module wrote, read back with the same types (an empty field is NaN).
 
@@ -51,7 +56,11 @@ def read_table(path: Path, role: str) -> pd.DataFrame:
     """
     try:
         table = pd.read_csv(
-            path, dtype={c: str for c in TEXT_COLUMNS}, keep_default_na=False, na_values=[""]
+            path,
+            dtype={c: str for c in TEXT_COLUMNS},
+            keep_default_na=False,
+            na_values=[""],
+            **_EXACT_FLOATS,
         )
         if "seed" in table.columns:
             table["seed"] = table["seed"].astype("Int64")
