@@ -93,8 +93,14 @@ def plan_sweep(
         raise InputError(
             "grid", "nothing to sweep: give --grid key.path=values or a sweep: section"
         )
+    try:
+        grid_values = grid_cells(axes)
+    except ValueError as error:
+        if given:
+            raise InputError("grid", str(error)) from None
+        raise base.error(("sweep",), str(error)) from None
     cells = []
-    for index, values in enumerate(grid_cells(axes)):
+    for index, values in enumerate(grid_values):
         try:
             loaded = load_scenario(path, overrides, values, text=base.text)
             exp = resolve(loaded, seeds)
