@@ -33,10 +33,15 @@ def _digits(text: str) -> str:
 
 
 def shorten(value: object, limit: int = 60) -> str:
-    """`repr(value)` for an error line: long digit runs as 1.23e+456, then cut to `limit`."""
+    """`repr(value)` for an error line: numbers abbreviated, cut to `limit` characters."""
     if isinstance(value, int) and not isinstance(value, bool):
         return short_number(value)
-    text = shorten_numbers(repr(value))
+    return clip(repr(value), limit)
+
+
+def clip(text: str, limit: int = 60) -> str:
+    """`text` for an error line: long digit runs as 1.23e+456, cut to `limit` characters."""
+    text = shorten_numbers(text)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

@@ -28,7 +28,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from pipebench import safeyaml
-from pipebench.errors import InputError, ScenarioError, did_you_mean, shorten
+from pipebench.errors import InputError, ScenarioError, clip, did_you_mean, shorten
 from pipebench.optim import HYPER_FIELDS, OPTIMIZERS, SHARED_FIELDS
 from pipebench.safeyaml import YamlProblem
 from pipebench.sweep.grid import Axis, check_sweepable, parse_values, sweep_values
@@ -497,7 +497,7 @@ def parse_override(text: str) -> tuple[tuple, object]:
     try:
         value = safeyaml.load(raw) if raw.strip() else ""
     except safeyaml.YamlProblem as problem:
-        raise InputError("set", f"{shorten(text)}: {problem.message}") from None
+        raise InputError("set", f"{clip(text)}: {problem.message}") from None
     except yaml.YAMLError:
         value = raw
     return _key_path(key, text), value
@@ -507,7 +507,7 @@ def _key_path(key: str, text: str) -> tuple:
     """`schedules.2.accumulate` as ('schedules', 2, 'accumulate'); ASCII digits are indices."""
     parts = key.strip().split(".")
     if any(not p for p in parts):
-        raise InputError("set", f"{shorten(text)}: empty part in the key path; write it as a.b.0.c")
+        raise InputError("set", f"{clip(text)}: empty part in the key path; write it as a.b.0.c")
     return tuple(int(p) if p.isascii() and p.isdigit() else p for p in parts)
 
 
@@ -516,23 +516,23 @@ def _apply_override(data: dict, path: tuple, value: object, text: str) -> None:
     for depth, part in enumerate(path[:-1]):
         if isinstance(node, list):
             if not isinstance(part, int) or part >= len(node):
-                raise InputError("set", f"{shorten(text)}: no item {part} in a list of {len(node)}")
+                raise InputError("set", f"{clip(text)}: no item {part} in a list of {len(node)}")
             node = node[part]
         elif isinstance(node, dict):
             node = node.setdefault(part, {})
         else:
             raise InputError(
-                "set", f"{shorten(text)}: {'.'.join(map(str, path[: depth + 1]))} is a value"
+                "set", f"{clip(text)}: {'.'.join(map(str, path[: depth + 1]))} is a value"
             )
     last = path[-1]
     if isinstance(node, list):
         if not isinstance(last, int) or last >= len(node):
-            raise InputError("set", f"{shorten(text)}: no item {last} in a list of {len(node)}")
+            raise InputError("set", f"{clip(text)}: no item {last} in a list of {len(node)}")
         node[last] = value
     elif isinstance(node, dict):
         node[last] = value
     else:
-        raise InputError("set", f"{shorten(text)}: {'.'.join(map(str, path[:-1]))} is a value")
+        raise InputError("set", f"{clip(text)}: {'.'.join(map(str, path[:-1]))} is a value")
 
 
 class Located:

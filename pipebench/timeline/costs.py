@@ -74,6 +74,32 @@ class CostModel:
     def stages(self) -> int:
         return len(self.forward)
 
+    def clock_check(self, microbatches: int, recompute: bool = False) -> tuple[str, str] | None:
+        """(cost field to blame, why) when a run of `microbatches` cannot be timed in float64.
+
+        The run cannot last longer than its operations one after another; the
+        clock must hold that length and still tell the shortest operation apart.
+        """
+        from pipebench.limits import clock_problem
+
+        S, M, j = self.stages, microbatches, self.jitter
+        with np.errstate(over="ignore"):
+            parts = {
+                "forward": M * float(self.forward.sum()) * (1 + j) * (2 if recompute else 1),
+                "backward": M * float(self.backward.sum()) * (1 + j),
+                "comm": 2 * S * M * self.comm,
+                "update": S * M * self.update,
+                "allreduce": M * self.allreduce,
+            }
+            longest = (
+                math.fsum(parts.values()) if all(map(math.isfinite, parts.values())) else math.inf
+            )
+        shortest = float(min(self.forward.min(), self.backward.min())) * (1 - j)
+        problem = clock_problem(longest, shortest)
+        if problem is None:
+            return None
+        return max(parts, key=lambda k: parts[k]), problem
+
     @classmethod
     def build(
         cls,
