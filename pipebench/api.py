@@ -16,7 +16,13 @@ from pipebench.compare import Comparison, Threshold, against_baseline, read_summ
 from pipebench.errors import InputError
 from pipebench.experiment import Entry, Experiment, resolve
 from pipebench.report.export import file_name, meta_json, write_files
-from pipebench.report.tables import CURVE_COLUMNS, SUMMARY_COLUMNS, read_table
+from pipebench.report.tables import (
+    CURVE_COLUMNS,
+    DELAY_COLUMNS,
+    SUMMARY_COLUMNS,
+    TIMELINE_COLUMNS,
+    read_table,
+)
 from pipebench.results import run_meta, tabulate, versions
 from pipebench.runner import Outcome, run_experiment
 from pipebench.scenario import load_scenario
@@ -94,7 +100,13 @@ def run_scenario(
     return RunReport(exp, tables.summary, tables.curves, out_dir, interrupted)
 
 
-RESULT_TABLES = ("summary.csv", "curves.csv", "delays.csv", "timeline.csv")
+# the tables of a results folder, with the columns `plot` reads
+RESULT_TABLES = {
+    "summary.csv": SUMMARY_COLUMNS,
+    "curves.csv": CURVE_COLUMNS,
+    "delays.csv": DELAY_COLUMNS,
+    "timeline.csv": TIMELINE_COLUMNS,
+}
 
 
 def plot_results(results: str | Path) -> list[Path]:
@@ -107,7 +119,10 @@ def plot_results(results: str | Path) -> list[Path]:
     missing = [name for name in RESULT_TABLES if not (folder / name).is_file()]
     if missing:
         raise InputError("RESULTS", f"{str(folder)!r} has no {', '.join(missing)}")
-    tables = [read_table(folder / name, "RESULTS") for name in RESULT_TABLES]
+    # every table is read and checked before anything is drawn
+    tables = [
+        read_table(folder / name, "RESULTS", columns) for name, columns in RESULT_TABLES.items()
+    ]
     return draw_results(folder, *tables)
 
 

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pipebench import __version__, api
-from pipebench.errors import InputError, ScenarioError
+from pipebench.errors import InputError, ScenarioError, shorten_numbers
 from pipebench.report.export import write_files
 from pipebench.timeline import CostModel, RpdPlan
 
@@ -434,7 +434,8 @@ def _option_name(field: str) -> str:
 
 
 def _fail(message: str) -> int:
-    print(" ".join(message.split()), file=sys.stderr)  # always exactly one line
+    # always exactly one line, never a number of hundreds of digits
+    print(" ".join(shorten_numbers(message).split()), file=sys.stderr)
     return EXIT_BAD_INPUT
 
 
