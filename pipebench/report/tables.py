@@ -64,7 +64,9 @@ def read_table(path: Path, role: str, required: list[str] | tuple = ()) -> pd.Da
     missing = [c for c in required if c not in raw.columns]
     if missing:
         raise InputError(
-            role, f"{str(path)!r} is not a pipebench table: no column {', '.join(missing)}"
+            role,
+            f"{str(path)!r} is not a pipebench table: no column {', '.join(missing[:3])}"
+            + (f" (and {len(missing) - 3} more)" if len(missing) > 3 else ""),
         )
     return pd.DataFrame({c: _typed(raw[c], c, path, role) for c in raw.columns}, index=raw.index)
 
