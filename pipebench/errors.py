@@ -13,9 +13,10 @@ _LONG_DIGITS = re.compile(r"\d{16,}")
 
 
 def short_number(n: int | float) -> str:
-    """A number as a line can show it: exact up to 15 digits, else 1.23e+456."""
-    if isinstance(n, float):
-        return f"{n:g}"
+    """A number as a line can show it: exact (integers up to 15 digits), else 1.23e+456."""
+    if isinstance(n, float):  # the shortest text that reads back as n
+        text = repr(n)
+        return text[:-2] if text.endswith(".0") else text
     if abs(n) < 10**15:
         return str(n)
     exponent = int(math.log10(abs(n)))  # may be one off: corrected on the leading digits

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipebench.engine.budget import first_update_time, microbatch_unit, planned_microbatches
-from pipebench.errors import InputError
+from pipebench.errors import InputError, short_number
 from pipebench.limits import (
     FLOAT,
     Need,
@@ -36,7 +36,7 @@ from pipebench.scenario import (
     lr_values,
 )
 from pipebench.timeline import CostModel, get_schedule
-from pipebench.timeline.schedule import auto_delta
+from pipebench.timeline.schedule import BARRIER_NONE, VERSIONS_TWO_BW, auto_delta
 
 
 @dataclass(frozen=True)
@@ -153,15 +153,16 @@ def resolve(loaded: LoadedScenario, seeds: int | None = None) -> Experiment:
             raise loaded.error(
                 where, "muon orthogonalises weight matrices: use it with objective mlp or charlm"
             )
-    if budget.kind == "time":
-        for entry in entries:
-            first = first_update_time(entry.schedule, entry.options, costs)
-            if amount < first:
-                raise loaded.error(
-                    ("budget", "time"),
-                    f"{amount:g} ends before {entry.label} makes its first update (at "
-                    f"{first:g} with these costs); give a time of at least {first:g}",
-                )
+    if budget.kind == "time":  # every schedule must make an update: the latest first one
+        firsts = {e.label: first_update_time(e.schedule, e.options, costs) for e in entries}
+        label = max(firsts, key=firsts.__getitem__)
+        if amount < firsts[label]:
+            first = short_number(firsts[label])
+            raise loaded.error(
+                ("budget", "time"),
+                f"{short_number(amount)} ends before {label} makes its first update (at "
+                f"{first} with these costs); give a time of at least {first}",
+            )
     return Experiment(
         loaded=loaded,
         costs=costs,
@@ -192,6 +193,7 @@ def _check_needs(
     spec = scenario.objective
     needs, params, rows = objective_needs(spec, S, loaded.data_file())
     size_field = needs[0].field  # what the parameter count grows with
+    replays = []
     for entry in entries:
         where: tuple = ("schedules", entry.index)
         m = planned_microbatches(entry.schedule, entry.options, costs, budget.kind, amount)
@@ -208,7 +210,9 @@ def _check_needs(
         held = [o for o in ("replicas", "accumulate", "delta") if o in entry.options]
         larger = shape > _shape(entry.schedule, {}, S, m)
         field = (*where, held[0]) if held and larger else size_field
-        needs += replay_needs(entry.label, spec, S, params, rows, shape, field)
+        replays.append(replay_needs(entry.label, spec, S, params, rows, shape, field))
+    # every trace is held until the end; replays run one at a time (per worker)
+    needs += max(replays, key=lambda pair: sum(need.bytes for need in pair))
     n_seeds = seeds if seeds is not None else len(scenario.seed_list)
     runs = n_seeds * sum(len(e.lrs) for e in entries)
     points = scenario.record.points
@@ -239,7 +243,15 @@ def _shape(name: str, options: dict, stages: int, microbatches: int) -> tuple[in
         return 1, min(bound, stages * microbatches) + 1, 1
     rules = schedule.rules(stages, resolved)
     inflight = min(int(rules.cap.max()), microbatches)
-    return rules.replicas, inflight + 2, inflight
+    # a stage reads versions at most `inflight` steps old; 2BW reads one of two, and
+    # without staleness (flushes, chained replicas) only the current one is read
+    if rules.versions == VERSIONS_TWO_BW:
+        versions = 3
+    elif rules.barrier != BARRIER_NONE or rules.chain_replicas:
+        versions = 2
+    else:
+        versions = inflight + 2
+    return rules.replicas, versions, inflight
 
 
 def _runs_field(scenario, entries: list[Entry], seeds: int | None, n_seeds: int, points: int):

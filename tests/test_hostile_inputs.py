@@ -19,8 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from pipebench import experiment, limits
 from pipebench.cli import main
+from pipebench.engine.budget import first_update_time, planned_microbatches
 from pipebench.report.tables import CURVE_COLUMNS, DELAY_COLUMNS, SUMMARY_COLUMNS, TIMELINE_COLUMNS
+from pipebench.timeline import CostModel, RpdPlan, build_timeline
 
 BASE = """\
 name: tiny
@@ -246,9 +249,9 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
     (
         "budget-before-first-update",
         sets("budget={time: 4}", "pipeline.stages=4", "schedules.1.accumulate=4"),
-        "budget.time (from --set): 4 ends before pd makes its first update",
+        "budget.time (from --set): 4 ends before 2bw makes its first update (at 11 with",
     ),
-    ("budget-no-operation", sets("budget={time: 0.5}"), "give a time of at least 3"),
+    ("budget-no-operation", sets("budget={time: 0.5}"), "0.5 ends before 2bw makes its first update (at 5 with these costs); give a time of at least 5"),
     (
         "costs-overflow",
         lambda tmp: ["schedule", "pd", "-S", "4", "-M", "8", "--forward", "1e308",
@@ -339,3 +342,55 @@ def test_hostile_input_is_one_line_exit_2_and_writes_nothing(
 def test_there_are_enough_cases():
     assert len(CASES) >= 45
     assert len({c[0] for c in CASES}) == len(CASES)
+
+
+# ---- the figures the refusals state
+
+
+@pytest.mark.parametrize("stages", [1, 3, 5])
+@pytest.mark.parametrize(
+    "name,options",
+    [("gpipe", {"accumulate": 3}), ("1f1b-flush", {}), ("naive", {}), ("pd", {}), ("rpd", {}),
+     ("2bw", {"accumulate": 6}), ("paci", {"accumulate": 3}), ("localsgd", {"local_steps": 2})],
+)  # fmt: skip
+def test_the_minimum_time_budget_is_the_first_update_of_a_long_run(stages, name, options):
+    costs = CostModel.build(
+        stages, forward=[1 + 0.3 * s for s in range(stages)], backward=2.1, comm=0.4,
+        update=0.2, allreduce=0.7, jitter=0.3, seed=3,
+    )  # fmt: skip
+    m = planned_microbatches(name, options, costs, "time", 300.0)
+    long_run = build_timeline(name, costs, m, **options)
+    first = long_run.time[0] if isinstance(long_run, RpdPlan) else long_run.upd_time[0]
+    assert first_update_time(name, options, costs) == first
+
+
+def test_validate_accepts_the_minimum_it_states(tmp_path, capsys):
+    path = scenario(tmp_path)
+    short = ["--set", "budget={time: 2.5}", "--set", "pipeline.costs.comm=0.25"]
+    assert main(["validate", path, *short]) == 2
+    minimum = re.search(r"at least ([0-9.]+)$", capsys.readouterr().err.strip()).group(1)
+    enough = ["--set", f"budget={{time: {minimum}}}", "--set", "pipeline.costs.comm=0.25"]
+    assert main(["validate", path, *enough]) == 0
+    # 2bw (accumulate 2) steps last: on stage 1, F0 at 1.25 (after F0 of stage 0 and the
+    # link), B0, F1, B1, so its step ends at 1.25 + 4 (pd's, after B0, at 3.25)
+    assert minimum == "5.25"
+
+
+def test_memory_is_compared_with_what_is_available(tmp_path, capsys, monkeypatch):
+    path = scenario(tmp_path)
+    monkeypatch.setattr(experiment, "available_memory", lambda: 10**4)
+    assert main(["validate", path]) == 2
+    err = capsys.readouterr().err
+    assert "this machine has 9.77 KiB of memory available" in err, err
+    monkeypatch.setattr(experiment, "available_memory", lambda: None)  # unknown: no check
+    assert main(["validate", path]) == 0
+
+
+def test_the_output_limit_counts_runs_times_points(tmp_path, capsys):
+    # 2 seeds x 2 schedules: the points that make the tables just fit, then just not
+    path = scenario(tmp_path)
+    row = limits.CURVE_ROW_BYTES + limits.row_text_bytes("tiny", ["pd", "2bw"])
+    points = limits.MAX_OUTPUT_BYTES // (4 * row)
+    assert main(["validate", path, "--set", f"record.points={points - 10}"]) == 0
+    assert main(["validate", path, "--set", f"record.points={points + 10}"]) == 2
+    assert "record.points (from --set): 4 runs x" in capsys.readouterr().err
