@@ -208,7 +208,7 @@ def _check_needs(
         shape = _shape(entry.schedule, entry.options, S, m)
         # the options are to blame for a large shape when they make it larger than the defaults
         held = [o for o in ("replicas", "accumulate", "delta") if o in entry.options]
-        larger = shape > _shape(entry.schedule, {}, S, m)
+        larger = any(a > b for a, b in zip(shape, _shape(entry.schedule, {}, S, m), strict=True))
         field = (*where, held[0]) if held and larger else size_field
         replays.append(replay_needs(entry.label, spec, S, params, rows, shape, field))
     # every trace is held until the end; replays run one at a time (per worker)

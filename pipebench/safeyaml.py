@@ -44,6 +44,7 @@ Loader.add_implicit_resolver(
 )
 
 # what YAML may read as a number: decimal, hexadecimal, octal, sexagesimal, with exponent
+_NUMBER_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
 _LONG_NUMBER = re.compile(r"[-+]?[0-9][0-9a-fA-FxXoObB_.:]*(?:[eE][-+]?[0-9]+)?")
 
 
@@ -124,7 +125,8 @@ def check_structure(text: str) -> None:
                 sizes[anchor] = size
         elif isinstance(event, yaml.ScalarEvent):
             size = 1
-            long = event.style is None and len(event.value) > MAX_DIGITS
+            as_number = event.style is None or event.tag in _NUMBER_TAGS  # `!!int "..."` too
+            long = as_number and len(event.value) > MAX_DIGITS
             if long and _LONG_NUMBER.fullmatch(event.value):
                 digits = sum(c.isdigit() for c in event.value)
                 raise YamlProblem(

@@ -195,6 +195,8 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
     ("yaml-duplicate-key", run(edited("name: tiny\n", "name: tiny\nname: two\n")), "duplicate"),
     ("yaml-syntax", run(edited("batch_size: 4}", "batch_size: 4")), "not valid YAML"),
     ("yaml-huge-integer", run(edited("dim: 8", "dim: " + "9" * 5000)), "5000 digits"),
+    ("yaml-tagged-huge-integer", run(edited("dim: 8", 'dim: !!int "' + "9" * 5000 + '"')), "5000 digits"),
+    ("yaml-python-tag", run(edited("dim: 8", "dim: !!python/object:os.system {}")), "not valid YAML"),
     # ---- odd --set paths and values
     ("set-unicode-digit", sets("schedules.²=pd"), "no item ² in a list of 2"),
     ("set-empty-key", sets("=3"), "--set: expected key.path=value"),
