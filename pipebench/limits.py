@@ -21,6 +21,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipebench.errors import short_number
 from pipebench.timeline.trace import BYTES_PER_OP
 
 FLOAT = 8  # bytes of a float64 or int64
@@ -56,12 +57,13 @@ def available_memory() -> int | None:
         return None
 
 
-def size_text(n: float) -> str:
-    """Bytes as 12 MiB, 3.4 GiB, 5.6e+12 TiB."""
+def size_text(n: int) -> str:
+    """Bytes as 12 MiB, 3.4 GiB, 5.6e+12 TiB (counts of any size)."""
     for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if n >= scale:
-            value = n // scale if n > 2**1000 else n / scale  # huge ints stay exact
-            return f"{float(value):.3g} {unit}" if value < 1e300 else f"more than 1e300 {unit}"
+            if n >= 10**15 * scale:  # beyond what a float shows: exact integer arithmetic
+                return f"{short_number(n // scale)} {unit}"
+            return f"{n / scale:.3g} {unit}"
     return f"{n} bytes"
 
 
@@ -71,7 +73,7 @@ def memory_problem(needs: list[Need], have: int | None) -> tuple[Need, str] | No
     if have is None or total <= have:
         return None
     worst = max(needs, key=lambda need: need.bytes)
-    rest = "" if total < worst.bytes * 1.1 else f" ({size_text(total)} for the whole run)"
+    rest = "" if 10 * total < 11 * worst.bytes else f" ({size_text(total)} for the whole run)"
     return worst, (
         f"{worst.what} need about {size_text(worst.bytes)}{rest}; "
         f"this machine has {size_text(have)} of memory available"

@@ -308,6 +308,20 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
     ("lr-overflow", sets("optimizer.lr=10^400"), "optimizer.lr"),
     ("sweep-section-seed", run(edited("record:", "sweep: {seed: [1, 2]}\nrecord:")), "cannot be swept"),
     ("bad-format", run(scenario, "--format", "xls"), "--format: one of"),
+    ("zero-seeds", run(scenario, "--seeds", "0"), "--seeds: must be >= 1"),
+    ("zero-workers", run(scenario, "--workers", "0"), "--workers: must be >= 1"),
+    ("seeds-500-digits", run(scenario, "--seeds", "9" * 500), "--seeds"),
+    ("2bw-group-too-small", sets("schedules.1.accumulate=1"), "2bw needs accumulate >= stages"),
+    ("rpd-bad-delays", sets("schedules.0={name: rpd, delays: sometimes}"), "schedules.0.delays"),
+    ("rpd-negative-delta", sets("schedules.0={name: rpd, delta: -1}"), "schedules.0.delta"),
+    ("schedule-unknown", lambda tmp: ["schedule", "pipedream", "-S", "4", "-M", "8"], "unknown schedule"),
+    ("schedule-zero-stages", lambda tmp: ["schedule", "pd", "-S", "0", "-M", "8"], "--stages: must be in"),
+    ("schedule-straggler", lambda tmp: ["schedule", "pd", "-S", "4", "-M", "8", "--straggler", "9:2"], "--straggler"),
+    ("schedule-costs-text", lambda tmp: ["schedule", "pd", "-S", "2", "-M", "8", "--forward", "1,x"], "--forward"),
+    ("compare-three", compare(*[summary_file(summary())] * 3), "one results folder, or two"),
+    ("sweep-grid-seed", lambda tmp: ["sweep", scenario(tmp), "--out", str(tmp / "sw"), "--grid", "seed=1,2"], "cannot be swept"),
+    ("sweep-grid-no-equals", lambda tmp: ["sweep", scenario(tmp), "--out", str(tmp / "sw"), "--grid", "pipeline.stages"], "--grid: expected key.path=values"),
+    ("sweep-bad-cell", lambda tmp: ["sweep", scenario(tmp), "--out", str(tmp / "sw"), "--grid", "pipeline.stages=1,4"], "(in the cell pipeline.stages=4)"),
 ]  # fmt: skip
 
 
