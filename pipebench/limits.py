@@ -1,4 +1,4 @@
-"""What a run will need, estimated before anything is built: memory, output, the clock.
+"""What a run will need, estimated before anything is built: memory and output.
 
 Validation checks each field alone; a width that fits in an integer can
 still need terabytes, and a billion seeds or points can still write
@@ -9,9 +9,11 @@ scenario alone, and the total is compared with the memory this machine has
 available; the rows the run writes are compared with a fixed output limit.
 A refusal names the field that contributes most, its figure and the limit.
 
-The estimates count the arrays of one run at a time (runs in parallel
-share the trace and the objective) and round nothing up: a refused
-scenario would not have fitted.
+The estimates count the large arrays, not Python's overheads, and one
+replay at a time (runs in parallel share the traces and the objective);
+where a size is only known as a bound (the weight versions a schedule may
+hold, the numbers a CSV file of this size may hold) the bound is used. They
+are meant to refuse what cannot fit by far, not to budget memory tightly.
 """
 
 from __future__ import annotations
@@ -229,23 +231,3 @@ def output_problem(runs: int, points: int, text_bytes: int) -> str | None:
         f"{runs} runs x {points + 1} loss samples would write about {size_text(size)} of "
         f"tables; at most {size_text(MAX_OUTPUT_BYTES)}: lower record.points or the runs"
     )
-
-
-# ---------------------------------------------------------------- the clock
-
-CLOCK_DIGITS = 2.0**52  # a float64 clock resolves durations down to its value / 2^52
-
-
-def clock_problem(longest: float, shortest: float) -> str | None:
-    """Why a clock reaching `longest` cannot time operations as short as `shortest`."""
-    if not math.isfinite(longest) or longest > 1e300:
-        return (
-            f"the simulated clock would overflow (the run lasts up to {longest:.3g} time "
-            "units); give smaller costs or a smaller budget"
-        )
-    if longest > shortest * CLOCK_DIGITS:
-        return (
-            f"the run lasts up to {longest:.3g} time units, too long to time operations of "
-            f"{shortest:.3g} on a float64 clock; keep costs within 2^52 of the run's length"
-        )
-    return None
