@@ -38,11 +38,12 @@ CURVE_COLUMNS = [
     "gap",
 ]
 
-
+DELAY_COLUMNS = ["scenario", "schedule", "label", "seed", "delay", "updates"]
+TIMELINE_COLUMNS = ["scenario", "schedule", "label", "kind", "stage", "mb", "replica", "start",
+                    "end", "v_fwd", "v_bwd"]  # fmt: skip
 TEXT_COLUMNS = ("scenario", "schedule", "label", "scenario_hash", "optimizer", "kind")
-
-
 BOOL_COLUMNS = ("selected", "diverged")
+_KNOWN = {*SUMMARY_COLUMNS, *CURVE_COLUMNS, *DELAY_COLUMNS, *TIMELINE_COLUMNS}
 _INFINITIES = ("inf", "-inf", "+inf")
 
 
@@ -56,8 +57,10 @@ def read_table(path: Path, role: str, required: list[str] | tuple = ()) -> pd.Da
     column's type) is an `InputError` on `role` (the argument), naming the file,
     the column and the line.
     """
-    try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    try:  # the columns pipebench writes as text, to be checked; others (swept keys) inferred
+        raw = pd.read_csv(
+            path, dtype=dict.fromkeys(_KNOWN, str), keep_default_na=False, na_values=[""]
+        )
     except (ValueError, TypeError, UnicodeDecodeError, OSError) as error:  # pandas' too
         first = (str(error).strip().splitlines() or ["empty file"])[0]
         raise InputError(role, f"{str(path)!r} is not a pipebench table: {clip(first)}") from None
@@ -68,7 +71,8 @@ def read_table(path: Path, role: str, required: list[str] | tuple = ()) -> pd.Da
             f"{str(path)!r} is not a pipebench table: no column {', '.join(missing[:3])}"
             + (f" (and {len(missing) - 3} more)" if len(missing) > 3 else ""),
         )
-    return pd.DataFrame({c: _typed(raw[c], c, path, role) for c in raw.columns}, index=raw.index)
+    typed = {c: _typed(raw[c].fillna(""), c, path, role) if c in _KNOWN else raw[c] for c in raw}
+    return pd.DataFrame(typed, index=raw.index)
 
 
 def _typed(cells: pd.Series, column: str, path: Path, role: str) -> pd.Series:
@@ -244,11 +248,6 @@ def curves_table(exp: Experiment, outcomes: list[Outcome]) -> pd.DataFrame:
         }
 
     return _blocks(exp, outcomes, CURVE_COLUMNS, lambda o: (o.entry.label, o.seed, o.lr), fields)
-
-
-DELAY_COLUMNS = ["scenario", "schedule", "label", "seed", "delay", "updates"]
-TIMELINE_COLUMNS = ["scenario", "schedule", "label", "kind", "stage", "mb", "replica", "start",
-                    "end", "v_fwd", "v_bwd"]  # fmt: skip
 
 
 def delays_table(exp: Experiment, outcomes: list[Outcome]) -> pd.DataFrame:
