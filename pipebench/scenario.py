@@ -592,7 +592,8 @@ def _yaml_error(file: str, text: str, error: yaml.YAMLError) -> tuple[str, str, 
     line = None if mark is None else mark.line + 1
     if isinstance(error, yaml.reader.ReaderError):  # a character YAML does not allow
         line = text.count("\n", 0, error.position) + 1
-        problem = f"character {error.character!r} is not allowed in YAML"
+        code = error.character if isinstance(error.character, int) else ord(error.character)
+        problem = f"character U+{code:04X} is not allowed in YAML (a control character)"
     else:
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
     context, opened = getattr(error, "context", None), getattr(error, "context_mark", None)
