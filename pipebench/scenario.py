@@ -593,7 +593,7 @@ def _yaml_error(file: str, text: str, error: yaml.YAMLError) -> tuple[str, str, 
     if isinstance(error, yaml.reader.ReaderError):  # a character YAML does not allow
         line = text.count("\n", 0, error.position) + 1
         code = error.character if isinstance(error.character, int) else ord(error.character)
-        problem = f"character U+{code:04X} is not allowed in YAML (a control character)"
+        problem = f"character U+{code:04X} is not allowed in YAML (only printable characters are)"
     else:
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
     context, opened = getattr(error, "context", None), getattr(error, "context_mark", None)
