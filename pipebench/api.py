@@ -133,8 +133,13 @@ def run_scenario(
     return RunReport(exp, tables.summary, tables.curves, out_dir, interrupted)
 
 
-RESULT_TABLES = ("summary.csv", "curves.csv", "delays.csv", "timeline.csv")
-RESULT_COLUMNS = (SUMMARY_COLUMNS, CURVE_COLUMNS, DELAY_COLUMNS, TIMELINE_COLUMNS)
+# the tables of a results folder, with the columns `plot` reads
+RESULT_TABLES = {
+    "summary.csv": SUMMARY_COLUMNS,
+    "curves.csv": CURVE_COLUMNS,
+    "delays.csv": DELAY_COLUMNS,
+    "timeline.csv": TIMELINE_COLUMNS,
+}
 
 
 def plot_results(results: str | Path) -> list[Path]:
@@ -148,13 +153,10 @@ def plot_results(results: str | Path) -> list[Path]:
     if missing:
         raise InputError("RESULTS", f"{str(folder)!r} has no {', '.join(missing)}")
     check_folder(folder, "RESULTS")
-    tables = [read_table(folder / name, "RESULTS") for name in RESULT_TABLES]
-    for name, table, columns in zip(RESULT_TABLES, tables, RESULT_COLUMNS, strict=True):
-        lacking = [column for column in columns if column not in table.columns]
-        if lacking:
-            raise InputError(
-                "RESULTS", f"{str(folder / name)!r} has no column {', '.join(lacking)}"
-            )
+    # every table is read and checked before anything is drawn
+    tables = [
+        read_table(folder / name, "RESULTS", columns) for name, columns in RESULT_TABLES.items()
+    ]
     label = loss_label(objective_kind(folder / "meta.json"))
     # Drawn aside, then renamed in: a failure leaves the old pictures, not a mix.
     aside = Path(tempfile.mkdtemp(prefix=".plot-", dir=folder))

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pipebench import __version__, api, interrupts
-from pipebench.errors import InputError, ScenarioError
+from pipebench.errors import InputError, ScenarioError, shorten_numbers
 from pipebench.outfolder import check_file, check_folder, os_error_text
 from pipebench.report.export import write_files
 from pipebench.timeline import CostModel, RpdPlan
@@ -483,7 +483,8 @@ def _option_name(field: str) -> str:
 
 
 def _fail(message: str, status: int = EXIT_BAD_INPUT, longest: int = 1000) -> int:
-    line = " ".join(message.split())  # always exactly one line, and not a screenful
+    # always exactly one line, never a number of hundreds of digits, not a screenful
+    line = " ".join(shorten_numbers(message).split())
     if len(line) > longest:
         line = line[: longest - 5] + " ..."
     print(line, file=sys.stderr)

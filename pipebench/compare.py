@@ -38,7 +38,11 @@ DEFAULT_METRICS = ("final_loss", "time_to_target")
 # Loss figures of a diverged run mean nothing: they count as +inf.
 _DIVERGED_INF = ("final_loss", "final_gap", "auc")
 _KEY = ["scenario", "label", "seed", "lr"]
-_REQUIRED = {"scenario", "schedule", "label", "seed", "lr", "scenario_hash", "selected", "diverged"}
+# what every summary has: the columns that identify a run, and those side_by_side reads
+_REQUIRED = [
+    "scenario", "schedule", "label", "seed", "lr", "scenario_hash", "selected", "diverged",
+    "final_loss", "final_gap", "time_to_target", "max_delay", "mean_delay", "bubble_fraction",
+]  # fmt: skip
 
 
 def read_summary(path: Path, role: str) -> pd.DataFrame:
@@ -51,12 +55,7 @@ def read_summary(path: Path, role: str) -> pd.DataFrame:
     if not file.is_file():
         what = "has no summary.csv" if path.is_dir() else "does not exist"
         raise InputError(role, f"{str(path)!r} {what}; give a results folder or a summary.csv")
-    table = read_table(file, role)
-    missing = sorted(_REQUIRED - set(table.columns))
-    if missing:
-        raise InputError(
-            role, f"{str(file)!r} is not a pipebench summary: no column {', '.join(missing)}"
-        )
+    table = read_table(file, role, _REQUIRED)
     runs = table[table["seed"].notna()].copy()
     if runs.empty:
         raise InputError(role, f"{str(file)!r} holds no runs")

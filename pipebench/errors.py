@@ -6,6 +6,49 @@ exit status 2, never a traceback.
 """
 
 import difflib
+import math
+import re
+
+_LONG_DIGITS = re.compile(r"\d{16,}")
+
+
+def short_number(n: int | float) -> str:
+    """A number as a line can show it: exact (integers up to 15 digits), else 1.23e+456."""
+    if isinstance(n, float):  # the shortest text that reads back as n
+        text = repr(n)
+        return text[:-2] if text.endswith(".0") else text
+    if abs(n) < 10**15:
+        return str(n)
+    exponent = int(math.log10(abs(n)))  # may be one off: corrected on the leading digits
+    lead = abs(n) // 10 ** (exponent - 2)
+    while not 100 <= lead < 1000:
+        exponent += 1 if lead >= 1000 else -1
+        lead = abs(n) // 10 ** (exponent - 2)
+    return f"{'-' if n < 0 else ''}{lead // 100}.{lead % 100:02d}e+{exponent}"
+
+
+def _digits(text: str) -> str:
+    """A run of digits as 1.23e+456 (read from the text: no int() of thousands of digits)."""
+    body = text.lstrip("0") or "0"
+    return f"{body[0]}.{body[1:3]}e+{len(body) - 1}" if len(body) > 15 else body
+
+
+def shorten(value: object, limit: int = 60) -> str:
+    """`repr(value)` for an error line: numbers abbreviated, cut to `limit` characters."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return short_number(value)
+    return clip(repr(value), limit)
+
+
+def clip(text: str, limit: int = 60) -> str:
+    """`text` for an error line: long digit runs as 1.23e+456, cut to `limit` characters."""
+    text = shorten_numbers(text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def shorten_numbers(message: str) -> str:
+    """A message with every run of 16 or more digits written as 1.23e+456."""
+    return _LONG_DIGITS.sub(lambda m: _digits(m.group()), message)
 
 
 def did_you_mean(word: str, choices: list[str]) -> str:

@@ -13,8 +13,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipebench.engine.budget import planned_microbatches
-from pipebench.errors import InputError
+from pipebench.engine.budget import first_update_time, microbatch_unit, planned_microbatches
+from pipebench.errors import InputError, short_number
+from pipebench.limits import (
+    FLOAT,
+    Need,
+    available_memory,
+    memory_problem,
+    objective_needs,
+    output_problem,
+    replay_needs,
+    row_text_bytes,
+    trace_need,
+)
 from pipebench.objectives import BlockLinear, Layered, build_objective
 from pipebench.optim import OPTIMIZERS, hyper_array
 from pipebench.scenario import (
@@ -25,7 +36,7 @@ from pipebench.scenario import (
     lr_values,
 )
 from pipebench.timeline import CostModel, get_schedule
-from pipebench.timeline.registry import check_memory
+from pipebench.timeline.schedule import BARRIER_NONE, VERSIONS_TWO_BW, auto_delta
 
 
 @dataclass(frozen=True)
@@ -121,14 +132,19 @@ def resolve(loaded: LoadedScenario, seeds: int | None = None) -> Experiment:
     """Check a loaded scenario against pipebench and build its objective.
 
     `seeds`, when given (`--seeds N`), replaces the scenario's seeds by 0 .. N-1.
+    What the run will need (memory, output, the clock's range) is checked
+    before the objective is built, and the budget against the first update.
     """
     scenario = loaded.scenario
     costs = _costs(loaded)
     entries = [_entry(loaded, i, costs.stages) for i in range(len(scenario.schedules))]
+    budget = scenario.budget
+    amount = float(getattr(budget, budget.kind))
+    _check_needs(loaded, costs, entries, seeds)
     try:
         objective = build_objective(scenario.objective, costs.stages, loaded.data_file())
     except InputError as error:
-        raise loaded.error(("objective", error.field), error.message) from None
+        raise loaded.error(_objective_path(error.field), error.message) from None
     for entry in entries:
         if entry.optimizer == "muon" and not isinstance(objective, Layered):
             own = scenario.schedules[entry.index].optimizer is not None
@@ -137,14 +153,16 @@ def resolve(loaded: LoadedScenario, seeds: int | None = None) -> Experiment:
             raise loaded.error(
                 where, "muon orthogonalises weight matrices: use it with objective mlp or charlm"
             )
-    budget = scenario.budget
-    amount = float(getattr(budget, budget.kind))
-    for entry in entries:
-        m = planned_microbatches(entry.schedule, entry.options, costs, budget.kind, amount)
-        try:
-            check_memory(costs.stages, m)
-        except InputError as error:
-            raise loaded.error(("budget", budget.kind), error.message) from None
+    if budget.kind == "time":  # every schedule must make an update: the latest first one
+        firsts = {e.label: first_update_time(e.schedule, e.options, costs) for e in entries}
+        label = max(firsts, key=firsts.__getitem__)
+        if amount < firsts[label]:
+            first = short_number(firsts[label])
+            raise loaded.error(
+                ("budget", "time"),
+                f"{short_number(amount)} ends before {label} makes its first update (at "
+                f"{first} with these costs); give a time of at least {first}",
+            )
     return Experiment(
         loaded=loaded,
         costs=costs,
@@ -156,3 +174,92 @@ def resolve(loaded: LoadedScenario, seeds: int | None = None) -> Experiment:
         points=scenario.record.points,
         target_loss=scenario.target_loss,
     )
+
+
+def _objective_path(field: str) -> tuple:
+    """The scenario path of a field an objective's builder names ('width', 'objective.corpus')."""
+    parts = tuple(field.split("."))
+    return parts if parts[0] in ("objective", "pipeline") else ("objective", *parts)
+
+
+def _check_needs(
+    loaded: LoadedScenario, costs: CostModel, entries: list[Entry], seeds: int | None
+) -> None:
+    """Refuse what cannot fit: memory, output size, the simulated clock (see limits.py)."""
+    scenario = loaded.scenario
+    S = costs.stages
+    budget = scenario.budget
+    amount = float(getattr(budget, budget.kind))
+    spec = scenario.objective
+    needs, params, rows = objective_needs(spec, S, loaded.data_file())
+    size_field = needs[0].field  # what the parameter count grows with
+    replays = []
+    for entry in entries:
+        where: tuple = ("schedules", entry.index)
+        m = planned_microbatches(entry.schedule, entry.options, costs, budget.kind, amount)
+        unit = microbatch_unit(entry.schedule, S, entry.options)
+        grouped = [o for o in ("accumulate", "local_steps", "replicas") if o in entry.options]
+        by_group = budget.kind != "microbatches" and unit * 2 > m and grouped
+        trace_field = (*where, grouped[0]) if by_group else ("budget", budget.kind)
+        needs.append(trace_need(trace_field, S, m))
+        clock = costs.clock_check(m, bool(entry.options.get("recompute", False)))
+        if clock is not None:
+            raise loaded.error(("pipeline", "costs", clock[0]), clock[1])
+        shape = _shape(entry.schedule, entry.options, S, m)
+        # the options are to blame for a large shape when they make it larger than the defaults
+        held = [o for o in ("replicas", "accumulate", "delta") if o in entry.options]
+        larger = any(a > b for a, b in zip(shape, _shape(entry.schedule, {}, S, m), strict=True))
+        field = (*where, held[0]) if held and larger else size_field
+        replays.append(replay_needs(entry.label, spec, S, params, rows, shape, field))
+    # every trace is held until the end; replays run one at a time (per worker)
+    needs += max(replays, key=lambda pair: sum(need.bytes for need in pair))
+    n_seeds = seeds if seeds is not None else len(scenario.seed_list)
+    runs = n_seeds * sum(len(e.lrs) for e in entries)
+    points = scenario.record.points
+    runs_field = _runs_field(scenario, entries, seeds, n_seeds, points)
+    # each run's curve and final weights are held until the tables are written
+    results = FLOAT * runs * (3 * (points + 1) + params)
+    needs.append(Need(runs_field, f"the results of {runs} runs", results))
+    problem = memory_problem(needs, available_memory())
+    if problem is None:
+        text = row_text_bytes(scenario.name, [e.label for e in entries])
+        message = output_problem(runs, points, text)
+        if message is None:
+            return
+        problem = (Need(runs_field, "", 0), message)
+    field, message = problem[0].field, problem[1]
+    if isinstance(field, str):
+        raise InputError(field, message)
+    raise loaded.error(field, message)
+
+
+def _shape(name: str, options: dict, stages: int, microbatches: int) -> tuple[int, int, int]:
+    """(replicas, weight versions, micro-batches in flight) a replay holds, at most."""
+    schedule = get_schedule(name)
+    resolved = schedule.options(stages, options)
+    if schedule.rules is None:  # rpd: one model, its iterates back to the delay bound
+        delta = resolved["delta"]
+        bound = auto_delta(stages) if delta == "auto" else int(delta)
+        return 1, min(bound, stages * microbatches) + 1, 1
+    rules = schedule.rules(stages, resolved)
+    inflight = min(int(rules.cap.max()), microbatches)
+    # a stage reads versions at most `inflight` steps old; 2BW reads one of two, and
+    # without staleness (flushes, chained replicas) only the current one is read
+    if rules.versions == VERSIONS_TWO_BW:
+        versions = 3
+    elif rules.barrier != BARRIER_NONE or rules.chain_replicas:
+        versions = 2
+    else:
+        versions = inflight + 2
+    return rules.replicas, versions, inflight
+
+
+def _runs_field(scenario, entries: list[Entry], seeds: int | None, n_seeds: int, points: int):
+    """What to blame for too many runs x points: the largest factor."""
+    lrs = max(entries, key=lambda e: len(e.lrs))
+    if points + 1 >= max(n_seeds, len(lrs.lrs)):
+        return ("record", "points")
+    if n_seeds >= len(lrs.lrs):
+        return "seeds" if seeds is not None else ("seeds",)
+    own = scenario.schedules[lrs.index].lr is not None
+    return ("schedules", lrs.index, "lr") if own else ("optimizer", "lr")

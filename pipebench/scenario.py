@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
+import math
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -27,25 +27,16 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from pipebench.errors import InputError, ScenarioError, did_you_mean
+from pipebench import safeyaml
+from pipebench.errors import InputError, ScenarioError, clip, did_you_mean, shorten
 from pipebench.optim import HYPER_FIELDS, OPTIMIZERS, SHARED_FIELDS
+from pipebench.safeyaml import YamlProblem
 from pipebench.sweep.grid import Axis, check_sweepable, parse_values, sweep_values
 
 PosInt = Annotated[int, Field(ge=1)]
 PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Seed = Annotated[int, Field(ge=0, lt=2**31)]  # seeds feed 32-bit counter hashes
-
-
-class _Loader(yaml.SafeLoader):
-    """`yaml.SafeLoader` that also reads `1e-3` as a number (YAML 1.1 wants `1.0e-3`)."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
-    list("-+0123456789."),
-)
 
 
 def _problem(message: str, sub: str = "") -> PydanticCustomError:
@@ -282,14 +273,15 @@ LrSpec = LrValue | LrList | str | LrGrid
 def lr_values(spec: LrSpec) -> list[float]:
     """The learning rates a spec stands for; ValueError says what is allowed."""
     values = spec.grid if isinstance(spec, LrGrid) else spec
-    if isinstance(values, str):
-        out = [float(v) for v in parse_values(values)]
-    else:
-        out = [float(v) for v in (values if isinstance(values, list) else [values])]
-    if any(not v > 0 for v in out):
-        raise ValueError(f"learning rates must be > 0, got {values!r}")
+    given = parse_values(values) if isinstance(values, str) else values
+    try:
+        out = [float(v) for v in (given if isinstance(given, list) else [given])]
+    except OverflowError:
+        raise ValueError(f"learning rates must be finite, got {shorten(values)}") from None
+    if any(not 0 < v < math.inf for v in out):
+        raise ValueError(f"learning rates must be finite and > 0, got {shorten(values)}")
     if len(set(out)) != len(out):
-        raise ValueError(f"learning rates repeat in {values!r}")
+        raise ValueError(f"learning rates repeat in {shorten(values)}")
     return out
 
 
@@ -490,7 +482,7 @@ def _line_map(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dic
         for key, value in node.value:
             name = key.value
             if name in seen:
-                raise _YamlProblem(key.start_mark.line + 1, ".".join(map(str, (*path, name))),
+                raise YamlProblem(key.start_mark.line + 1, ".".join(map(str, (*path, name))),
                                    "duplicate key")  # fmt: skip
             seen.add(name)
             out[(*path, name)] = key.start_mark.line + 1
@@ -502,27 +494,26 @@ def _line_map(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dic
     return out
 
 
-class _YamlProblem(Exception):
-    def __init__(self, line: int | None, field: str, message: str) -> None:
-        super().__init__(message)
-        self.line, self.field, self.message = line, field, message
-
-
 def parse_override(text: str) -> tuple[tuple, object]:
     """`key.path=value` into a path (list indices as ints) and a YAML-typed value."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
-        raise InputError("set", f"expected key.path=value, got {text!r}")
+        raise InputError("set", f"expected key.path=value, got {shorten(text)}")
     try:
-        value = yaml.load(raw, Loader=_Loader) if raw.strip() else ""
+        value = safeyaml.load(raw) if raw.strip() else ""
+    except safeyaml.YamlProblem as problem:
+        raise InputError("set", f"{clip(text)}: {problem.message}") from None
     except yaml.YAMLError:
         value = raw
-    return _key_path(key), value
+    return _key_path(key, text), value
 
 
-def _key_path(key: str) -> tuple:
-    """`schedules.2.accumulate` as ('schedules', 2, 'accumulate')."""
-    return tuple(int(p) if p.isdigit() else p for p in key.strip().split("."))
+def _key_path(key: str, text: str) -> tuple:
+    """`schedules.2.accumulate` as ('schedules', 2, 'accumulate'); ASCII digits are indices."""
+    parts = key.strip().split(".")
+    if any(not p for p in parts):
+        raise InputError("set", f"{clip(text)}: empty part in the key path; write it as a.b.0.c")
+    return tuple(int(p) if p.isascii() and p.isdigit() else p for p in parts)
 
 
 def _apply_override(data: dict, path: tuple, value: object, text: str) -> None:
@@ -530,21 +521,23 @@ def _apply_override(data: dict, path: tuple, value: object, text: str) -> None:
     for depth, part in enumerate(path[:-1]):
         if isinstance(node, list):
             if not isinstance(part, int) or part >= len(node):
-                raise InputError("set", f"{text}: no item {part} in a list of {len(node)}")
+                raise InputError("set", f"{clip(text)}: no item {part} in a list of {len(node)}")
             node = node[part]
         elif isinstance(node, dict):
             node = node.setdefault(part, {})
         else:
-            raise InputError("set", f"{text}: {'.'.join(map(str, path[: depth + 1]))} is a value")
+            raise InputError(
+                "set", f"{clip(text)}: {'.'.join(map(str, path[: depth + 1]))} is a value"
+            )
     last = path[-1]
     if isinstance(node, list):
         if not isinstance(last, int) or last >= len(node):
-            raise InputError("set", f"{text}: no item {last} in a list of {len(node)}")
+            raise InputError("set", f"{clip(text)}: no item {last} in a list of {len(node)}")
         node[last] = value
     elif isinstance(node, dict):
         node[last] = value
     else:
-        raise InputError("set", f"{text}: {'.'.join(map(str, path[:-1]))} is a value")
+        raise InputError("set", f"{clip(text)}: {'.'.join(map(str, path[:-1]))} is a value")
 
 
 class Located:
@@ -598,6 +591,22 @@ def _pydantic_error(located: Located, data: dict, error: ValidationError) -> Sce
     return located.error(tuple(path), message)
 
 
+def _yaml_error(file: str, text: str, error: yaml.YAMLError) -> tuple[str, str, str]:
+    """(where, field, message) of a YAML syntax error, with the line it is on."""
+    mark = getattr(error, "problem_mark", None)
+    line = None if mark is None else mark.line + 1
+    if isinstance(error, yaml.reader.ReaderError):  # a character YAML does not allow
+        line = text.count("\n", 0, error.position) + 1
+        code = error.character if isinstance(error.character, int) else ord(error.character)
+        problem = f"character U+{code:04X} is not allowed in YAML (only printable characters are)"
+    else:
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    context, opened = getattr(error, "context", None), getattr(error, "context_mark", None)
+    if context and opened is not None:
+        problem += f" ({context} opened on line {opened.line + 1})"
+    return (file if line is None else f"{file}:{line}"), "(yaml)", f"not valid YAML: {problem}"
+
+
 def load_scenario(
     path: str | Path,
     overrides: list[str] | tuple = (),
@@ -612,27 +621,20 @@ def load_scenario(
     and locates relative data files).
     """
     file = str(path)
-    if text is None:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ScenarioError(file, "(file)", "no such file") from None
-        except (OSError, UnicodeDecodeError) as error:
-            raise ScenarioError(file, "(file)", f"cannot read it: {error}") from None
     try:
-        node = yaml.compose(text, Loader=_Loader)
+        if text is None:
+            text = safeyaml.read_text_file(Path(path))
+        else:
+            safeyaml.check_text(text)
+        safeyaml.check_structure(text)
+        node = yaml.compose(text, Loader=safeyaml.Loader)
         lines = _line_map(node) if node is not None else {}
-        data = yaml.load(text, Loader=_Loader)
-    except _YamlProblem as problem:
-        raise ScenarioError(f"{file}:{problem.line}", problem.field, problem.message) from None
+        data = yaml.load(text, Loader=safeyaml.Loader)
+    except YamlProblem as problem:
+        where = file if problem.line is None else f"{file}:{problem.line}"
+        raise ScenarioError(where, problem.field, problem.message) from None
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"{file}:{mark.line + 1}" if mark is not None else file
-        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        context, opened = getattr(error, "context", None), getattr(error, "context_mark", None)
-        if context and opened is not None:
-            problem += f" ({context} opened on line {opened.line + 1})"
-        raise ScenarioError(where, "(yaml)", f"not valid YAML: {problem}") from None
+        raise ScenarioError(*_yaml_error(file, text, error)) from None
     if not isinstance(data, dict):
         raise ScenarioError(file, "(top level)", "a scenario is a mapping of keys to values")
     if isinstance(data.get("schedules"), list):  # `- pd` is `- {name: pd}`, also for --set
@@ -642,7 +644,7 @@ def load_scenario(
         _apply_override(data, key, value, raw)
     origins = {key: "from --set" for key, _ in parsed}
     for name, value in swept:
-        key = _key_path(name)
+        key = _key_path(name, f"{name}={value}")
         _apply_override(data, key, value, f"{name}={value}")
         origins[key] = "swept"
     if swept:

@@ -239,7 +239,7 @@ BAD = [
     (["BASE", "--reference", "pdd"], "did you mean 'pd'"),
     (["BASE", "--format", "xml"], "--format"),
     (["MISSING"], "does not exist"),
-    (["NOT_SUMMARY"], "not a pipebench summary"),
+    (["NOT_SUMMARY"], "not a pipebench table: no column"),
     (["BASE", "EMPTY"], "CANDIDATE"),
 ]
 

@@ -263,7 +263,7 @@ FAULTS = [  # one case per line reads best
     Fault("export name too long", lambda t, s, m: schedule("--png", "p" * 300 + ".png"), 2, "--png: the name 'ppp"),
     Fault("png on a read-only file system", lambda t, s, m: read_only(tmpfs(s, t / "ro")) or schedule("--png", "ro/g.png"), 2, "--png: cannot write in 'ro': read-only file system"),
     # --- `plot` into an existing results folder
-    Fault("plot a table lacking columns", plot_lacking_a_column, 2, "curves.csv' has no column loss, gap"),
+    Fault("plot a table lacking columns", plot_lacking_a_column, 2, "curves.csv' is not a pipebench table: no column loss, gap"),
     Fault("plot on a disk that fills up", plot_on_a_disk_that_fills, 2, "x.png': No space left on device [ENOSPC]"),
     Fault("plot into a read-only folder", plot_on_a_read_only_folder, 2, "pipebench plot: RESULTS: cannot write in 'ro/res': read-only file system"),
 ]  # fmt: skip

@@ -61,7 +61,7 @@ BAD = [  # one case per line reads best: E501 is off for this file
     ("duplicate labels", ("  - pd\n", "  - pd\n  - pd\n"), [], "schedules.1.label: label 'pd' is used twice"),
     ("seed and seeds", ("seeds: [0, 1]", "seeds: [0, 1]\nseed: 3"), [], "seed: give seeds or seed, not both"),
     ("not a mapping", (BASE, "- just\n- a list\n"), [], "(top level): a scenario is a mapping"),
-    ("budget too large for memory", ("{microbatches: 20}", "{time: 1.0e+12}"), [], "s.yaml:7: budget.time: a trace of S=2, M=1000000000002 needs about"),
+    ("budget too large for memory", ("{microbatches: 20}", "{time: 1.0e+12}"), [], "s.yaml:7: budget.time: the operations of a trace of S=2, M=1000000000002 need about"),
     ("negative seed", ("seeds: [0, 1]", "seeds: [0, -1]"), [], "s.yaml:2: seeds.1: Input should be greater than or equal to 0"),
     ("bad --set value", ("", ""), ["--set", "pipeline.stages=zero"], "pipeline.stages (from --set): Input should be a valid integer"),
     ("bad --set path", ("", ""), ["--set", "schedules.7.name=pd"], "--set: schedules.7.name=pd: no item 7 in a list of 2"),

@@ -17,7 +17,7 @@ from pipebench.timeline.rpd import plan_stats
 from pipebench.timeline.stats import TimelineStats, busy_time, timeline_stats
 
 
-def _group(name: str, stages: int, options: dict[str, object]) -> int:
+def microbatch_unit(name: str, stages: int, options: dict[str, object]) -> int:
     """Micro-batches per mini-batch, update group or round: the unit a run is rounded to."""
     schedule = get_schedule(name)
     if schedule.rules is None:
@@ -37,7 +37,7 @@ def planned_microbatches(
     if kind == "microbatches":
         return int(amount)
     S = costs.stages
-    group = _group(name, S, options)
+    group = microbatch_unit(name, S, options)
     if kind == "time":
         # Stage 0 runs forwards one at a time, each at least forward[0] * (1 - jitter)
         # long: no micro-batch past this one can have an operation end by `amount`.
@@ -45,6 +45,18 @@ def planned_microbatches(
         return _round_up(math.floor(amount / shortest) + 2, group)
     # updates: each micro-batch brings about S / group block updates
     return _round_up(math.ceil(amount * group / S) + group, group)
+
+
+def first_update_time(name: str, options: dict[str, object], costs: CostModel) -> float:
+    """When the first block update of an endless run ends (rpd: its first iteration).
+
+    Before it, every operation belongs to the first `unit` micro-batches or to
+    the S after them, which the 1F1B caps let in: a run of that many more is
+    the endless run up to that update.
+    """
+    m = microbatch_unit(name, costs.stages, options) + costs.stages + 1
+    timeline = build_timeline(name, costs, m, **options)
+    return float(timeline.time[0] if isinstance(timeline, RpdPlan) else timeline.upd_time[0])
 
 
 def timeline_for(

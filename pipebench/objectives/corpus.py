@@ -50,6 +50,10 @@ def load_corpus(
     path = Path(corpus)
     if not path.is_absolute() and base_dir is not None:
         path = base_dir / path
+    if path.exists() and not path.is_file():
+        raise InputError(
+            "objective.corpus", f"{str(path)!r} is not a regular file; give a UTF-8 text file"
+        )
     try:
         text = path.read_bytes().decode("utf-8")
     except OSError as error:

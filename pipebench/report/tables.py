@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipebench.errors import InputError
+from pipebench.errors import InputError, clip, shorten
 from pipebench.experiment import Experiment
 from pipebench.runner import Outcome
 from pipebench.timeline.trace import KIND_NAMES
@@ -38,8 +38,13 @@ CURVE_COLUMNS = [
     "gap",
 ]
 
-
+DELAY_COLUMNS = ["scenario", "schedule", "label", "seed", "delay", "updates"]
+TIMELINE_COLUMNS = ["scenario", "schedule", "label", "kind", "stage", "mb", "replica", "start",
+                    "end", "v_fwd", "v_bwd"]  # fmt: skip
 TEXT_COLUMNS = ("scenario", "schedule", "label", "scenario_hash", "optimizer", "kind")
+BOOL_COLUMNS = ("selected", "diverged")
+_KNOWN = {*SUMMARY_COLUMNS, *CURVE_COLUMNS, *DELAY_COLUMNS, *TIMELINE_COLUMNS}
+_INFINITIES = ("inf", "-inf", "+inf")
 
 
 # Read the floats written back to the last bit: pandas 3 does by default (and deprecates
@@ -47,30 +52,64 @@ TEXT_COLUMNS = ("scenario", "schedule", "label", "scenario_hash", "optimizer", "
 _EXACT_FLOATS = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
 
 
-def read_table(path: Path, role: str) -> pd.DataFrame:
+def read_table(path: Path, role: str, required: list[str] | tuple = ()) -> pd.DataFrame:
     """A table this module wrote, read back with the same types (an empty field is NaN).
 
     Text columns stay text ('nan' is a label like any other), flags become
-    booleans, and `seed` an integer column with NA on aggregate rows. A file
-    that is not such a table is an `InputError` on `role` (the argument).
+    booleans, `seed` an integer column with NA on aggregate rows, every other
+    column numbers (inf as written for diverged runs). A file that is not such
+    a table (unreadable, a `required` column missing, a cell that is not of its
+    column's type) is an `InputError` on `role` (the argument), naming the file,
+    the column and the line.
     """
-    try:
-        table = pd.read_csv(
+    try:  # the columns pipebench writes as text, to be checked; others (swept keys) inferred
+        raw = pd.read_csv(
             path,
-            dtype={c: str for c in TEXT_COLUMNS},
+            dtype=dict.fromkeys(_KNOWN, str),
             keep_default_na=False,
             na_values=[""],
             **_EXACT_FLOATS,
         )
-        if "seed" in table.columns:
-            table["seed"] = table["seed"].astype("Int64")
-    except (ValueError, TypeError, UnicodeDecodeError) as error:  # pandas' errors included
+    except (ValueError, TypeError, UnicodeDecodeError, OSError) as error:  # pandas' too
         first = (str(error).strip().splitlines() or ["empty file"])[0]
-        raise InputError(role, f"{str(path)!r} is not a pipebench table: {first}") from None
-    for column in ("selected", "diverged"):
-        if column in table.columns:
-            table[column] = table[column].astype(str).str.lower() == "true"
-    return table
+        raise InputError(role, f"{str(path)!r} is not a pipebench table: {clip(first)}") from None
+    missing = [c for c in required if c not in raw.columns]
+    if missing:
+        raise InputError(
+            role,
+            f"{str(path)!r} is not a pipebench table: no column {', '.join(missing[:3])}"
+            + (f" (and {len(missing) - 3} more)" if len(missing) > 3 else ""),
+        )
+    typed = {c: _typed(raw[c].fillna(""), c, path, role) if c in _KNOWN else raw[c] for c in raw}
+    return pd.DataFrame(typed, index=raw.index)
+
+
+def _typed(cells: pd.Series, column: str, path: Path, role: str) -> pd.Series:
+    """One column's cells (text as written) with the column's type; InputError on a bad cell."""
+    empty = cells == ""
+    if column in TEXT_COLUMNS:
+        return cells.where(~empty, np.nan)
+    lower = cells.str.strip().str.lower()
+    if column in BOOL_COLUMNS:
+        bad = ~lower.isin(("true", "false", ""))
+        expected = "true, false or empty"
+        typed = lower == "true"
+    else:
+        typed = pd.to_numeric(cells.where(~empty, np.nan), errors="coerce")
+        # a number as pipebench writes it: finite, or 'inf' (never 'nan' nor 1e400)
+        bad = ~empty & (typed.isna() | (np.isinf(typed) & ~lower.isin(_INFINITIES)))
+        expected = "a number (or inf, or empty)"
+        if column == "seed":
+            bad |= ~empty & typed.notna() & (typed != np.floor(typed))
+            expected = "an integer (or empty)"
+            typed = typed.astype("Int64") if not bad.any() else typed
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise InputError(
+            role, f"{str(path)!r}: column {column} holds {shorten(cells.iloc[row])} on line "
+            f"{row + 2}; expected {expected}",
+        )  # fmt: skip
+    return typed
 
 
 def _time_to_target(curve, target: float | None) -> float:
@@ -218,11 +257,6 @@ def curves_table(exp: Experiment, outcomes: list[Outcome]) -> pd.DataFrame:
         }
 
     return _blocks(exp, outcomes, CURVE_COLUMNS, lambda o: (o.entry.label, o.seed, o.lr), fields)
-
-
-DELAY_COLUMNS = ["scenario", "schedule", "label", "seed", "delay", "updates"]
-TIMELINE_COLUMNS = ["scenario", "schedule", "label", "kind", "stage", "mb", "replica", "start",
-                    "end", "v_fwd", "v_bwd"]  # fmt: skip
 
 
 def delays_table(exp: Experiment, outcomes: list[Outcome]) -> pd.DataFrame:

@@ -14,7 +14,13 @@ from itertools import product
 import numpy as np
 import yaml
 
+from pipebench import safeyaml
+from pipebench.errors import short_number, shorten
+
 _POWER = re.compile(r"^\s*([0-9.]+)\s*\^\s*([+-]?\d+)\s*$")
+MAX_VALUES = 1000  # values one range or list stands for (an lr grid, a swept key)
+MAX_CELLS = 10_000  # cells of a sweep grid
+MAX_EXPONENT = 1024  # of a power B^i
 _RANGE_HELP = (
     "a number, a comma list (0.1,0.2), powers 'B^i..B^j' (2^-12..2^-3), "
     "or 'a..b:n' (n log-spaced values from a to b)"
@@ -26,6 +32,8 @@ def _number(text: str) -> float | int:
     power = _POWER.match(text)
     if power:
         base, exp = float(power.group(1)), int(power.group(2))
+        if abs(exp) > MAX_EXPONENT:
+            raise ValueError(text)
         if base.is_integer() and exp >= 0:
             return int(base) ** exp
         return base**exp
@@ -38,11 +46,24 @@ def _number(text: str) -> float | int:
 def parse_values(text: str) -> list[float | int]:
     """The values a range string stands for, in order; ValueError saying what is allowed."""
     try:
-        if ".." in text:
-            return _parse_range(text)
-        return [_number(part) for part in text.split(",")]
+        values = _parse_range(text) if ".." in text else [_number(p) for p in text.split(",")]
+    except TooManyValues:
+        raise
     except (ValueError, OverflowError, ZeroDivisionError):
-        raise ValueError(f"expected {_RANGE_HELP}, got {text!r}") from None
+        raise ValueError(f"expected {_RANGE_HELP}, got {shorten(text)}") from None
+    _check_count(len(values), text)
+    return values
+
+
+class TooManyValues(ValueError):
+    """A range or list that stands for more values than MAX_VALUES."""
+
+
+def _check_count(n: int, text: str) -> None:
+    if n > MAX_VALUES:
+        raise TooManyValues(
+            f"{shorten(text)} stands for {short_number(n)} values; at most {MAX_VALUES}"
+        )
 
 
 def _parse_range(text: str) -> list[float | int]:
@@ -53,6 +74,7 @@ def _parse_range(text: str) -> list[float | int]:
         a, b = float(_number(low)), float(_number(high))
         if n < 2 or a <= 0 or b <= 0:
             raise ValueError(text)
+        _check_count(n, text)
         return [float(v) for v in np.geomspace(a, b, n)]
     lo, hi = _POWER.match(low), _POWER.match(high)
     if not lo or not hi or float(lo.group(1)) != float(hi.group(1)):
@@ -61,6 +83,7 @@ def _parse_range(text: str) -> list[float | int]:
     i, j = int(lo.group(2)), int(hi.group(2))
     if j < i:
         raise ValueError(text)
+    _check_count(j - i + 1, text)
     return [_number(f"{base}^{e}") for e in range(i, j + 1)]
 
 
@@ -96,8 +119,8 @@ def _word(text: str) -> object:
     except (ValueError, OverflowError, ZeroDivisionError):
         pass
     try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
+        value = safeyaml.load(text)
+    except (yaml.YAMLError, safeyaml.YamlProblem):
         value = text
     if value is None or isinstance(value, (dict, list)):
         raise ValueError(text)
@@ -113,10 +136,12 @@ def sweep_values(given: object) -> list:
     if isinstance(given, str):
         try:
             values = parse_values(given) if ".." in given else [_word(p) for p in given.split(",")]
+        except TooManyValues:
+            raise
         except ValueError:
             raise ValueError(
                 f"expected values such as 2,4,8 or pd,2bw, powers 2^1..2^7, or a..b:n; "
-                f"got {given!r}"
+                f"got {shorten(given)}"
             ) from None
     elif isinstance(given, list):
         values = list(given)
@@ -126,8 +151,9 @@ def sweep_values(given: object) -> list:
         values = [given]
     if not values:
         raise ValueError("give at least one value")
+    _check_count(len(values), str(given))
     if len({(type(v), v) for v in values}) != len(values):
-        raise ValueError(f"values repeat in {given!r}")
+        raise ValueError(f"values repeat in {shorten(given)}")
     return values
 
 
@@ -150,6 +176,13 @@ def merge_axes(written: list[Axis], given: list[Axis]) -> list[Axis]:
 
 
 def grid_cells(axes: list[Axis]) -> list[tuple[tuple[str, object], ...]]:
-    """The cross product of the axes (the last varies fastest): ((key, value), ...) per cell."""
+    """The cross product of the axes (the last varies fastest): ((key, value), ...) per cell.
+
+    ValueError when it has more than MAX_CELLS cells (counted before it is built).
+    """
+    cells = math.prod(len(axis.values) for axis in axes)
+    if cells > MAX_CELLS:
+        sizes = " x ".join(str(len(axis.values)) for axis in axes)
+        raise ValueError(f"the grid has {sizes} = {short_number(cells)} cells; at most {MAX_CELLS}")
     keys = [axis.key for axis in axes]
     return [tuple(zip(keys, combo, strict=True)) for combo in product(*(a.values for a in axes))]

@@ -14,6 +14,7 @@ from pathlib import Path
 from pipebench.engine.budget import planned_microbatches
 from pipebench.errors import InputError, ScenarioError
 from pipebench.experiment import Experiment, resolve
+from pipebench.limits import MAX_OUTPUT_BYTES, output_bytes, row_text_bytes, size_text
 from pipebench.scenario import LoadedScenario, load_scenario
 from pipebench.sweep.cell import CellSpec, key_of
 from pipebench.sweep.grid import Axis, grid_cells, merge_axes, parse_grid
@@ -93,8 +94,15 @@ def plan_sweep(
         raise InputError(
             "grid", "nothing to sweep: give --grid key.path=values or a sweep: section"
         )
+    try:
+        grid_values = grid_cells(axes)
+    except ValueError as error:
+        if given:
+            raise InputError("grid", str(error)) from None
+        raise base.error(("sweep",), str(error)) from None
     cells = []
-    for index, values in enumerate(grid_cells(axes)):
+    written = 0
+    for index, values in enumerate(grid_values):
         try:
             loaded = load_scenario(path, overrides, values, text=base.text)
             exp = resolve(loaded, seeds)
@@ -106,4 +114,12 @@ def plan_sweep(
             raise InputError("grid", error.message) from None
         key = key_of(loaded, exp.seeds)
         cells.append(Cell(index, values, key, exp.runs, tuple(exp.seeds), _work(exp)))
+        text = row_text_bytes(exp.name, [e.label for e in exp.entries])
+        written += output_bytes(exp.runs, exp.points, text)
+    if written > MAX_OUTPUT_BYTES:
+        message = (
+            f"its {len(cells)} cells would write about {size_text(written)} of tables; "
+            f"at most {size_text(MAX_OUTPUT_BYTES)}: sweep fewer values, points or seeds"
+        )
+        raise InputError("grid", message) if given else base.error(("sweep",), message)
     return SweepPlan(base, axes, cells, tuple(overrides), seeds)

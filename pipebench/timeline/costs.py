@@ -54,6 +54,24 @@ def _fmt(values: list) -> str:
     return ",".join(f"{v:g}" for v in values)
 
 
+CLOCK_DIGITS = 2.0**52  # a float64 clock resolves durations down to its value / 2^52
+
+
+def _clock_problem(longest: float, shortest: float) -> str | None:
+    """Why a clock reaching `longest` cannot time operations as short as `shortest`."""
+    if not math.isfinite(longest) or longest > 1e300:
+        return (
+            f"the simulated clock would overflow (the run lasts up to {longest:.3g} time "
+            "units); give smaller costs or a smaller budget"
+        )
+    if longest > shortest * CLOCK_DIGITS:
+        return (
+            f"the run lasts up to {longest:.3g} time units, too long to time operations of "
+            f"{shortest:.3g} on a float64 clock; keep costs within 2^52 of the run's length"
+        )
+    return None
+
+
 @dataclass(frozen=True)
 class CostModel:
     """Per-stage forward/backward durations and the fixed costs of links, steps and averaging.
@@ -73,6 +91,30 @@ class CostModel:
     @property
     def stages(self) -> int:
         return len(self.forward)
+
+    def clock_check(self, microbatches: int, recompute: bool = False) -> tuple[str, str] | None:
+        """(cost field to blame, why) when a run of `microbatches` cannot be timed in float64.
+
+        The run cannot last longer than its operations one after another; the
+        clock must hold that length and still tell the shortest operation apart.
+        """
+        S, M, j = self.stages, microbatches, self.jitter
+        with np.errstate(over="ignore"):
+            parts = {
+                "forward": M * float(self.forward.sum()) * (1 + j) * (2 if recompute else 1),
+                "backward": M * float(self.backward.sum()) * (1 + j),
+                "comm": 2 * S * M * self.comm,
+                "update": S * M * self.update,
+                "allreduce": M * self.allreduce,
+            }
+            longest = (
+                math.fsum(parts.values()) if all(map(math.isfinite, parts.values())) else math.inf
+            )
+        shortest = float(min(self.forward.min(), self.backward.min())) * (1 - j)
+        problem = _clock_problem(longest, shortest)
+        if problem is None:
+            return None
+        return max(parts, key=lambda k: parts[k]), problem
 
     @classmethod
     def build(

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
-
 from pipebench.errors import InputError, did_you_mean
+from pipebench.limits import available_memory, memory_problem, trace_need
 from pipebench.timeline import flush, gpipe, localsgd, naive, paci, pd, rpd, twobw
 from pipebench.timeline.costs import CostModel
 from pipebench.timeline.rpd import RpdPlan
 from pipebench.timeline.schedule import Schedule
 from pipebench.timeline.simulate import simulate
-from pipebench.timeline.trace import BYTES_PER_OP, MAX_MICROBATCHES, Trace
+from pipebench.timeline.trace import MAX_MICROBATCHES, Trace
 
 SCHEDULES: dict[str, Schedule] = {
     s.name: s
@@ -39,17 +38,9 @@ def get_schedule(name: str) -> Schedule:
 
 def check_memory(stages: int, microbatches: int) -> None:
     """Refuse, up front, a trace that cannot fit in this machine's memory."""
-    need = 3 * stages * microbatches * BYTES_PER_OP  # F, B and (at most) one U per pair
-    try:
-        have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):  # not a POSIX system: let it try
-        return
-    if need > have:
-        raise InputError(
-            "microbatches",
-            f"a trace of S={stages}, M={microbatches} needs about {need / 2**30:.0f} GiB "
-            f"({BYTES_PER_OP} bytes per operation); this machine has {have / 2**30:.0f} GiB",
-        )
+    problem = memory_problem([trace_need("microbatches", stages, microbatches)], available_memory())
+    if problem is not None:
+        raise InputError("microbatches", problem[1])
 
 
 def build_timeline(

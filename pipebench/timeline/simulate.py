@@ -19,6 +19,7 @@ import math
 import numpy as np
 from numba import njit
 
+from pipebench.errors import InputError
 from pipebench.timeline.costs import CostModel, jitter_factor
 from pipebench.timeline.schedule import (
     BARRIER_AVERAGE,
@@ -256,15 +257,21 @@ def _in_update_order(upd_op, upd_first, upd_version, stage, end):
 def simulate(name: str, rules: Rules, costs: CostModel, microbatches: int) -> Trace:
     """Run the event simulation of `rules` for `microbatches` micro-batches."""
     stages = costs.stages
+    clock = costs.clock_check(microbatches, rules.recompute)
+    if clock is not None:
+        raise InputError(*clock)
     if rules.replicas > 1 and rules.accumulate != 1:
         raise ValueError("replicas step after every backward: accumulate must be 1")
     n_upd = stages * math.ceil(microbatches / rules.accumulate)
     n_avg = math.ceil(microbatches / rules.group) if rules.barrier == BARRIER_AVERAGE else 0
     n_ops = 2 * stages * microbatches + n_upd + n_avg
+    # A stage never holds more than every micro-batch: the ring buffers need no more
+    # (a mini-batch of 10^12 in a run of 20 micro-batches is 20).
+    cap = np.minimum(rules.cap, microbatches)
     status, n_rows, n_u, *arrays = _simulate(
         costs.forward, costs.backward, costs.comm, costs.update, costs.allreduce,
         costs.jitter, costs.seed, microbatches,
-        rules.cap, rules.accumulate, rules.group, rules.barrier, rules.forwards_first,
+        cap, rules.accumulate, rules.group, rules.barrier, rules.forwards_first,
         rules.replicas, rules.chain_replicas, rules.versions, rules.recompute,
         n_ops, n_upd,
     )  # fmt: skip
