@@ -269,7 +269,7 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
      "pipeline.costs.backward (from --set): the simulated clock would overflow"),
     # ---- data files
     ("csv-inf", run(csv_objective("a,b,y\n1,2,3\ninf,1,2\n3,4,5\n")), "'a' of data.csv holds inf"),
-    ("csv-nan", run(csv_objective("a,b,y\n1,2,3\nnan,1,2\n3,4,5\n")), "missing value (line 3)"),
+    ("csv-nan", run(csv_objective("a,b,y\n1,2,3\nnan,1,2\n3,4,5\n")), "missing values (the first on line 3)"),
     ("csv-empty", run(csv_objective("")), "cannot read"),
     ("csv-header-only", run(csv_objective("a,b,y\n")), "at least one row"),
     ("csv-text-cell", run(csv_objective("a,b,y\n1,x,3\n2,1,2\n")), "(line 2: 'x')"),

@@ -42,7 +42,8 @@ def load_csv(
         column = frame.columns[frame.isna().any()][0]
         row = int(np.flatnonzero(frame[column].isna())[0]) + 2  # the header is line 1
         raise InputError(
-            "path", f"column {shorten(column)} of {path.name} has a missing value (line {row})"
+            "path",
+            f"column {shorten(column)} of {path.name} has missing values (the first on line {row})",
         )
     values = frame.to_numpy(dtype=np.float64)
     if not np.isfinite(values).all():
