@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from pipebench.optim import OPTIMIZERS, hyper_array
@@ -30,8 +30,15 @@ def numpy_newton_schulz(g: np.ndarray, steps: int) -> np.ndarray:
 @settings(max_examples=25, deadline=None)
 @given(rows=st.integers(1, 9), cols=st.integers(1, 9), seed=st.integers(0, 2**31 - 1))
 def test_newton_schulz_orthogonalises(rows, cols, seed):
-    """Five quintic steps put every singular value of a generic matrix near 1 (0.5 .. 1.3)."""
+    """Five quintic steps put every singular value near 1 (0.5 .. 1.3).
+
+    Each step multiplies a small singular value (relative to the Frobenius
+    norm the iteration starts from) by at most about 3.4, so five steps reach
+    0.5 only from about 2e-3: a Gaussian square matrix can be closer to
+    singular than that (7x7, seed 171587260: 2.2e-4), and such draws are left out.
+    """
     g = np.random.default_rng(seed).standard_normal((rows, cols))
+    assume(np.linalg.svd(g, compute_uv=False).min() >= 3e-3 * np.linalg.norm(g))
     o = newton_schulz(g, 5)
     assert o.shape == g.shape
     assert np.allclose(o, numpy_newton_schulz(g, 5), rtol=1e-12, atol=1e-12)
