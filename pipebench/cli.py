@@ -111,6 +111,9 @@ def schedule(
     recompute: Annotated[
         bool, typer.Option("--recompute", help="PACI: recompute the forward in the backward.")
     ] = False,
+    inflight: Annotated[
+        str | None, typer.Option(help="1F1B in-flight limit: per-stage (S - s) or input (S).")
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     png: Annotated[Path | None, typer.Option(help="Also draw the Gantt chart to this PNG.")] = None,
     chrome_trace: Annotated[
@@ -130,6 +133,7 @@ def schedule(
         "delta": None if delta is None else _delta(delta),
         "delays": delays,
         "recompute": True if recompute else None,
+        "inflight": inflight,
     }
     options = {key: value for key, value in given.items() if value is not None}
     files = {"png": png, "chrome_trace": chrome_trace, "torch_csv": torch_csv}

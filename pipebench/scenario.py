@@ -35,6 +35,8 @@ PosInt = Annotated[int, Field(ge=1)]
 PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Seed = Annotated[int, Field(ge=0, lt=2**31)]  # seeds feed 32-bit counter hashes
+# How minibatches are drawn (objectives/blocklinear.py, SAMPLING_CODES)
+Sampling = Literal["shuffle", "uniform", "sequential", "batch"]
 
 
 class _Loader(yaml.SafeLoader):
@@ -88,7 +90,7 @@ class _ObjectiveBase(_Model):
     examples: PosInt | None = None
     dim: PosInt | None = None
     batch_size: PosInt = 10
-    sampling: Literal["shuffle", "uniform"] = "shuffle"
+    sampling: Sampling = "shuffle"
     l2: NonNegFloat = 0.0
     grad_noise: NonNegFloat = 0.0
     seed: Seed = 0
@@ -161,7 +163,7 @@ class MlpSpec(_Model):
     classes: Annotated[int, Field(ge=2)] = 10
     examples: PosInt = 1024
     batch_size: PosInt = 16
-    sampling: Literal["shuffle", "uniform"] = "shuffle"
+    sampling: Sampling = "shuffle"
     label_noise: NonNegFloat = 0.0
     seed: Seed = 0
 
@@ -187,7 +189,7 @@ class CharlmSpec(_Model):
     batch_size: PosInt = 16
     validation: Annotated[float, Field(gt=0, lt=1)] = 0.1
     eval_windows: PosInt = 64
-    sampling: Literal["shuffle", "uniform"] = "uniform"
+    sampling: Sampling = "uniform"
     symbols: Annotated[int, Field(ge=2, le=62)] = 16
     length: Annotated[int, Field(ge=1000)] = 200_000
     seed: Seed = 0
@@ -354,7 +356,16 @@ class OptimizerSpec(_Model):
 
 # ---------------------------------------------------------------- schedules, scenario
 
-SCHEDULE_OPTIONS = ("accumulate", "replicas", "local_steps", "delta", "delays", "recompute")
+SCHEDULE_OPTIONS = (
+    "accumulate",
+    "replicas",
+    "local_steps",
+    "delta",
+    "delays",
+    "recompute",
+    "inflight",
+    "sampling",
+)
 
 
 class ScheduleSpec(_Model):
@@ -368,6 +379,8 @@ class ScheduleSpec(_Model):
     delta: Annotated[int, Field(ge=0)] | Literal["auto"] | None = None
     delays: str | None = None
     recompute: bool | None = None
+    inflight: str | None = None
+    sampling: str | None = None  # rpd: how an iteration draws its batch
 
     @field_validator("name")
     @classmethod

@@ -17,8 +17,7 @@ from pipebench.errors import InputError
 from pipebench.objectives.blocklinear import (
     LOSS_SQUARED,
     SAMPLE_FULL,
-    SAMPLE_SHUFFLE,
-    SAMPLE_UNIFORM,
+    SAMPLING_CODES,
     BlockLinear,
 )
 from pipebench.objectives.data import load_csv
@@ -48,7 +47,7 @@ def build(spec, data_file: Path | None) -> BlockLinear:
     """The least-squares objective a `QuadraticSpec` describes."""
     rng = np.random.default_rng(spec.seed)
     variant = spec.variant
-    sampling = SAMPLE_UNIFORM if spec.sampling == "uniform" else SAMPLE_SHUFFLE
+    sampling = SAMPLING_CODES[spec.sampling]
     if variant == "random":
         n, d = spec.examples or 600, spec.dim or 512
         X = rng.standard_normal((n, d))

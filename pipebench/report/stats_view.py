@@ -26,6 +26,7 @@ def summary_table(stats: TimelineStats) -> Table:
         ("updates (block steps)", stats.updates),
         ("max delay, whole run", stats.max_delay),
         ("mean delay, whole run", stats.mean_delay),
+        ("mean delay per block, whole run", stats.mean_block_delay),
         ("max delay, steady state", stats.steady_max_delay),
         ("mean delay, steady state", stats.steady_mean_delay),
     ]
