@@ -132,7 +132,7 @@ class QuadraticSpec(_ObjectiveBase):
 
     VARIANT_FIELDS = {
         "random": ("examples", "dim", "label_noise", "batch_size", "sampling"),
-        "tridiagonal": ("dim", "mu", "label_noise", "batch_size", "sampling"),
+        "tridiagonal": ("examples", "dim", "mu", "label_noise", "batch_size", "sampling"),
         "diagonal": ("dim", "spectrum"),
         "csv": (*_CSV_FIELDS, "batch_size", "sampling"),
     }

@@ -56,7 +56,10 @@ def print_summary(report, fmt: str) -> None:
     print_table(digest, title, caption)
 
 
-TEXT_COLUMNS = ("scenario", "schedule", "status", "crossed")
+TEXT_COLUMNS = (
+    *("scenario", "schedule", "status", "crossed"),
+    *("reproduction", "paper", "figure", "quantity", "source", "verdict"),
+)
 
 
 def print_table(text: pd.DataFrame, title: str, caption: str) -> None:
