@@ -95,7 +95,10 @@ def about(values: np.ndarray, target: float) -> bool:
 
 
 def verdict(holds: bool, within: bool) -> str:
-    return (WITHIN if within else QUALITATIVE) if holds else NOT
+    """Within the spread first; else whether the claim's direction holds (on the mean)."""
+    if within:
+        return WITHIN
+    return QUALITATIVE if holds else NOT
 
 
 # ---------------------------------------------------------------- judges
@@ -105,7 +108,7 @@ def _rpd_delta(s: pd.DataFrame):
     gap = {label: per_seed(s, label, "final_gap") for label in s["label"].unique()}
     tracking = gap["rpd delta=60"] / gap["pd"]
     worse = gap["rpd delta=420"] / gap["rpd delta=60"]
-    tracks = bool(np.all(np.abs(np.log10(tracking)) <= math.log10(3)))
+    tracks = bool(abs(np.log10(tracking.mean())) <= math.log10(3))
     return [
         (
             "final f-f*, RPD delta=S^2-S/2=60 over PD (within 3x = tracks)",
@@ -119,7 +122,7 @@ def _rpd_delta(s: pd.DataFrame):
             ratio_text(worse),
             "much worse",
             ISSUE,
-            verdict(bool(np.all(worse >= 10)), False),
+            verdict(bool(worse.mean() >= 10), False),
         ),
     ]
 
@@ -139,7 +142,7 @@ def _pd_vs_localsgd_quadratic(s: pd.DataFrame):
             ratio_text(factor),
             "about 7x (PD wins)",
             ISSUE,
-            verdict(bool(np.all(factor > 1)), about(factor, 7.0)),
+            verdict(bool(factor.mean() > 1), about(factor, 7.0)),
         )
     ]
 
@@ -154,7 +157,7 @@ def _pd_vs_localsgd_logistic(s: pd.DataFrame):
             ratio_text(factor),
             "LocalSGD H=5 wins",
             ISSUE,
-            verdict(bool(np.all(factor > 1)), False),
+            verdict(bool(factor.mean() > 1), False),
         ),
         ("best LocalSGD entry", best, "H=5", ISSUE, verdict(best == "localsgd H=5", False)),
     ]
@@ -183,10 +186,8 @@ def _scaling(s: pd.DataFrame):
         nb_pd, nb_lsgd = _NOTEBOOK_FINAL[S]
         paper = f"{nb_pd / nb_lsgd:.3g}x"
         big = S >= 32
-        holds = bool(np.all(factor > 1)) if S >= 4 else bool(np.all(factor < 1))
-        within = factor.min() <= nb_pd / nb_lsgd * (1 + ABOUT) and factor.max() >= (
-            nb_pd / nb_lsgd * (1 - ABOUT)
-        )
+        holds = factor.mean() > 1 if S >= 4 else factor.mean() < 1
+        within = about(factor, nb_pd / nb_lsgd)
         if big:
             paper += "; about 10x at S >= 32"
             within = within or about(factor, 10.0)
@@ -199,14 +200,16 @@ def _scaling(s: pd.DataFrame):
                 verdict(holds, within),
             )
         )
-    crossover = bool(np.all(factors[2] < 1) and np.all(factors[4] > 1))
+    # on the mean over seeds; within the spread if every seed shows it too
+    crossover = factors[2].mean() < 1 < factors[4].mean()
+    every_seed = bool(np.all(factors[2] < 1) and np.all(factors[4] > 1))
     rows.append(
         (
-            "crossover (LocalSGD starts to win)",
+            "crossover (LocalSGD starts to win), mean over seeds",
             "between S=2 and 4" if crossover else "elsewhere",
             "between S=2 and 4",
             ISSUE,
-            verdict(crossover, crossover),
+            verdict(crossover, crossover and every_seed),
         )
     )
     return rows

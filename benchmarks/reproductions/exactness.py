@@ -38,12 +38,12 @@ TOLERANCE = 1e-9
 
 # name: (objective, S, micro-batches, lr, schedule, local steps)
 CASES = {
-    "pd, random quadratic (2000 x 512, batch 100), S=8": ("random", 8, 400, 0.05, "pd", 0),
-    "localsgd H=5, random quadratic, S=8": ("random", 8, 400, 0.1, "localsgd", 5),
-    "pd, tridiagonal quadratic (600 x 512, batch 5), S=16": ("tridiagonal", 16, 240, 4e-3, "pd", 0),
-    "localsgd H=5, tridiagonal quadratic, S=16": ("tridiagonal", 16, 240, 0.03, "localsgd", 5),
-    "pd, logistic (600 x 512, batch 5, l2 1e-4), S=16": ("logistic", 16, 240, 0.125, "pd", 0),
-    "localsgd H=5, logistic, S=16": ("logistic", 16, 240, 0.5, "localsgd", 5),
+    "pd, random quadratic (2000 x 512, batch 100), S=8": ("random", 8, 160, 0.05, "pd", 0),
+    "localsgd H=5, random quadratic, S=8": ("random", 8, 160, 0.1, "localsgd", 5),
+    "pd, tridiagonal quadratic (600 x 512, batch 5), S=16": ("tridiagonal", 16, 160, 4e-3, "pd", 0),
+    "localsgd H=5, tridiagonal quadratic, S=16": ("tridiagonal", 16, 160, 0.03, "localsgd", 5),
+    "pd, logistic (600 x 512, batch 5, l2 1e-4), S=16": ("logistic", 16, 160, 0.125, "pd", 0),
+    "localsgd H=5, logistic, S=16": ("logistic", 16, 160, 0.5, "localsgd", 5),
 }
 DATA = {  # objective: (examples, batch)
     "random": (2000, 100),
@@ -156,7 +156,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         tmp = Path(scratch)
         code = export(args.paper, tmp)
-        print(f"{'case':<56} {'steps':>6} {'max rel. diff':>14}")
+        print(f"{'case':<56} {'steps':>6} {'max rel. diff':>14}", flush=True)
         for name, case in CASES.items():
             data = paper_run(code, case, tmp / "paper.npz")
             ours = pipebench_run(case, data, tmp)
@@ -167,7 +167,7 @@ def main() -> None:
                 continue
             worst = float(np.max(np.abs(ours - theirs) / np.abs(theirs)))
             worst_all = max(worst_all, worst)
-            print(f"{name:<56} {len(theirs) - 1:>6} {worst:>14.2e}")
+            print(f"{name:<56} {len(theirs) - 1:>6} {worst:>14.2e}", flush=True)
     verdict = "equal" if worst_all <= TOLERANCE else "NOT equal"
     print(f"largest relative difference {worst_all:.2e}: {verdict} to {TOLERANCE:g}")
     sys.exit(0 if worst_all <= TOLERANCE else 1)
