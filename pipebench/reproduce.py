@@ -260,7 +260,7 @@ REPRODUCTIONS: dict[str, Reproduction] = {
         ),
         Reproduction(
             "scaling-vs-stages", RPD_PAPER, "(d) fixed time 3,180 vs S = 2..128, logistic",
-            "scaling_vs_stages.yaml", 4.0, _scaling,
+            "scaling_vs_stages.yaml", 2.5, _scaling,
         ),
         Reproduction(
             "delays-vs-stages", RPD_PAPER, "delay statistics vs S",
