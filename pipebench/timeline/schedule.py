@@ -79,6 +79,7 @@ def _inflight(v: object) -> str | None:
 
 
 def _sampling(v: object) -> str | None:
+    # imported here: the objectives package is heavy, and only rpd's option needs it
     from pipebench.objectives.blocklinear import SAMPLING_CODES
 
     allowed = ("objective", *SAMPLING_CODES)

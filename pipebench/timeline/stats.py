@@ -104,7 +104,7 @@ def update_delays(trace: Trace) -> np.ndarray:
 @njit(cache=True)
 def _block_delay_total(reads, first, last, k):
     """Sum over updates u and blocks j of k[u] - min(reads[first[u] : last[u] + 1, j])."""
-    total = 0.0
+    total = 0
     for u in range(len(first)):
         for j in range(reads.shape[1]):
             total += k[u] - reads[first[u] : last[u] + 1, j].min()
