@@ -186,8 +186,10 @@ def direct_block_delays(tr) -> np.ndarray:
 def test_mean_block_delay_is_a_direct_count(name, S, M, options):
     tr = build_timeline(name, unit(S), M, **options)
     assert np.all(tr.kind[tr.upd_op] == UPDATE)
-    want = direct_block_delays(tr).mean()
-    assert stats_of(tr).mean_block_delay == pytest.approx(want, rel=1e-12)
+    direct = direct_block_delays(tr)
+    st = stats_of(tr)
+    assert st.mean_block_delay == pytest.approx(direct.mean(), rel=1e-12)
+    np.testing.assert_allclose(st.stage_mean_delay, direct.mean(axis=0), rtol=1e-12)
 
 
 def test_mean_block_delay_of_pd_is_about_half_s_squared():
@@ -201,7 +203,9 @@ def test_mean_block_delay_of_pd_is_about_half_s_squared():
 def test_rpd_mean_block_delay_is_the_mean_of_its_draws():
     plan = build_timeline("rpd", unit(4), 30, delta=9)
     draws = np.array([plan.delays_at(k) for k in range(plan.iterations)])
-    assert stats_of(plan).mean_block_delay == pytest.approx(draws.mean(), rel=1e-12)
+    st = stats_of(plan)
+    assert st.mean_block_delay == pytest.approx(draws.mean(), rel=1e-12)
+    np.testing.assert_allclose(st.stage_mean_delay, draws.mean(axis=0), rtol=1e-12)
 
 
 # ---------------------------------------------------------------- exactness

@@ -278,7 +278,9 @@ def check_trace(tr, cfg: Setup) -> None:
         oldest = [oldest[a : b + 1].min() for a, b in zip(tr.upd_first, ulast, strict=True)]
         assert np.array_equal(delays, np.arange(tr.n_updates) - np.array(oldest))
         block_delays = np.arange(tr.n_updates)[:, None] - oldest_per_block
-        assert math.isclose(stats_of(tr).mean_block_delay, block_delays.mean(), rel_tol=1e-12)
+        st = stats_of(tr)
+        assert math.isclose(st.mean_block_delay, block_delays.mean(), rel_tol=1e-12)
+        assert np.allclose(st.stage_mean_delay, block_delays.mean(axis=0), rtol=1e-12, atol=0)
     if cfg.name in ("gpipe", "1f1b-flush", "naive", "localsgd"):
         # sequential, or stale-free with each replica numbered apart: stage s's update
         # comes right after those of the S - 1 - s later stages for the same micro-batches

@@ -95,17 +95,17 @@ def _draw_blocks(seed, stages, iterations):
 @njit(cache=True)
 def _plan_delays(mode, delta, seed, block, pd_update_mb, pd_reads, stages):
     """Per iteration, the largest block delay; per stage, the largest delay of its own
-    block; and the sum of every block's delay over all iterations."""
+    block, and the sum of its block's delays over all iterations."""
     n = len(block)
     worst = np.empty(n, np.int64)
     own = np.zeros(stages, np.int64)
+    total = np.zeros(stages, np.int64)
     d = np.empty(stages, np.int64)
-    total = 0
     for k in range(n):
         fill_delays(mode, delta, seed, k, pd_update_mb, pd_reads, d)
         worst[k] = d.max()
         own[block[k]] = max(own[block[k]], d[block[k]])
-        total += d.sum()
+        total += d
     return worst, own, total
 
 
@@ -149,6 +149,7 @@ def plan_stats(plan: RpdPlan) -> TimelineStats:
         plan.mode, plan.delta, plan.seed, plan.block, plan.pd_update_mb, plan.pd_reads, plan.stages
     )
     S, M = plan.stages, plan.microbatches
+    means = total / len(worst) if len(worst) else np.zeros(S)
     steady = (plan.pd_update_mb >= S) & (plan.pd_update_mb < M - S)
     max_d, mean_d, steady_max, steady_mean = delay_summary(worst, steady)
     return TimelineStats(
@@ -160,11 +161,12 @@ def plan_stats(plan: RpdPlan) -> TimelineStats:
         updates=plan.iterations,
         max_delay=max_d,
         mean_delay=mean_d,
-        mean_block_delay=float(total / (len(worst) * S)) if len(worst) else 0.0,
+        mean_block_delay=float(means.mean()),
         steady_max_delay=steady_max,
         steady_mean_delay=steady_mean,
         stage_max_drift=[0] * S,
         stage_max_staleness=own.tolist(),
+        stage_mean_delay=means.tolist(),
         peak_versions=[max_d + 1] * S,
         peak_activations=None,
         delay_counts=np.bincount(worst),

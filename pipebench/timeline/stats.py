@@ -102,23 +102,22 @@ def update_delays(trace: Trace) -> np.ndarray:
 
 
 @njit(cache=True)
-def _block_delay_total(reads, first, last, k):
-    """Sum over updates u and blocks j of k[u] - min(reads[first[u] : last[u] + 1, j])."""
-    total = 0
+def _block_delay_sums(reads, first, last, k):
+    """Per block j, the sum over updates u of k[u] - min(reads[first[u] : last[u] + 1, j])."""
+    out = np.zeros(reads.shape[1], np.int64)
     for u in range(len(first)):
         for j in range(reads.shape[1]):
-            total += k[u] - reads[first[u] : last[u] + 1, j].min()
-    return total
+            out[j] += k[u] - reads[first[u] : last[u] + 1, j].min()
+    return out
 
 
-def mean_block_delay(trace: Trace) -> float:
-    """Mean delay over (update, block) pairs: block j's delay in an update is k minus the
-    iterate its block j was read from (the oldest over the update's micro-batches)."""
+def block_delay_means(trace: Trace) -> np.ndarray:
+    """Per block j, its mean delay over updates: k minus the iterate block j was read
+    from (the oldest over the update's micro-batches). Their mean is `mean_block_delay`."""
     if trace.n_updates == 0:
-        return 0.0
+        return np.zeros(trace.stages)
     reads, k = read_iterates(trace, per_block=True)
-    total = _block_delay_total(reads, trace.upd_first, trace.upd_last, k)
-    return float(total / (trace.n_updates * trace.stages))
+    return _block_delay_sums(reads, trace.upd_first, trace.upd_last, k) / trace.n_updates
 
 
 def steady_updates(trace: Trace) -> np.ndarray:
@@ -234,11 +233,12 @@ class TimelineStats:
     updates: int
     max_delay: int
     mean_delay: float
-    mean_block_delay: float
+    mean_block_delay: float  # over (update, block) pairs: the mean of stage_mean_delay
     steady_max_delay: int | None
     steady_mean_delay: float | None
     stage_max_drift: list[int]
     stage_max_staleness: list[int]
+    stage_mean_delay: list[float]  # per block, its own delay's mean over updates
     peak_versions: list[int]
     peak_activations: list[int] | None
     # updates with each delay (index = delay in block updates): the histogram
@@ -267,6 +267,7 @@ def timeline_stats(trace: Trace) -> TimelineStats:
     )  # fmt: skip
     staleness = _max_by(trace.upd_stage, update_staleness(trace), S)
     delays = update_delays(trace)
+    block_means = block_delay_means(trace)
     max_d, mean_d, steady_max, steady_mean = delay_summary(delays, steady_updates(trace))
     return TimelineStats(
         schedule=trace.schedule,
@@ -277,11 +278,12 @@ def timeline_stats(trace: Trace) -> TimelineStats:
         updates=trace.n_updates,
         max_delay=max_d,
         mean_delay=mean_d,
-        mean_block_delay=mean_block_delay(trace),
+        mean_block_delay=float(block_means.mean()),
         steady_max_delay=steady_max,
         steady_mean_delay=steady_mean,
         stage_max_drift=drift.tolist(),
         stage_max_staleness=staleness.tolist(),
+        stage_mean_delay=block_means.tolist(),
         peak_versions=versions.tolist(),
         peak_activations=activations.tolist(),
         delay_counts=np.bincount(delays),
