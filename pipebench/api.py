@@ -21,7 +21,7 @@ from pipebench.errors import InputError
 from pipebench.experiment import Entry, Experiment, resolve
 from pipebench.objectives import loss_label
 from pipebench.outfolder import check_folder, replaced_folder
-from pipebench.report.export import file_name, meta_json, write_files
+from pipebench.report.export import csv_text, file_name, markdown_table, meta_json, write_files
 from pipebench.report.tables import (
     CURVE_COLUMNS,
     DELAY_COLUMNS,
@@ -325,3 +325,45 @@ def _sweep_into(
         kind = objective_kind(loaded[0][1]["meta.json"])  # every cell trains the same kind
         draw_sweep(folder, summary, plan.keys, loss_label(kind))
     return SweepReport(plan, summary, out_dir, cache.root, done)
+
+
+# ---------------------------------------------------------------- reproductions
+
+
+@dataclass(frozen=True)
+class ReproductionReport:
+    findings: pd.DataFrame  # the comparison table, as written to reproductions.csv
+    seconds: dict[str, float]  # wall time of each reproduction
+    out_dir: Path
+
+
+def reproduce(
+    names: list[str],
+    out_dir: Path | None = None,
+    workers: int = 1,
+    plots: bool = True,
+    on_start: Callable[[str], None] | None = None,
+) -> ReproductionReport:
+    """Run the named reproductions (`pipebench reproduce`), each into `OUT/<name>`, and
+    write the comparison with the papers to `OUT/reproductions.csv` and `.md`."""
+    from pipebench.reproduce import findings, findings_table, get_reproduction
+
+    out_dir = Path("results") / "reproductions" if out_dir is None else out_dir
+    chosen = [get_reproduction(name) for name in names]  # all names checked before running
+    rows, seconds = [], {}
+    for repro in chosen:
+        if on_start is not None:
+            on_start(repro.name)
+        clock = time.perf_counter()
+        here = out_dir / repro.name
+        if load_scenario(repro.path()).scenario.sweep:
+            report = sweep(plan_sweep(repro.path(), [], []), here, "local", workers, plots=plots)
+        else:
+            report = run_scenario(load_experiment(repro.path()), here, workers, plots=plots)
+        seconds[repro.name] = time.perf_counter() - clock
+        rows += findings(repro, report.summary)
+    table = findings_table(rows)
+    lines = [f"- {name}: {t:.0f} s" for name, t in seconds.items()]
+    text = "\n".join(["Wall time:", "", *lines, "", markdown_table(table)])
+    write_files(out_dir, {"reproductions.csv": csv_text(table), "reproductions.md": text})
+    return ReproductionReport(table, seconds, out_dir)

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -19,7 +20,7 @@ from rich.table import Table
 from pipebench import __version__, api, interrupts
 from pipebench.errors import InputError, ScenarioError, shorten_numbers
 from pipebench.outfolder import check_file, check_folder, os_error_text
-from pipebench.report.export import write_files
+from pipebench.report.export import markdown_table, write_data, write_files
 from pipebench.timeline import CostModel, RpdPlan
 
 try:  # typer >= 0.26 vendors click
@@ -134,6 +135,9 @@ def schedule(
     recompute: Annotated[
         bool, typer.Option("--recompute", help="PACI: recompute the forward in the backward.")
     ] = False,
+    inflight: Annotated[
+        str | None, typer.Option(help="1F1B in-flight limit: per-stage (S - s) or input (S).")
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     png: Annotated[Path | None, typer.Option(help="Also draw the Gantt chart to this PNG.")] = None,
     chrome_trace: Annotated[
@@ -153,6 +157,7 @@ def schedule(
         "delta": None if delta is None else _delta(delta),
         "delays": delays,
         "recompute": True if recompute else None,
+        "inflight": inflight,
     }
     options = {key: value for key, value in given.items() if value is not None}
     _check_exports({"png": png, "chrome_trace": chrome_trace, "torch_csv": torch_csv})
@@ -406,6 +411,52 @@ def sweep(
         )
         return EXIT_INTERRUPTED
     return 0
+
+
+@app.command(cls=Command)
+def reproduce(
+    name: Annotated[
+        str | None, typer.Argument(help="One reproduction (default: all of them).")
+    ] = None,
+    list_all: Annotated[
+        bool, typer.Option("--list", help="List the reproductions with time estimates.")
+    ] = False,
+    out: Annotated[
+        Path | None, typer.Option(help="Results folder (default results/reproductions).")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Runs in parallel (default: the number of cores).")
+    ] = None,
+    fmt: FormatOption = "table",
+    quiet: QuietOption = False,
+    no_plots: NoPlotsOption = False,
+) -> None:
+    """Run the seed papers' figures from shipped scenarios; compare with the papers' numbers."""
+    from pipebench.report.runview import print_table
+    from pipebench.reproduce import REPRODUCTIONS
+
+    if list_all:
+        rows = [(r.name, r.paper, r.figure, f"~{r.minutes:g} min") for r in REPRODUCTIONS.values()]
+        listing = pd.DataFrame(rows, columns=["reproduction", "paper", "figure", "time"])
+        if not write_data(listing, fmt):
+            print_table(listing, "reproductions", "time: estimate on 2 cores, numba cache warm")
+        return
+    _check_common(fmt, None, workers, out=out)
+    names = list(REPRODUCTIONS) if name is None else [name]
+    show = sys.stderr.isatty() and not quiet
+    err = Console(stderr=True)
+    report = api.reproduce(
+        names, out, workers or os.cpu_count() or 1, plots=not no_plots,
+        on_start=(lambda n: err.print(f"reproducing {n} ...")) if show else None,
+    )  # fmt: skip
+    if not write_data(report.findings, fmt):
+        if fmt == "markdown":
+            sys.stdout.write(markdown_table(report.findings))
+            return
+        times = ", ".join(f"{n} {t:.0f} s" for n, t in report.seconds.items())
+        print_table(
+            report.findings, "pipebench against the papers", f"{times}; in {report.out_dir}"
+        )
 
 
 @app.command(cls=Command)

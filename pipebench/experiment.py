@@ -27,6 +27,7 @@ from pipebench.limits import (
     trace_need,
 )
 from pipebench.objectives import BlockLinear, Layered, build_objective
+from pipebench.objectives.blocklinear import SAMPLE_FULL
 from pipebench.optim import OPTIMIZERS, hyper_array
 from pipebench.scenario import (
     LoadedScenario,
@@ -146,6 +147,13 @@ def resolve(loaded: LoadedScenario, seeds: int | None = None) -> Experiment:
     except InputError as error:
         raise loaded.error(_objective_path(error.field), error.message) from None
     for entry in entries:
+        if entry.options.get("sampling", "objective") != "objective" and (
+            objective.sampling == SAMPLE_FULL
+        ):
+            raise loaded.error(
+                ("schedules", entry.index, "sampling"),
+                "the diagonal quadratic has exact gradients: there are no batches to draw",
+            )
         if entry.optimizer == "muon" and not isinstance(objective, Layered):
             own = scenario.schedules[entry.index].optimizer is not None
             where = ("schedules", entry.index) if own else ()

@@ -37,6 +37,8 @@ PosInt = Annotated[int, Field(ge=1)]
 PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Seed = Annotated[int, Field(ge=0, lt=2**31)]  # seeds feed 32-bit counter hashes
+# How minibatches are drawn (objectives/blocklinear.py, SAMPLING_CODES)
+Sampling = Literal["shuffle", "uniform", "sequential", "batch"]
 
 
 def _problem(message: str, sub: str = "") -> PydanticCustomError:
@@ -79,7 +81,7 @@ class _ObjectiveBase(_Model):
     examples: PosInt | None = None
     dim: PosInt | None = None
     batch_size: PosInt = 10
-    sampling: Literal["shuffle", "uniform"] = "shuffle"
+    sampling: Sampling = "shuffle"
     l2: NonNegFloat = 0.0
     grad_noise: NonNegFloat = 0.0
     seed: Seed = 0
@@ -121,7 +123,7 @@ class QuadraticSpec(_ObjectiveBase):
 
     VARIANT_FIELDS = {
         "random": ("examples", "dim", "label_noise", "batch_size", "sampling"),
-        "tridiagonal": ("dim", "mu", "label_noise", "batch_size", "sampling"),
+        "tridiagonal": ("examples", "dim", "mu", "label_noise", "batch_size", "sampling"),
         "diagonal": ("dim", "spectrum"),
         "csv": (*_CSV_FIELDS, "batch_size", "sampling"),
     }
@@ -152,7 +154,7 @@ class MlpSpec(_Model):
     classes: Annotated[int, Field(ge=2)] = 10
     examples: PosInt = 1024
     batch_size: PosInt = 16
-    sampling: Literal["shuffle", "uniform"] = "shuffle"
+    sampling: Sampling = "shuffle"
     label_noise: NonNegFloat = 0.0
     seed: Seed = 0
 
@@ -178,7 +180,7 @@ class CharlmSpec(_Model):
     batch_size: PosInt = 16
     validation: Annotated[float, Field(gt=0, lt=1)] = 0.1
     eval_windows: PosInt = 64
-    sampling: Literal["shuffle", "uniform"] = "uniform"
+    sampling: Sampling = "uniform"
     symbols: Annotated[int, Field(ge=2, le=62)] = 16
     length: Annotated[int, Field(ge=1000)] = 200_000
     seed: Seed = 0
@@ -351,7 +353,16 @@ def shared_optimizer_defaults() -> dict[str, object]:
 
 # ---------------------------------------------------------------- schedules, scenario
 
-SCHEDULE_OPTIONS = ("accumulate", "replicas", "local_steps", "delta", "delays", "recompute")
+SCHEDULE_OPTIONS = (
+    "accumulate",
+    "replicas",
+    "local_steps",
+    "delta",
+    "delays",
+    "recompute",
+    "inflight",
+    "sampling",
+)
 
 
 class ScheduleSpec(_Model):
@@ -365,6 +376,8 @@ class ScheduleSpec(_Model):
     delta: Annotated[int, Field(ge=0)] | Literal["auto"] | None = None
     delays: str | None = None
     recompute: bool | None = None
+    inflight: str | None = None
+    sampling: str | None = None  # rpd: how an iteration draws its batch
 
     @field_validator("name")
     @classmethod

@@ -63,6 +63,8 @@ class Setup:
             return np.full(self.S, self.acc)
         if self.name == "naive":
             return np.ones(self.S, dtype=int)
+        if self.options.get("inflight") == "input":  # stage 0 holds S; the rest: no cap
+            return np.array([self.S] + [self.M + 1] * (self.S - 1))
         return np.arange(self.S, 0, -1)
 
     @property
@@ -269,9 +271,16 @@ def check_trace(tr, cfg: Setup) -> None:
                     reads[j, m] = min(reads[j, m], k)
         if cfg.name in ("pd", "paci"):  # they read the current version: nothing older
             assert np.array_equal(reads, np.searchsorted(ends, fs, side="right"))
+        oldest_per_block = np.array(
+            [reads[:, a : b + 1].min(axis=1) for a, b in zip(tr.upd_first, ulast, strict=True)]
+        )  # (updates, S)
         oldest = reads.min(axis=0)
         oldest = [oldest[a : b + 1].min() for a, b in zip(tr.upd_first, ulast, strict=True)]
         assert np.array_equal(delays, np.arange(tr.n_updates) - np.array(oldest))
+        block_delays = np.arange(tr.n_updates)[:, None] - oldest_per_block
+        st = stats_of(tr)
+        assert math.isclose(st.mean_block_delay, block_delays.mean(), rel_tol=1e-12)
+        assert np.allclose(st.stage_mean_delay, block_delays.mean(axis=0), rtol=1e-12, atol=0)
     if cfg.name in ("gpipe", "1f1b-flush", "naive", "localsgd"):
         # sequential, or stale-free with each replica numbered apart: stage s's update
         # comes right after those of the S - 1 - s later stages for the same micro-batches
@@ -289,7 +298,7 @@ def check_trace(tr, cfg: Setup) -> None:
     assert stats.max_delay == delays.max()
     versions = np.array(stats.peak_versions)
     if cfg.name == "pd":
-        assert np.all(versions <= np.arange(S, 0, -1))  # stage s keeps up to S - s versions
+        assert np.all(versions <= cfg.cap.clip(max=S))  # stage s keeps what it may hold
     elif cfg.name == "2bw":
         assert np.all(versions <= 2)
     elif cfg.name == "localsgd":
@@ -324,6 +333,14 @@ def _costs(S):
 
 
 def _options(name, S):
+    options = _schedule_options(name, S)
+    if name not in ONE_F_ONE_B:
+        return options
+    inflight = st.sampled_from([{}, {"inflight": "per-stage"}, {"inflight": "input"}])
+    return st.builds(lambda o, i: o | i, options, inflight)
+
+
+def _schedule_options(name, S):
     maybe = st.booleans()
     if name in ("gpipe", "1f1b-flush"):
         return st.one_of(st.just({}), st.builds(lambda a: {"accumulate": a}, st.integers(1, 12)))
@@ -377,6 +394,11 @@ FIXED = [
     ("localsgd", 3, 14, {"replicas": 2, "local_steps": 3}),
     ("localsgd", 4, 13, {}),
     ("naive", 3, 5, {}),
+    ("pd", 5, 17, {"inflight": "input"}),
+    ("localsgd", 4, 21, {"local_steps": 2, "inflight": "input"}),
+    ("1f1b-flush", 4, 13, {"accumulate": 6, "inflight": "input"}),
+    ("paci", 4, 11, {"accumulate": 3, "inflight": "input"}),
+    ("2bw", 4, 17, {"accumulate": 5, "inflight": "input"}),
 ]
 
 

@@ -2,8 +2,8 @@
 
 Run:  python benchmarks/perf/bench_sweep.py [--executor local|dask] [--workers N]
 
-- sweep: `pipebench sweep benchmarks/scenarios/scaling_vs_stages.yaml` in a
-  new process with an empty cache (7 cells, 630 runs), pictures included;
+- sweep: `pipebench sweep pipebench/reproductions/scaling_vs_stages.yaml` in a
+  new process with an empty cache (7 cells), pictures included;
 - again: the same command once more, every cell from the cache;
 - per cell: its own wall time (from each cell's meta.json) and the runs'
   time per schedule (the summary's `wall_seconds`), to show where it goes.
@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[2]
-SCENARIO = ROOT / "benchmarks" / "scenarios" / "scaling_vs_stages.yaml"
+SCENARIO = ROOT / "pipebench" / "reproductions" / "scaling_vs_stages.yaml"
 
 
 def sweep(out: Path, extra: list[str]) -> float:

@@ -15,7 +15,7 @@ without copies.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numba import njit
@@ -26,6 +26,7 @@ from pipebench.engine.operations import average_replicas, diverged, steps_runnin
 from pipebench.engine.recorder import block_offsets, new_recorder, take_sample
 from pipebench.objectives.blocklinear import (
     SAMPLE_FULL,
+    SAMPLING_CODES,
     BlockLinear,
     backward_block,
     draw_rows,
@@ -284,6 +285,8 @@ def replay(
     out_updates = np.zeros(points + 1, dtype=np.int64)
     out_model = np.zeros(objective.dim)
     stop = np.zeros(1, dtype=np.int64) if stop is None else stop
+    if isinstance(timeline, RpdPlan) and timeline.sampling != "objective":
+        objective = replace(objective, sampling=SAMPLING_CODES[timeline.sampling])
     layered = isinstance(objective, Layered)
     if layered:
         model = (objective_tuple(objective),)

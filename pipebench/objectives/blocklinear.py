@@ -24,10 +24,21 @@ LOSS_LOGISTIC = 1  # log(1 + e^z) - y z, labels in {0, 1}
 SAMPLE_SHUFFLE = 0  # a fixed partition into batches, visited in a shuffled order each epoch
 SAMPLE_UNIFORM = 1  # each example drawn uniformly, with replacement
 SAMPLE_FULL = 2  # every example, every time: exact gradients
+SAMPLE_SEQUENTIAL = 3  # consecutive rows cut into batches, visited in order: draw m -> batch m % nb
+SAMPLE_BATCH = 4  # one batch of that same partition drawn uniformly, with replacement
+
+# A scenario's `sampling:` value -> its code (SAMPLE_FULL is the diagonal quadratic's own).
+SAMPLING_CODES = {
+    "shuffle": SAMPLE_SHUFFLE,
+    "uniform": SAMPLE_UNIFORM,
+    "sequential": SAMPLE_SEQUENTIAL,
+    "batch": SAMPLE_BATCH,
+}
 
 _BATCH_STREAM = 21
 _NOISE_STREAM = 22
 _ORDER_STREAM = 23
+_PICK_STREAM = 24
 
 
 @njit(cache=True)
@@ -39,7 +50,7 @@ def draw_rows(mode: int, seed: int, n: int, b: int, draw: int, out: np.ndarray) 
     elif mode == SAMPLE_UNIFORM:
         for k in range(b):
             out[k] = min(int(uniform01(seed, _BATCH_STREAM, draw, k) * n), n - 1)
-    else:
+    elif mode == SAMPLE_SHUFFLE:
         # A fixed partition (one seeded shuffle of the examples, cut into n // b
         # batches), its batches visited in a new seeded order every epoch.
         per_epoch = n // b
@@ -47,6 +58,16 @@ def draw_rows(mode: int, seed: int, n: int, b: int, draw: int, out: np.ndarray) 
         batch = permuted(seed, _ORDER_STREAM, epoch, pos, per_epoch)
         for k in range(b):
             out[k] = permuted(seed, _BATCH_STREAM, 0, batch * b + k, n)
+    else:
+        # The partition of the Randomized PipeDream simulator: rows in their
+        # stored order, cut into n // b batches (a remainder is never drawn).
+        per_epoch = n // b
+        if mode == SAMPLE_SEQUENTIAL:
+            batch = draw % per_epoch
+        else:
+            batch = min(int(uniform01(seed, _PICK_STREAM, draw, 0) * per_epoch), per_epoch - 1)
+        for k in range(b):
+            out[k] = batch * b + k
 
 
 @njit(cache=True)

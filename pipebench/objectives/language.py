@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from pipebench.errors import InputError
-from pipebench.objectives.blocklinear import SAMPLE_SHUFFLE, SAMPLE_UNIFORM
+from pipebench.objectives.blocklinear import SAMPLING_CODES
 from pipebench.objectives.charlm import charlm_init, charlm_layout
 from pipebench.objectives.corpus import load_corpus, split
 from pipebench.objectives.layered import CHARLM, Layered
@@ -63,7 +63,7 @@ def build_charlm(spec, stages: int, corpus_file: Path | None) -> Layered:
         data_i=corpus.tokens,
         examples=len(train) - T,  # training windows: starts whose targets stay in train
         eval_rows=eval_rows,
-        sampling=SAMPLE_UNIFORM if spec.sampling == "uniform" else SAMPLE_SHUFFLE,
+        sampling=SAMPLING_CODES[spec.sampling],
         batch_size=spec.batch_size,
         f_star=rate,
     )

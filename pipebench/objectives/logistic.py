@@ -14,8 +14,7 @@ import numpy as np
 
 from pipebench.objectives.blocklinear import (
     LOSS_LOGISTIC,
-    SAMPLE_SHUFFLE,
-    SAMPLE_UNIFORM,
+    SAMPLING_CODES,
     BlockLinear,
 )
 from pipebench.objectives.data import binary_labels, load_csv
@@ -74,7 +73,7 @@ def build(spec, data_file: Path | None) -> BlockLinear:
         loss=LOSS_LOGISTIC,
         l2=spec.l2,
         grad_noise=spec.grad_noise,
-        sampling=SAMPLE_UNIFORM if spec.sampling == "uniform" else SAMPLE_SHUFFLE,
+        sampling=SAMPLING_CODES[spec.sampling],
         batch_size=spec.batch_size,
         smoothness=float(np.linalg.norm(X, 2) ** 2 / (4 * len(X))) + spec.l2,
         f_star=None,

@@ -17,8 +17,7 @@ from pipebench.errors import InputError
 from pipebench.objectives.blocklinear import (
     LOSS_SQUARED,
     SAMPLE_FULL,
-    SAMPLE_SHUFFLE,
-    SAMPLE_UNIFORM,
+    SAMPLING_CODES,
     BlockLinear,
 )
 from pipebench.objectives.data import load_csv
@@ -48,7 +47,7 @@ def build(spec, data_file: Path | None) -> BlockLinear:
     """The least-squares objective a `QuadraticSpec` describes."""
     rng = np.random.default_rng(spec.seed)
     variant = spec.variant
-    sampling = SAMPLE_UNIFORM if spec.sampling == "uniform" else SAMPLE_SHUFFLE
+    sampling = SAMPLING_CODES[spec.sampling]
     if variant == "random":
         n, d = spec.examples or 600, spec.dim or 512
         X = rng.standard_normal((n, d))
@@ -58,10 +57,17 @@ def build(spec, data_file: Path | None) -> BlockLinear:
     elif variant == "tridiagonal":
         d = spec.dim or 512
         hessian = tridiagonal_hessian(d, spec.mu)
-        X = np.sqrt(d) * np.linalg.cholesky(hessian).T
+        factor = np.linalg.cholesky(hessian).T
+        if spec.examples is None:  # the scaled factor itself: d rows, two non-zeros each
+            X = np.sqrt(d) * factor
+        elif spec.examples < d:
+            raise InputError("examples", f"must be >= dim ({d}) for an exact Hessian")
+        else:  # dense rows: a seeded orthonormal basis times the factor, X^T X / n unchanged
+            n = spec.examples
+            X = np.sqrt(n) * np.linalg.qr(rng.standard_normal((n, d)))[0] @ factor
         y = X @ rng.standard_normal(d)
         curvature = spec.mu + 2.0 - 2.0 * np.cos(d * np.pi / (d + 1))
-        what = f"tridiagonal least squares, dim {d}, mu {spec.mu:g}"
+        what = f"tridiagonal least squares, dim {d}, mu {spec.mu:g}, {len(X)} examples"
     elif variant == "diagonal":
         lam = _spectrum(spec.spectrum, spec.dim)
         if spec.dim is not None and len(lam) != spec.dim:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipebench.objectives import mlp
-from pipebench.objectives.blocklinear import SAMPLE_SHUFFLE, SAMPLE_UNIFORM
+from pipebench.objectives.blocklinear import SAMPLING_CODES
 from pipebench.objectives.layered import MLP, Layered
 
 TEACHER_GAIN = 4.0
@@ -60,7 +60,7 @@ def build_mlp(spec, stages: int) -> Layered:
         data_i=labels,
         examples=n,
         eval_rows=np.arange(n, dtype=np.int64),
-        sampling=SAMPLE_UNIFORM if spec.sampling == "uniform" else SAMPLE_SHUFFLE,
+        sampling=SAMPLING_CODES[spec.sampling],
         batch_size=spec.batch_size,
         f_star=0.0 if task == mlp.REGRESSION and spec.label_noise == 0 else None,
     )

@@ -90,7 +90,10 @@ def show_table(
         print(note)
 
 
-TEXT_COLUMNS = ("scenario", "schedule", "status", "crossed")
+TEXT_COLUMNS = (
+    *("scenario", "schedule", "status", "crossed"),
+    *("reproduction", "paper", "figure", "quantity", "source", "verdict"),
+)
 
 
 def print_table(text: pd.DataFrame, title: str, caption: str) -> None:

@@ -26,6 +26,7 @@ def summary_table(stats: TimelineStats) -> Table:
         ("updates (block steps)", stats.updates),
         ("max delay, whole run", stats.max_delay),
         ("mean delay, whole run", stats.mean_delay),
+        ("mean delay per block, whole run", stats.mean_block_delay),
         ("max delay, steady state", stats.steady_max_delay),
         ("mean delay, steady state", stats.steady_mean_delay),
     ]
@@ -37,7 +38,9 @@ def summary_table(stats: TimelineStats) -> Table:
 def stage_table(stats: TimelineStats, max_rows: int = 16) -> Table:
     """Per-stage figures; beyond `max_rows` stages the middle ones are elided."""
     table = Table(title="per stage")
-    for name in ("stage", "max drift vB-vF", "max staleness", "peak versions", "peak activations"):
+    names = ("stage", "max drift vB-vF", "max staleness", "mean delay of its block",
+             "peak versions", "peak activations")  # fmt: skip
+    for name in names:
         table.add_column(name, justify="right")
     stages = list(range(stats.stages))
     if len(stages) > max_rows:
@@ -45,13 +48,14 @@ def stage_table(stats: TimelineStats, max_rows: int = 16) -> Table:
         stages = [*stages[:half], -1, *stages[-half:]]
     for s in stages:
         if s < 0:
-            table.add_row("⋮", "", "", "", "")
+            table.add_row("⋮", "", "", "", "", "")
             continue
         activations = stats.peak_activations[s] if stats.peak_activations is not None else None
         table.add_row(
             str(s),
             _fmt(stats.stage_max_drift[s]),
             _fmt(stats.stage_max_staleness[s]),
+            _fmt(stats.stage_mean_delay[s]),
             _fmt(stats.peak_versions[s]),
             _fmt(activations),
         )

@@ -24,7 +24,7 @@ SUMMARY_COLUMNS = [
     "steady_max_delay", "mean_delay", "bubble_fraction", "peak_versions", "diverged",
     "wall_seconds",
     # added since
-    "scenario_hash", "optimizer", "selected", "runs", "auc", "diverged_at",
+    "scenario_hash", "optimizer", "selected", "runs", "auc", "diverged_at", "mean_block_delay",
 ]  # fmt: skip
 CURVE_COLUMNS = [
     "scenario",
@@ -158,11 +158,12 @@ def _run_row(exp: Experiment, scenario_hash: str, o: Outcome) -> dict:
         "runs": 1,
         "auc": _area(o.curve),
         "diverged_at": o.curve.diverged_at if diverged else np.nan,
+        "mean_block_delay": o.stats.mean_block_delay,
     }
 
 
 _MEAN = ["final_loss", "final_gap", "best_loss", "auc", "sim_time", "microbatches", "updates",
-         "mean_delay", "bubble_fraction"]  # fmt: skip
+         "mean_delay", "bubble_fraction", "mean_block_delay"]  # fmt: skip
 _MAX = ["max_delay", "steady_max_delay", "peak_versions"]
 
 

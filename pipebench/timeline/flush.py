@@ -6,7 +6,7 @@ from pipebench.timeline.schedule import BARRIER_FLUSH, Rules, Schedule, one_f_on
 def _rules(stages: int, options: dict[str, object]) -> Rules:
     minibatch = int(options["accumulate"])
     return Rules(
-        cap=one_f_one_b_caps(stages),
+        cap=one_f_one_b_caps(stages, options["inflight"]),
         accumulate=minibatch,
         group=minibatch,
         barrier=BARRIER_FLUSH,
@@ -17,6 +17,6 @@ SCHEDULE = Schedule(
     name="1f1b-flush",
     summary="PipeDream-Flush: 1F1B inside each mini-batch of `accumulate`, one step, flush",
     synchronous=True,
-    defaults=lambda stages: {"accumulate": stages},
+    defaults=lambda stages: {"accumulate": stages, "inflight": "per-stage"},
     rules=_rules,
 )

@@ -10,7 +10,7 @@ def _rules(stages: int, options: dict[str, object]) -> Rules:
     if replicas > MAX_STAGES:
         raise InputError("replicas", f"must be <= {MAX_STAGES}, got {replicas}")
     return Rules(
-        cap=one_f_one_b_caps(stages),
+        cap=one_f_one_b_caps(stages, options["inflight"]),
         accumulate=1,
         group=replicas * int(options["local_steps"]),
         barrier=BARRIER_AVERAGE,
@@ -23,6 +23,6 @@ SCHEDULE = Schedule(
     name="localsgd",
     summary="LocalSGD: `replicas` pipelined models, `local_steps` each, then AVG (drain + refill)",
     synchronous=False,
-    defaults=lambda stages: {"replicas": stages, "local_steps": 1},
+    defaults=lambda stages: {"replicas": stages, "local_steps": 1, "inflight": "per-stage"},
     rules=_rules,
 )

@@ -44,6 +44,7 @@ class RpdPlan:
     time: np.ndarray  # end of PD's k-th block update
     pd_reads: np.ndarray  # (M, S) iterate read by PD's F(j, m); only for delays == "pd"
     pd_update_mb: np.ndarray  # micro-batch of PD's k-th update
+    sampling: str = "objective"  # how iteration k draws its batch: the objective's way, or this
 
     schedule = "rpd"
 
@@ -93,25 +94,33 @@ def _draw_blocks(seed, stages, iterations):
 
 @njit(cache=True)
 def _plan_delays(mode, delta, seed, block, pd_update_mb, pd_reads, stages):
-    """Per iteration, the largest block delay; per stage, the largest delay of its own block."""
+    """Per iteration, the largest block delay; per stage, the largest delay of its own
+    block, and the sum of its block's delays over all iterations."""
     n = len(block)
     worst = np.empty(n, np.int64)
     own = np.zeros(stages, np.int64)
+    total = np.zeros(stages, np.int64)
     d = np.empty(stages, np.int64)
     for k in range(n):
         fill_delays(mode, delta, seed, k, pd_update_mb, pd_reads, d)
         worst[k] = d.max()
         own[block[k]] = max(own[block[k]], d[block[k]])
-    return worst, own
+        total += d
+    return worst, own, total
 
 
 def plan(
-    costs: CostModel, microbatches: int, delta: object = "auto", delays: str = "uniform"
+    costs: CostModel,
+    microbatches: int,
+    delta: object = "auto",
+    delays: str = "uniform",
+    sampling: str = "objective",
 ) -> RpdPlan:
     """The iteration plan for S * microbatches block updates, seeded by `costs.seed`."""
     stages = costs.stages
     bound = auto_delta(stages) if delta == "auto" else int(delta)  # type: ignore[arg-type]
-    trace = simulate("pd", pd.SCHEDULE.rules(stages, {}), costs, microbatches)
+    rules = pd.SCHEDULE.rules(stages, pd.SCHEDULE.defaults(stages))
+    trace = simulate("pd", rules, costs, microbatches)
     reads = read_iterates(trace)[0] if delays == "pd" else np.zeros((0, 0), dtype=np.int64)
     block = _draw_blocks(costs.seed, stages, trace.n_updates)
     return RpdPlan(
@@ -125,6 +134,7 @@ def plan(
         time=trace.upd_time,
         pd_reads=reads,
         pd_update_mb=trace.upd_last,
+        sampling=sampling,
     )
 
 
@@ -135,10 +145,11 @@ def plan_stats(plan: RpdPlan) -> TimelineStats:
     (there is no separate backward); the iterate history must hold the largest
     delay plus one versions; activations do not apply.
     """
-    worst, own = _plan_delays(
+    worst, own, total = _plan_delays(
         plan.mode, plan.delta, plan.seed, plan.block, plan.pd_update_mb, plan.pd_reads, plan.stages
     )
     S, M = plan.stages, plan.microbatches
+    means = total / len(worst) if len(worst) else np.zeros(S)
     steady = (plan.pd_update_mb >= S) & (plan.pd_update_mb < M - S)
     max_d, mean_d, steady_max, steady_mean = delay_summary(worst, steady)
     return TimelineStats(
@@ -150,10 +161,12 @@ def plan_stats(plan: RpdPlan) -> TimelineStats:
         updates=plan.iterations,
         max_delay=max_d,
         mean_delay=mean_d,
+        mean_block_delay=float(means.mean()),
         steady_max_delay=steady_max,
         steady_mean_delay=steady_mean,
         stage_max_drift=[0] * S,
         stage_max_staleness=own.tolist(),
+        stage_mean_delay=means.tolist(),
         peak_versions=[max_d + 1] * S,
         peak_activations=None,
         delay_counts=np.bincount(worst),
@@ -164,5 +177,5 @@ SCHEDULE = Schedule(
     name="rpd",
     summary="Randomized PipeDream: random block, delays d_j <= delta, on the pd clock",
     synchronous=False,
-    defaults=lambda stages: {"delta": "auto", "delays": "uniform"},
+    defaults=lambda stages: {"delta": "auto", "delays": "uniform", "sampling": "objective"},
 )

@@ -43,8 +43,20 @@ class Rules:
     recompute: bool = False  # the backward first reruns the stage's forward
 
 
-def one_f_one_b_caps(stages: int) -> np.ndarray:
-    """The 1F1B in-flight limit: stage s holds at most S - s micro-batches."""
+# Where 1F1B limits the micro-batches in flight (the `inflight` option).
+INFLIGHT_MODES = ("per-stage", "input")
+
+
+def one_f_one_b_caps(stages: int, inflight: object = "per-stage") -> np.ndarray:
+    """The 1F1B in-flight limit: stage s holds at most S - s micro-batches.
+
+    With `inflight: input` only stage 0 holds at most S (PipeDream's NOAM
+    limit, as in the Randomized PipeDream simulator). A later stage then
+    needs no cap of its own: it can only hold micro-batches that stage 0
+    forwarded and has not yet backwarded, so a cap of S there never binds.
+    """
+    if inflight == "input":
+        return np.full(stages, stages, dtype=np.int64)
     return np.arange(stages, 0, -1, dtype=np.int64)
 
 
@@ -62,6 +74,18 @@ def _delays(v: object) -> str | None:
     return None if v in DELAY_MODES else f"one of {', '.join(DELAY_MODES)}, got {v!r}"
 
 
+def _inflight(v: object) -> str | None:
+    return None if v in INFLIGHT_MODES else f"one of {', '.join(INFLIGHT_MODES)}, got {v!r}"
+
+
+def _sampling(v: object) -> str | None:
+    # imported here: the objectives package is heavy, and only rpd's option needs it
+    from pipebench.objectives.blocklinear import SAMPLING_CODES
+
+    allowed = ("objective", *SAMPLING_CODES)
+    return None if v in allowed else f"one of {', '.join(allowed)}, got {v!r}"
+
+
 def _flag(v: object) -> str | None:
     return None if isinstance(v, bool) else f"true or false, got {v!r}"
 
@@ -77,6 +101,8 @@ OPTION_CHECKS: dict[str, Callable[[object], str | None]] = {
     "delta": _delta,
     "delays": _delays,
     "recompute": _flag,
+    "inflight": _inflight,
+    "sampling": _sampling,
 }
 
 

@@ -12,13 +12,14 @@ def _rules(stages: int, options: dict[str, object]) -> Rules:
         raise InputError(
             "accumulate", f"2bw needs accumulate >= stages ({stages}), got {accumulate}"
         )
-    return Rules(cap=one_f_one_b_caps(stages), accumulate=accumulate, versions=VERSIONS_TWO_BW)
+    cap = one_f_one_b_caps(stages, options["inflight"])
+    return Rules(cap=cap, accumulate=accumulate, versions=VERSIONS_TWO_BW)
 
 
 SCHEDULE = Schedule(
     name="2bw",
     summary="PipeDream-2BW: 1F1B, update per group of `accumulate`, reads version (k//m - 1)",
     synchronous=False,
-    defaults=lambda stages: {"accumulate": stages},
+    defaults=lambda stages: {"accumulate": stages, "inflight": "per-stage"},
     rules=_rules,
 )
