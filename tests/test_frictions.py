@@ -260,14 +260,17 @@ def test_list_shows_the_options_every_optimizer_takes(capsys, monkeypatch):
     assert "warmup=0" in out and "cosine=False" in out and "ef=False" in out
 
 
+PER_STAGE = {"inflight": "per-stage"}  # the 1F1B-rule schedules' default
+
+
 @pytest.mark.parametrize(("args", "expected"), [
-    (["2bw", "-S", "4"], {"accumulate": 4}),  # README: 2bw's group defaults to S
+    (["2bw", "-S", "4"], {"accumulate": 4} | PER_STAGE),  # README: 2bw's group defaults to S
     (["gpipe", "-S", "3"], {"accumulate": 3}),
-    (["paci", "-S", "4"], {"accumulate": 1, "recompute": False}),
-    (["paci", "-S", "4", "--recompute"], {"accumulate": 1, "recompute": True}),
-    (["localsgd", "-S", "4", "--local-steps", "2"], {"replicas": 4, "local_steps": 2}),
-    (["rpd", "-S", "4"], {"delta": 14, "delays": "uniform"}),  # floor(16 - 2)
-    (["pd", "-S", "4"], {}),
+    (["paci", "-S", "4"], {"accumulate": 1, "recompute": False} | PER_STAGE),
+    (["paci", "-S", "4", "--recompute"], {"accumulate": 1, "recompute": True} | PER_STAGE),
+    (["localsgd", "-S", "4", "--local-steps", "2"], {"replicas": 4, "local_steps": 2} | PER_STAGE),
+    (["rpd", "-S", "4"], {"delta": 14, "delays": "uniform", "sampling": "objective"}),
+    (["pd", "-S", "4", "--inflight", "input"], {"inflight": "input"}),
 ])  # fmt: skip
 def test_schedule_json_shows_every_option_used(capsys, args, expected):
     assert main(["schedule", *args, "-M", "8", "--json"]) == 0
