@@ -1,4 +1,8 @@
-"""What the command line calls, and what users can call from Python."""
+"""What the command line calls, and what users can call from Python.
+
+Each function imports the machinery it needs when called (the engine and
+numba, pandas, the sweep executors), so that a command loads only its own.
+"""
 
 from __future__ import annotations
 
@@ -8,24 +12,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from pipebench import __version__
-from pipebench.compare import Comparison, Threshold, against_baseline, read_summary, side_by_side
 from pipebench.errors import InputError
-from pipebench.experiment import Entry, Experiment, resolve
-from pipebench.report.export import file_name, meta_json, write_files
-from pipebench.report.tables import CURVE_COLUMNS, SUMMARY_COLUMNS, read_table
-from pipebench.results import run_meta, tabulate, versions
-from pipebench.runner import Outcome, run_experiment
-from pipebench.scenario import load_scenario
-from pipebench.sweep.cache import CellCache
-from pipebench.sweep.combine import combined_csv
-from pipebench.sweep.execute import CellsDone, run_cells
-from pipebench.sweep.plan import SweepPlan
-from pipebench.sweep.plan import plan_sweep as plan_sweep  # part of the API
-from pipebench.timeline import CostModel, RpdPlan, TimelineStats, Trace, build_timeline, stats_of
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from pipebench.compare import Comparison
+    from pipebench.experiment import Entry, Experiment
+    from pipebench.runner import Outcome
+    from pipebench.sweep.execute import CellsDone
+    from pipebench.sweep.plan import SweepPlan
+    from pipebench.timeline import CostModel, RpdPlan, TimelineStats, Trace
 
 
 def schedule_timeline(
@@ -36,6 +36,8 @@ def schedule_timeline(
     `costs` comes from `CostModel.build(stages, ...)`. Raises `InputError`
     for anything out of range, naming the argument.
     """
+    from pipebench.timeline import build_timeline, stats_of
+
     timeline = build_timeline(name, costs, microbatches, **options)
     return timeline, stats_of(timeline)
 
@@ -44,6 +46,9 @@ def load_experiment(
     path: str | Path, overrides: list[str] | tuple = (), seeds: int | None = None
 ) -> Experiment:
     """Load, validate and resolve a scenario; raises `ScenarioError`/`InputError` if it is bad."""
+    from pipebench.experiment import resolve
+    from pipebench.scenario import load_scenario
+
     return resolve(load_scenario(path, overrides), seeds)
 
 
@@ -58,6 +63,8 @@ class RunReport:
 
 def default_out_dir(exp: Experiment) -> Path:
     """results/<scenario name, made safe for a file name>."""
+    from pipebench.report.export import file_name
+
     return Path("results") / file_name(exp.name, "run")
 
 
@@ -77,6 +84,10 @@ def run_scenario(
     `--set` overrides) and, with `plots`, the pictures of `draw_results`.
     After Ctrl-C, the completed runs are written and `interrupted` is true.
     """
+    from pipebench.report.export import write_files
+    from pipebench.results import run_meta, tabulate
+    from pipebench.runner import run_experiment
+
     out_dir = default_out_dir(exp) if out_dir is None else out_dir
     started = dt.datetime.now(dt.timezone.utc)
     clock = time.perf_counter()
@@ -100,6 +111,7 @@ RESULT_TABLES = ("summary.csv", "curves.csv", "delays.csv", "timeline.csv")
 def plot_results(results: str | Path) -> list[Path]:
     """Redraw the pictures of a results folder from its tables; returns the files written."""
     from pipebench.report.plots import draw_results
+    from pipebench.report.tables import read_table
 
     folder = Path(results)
     if not folder.is_dir():
@@ -113,6 +125,8 @@ def plot_results(results: str | Path) -> list[Path]:
 
 def compare_schedules(results: str | Path, reference: str | None = None) -> pd.DataFrame:
     """Schedules of one results folder (or `summary.csv`) side by side; see `side_by_side`."""
+    from pipebench.compare import read_summary, side_by_side
+
     return side_by_side(read_summary(Path(results), "RESULTS"), reference)
 
 
@@ -120,6 +134,8 @@ def compare_runs(
     base: str | Path, candidate: str | Path, fail_on: list[str] | tuple = ()
 ) -> Comparison:
     """Baseline against candidate, run by run; `fail_on` holds `METRIC:THRESHOLD` strings."""
+    from pipebench.compare import Threshold, against_baseline, read_summary
+
     thresholds = [Threshold.parse(text) for text in fail_on]
     return against_baseline(
         read_summary(Path(base), "BASE"), read_summary(Path(candidate), "CANDIDATE"), thresholds
@@ -127,6 +143,18 @@ def compare_runs(
 
 
 # ---------------------------------------------------------------- sweeps
+
+
+def plan_sweep(
+    path: str | Path,
+    grid: list[str] | tuple = (),
+    overrides: list[str] | tuple = (),
+    seeds: int | None = None,
+) -> SweepPlan:
+    """`pipebench.sweep.plan.plan_sweep`, imported when called."""
+    from pipebench.sweep.plan import plan_sweep
+
+    return plan_sweep(path, grid, overrides, seeds)
 
 
 @dataclass(frozen=True)
@@ -163,7 +191,13 @@ def sweep(
     key. After Ctrl-C the finished cells are written and `done.interrupted`
     is true.
     """
+    from pipebench.report.export import file_name, meta_json, write_files
     from pipebench.report.sweep_plot import draw_sweep  # matplotlib: only for sweeps
+    from pipebench.report.tables import CURVE_COLUMNS, SUMMARY_COLUMNS, read_table
+    from pipebench.results import versions
+    from pipebench.sweep.cache import CellCache
+    from pipebench.sweep.combine import combined_csv
+    from pipebench.sweep.execute import run_cells
 
     if out_dir is None:
         out_dir = Path("results") / f"{file_name(plan.name, 'run')}-sweep"

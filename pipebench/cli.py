@@ -16,10 +16,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pipebench import __version__, api
+# Commands import what they need (pipebench.api: numba, pandas) when they run,
+# so that --help and list start fast.
+from pipebench import __version__
 from pipebench.errors import InputError, ScenarioError
-from pipebench.report.export import write_files
-from pipebench.timeline import CostModel, RpdPlan
 
 try:  # typer >= 0.26 vendors click
     from typer._click.exceptions import ClickException
@@ -123,6 +123,10 @@ def schedule(
     ] = None,
 ) -> None:
     """Simulate one schedule without training: Gantt chart and timeline statistics."""
+    from pipebench import api
+    from pipebench.report.export import write_files
+    from pipebench.timeline import CostModel, RpdPlan
+
     given = {
         "accumulate": accumulate,
         "replicas": replicas,
@@ -228,6 +232,7 @@ def run(
     no_plots: NoPlotsOption = False,
 ) -> int:
     """Train every schedule x seed x learning rate of a scenario; write and print the results."""
+    from pipebench import api
     from pipebench.report.runview import print_summary, progress_bar
 
     _check_common(fmt, seeds, workers, out=out)
@@ -274,6 +279,7 @@ def compare(
     fmt: Annotated[str, typer.Option("--format", help="table, csv, json or markdown.")] = "table",
 ) -> int:
     """Schedules side by side (one RESULTS), or a baseline against a candidate (two)."""
+    from pipebench import api
     from pipebench.report.compare_view import print_comparison, print_side_by_side
 
     if fmt not in FORMATS:
@@ -333,6 +339,7 @@ def sweep(
     no_plots: NoPlotsOption = False,
 ) -> int:
     """Run a scenario for every cell of a grid of values; skip cells already in the cache."""
+    from pipebench import api
     from pipebench.report.sweep_view import print_sweep, sweep_progress
     from pipebench.sweep.executors import EXECUTORS
 
@@ -366,6 +373,8 @@ def plot(
     results: Annotated[Path, typer.Argument(help="A results folder written by `run`.")],
 ) -> None:
     """Redraw the pictures of a results folder from its tables."""
+    from pipebench import api
+
     for path in api.plot_results(results):
         print(path)
 
@@ -376,6 +385,8 @@ def validate(
     overrides: SetOption = None,
 ) -> None:
     """Check a scenario without running it: one line saying what would run, or what is wrong."""
+    from pipebench import api
+
     exp = api.load_experiment(scenario, overrides or [])
     lrs = sum(len(e.lrs) for e in exp.entries)
     line = (
@@ -397,8 +408,8 @@ def _count(n: int, noun: str) -> str:
 @app.command("list")
 def list_cmd() -> None:
     """List the schedules, objectives and optimizers with a line each."""
+    from pipebench.objectives import OBJECTIVE_KINDS
     from pipebench.optim import OPTIMIZERS
-    from pipebench.scenario import OBJECTIVE_KINDS
     from pipebench.timeline import SCHEDULES
 
     out = Console()

@@ -28,6 +28,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from pipebench.errors import InputError, ScenarioError, did_you_mean
+from pipebench.objectives import OBJECTIVE_KINDS
 from pipebench.optim import HYPER_FIELDS, OPTIMIZERS, SHARED_FIELDS
 from pipebench.sweep.grid import Axis, check_sweepable, parse_values, sweep_values
 
@@ -208,12 +209,6 @@ class CharlmSpec(_Model):
 ObjectiveSpec = Annotated[
     QuadraticSpec | LogisticSpec | MlpSpec | CharlmSpec, Field(discriminator="kind")
 ]
-OBJECTIVE_KINDS = {
-    "quadratic": "least squares; variants random, tridiagonal, diagonal, csv",
-    "logistic": "logistic regression with l2; variants synthetic, csv",
-    "mlp": "residual MLP, one block per stage, teacher-student regression or classification",
-    "charlm": "character-level transformer LM; corpus shakespeare, markov or a text file",
-}
 
 
 # ---------------------------------------------------------------- pipeline, budget

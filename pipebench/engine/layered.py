@@ -20,7 +20,7 @@ from pipebench.engine.recorder import visible_model
 from pipebench.objectives.blocklinear import draw_rows
 from pipebench.objectives.layered import Layered, eval_loss, stage_backward, stage_forward
 from pipebench.optim.step import apply_step
-from pipebench.timeline.rpd import fill_delays
+from pipebench.timeline.rpd_draws import fill_delays
 from pipebench.timeline.trace import AVERAGE, BACKWARD, FORWARD, UPDATE
 
 

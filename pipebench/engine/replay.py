@@ -35,7 +35,8 @@ from pipebench.objectives.blocklinear import (
 )
 from pipebench.objectives.layered import Layered
 from pipebench.optim.step import EF, apply_step
-from pipebench.timeline.rpd import RpdPlan, fill_delays
+from pipebench.timeline.rpd import RpdPlan
+from pipebench.timeline.rpd_draws import fill_delays
 from pipebench.timeline.trace import AVERAGE, BACKWARD, FORWARD, UPDATE, Trace
 
 

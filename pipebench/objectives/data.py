@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from pipebench.errors import InputError, did_you_mean
 
@@ -18,6 +17,8 @@ def load_csv(
     Raises `InputError` naming `path` or `target` when the file cannot be
     used: missing, unparsable, non-numeric or missing values, no such column.
     """
+    import pandas as pd  # only when a CSV is read: validate and list stay light
+
     if not path.is_file():
         raise InputError("path", f"no such file {str(path)!r}")
     try:

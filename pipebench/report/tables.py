@@ -8,14 +8,17 @@ seed, learning rate), so the same scenario and seed give the same bytes.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from pipebench.errors import InputError
-from pipebench.experiment import Experiment
-from pipebench.runner import Outcome
 from pipebench.timeline.trace import KIND_NAMES
+
+if TYPE_CHECKING:  # reading tables (compare, plot) does not load the engine
+    from pipebench.experiment import Experiment
+    from pipebench.runner import Outcome
 
 SUMMARY_COLUMNS = [
     # the columns of DESIGN.md, in its order

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from pipebench.errors import InputError, did_you_mean
 from pipebench.timeline import flush, gpipe, localsgd, naive, paci, pd, rpd, twobw
-from pipebench.timeline.costs import CostModel
-from pipebench.timeline.rpd import RpdPlan
 from pipebench.timeline.schedule import Schedule
-from pipebench.timeline.simulate import simulate
 from pipebench.timeline.trace import BYTES_PER_OP, MAX_MICROBATCHES, Trace
+
+if TYPE_CHECKING:
+    from pipebench.timeline.costs import CostModel
+    from pipebench.timeline.rpd import RpdPlan
 
 SCHEDULES: dict[str, Schedule] = {
     s.name: s
@@ -56,6 +58,8 @@ def build_timeline(
     name: str, costs: CostModel, microbatches: int, **options: object
 ) -> Trace | RpdPlan:
     """Simulate schedule `name` (or draw rpd's iteration plan) for `microbatches`."""
+    from pipebench.timeline.simulate import simulate  # numba: only when a timeline is built
+
     schedule = get_schedule(name)
     if not 1 <= microbatches <= MAX_MICROBATCHES:
         raise InputError("microbatches", f"must be in 1..{MAX_MICROBATCHES}, got {microbatches}")
