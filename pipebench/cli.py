@@ -216,6 +216,15 @@ def _check_common(fmt: str, seeds: int | None, workers: int | None, **folders: P
             raise InputError(option, f"{str(path)!r} exists and is not a folder")
 
 
+def _compile_notice(objective_kind: str, quiet: bool) -> None:
+    """Say on stderr that the first run after installation compiles (unless --quiet)."""
+    from pipebench.engine.compiling import compile_notice
+
+    note = None if quiet else compile_notice(objective_kind)
+    if note:
+        print(note, file=sys.stderr, flush=True)
+
+
 @app.command()
 def run(
     scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
@@ -239,6 +248,7 @@ def run(
     exp = api.load_experiment(scenario, overrides or [], seeds)
     workers = min(workers or os.cpu_count() or 1, exp.runs)
     show = sys.stderr.isatty() and not quiet
+    _compile_notice(exp.loaded.scenario.objective.kind, quiet)
     with progress_bar(exp, show) as (on_prepared, on_done):
         report = api.run_scenario(exp, out, workers, on_prepared, on_done, plots=not no_plots)
     print_summary(report, fmt)
@@ -353,6 +363,7 @@ def sweep(
     plan = api.plan_sweep(scenario, grid or [], overrides or [], seeds)
     workers = workers or os.cpu_count() or 1
     show = sys.stderr.isatty() and not quiet
+    _compile_notice(plan.base.scenario.objective.kind, quiet)
     with sweep_progress(show) as (on_start, on_done):
         report = api.sweep(
             plan, out, executor, workers, scheduler, cache, on_start, on_done, plots=not no_plots
