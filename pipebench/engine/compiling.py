@@ -4,7 +4,7 @@ Numba compiles each kernel family the first time it runs after installation
 and caches the result next to the source. A cold cache is detected by the
 cache index of each family's kernels (empty, missing or stale): the run then
 says on stderr what it is compiling and how long that took on the project's
-2-core machine (benchmarks/perf/bench_compile.py; figures in its README).
+2-core machine (benchmarks/perf/README.md, "Compilation").
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from importlib import import_module
 
 from numba.core import config
 
-# family: (seconds to compile on 2 cores, measured; its kernels as module:name)
+# family: (seconds it took to compile on the project's idle 2-core machine,
+# benchmarks/perf/README.md; its kernels as module:name)
 FAMILIES: dict[str, tuple[int, tuple[str, ...]]] = {
     "timeline": (
-        10,
+        7,
         (
             "pipebench.timeline.simulate:_simulate",
             "pipebench.timeline.stats:_stage_sweep",
@@ -24,7 +25,7 @@ FAMILIES: dict[str, tuple[int, tuple[str, ...]]] = {
         ),
     ),
     "block-linear": (
-        10,
+        14,
         ("pipebench.engine.replay:_replay_trace", "pipebench.engine.replay:_replay_plan"),
     ),
     "layered": (
@@ -61,5 +62,5 @@ def compile_notice(objective_kind: str) -> str | None:
     seconds = sum(FAMILIES[f][0] for f in cold)
     return (
         f"compiling the {' and '.join(cold)} kernels (first run after installation only; "
-        f"about {seconds} s on 2 cores)..."
+        f"about {seconds} s on 2 idle cores)..."
     )
