@@ -397,8 +397,10 @@ def validate(
 ) -> None:
     """Check a scenario without running it: one line saying what would run, or what is wrong."""
     from pipebench import api
+    from pipebench.engine.blas import one_blas_thread
 
-    exp = api.load_experiment(scenario, overrides or [])
+    with one_blas_thread(("scipy", "numpy")):  # the objective is built only to be checked
+        exp = api.load_experiment(scenario, overrides or [])
     lrs = sum(len(e.lrs) for e in exp.entries)
     line = (
         f"{scenario}: valid: {_count(len(exp.entries), 'schedule')}, "
