@@ -1,4 +1,8 @@
-"""What the command line calls, and what users can call from Python."""
+"""What the command line calls, and what users can call from Python.
+
+Each function imports the machinery it needs when called (the engine and
+numba, pandas, the sweep executors), so that a command loads only its own.
+"""
 
 from __future__ import annotations
 
@@ -12,41 +16,24 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from pipebench import __version__
-from pipebench.compare import Comparison, Threshold, against_baseline, read_summary, side_by_side
 from pipebench.errors import InputError
-from pipebench.experiment import Entry, Experiment, resolve
-from pipebench.objectives import loss_label
 from pipebench.outfolder import check_folder, replaced_folder
-from pipebench.report.export import csv_text, file_name, markdown_table, meta_json, write_files
-from pipebench.report.tables import (
-    CURVE_COLUMNS,
-    DELAY_COLUMNS,
-    SUMMARY_COLUMNS,
-    TIMELINE_COLUMNS,
-    read_table,
-)
-from pipebench.results import run_meta, tabulate, versions
-from pipebench.runner import Outcome, run_experiment
-from pipebench.scenario import load_scenario
-from pipebench.sweep.cache import CellCache
-from pipebench.sweep.combine import combined_csv
-from pipebench.sweep.execute import CellsDone, run_cells
-from pipebench.sweep.plan import SweepPlan
-from pipebench.sweep.plan import plan_sweep as plan_sweep  # part of the API
-from pipebench.timeline import (
-    CostModel,
-    RpdPlan,
-    TimelineStats,
-    Trace,
-    build_timeline,
-    get_schedule,
-    stats_of,
-)
-from pipebench.timeline.schedule import auto_delta
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from pipebench.compare import Comparison
+    from pipebench.experiment import Entry, Experiment
+    from pipebench.runner import Outcome
+    from pipebench.sweep.cache import CellCache
+    from pipebench.sweep.execute import CellsDone
+    from pipebench.sweep.plan import SweepPlan
+    from pipebench.timeline import CostModel, RpdPlan, TimelineStats, Trace
 
 
 def schedule_timeline(
@@ -57,6 +44,8 @@ def schedule_timeline(
     `costs` comes from `CostModel.build(stages, ...)`. Raises `InputError`
     for anything out of range, naming the argument.
     """
+    from pipebench.timeline import build_timeline, stats_of
+
     timeline = build_timeline(name, costs, microbatches, **options)
     return timeline, stats_of(timeline)
 
@@ -66,6 +55,9 @@ def schedule_options(name: str, stages: int, given: dict[str, object]) -> dict[s
 
     rpd's delay bound `auto` is given as the number it stands for.
     """
+    from pipebench.timeline import get_schedule
+    from pipebench.timeline.schedule import auto_delta
+
     options = get_schedule(name).options(stages, given)
     if options.get("delta") == "auto":
         options["delta"] = auto_delta(stages)
@@ -76,6 +68,9 @@ def load_experiment(
     path: str | Path, overrides: list[str] | tuple = (), seeds: int | None = None
 ) -> Experiment:
     """Load, validate and resolve a scenario; raises `ScenarioError`/`InputError` if it is bad."""
+    from pipebench.experiment import resolve
+    from pipebench.scenario import load_scenario
+
     return resolve(load_scenario(path, overrides), seeds)
 
 
@@ -90,6 +85,8 @@ class RunReport:
 
 def default_out_dir(exp: Experiment) -> Path:
     """results/<scenario name, made safe for a file name>."""
+    from pipebench.report.export import file_name
+
     return Path("results") / file_name(exp.name, "run")
 
 
@@ -112,6 +109,11 @@ def run_scenario(
     The folder is checked and locked before the runs start, and replaced as
     a whole once every file is written (see `outfolder`).
     """
+    from pipebench.objectives import loss_label
+    from pipebench.report.export import write_files
+    from pipebench.results import run_meta, tabulate
+    from pipebench.runner import run_experiment
+
     out_dir = default_out_dir(exp) if out_dir is None else out_dir
     started = dt.datetime.now(dt.timezone.utc)
     clock = time.perf_counter()
@@ -133,18 +135,11 @@ def run_scenario(
     return RunReport(exp, tables.summary, tables.curves, out_dir, interrupted)
 
 
-# the tables of a results folder, with the columns `plot` reads
-RESULT_TABLES = {
-    "summary.csv": SUMMARY_COLUMNS,
-    "curves.csv": CURVE_COLUMNS,
-    "delays.csv": DELAY_COLUMNS,
-    "timeline.csv": TIMELINE_COLUMNS,
-}
-
-
 def plot_results(results: str | Path) -> list[Path]:
     """Redraw the pictures of a results folder from its tables; returns the files written."""
+    from pipebench.objectives import loss_label
     from pipebench.report.plots import draw_results
+    from pipebench.report.tables import RESULT_TABLES, read_table
 
     folder = Path(results)
     if not folder.is_dir():
@@ -183,6 +178,8 @@ def objective_kind(meta_text: str | Path) -> str | None:
 
 def compare_schedules(results: str | Path, reference: str | None = None) -> pd.DataFrame:
     """Schedules of one results folder (or `summary.csv`) side by side; see `side_by_side`."""
+    from pipebench.compare import read_summary, side_by_side
+
     return side_by_side(read_summary(Path(results), "RESULTS"), reference)
 
 
@@ -190,6 +187,8 @@ def compare_runs(
     base: str | Path, candidate: str | Path, fail_on: list[str] | tuple = ()
 ) -> Comparison:
     """Baseline against candidate, run by run; `fail_on` holds `METRIC:THRESHOLD` strings."""
+    from pipebench.compare import Threshold, against_baseline, read_summary
+
     thresholds = [Threshold.parse(text) for text in fail_on]
     return against_baseline(
         read_summary(Path(base), "BASE"), read_summary(Path(candidate), "CANDIDATE"), thresholds
@@ -197,6 +196,18 @@ def compare_runs(
 
 
 # ---------------------------------------------------------------- sweeps
+
+
+def plan_sweep(
+    path: str | Path,
+    grid: list[str] | tuple = (),
+    overrides: list[str] | tuple = (),
+    seeds: int | None = None,
+) -> SweepPlan:
+    """`pipebench.sweep.plan.plan_sweep`, imported when called."""
+    from pipebench.sweep.plan import plan_sweep
+
+    return plan_sweep(path, grid, overrides, seeds)
 
 
 @dataclass(frozen=True)
@@ -234,6 +245,9 @@ def sweep(
     is true. The results folder is replaced as a whole (the cache inside it
     carried across), as `run_scenario` does.
     """
+    from pipebench.report.export import file_name
+    from pipebench.sweep.cache import CellCache
+
     if out_dir is None:
         out_dir = Path("results") / f"{file_name(plan.name, 'run')}-sweep"
     cache = CellCache(out_dir / "cells" if cache_dir is None else cache_dir, __version__)
@@ -271,7 +285,13 @@ def _sweep_into(
     plots: bool,
 ) -> SweepReport:
     """The work of `sweep`, its tables written into `folder` (swapped in for `out_dir` later)."""
+    from pipebench.objectives import loss_label
+    from pipebench.report.export import meta_json, write_files
     from pipebench.report.sweep_plot import draw_sweep  # matplotlib: only for sweeps
+    from pipebench.report.tables import CURVE_COLUMNS, SUMMARY_COLUMNS, read_table
+    from pipebench.results import versions
+    from pipebench.sweep.combine import combined_csv
+    from pipebench.sweep.execute import run_cells
 
     started = dt.datetime.now(dt.timezone.utc)
     clock = time.perf_counter()
@@ -346,7 +366,9 @@ def reproduce(
 ) -> ReproductionReport:
     """Run the named reproductions (`pipebench reproduce`), each into `OUT/<name>`, and
     write the comparison with the papers to `OUT/reproductions.csv` and `.md`."""
+    from pipebench.report.export import csv_text, markdown_table, write_files
     from pipebench.reproduce import findings, findings_table, get_reproduction
+    from pipebench.scenario import load_scenario
 
     out_dir = Path("results") / "reproductions" if out_dir is None else out_dir
     chosen = [get_reproduction(name) for name in names]  # all names checked before running

@@ -12,16 +12,15 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from pipebench import __version__, api, interrupts
+# Commands import what they need (pipebench.api: numba, pandas) when they run,
+# so that --help and list start fast.
+from pipebench import __version__, interrupts
 from pipebench.errors import InputError, ScenarioError, shorten_numbers
 from pipebench.outfolder import check_file, check_folder, os_error_text
-from pipebench.report.export import markdown_table, write_data, write_files
-from pipebench.timeline import CostModel, RpdPlan
 
 try:  # typer >= 0.26 vendors click
     from typer._click.exceptions import ClickException
@@ -150,6 +149,10 @@ def schedule(
     ] = None,
 ) -> None:
     """Simulate one schedule without training: Gantt chart and timeline statistics."""
+    from pipebench import api
+    from pipebench.report.export import write_files
+    from pipebench.timeline import CostModel, RpdPlan
+
     given = {
         "accumulate": accumulate,
         "replicas": replicas,
@@ -257,6 +260,15 @@ def _check_common(fmt: str, seeds: int | None, workers: int | None, **folders: P
             check_folder(path, option)
 
 
+def _compile_notice(objective_kind: str, quiet: bool) -> None:
+    """Say on stderr that the first run after installation compiles (unless --quiet)."""
+    from pipebench.engine.compiling import compile_notice
+
+    note = None if quiet else compile_notice(objective_kind)
+    if note:
+        print(note, file=sys.stderr, flush=True)
+
+
 @app.command(cls=Command)
 def run(
     scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
@@ -273,12 +285,14 @@ def run(
     no_plots: NoPlotsOption = False,
 ) -> int:
     """Train every schedule x seed x learning rate of a scenario; write and print the results."""
+    from pipebench import api
     from pipebench.report.runview import print_summary, progress_bar
 
     _check_common(fmt, seeds, workers, out=out)
     with interrupts.deferred():  # Ctrl-C from here on ends in a written results folder
         exp = api.load_experiment(scenario, overrides or [], seeds)
         workers = min(workers or os.cpu_count() or 1, exp.runs)
+        _compile_notice(exp.loaded.scenario.objective.kind, quiet)
         with progress_bar(exp, quiet) as (on_prepared, on_done):
             report = api.run_scenario(exp, out, workers, on_prepared, on_done, plots=not no_plots)
         interrupted = report.interrupted or interrupts.noted()
@@ -322,6 +336,7 @@ def compare(
     fmt: Annotated[str, typer.Option("--format", help="table, csv, json or markdown.")] = "table",
 ) -> int:
     """Schedules side by side (one RESULTS), or a baseline against a candidate (two)."""
+    from pipebench import api
     from pipebench.report.compare_view import print_comparison, print_side_by_side
 
     if fmt not in FORMATS:
@@ -382,6 +397,7 @@ def sweep(
     no_plots: NoPlotsOption = False,
 ) -> int:
     """Run a scenario for every cell of a grid of values; skip cells already in the cache."""
+    from pipebench import api
     from pipebench.report.sweep_view import print_sweep, sweep_progress
     from pipebench.sweep.executors import EXECUTORS
 
@@ -395,6 +411,7 @@ def sweep(
     with interrupts.deferred():  # Ctrl-C from here on ends in a written results folder
         plan = api.plan_sweep(scenario, grid or [], overrides or [], seeds)
         workers = workers or os.cpu_count() or 1
+        _compile_notice(plan.base.scenario.objective.kind, quiet)
         with sweep_progress(quiet) as (on_start, on_done):
             report = api.sweep(
                 plan, out, executor, workers, scheduler, cache, on_start, on_done,
@@ -432,6 +449,10 @@ def reproduce(
     no_plots: NoPlotsOption = False,
 ) -> None:
     """Run the seed papers' figures from shipped scenarios; compare with the papers' numbers."""
+    import pandas as pd
+
+    from pipebench import api
+    from pipebench.report.export import markdown_table, write_data
     from pipebench.report.runview import print_table
     from pipebench.reproduce import REPRODUCTIONS
 
@@ -464,6 +485,8 @@ def plot(
     results: Annotated[Path, typer.Argument(help="A results folder written by `run`.")],
 ) -> None:
     """Redraw the pictures of a results folder from its tables."""
+    from pipebench import api
+
     for path in api.plot_results(results):
         print(path)
 
@@ -474,7 +497,11 @@ def validate(
     overrides: SetOption = None,
 ) -> None:
     """Check a scenario without running it: one line saying what would run, or what is wrong."""
-    exp = api.load_experiment(scenario, overrides or [])
+    from pipebench import api
+    from pipebench.engine.blas import one_blas_thread
+
+    with one_blas_thread(("scipy", "numpy")):  # the objective is built only to be checked
+        exp = api.load_experiment(scenario, overrides or [])
     lrs = sum(len(e.lrs) for e in exp.entries)
     line = (
         f"{scenario}: valid: {_count(len(exp.entries), 'schedule')}, "
@@ -495,8 +522,9 @@ def _count(n: int, noun: str) -> str:
 @app.command("list", cls=Command)
 def list_cmd() -> None:
     """List the schedules, objectives and optimizers with a line each."""
+    from pipebench.objectives import OBJECTIVE_KINDS
     from pipebench.optim import OPTIMIZERS
-    from pipebench.scenario import OBJECTIVE_KINDS, shared_optimizer_defaults
+    from pipebench.scenario import shared_optimizer_defaults
     from pipebench.timeline import SCHEDULES
 
     out = Console()

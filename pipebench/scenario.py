@@ -29,6 +29,7 @@ from pydantic_core import PydanticCustomError
 
 from pipebench import safeyaml
 from pipebench.errors import InputError, ScenarioError, clip, did_you_mean, shorten
+from pipebench.objectives import OBJECTIVE_KINDS
 from pipebench.optim import HYPER_FIELDS, OPTIMIZERS, SHARED_FIELDS
 from pipebench.safeyaml import YamlProblem
 from pipebench.sweep.grid import Axis, check_sweepable, parse_values, sweep_values
@@ -201,12 +202,6 @@ class CharlmSpec(_Model):
 ObjectiveSpec = Annotated[
     QuadraticSpec | LogisticSpec | MlpSpec | CharlmSpec, Field(discriminator="kind")
 ]
-OBJECTIVE_KINDS = {
-    "quadratic": "least squares; variants random, tridiagonal, diagonal, csv",
-    "logistic": "logistic regression with l2; variants synthetic, csv",
-    "mlp": "residual MLP, one block per stage, teacher-student regression or classification",
-    "charlm": "character-level transformer LM; corpus shakespeare, markov or a text file",
-}
 
 
 # ---------------------------------------------------------------- pipeline, budget

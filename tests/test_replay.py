@@ -185,6 +185,29 @@ def test_rpd_reads_the_delayed_iterates(delays):
     assert curve.block_updates == plan.iterations == 48
 
 
+@pytest.mark.parametrize("delta", [0, 1, 31, 32, 45])
+def test_rpd_far_past_the_delay_bound(delta):
+    """Many more iterations than the bound: the iterates it reads are recycled many times."""
+    obj = objective(stages=3)
+    curve, plan, _ = train(
+        "rpd", obj, 3, lr=0.01, seed=3, delta=delta, budget=("microbatches", 120)
+    )
+    assert plan.iterations == 360
+    iterates = [np.zeros(obj.dim)]
+    for k in range(plan.iterations):
+        point = np.concatenate(
+            [
+                iterates[k - d][part]
+                for d, part in zip(plan.delays_at(k), blocks(obj, 3), strict=True)
+            ]
+        )
+        w = iterates[-1].copy()
+        s = blocks(obj, 3)[plan.block[k]]
+        w[s] -= 0.01 * numpy_gradient(obj, point, k, 3)[s]
+        iterates.append(w)
+    np.testing.assert_allclose(curve.model, iterates[-1], **TIGHT)
+
+
 def momentum_reference(obj, lr, mu, nesterov, steps, seed):
     w, v = np.zeros(obj.dim), np.zeros(obj.dim)
     for m in range(steps):

@@ -14,30 +14,38 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+# (package, its bundled OpenBLAS, the suffix of that build's symbols)
+_BUNDLED = {"scipy": ("libscipy_openblas*", ""), "numpy": ("libscipy_openblas64_*", "64_")}
 
-def _openblas() -> ctypes.CDLL | None:
-    """scipy's bundled OpenBLAS, if this scipy ships one that can be told its thread count."""
+
+def _openblas(package: str) -> tuple[ctypes.CDLL, str] | None:
+    """The OpenBLAS `package` bundles and its symbol suffix, if it can be told its thread count."""
     try:
-        import scipy
-    except ImportError:  # pragma: no cover - scipy is a dependency
+        module = __import__(package)
+    except ImportError:  # pragma: no cover - both are dependencies
         return None
-    libs = Path(scipy.__file__).parent.parent.joinpath("scipy.libs").glob("libscipy_openblas*")
+    pattern, suffix = _BUNDLED[package]
+    libs = Path(module.__file__).parent.parent.joinpath(f"{package}.libs").glob(pattern)
     lib = next((ctypes.CDLL(str(path)) for path in sorted(libs)), None)
-    if lib is None or not hasattr(lib, "scipy_openblas_set_num_threads"):
+    if lib is None or not hasattr(lib, f"scipy_openblas_set_num_threads{suffix}"):
         return None
-    return lib
+    return lib, suffix
 
 
 @contextmanager
-def one_blas_thread() -> Iterator[None]:
-    """Run the block with scipy's OpenBLAS on one thread, then restore its thread count."""
-    lib = _openblas()
-    if lib is None:
-        yield
-        return
-    before = lib.scipy_openblas_get_num_threads()
-    lib.scipy_openblas_set_num_threads(1)
+def one_blas_thread(packages: tuple[str, ...] = ("scipy",)) -> Iterator[None]:
+    """Run the block with the OpenBLAS of `packages` on one thread, then restore their counts.
+
+    Runs pin scipy's (numba's products); `validate` pins NumPy's too, whose
+    two threads made the SVD of an objective's set-up take seconds on a
+    loaded machine.
+    """
+    found = [lib for lib in map(_openblas, packages) if lib is not None]
+    before = [getattr(lib, f"scipy_openblas_get_num_threads{sfx}")() for lib, sfx in found]
+    for lib, sfx in found:
+        getattr(lib, f"scipy_openblas_set_num_threads{sfx}")(1)
     try:
         yield
     finally:
-        lib.scipy_openblas_set_num_threads(before)
+        for (lib, sfx), count in zip(found, before, strict=True):
+            getattr(lib, f"scipy_openblas_set_num_threads{sfx}")(count)

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from pipebench.timeline import CostModel, RpdPlan, Trace, build_timeline, get_schedule
-from pipebench.timeline.rpd import plan_stats
-from pipebench.timeline.stats import TimelineStats, busy_time, timeline_stats
+
+if TYPE_CHECKING:
+    from pipebench.timeline.stats import TimelineStats
 
 
 def microbatch_unit(name: str, stages: int, options: dict[str, object]) -> int:
@@ -102,6 +104,9 @@ def stats_until(timeline: Trace | RpdPlan, until: float, iterations: int | None)
     The bubble fraction is measured over [0, until], operations still running
     at `until` counting for the part they ran.
     """
+    from pipebench.timeline.rpd import plan_stats
+    from pipebench.timeline.stats import busy_time, timeline_stats  # numba: when runs are made
+
     if isinstance(timeline, RpdPlan):
         n = timeline.iterations if iterations is None else iterations
         pd_trace = timeline.pd

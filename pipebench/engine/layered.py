@@ -15,12 +15,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from pipebench.engine.iterates import keep_checkpoint, new_checkpoints, versions_read
 from pipebench.engine.operations import average_replicas, diverged, step_stage, steps_running
 from pipebench.engine.recorder import visible_model
 from pipebench.objectives.blocklinear import draw_rows
 from pipebench.objectives.layered import Layered, eval_loss, stage_backward, stage_forward
 from pipebench.optim.step import apply_step
-from pipebench.timeline.rpd import fill_delays
+from pipebench.timeline.rpd_draws import fill_delays
 from pipebench.timeline.trace import AVERAGE, BACKWARD, FORWARD, UPDATE
 
 
@@ -124,7 +125,8 @@ def replay_layered_plan(
     for h in range(H):
         hist[0, h] = init
     version = np.zeros((1, S), np.int64)
-    versions_at = np.zeros((H, S), np.int64)
+    checkpoints = new_checkpoints(H, S)
+    read = np.zeros(S, np.int64)  # read[j]: the version of block j iteration k reads
     never = np.full((1, S), -np.inf)
     delays = np.zeros(S, np.int64)
     rows = np.zeros(batch, np.int64)
@@ -152,11 +154,12 @@ def replay_layered_plan(
                 return p, k
         if k == n_iter or (k % 64 == 0 and stop[0] != 0):
             break
-        versions_at[k % H, :] = version[0]
+        keep_checkpoint(k, version, checkpoints)
         fill_delays(mode, delta, plan_seed, k, pd_update_mb, pd_reads, delays)
+        versions_read(k, delays, block, checkpoints, read)
         draw_rows(sampling, seed, examples, batch, k, rows)
         for j in range(S):
-            v = versions_at[(k - delays[j]) % H, j]
+            v = read[j]
             point[off[j] : off[j + 1]] = hist[0, v % H, off[j] : off[j + 1]]
         for j in range(S):
             stage_forward(ocode, spec, j, point[off[j] : off[j + 1]], df, dt, di, rows, x[j],

@@ -21,6 +21,7 @@ import numpy as np
 from numba import njit
 
 from pipebench.engine.history import replay_needs
+from pipebench.engine.iterates import keep_checkpoint, new_checkpoints, versions_read
 from pipebench.engine.layered import objective_tuple, replay_layered, replay_layered_plan
 from pipebench.engine.operations import average_replicas, diverged, steps_running
 from pipebench.engine.recorder import block_offsets, new_recorder, take_sample
@@ -31,12 +32,14 @@ from pipebench.objectives.blocklinear import (
     backward_block,
     draw_rows,
     forward_block,
+    forward_point,
     mean_loss,
     output_gradient,
 )
 from pipebench.objectives.layered import Layered
 from pipebench.optim.step import EF, apply_step
-from pipebench.timeline.rpd import RpdPlan, fill_delays
+from pipebench.timeline.rpd import RpdPlan
+from pipebench.timeline.rpd_draws import fill_delays
 from pipebench.timeline.trace import AVERAGE, BACKWARD, FORWARD, UPDATE, Trace
 
 
@@ -140,7 +143,9 @@ def _replay_plan(
     nb = n if sampling == SAMPLE_FULL else batch
     hist = np.zeros((1, H, d))
     version = np.zeros((1, S), np.int64)
-    versions_at = np.zeros((H, S), np.int64)  # versions_at[k % H, j]: version of j at iterate k
+    checkpoints = new_checkpoints(H, S)
+    read = np.zeros(S, np.int64)  # read[j]: the version of block j iteration k reads
+    point = np.zeros(d)  # the mixed point of an iteration
     never = np.full((1, S), -np.inf)
     delays = np.zeros(S, np.int64)
     rows = np.zeros(nb, np.int64)
@@ -170,18 +175,20 @@ def _replay_plan(
                 return p, k
         if k == n_iter or (k % 256 == 0 and stop[0] != 0):
             break
-        versions_at[k % H, :] = version[0]
+        keep_checkpoint(k, version, checkpoints)
         fill_delays(mode, delta, plan_seed, k, pd_update_mb, pd_reads, delays)
+        versions_read(k, delays, block, checkpoints, read)
         draw_rows(sampling, seed, n, batch, k, rows)
-        z[:] = 0.0
         for j in range(S):
-            v = versions_at[(k - delays[j]) % H, j]
-            forward_block(X, rows, nb, off[j], off[j + 1], hist[0, v % H], z)
+            slot = read[j] % H
+            for c in range(off[j], off[j + 1]):
+                point[c] = hist[0, slot, c]
+        z[:] = 0.0
+        forward_point(X, rows, nb, off, point, z)
         output_gradient(loss, z, y, rows, nb, g)
         s = block[k]
         lo, hi = off[s], off[s + 1]
-        v_read = versions_at[(k - delays[s]) % H, s]
-        backward_block(X, rows, nb, lo, hi, g, hist[0, v_read % H], l2, noise, seed, k, acc)
+        backward_block(X, rows, nb, lo, hi, g, point, l2, noise, seed, k, acc)
         v = version[0, s]
         steps[s] += 1
         apply_step(code, hyper, steps[s], horizon[0, s], hist[0, v % H], acc, 1.0, m1, m2, last,

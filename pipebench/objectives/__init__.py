@@ -1,17 +1,36 @@
-"""Objectives: what the pipeline trains, each knowing its smoothness L and optimum f*."""
+"""Objectives: what the pipeline trains, each knowing its smoothness L and optimum f*.
+
+`OBJECTIVE_KINDS` is light; the objectives themselves (numba kernels) are
+imported when one is built, so that `pipebench list` does not load numba.
+"""
 
 from __future__ import annotations
 
+from importlib import import_module
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipebench.errors import InputError
-from pipebench.objectives import logistic, quadratic
-from pipebench.objectives.blocklinear import SAMPLE_FULL, BlockLinear
-from pipebench.objectives.language import build_charlm
-from pipebench.objectives.layered import Layered
-from pipebench.objectives.teacher import build_mlp
 
-BUILDERS = {"quadratic": quadratic.build, "logistic": logistic.build}
+if TYPE_CHECKING:
+    from pipebench.objectives.blocklinear import BlockLinear
+    from pipebench.objectives.layered import Layered
+
+OBJECTIVE_KINDS = {
+    "quadratic": "least squares; variants random, tridiagonal, diagonal, csv",
+    "logistic": "logistic regression with l2; variants synthetic, csv",
+    "mlp": "residual MLP, one block per stage, teacher-student regression or classification",
+    "charlm": "character-level transformer LM; corpus shakespeare, markov or a text file",
+}
+
+_HOME = {"BlockLinear": "blocklinear", "Layered": "layered"}
+
+
+def __getattr__(name: str) -> object:
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_HOME[name]}"), name)
+
 
 # What the recorded loss of each objective kind is, as the loss axes of the pictures say.
 LOSS_LABELS = {
@@ -32,6 +51,11 @@ def build_objective(spec, stages: int, data_file: Path | None) -> BlockLinear | 
 
     Raises `InputError` naming the objective field at fault.
     """
+    from pipebench.objectives import logistic, quadratic
+    from pipebench.objectives.blocklinear import SAMPLE_FULL
+    from pipebench.objectives.language import build_charlm
+    from pipebench.objectives.teacher import build_mlp
+
     if spec.kind == "charlm":
         return build_charlm(spec, stages, data_file)
     if spec.kind == "mlp":
@@ -41,7 +65,7 @@ def build_objective(spec, stages: int, data_file: Path | None) -> BlockLinear | 
                 "batch_size", f"must be <= the {model.examples} examples, got {spec.batch_size}"
             )
         return model
-    model = BUILDERS[spec.kind](spec, data_file)
+    model = {"quadratic": quadratic.build, "logistic": logistic.build}[spec.kind](spec, data_file)
     if model.dim < stages:
         field = "path" if spec.variant == "csv" else "dim"
         raise InputError(
@@ -54,4 +78,11 @@ def build_objective(spec, stages: int, data_file: Path | None) -> BlockLinear | 
     return model
 
 
-__all__ = ["BUILDERS", "LOSS_LABELS", "BlockLinear", "Layered", "build_objective", "loss_label"]
+__all__ = [
+    "LOSS_LABELS",
+    "OBJECTIVE_KINDS",
+    "BlockLinear",
+    "Layered",
+    "build_objective",
+    "loss_label",
+]

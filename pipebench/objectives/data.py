@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from pipebench.errors import InputError, clip, did_you_mean, shorten
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def load_csv(
@@ -18,6 +21,8 @@ def load_csv(
     Raises `InputError` naming `path` or `target` when the file cannot be
     used: missing, unparsable, non-numeric or missing values, no such column.
     """
+    import pandas as pd  # only when a CSV is read: validate and list stay light
+
     if not path.exists():
         raise InputError("path", f"no such file {str(path)!r}")
     if not path.is_file():
@@ -78,6 +83,8 @@ def load_csv(
 
 def _first_bad(column: pd.Series) -> str:
     """' (line N: 'x')' for the first cell of a text column that is not a number."""
+    import pandas as pd
+
     numbers = pd.to_numeric(column, errors="coerce")
     bad = np.flatnonzero(numbers.isna() & column.notna())
     return f" (line {bad[0] + 2}: {shorten(column.iloc[bad[0]])})" if len(bad) else ""

@@ -16,9 +16,12 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas loads with the first table: outfolder and the cli stay light
+    import pandas as pd
 
 LONGEST_NAME = 80  # characters of a name made from a scenario name, label or key
 
@@ -52,7 +55,7 @@ def json_value(value: object) -> object:
     No value (NaN, NA: an empty field in the CSV) is null. Python writes a
     float as the shortest text that reads back to the same float.
     """
-    if value is None or value is pd.NA:
+    if value is None or type(value).__name__ == "NAType":  # pandas.NA, without pandas
         return None
     if isinstance(value, (bool, np.bool_)):
         return bool(value)

@@ -8,14 +8,17 @@ seed, learning rate), so the same scenario and seed give the same bytes.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from pipebench.errors import InputError, clip, shorten
-from pipebench.experiment import Experiment
-from pipebench.runner import Outcome
 from pipebench.timeline.trace import KIND_NAMES
+
+if TYPE_CHECKING:  # reading tables (compare, plot) does not load the engine
+    from pipebench.experiment import Experiment
+    from pipebench.runner import Outcome
 
 SUMMARY_COLUMNS = [
     # the columns of DESIGN.md, in its order
@@ -41,6 +44,13 @@ CURVE_COLUMNS = [
 DELAY_COLUMNS = ["scenario", "schedule", "label", "seed", "delay", "updates"]
 TIMELINE_COLUMNS = ["scenario", "schedule", "label", "kind", "stage", "mb", "replica", "start",
                     "end", "v_fwd", "v_bwd"]  # fmt: skip
+# the tables of a results folder, with the columns `plot` reads
+RESULT_TABLES = {
+    "summary.csv": SUMMARY_COLUMNS,
+    "curves.csv": CURVE_COLUMNS,
+    "delays.csv": DELAY_COLUMNS,
+    "timeline.csv": TIMELINE_COLUMNS,
+}
 TEXT_COLUMNS = ("scenario", "schedule", "label", "scenario_hash", "optimizer", "kind")
 BOOL_COLUMNS = ("selected", "diverged")
 _KNOWN = {*SUMMARY_COLUMNS, *CURVE_COLUMNS, *DELAY_COLUMNS, *TIMELINE_COLUMNS}

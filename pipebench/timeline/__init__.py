@@ -1,14 +1,43 @@
-"""Timelines: when every operation of a schedule happens, independent of the numbers trained."""
+"""Timelines: when every operation of a schedule happens, independent of the numbers trained.
 
-from pipebench.timeline.costs import CostModel
-from pipebench.timeline.registry import SCHEDULES, build_timeline, get_schedule
-from pipebench.timeline.rpd import RpdPlan, plan_stats
-from pipebench.timeline.stats import TimelineStats, timeline_stats
-from pipebench.timeline.trace import Trace
+The names below load on first use (PEP 562), so that listing the schedules
+or comparing results does not import numba: only building a timeline does.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipebench.timeline.costs import CostModel
+    from pipebench.timeline.registry import SCHEDULES, build_timeline, get_schedule
+    from pipebench.timeline.rpd import RpdPlan
+    from pipebench.timeline.stats import TimelineStats
+    from pipebench.timeline.trace import Trace
+
+_HOME = {
+    "CostModel": "costs",
+    "SCHEDULES": "registry",
+    "build_timeline": "registry",
+    "get_schedule": "registry",
+    "RpdPlan": "rpd",
+    "TimelineStats": "stats",
+    "Trace": "trace",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_HOME[name]}"), name)
 
 
 def stats_of(timeline: Trace | RpdPlan) -> TimelineStats:
     """The statistics of a simulated trace or of rpd's iteration plan."""
+    from pipebench.timeline.rpd import RpdPlan, plan_stats
+    from pipebench.timeline.stats import timeline_stats
+
     return plan_stats(timeline) if isinstance(timeline, RpdPlan) else timeline_stats(timeline)
 
 

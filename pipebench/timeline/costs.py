@@ -15,19 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 
 from pipebench.errors import InputError
-from pipebench.hashrng import uniform01
 from pipebench.timeline.trace import MAX_STAGES
-
-
-@njit(cache=True)
-def jitter_factor(jitter: float, seed: int, kind: int, stage: int, mb: int) -> float:
-    """Multiplicative factor uniform in [1 - jitter, 1 + jitter] for one operation."""
-    if jitter == 0.0:
-        return 1.0
-    return 1.0 + jitter * (2.0 * uniform01(seed, kind, stage, mb) - 1.0)
 
 
 def _per_stage(name: str, value: float | Sequence[float], stages: int) -> np.ndarray:

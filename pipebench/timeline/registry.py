@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pipebench.errors import InputError, did_you_mean
 from pipebench.limits import available_memory, memory_problem, trace_need
 from pipebench.timeline import flush, gpipe, localsgd, naive, paci, pd, rpd, twobw
-from pipebench.timeline.costs import CostModel
-from pipebench.timeline.rpd import RpdPlan
 from pipebench.timeline.schedule import Schedule
-from pipebench.timeline.simulate import simulate
 from pipebench.timeline.trace import MAX_MICROBATCHES, Trace
+
+if TYPE_CHECKING:
+    from pipebench.timeline.costs import CostModel
+    from pipebench.timeline.rpd import RpdPlan
 
 SCHEDULES: dict[str, Schedule] = {
     s.name: s
@@ -47,6 +50,8 @@ def build_timeline(
     name: str, costs: CostModel, microbatches: int, **options: object
 ) -> Trace | RpdPlan:
     """Simulate schedule `name` (or draw rpd's iteration plan) for `microbatches`."""
+    from pipebench.timeline.simulate import simulate  # numba: only when a timeline is built
+
     schedule = get_schedule(name)
     if not 1 <= microbatches <= MAX_MICROBATCHES:
         raise InputError("microbatches", f"must be in 1..{MAX_MICROBATCHES}, got {microbatches}")

@@ -7,27 +7,24 @@ each iteration, how delays are drawn, and the clock, which is borrowed from
 the PipeDream timeline with the same stages and costs (iteration k happens
 when PD's k-th block update ends), so RPD and PD curves share one time axis.
 
-Draws come from a counter-based hash of (seed, stream, k, j): the replay can
-regenerate any iteration's delays without storing K x S numbers.
+The draws (`rpd_draws`, numba kernels) and the simulator are imported only
+when a plan is made or read, so that the schedule registry loads without numba.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
-from numba import njit
 
-from pipebench.hashrng import uniform01
 from pipebench.timeline import pd
-from pipebench.timeline.costs import CostModel
 from pipebench.timeline.schedule import DELAY_MODES, Schedule, auto_delta
-from pipebench.timeline.simulate import simulate
-from pipebench.timeline.stats import TimelineStats, busy_time, delay_summary, read_iterates
 from pipebench.timeline.trace import Trace
 
-_STAGE_STREAM = 11
-_DELAY_STREAM = 12
+if TYPE_CHECKING:
+    from pipebench.timeline.costs import CostModel
+    from pipebench.timeline.stats import TimelineStats
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,54 +56,18 @@ class RpdPlan:
 
     def reseeded(self, seed: int) -> RpdPlan:
         """The same plan on the same clock with the blocks and delays of another seed."""
-        blocks = _draw_blocks(seed, self.stages, len(self.block))
+        from pipebench.timeline.rpd_draws import draw_blocks
+
+        blocks = draw_blocks(seed, self.stages, len(self.block))
         return replace(self, seed=seed, block=blocks)
 
     def delays_at(self, k: int) -> np.ndarray:
         """The S block delays of iteration k (what the replay uses)."""
+        from pipebench.timeline.rpd_draws import fill_delays
+
         out = np.empty(self.stages, dtype=np.int64)
         fill_delays(self.mode, self.delta, self.seed, k, self.pd_update_mb, self.pd_reads, out)
         return out
-
-
-@njit(cache=True)
-def fill_delays(mode, delta, seed, k, pd_update_mb, pd_reads, out):
-    """Delays d_j of iteration k for every block j, written into `out`."""
-    bound = min(delta, k)
-    for j in range(len(out)):
-        if mode == 0:  # uniform on {0 .. min(delta, k)}
-            out[j] = int(uniform01(seed, _DELAY_STREAM, k, j) * (bound + 1))
-        elif mode == 1:  # max
-            out[j] = bound
-        elif mode == 2:  # zero
-            out[j] = 0
-        else:  # pd: the delays PipeDream's update k really had
-            out[j] = k - pd_reads[pd_update_mb[k], j]
-
-
-@njit(cache=True)
-def _draw_blocks(seed, stages, iterations):
-    out = np.empty(iterations, np.int32)
-    for k in range(iterations):
-        out[k] = int(uniform01(seed, _STAGE_STREAM, k, 0) * stages)
-    return out
-
-
-@njit(cache=True)
-def _plan_delays(mode, delta, seed, block, pd_update_mb, pd_reads, stages):
-    """Per iteration, the largest block delay; per stage, the largest delay of its own
-    block, and the sum of its block's delays over all iterations."""
-    n = len(block)
-    worst = np.empty(n, np.int64)
-    own = np.zeros(stages, np.int64)
-    total = np.zeros(stages, np.int64)
-    d = np.empty(stages, np.int64)
-    for k in range(n):
-        fill_delays(mode, delta, seed, k, pd_update_mb, pd_reads, d)
-        worst[k] = d.max()
-        own[block[k]] = max(own[block[k]], d[block[k]])
-        total += d
-    return worst, own, total
 
 
 def plan(
@@ -117,12 +78,16 @@ def plan(
     sampling: str = "objective",
 ) -> RpdPlan:
     """The iteration plan for S * microbatches block updates, seeded by `costs.seed`."""
+    from pipebench.timeline.rpd_draws import draw_blocks
+    from pipebench.timeline.simulate import simulate
+    from pipebench.timeline.stats import read_iterates
+
     stages = costs.stages
     bound = auto_delta(stages) if delta == "auto" else int(delta)  # type: ignore[arg-type]
     rules = pd.SCHEDULE.rules(stages, pd.SCHEDULE.defaults(stages))
     trace = simulate("pd", rules, costs, microbatches)
     reads = read_iterates(trace)[0] if delays == "pd" else np.zeros((0, 0), dtype=np.int64)
-    block = _draw_blocks(costs.seed, stages, trace.n_updates)
+    block = draw_blocks(costs.seed, stages, trace.n_updates)
     return RpdPlan(
         stages=stages,
         microbatches=microbatches,
@@ -145,7 +110,10 @@ def plan_stats(plan: RpdPlan) -> TimelineStats:
     (there is no separate backward); the iterate history must hold the largest
     delay plus one versions; activations do not apply.
     """
-    worst, own, total = _plan_delays(
+    from pipebench.timeline.rpd_draws import plan_delays
+    from pipebench.timeline.stats import TimelineStats, busy_time, delay_summary
+
+    worst, own, total = plan_delays(
         plan.mode, plan.delta, plan.seed, plan.block, plan.pd_update_mb, plan.pd_reads, plan.stages
     )
     S, M = plan.stages, plan.microbatches

@@ -90,7 +90,7 @@ def _flag(v: object) -> str | None:
     return None if isinstance(v, bool) else f"true or false, got {v!r}"
 
 
-# RPD delay modes; rpd.fill_delays branches on the index in this tuple.
+# RPD delay modes; rpd_draws.fill_delays branches on the index in this tuple.
 DELAY_MODES = ("uniform", "max", "zero", "pd")
 
 # Options a schedule may take: name -> a check returning what is allowed, or None if valid.

@@ -20,7 +20,8 @@ import numpy as np
 from numba import njit
 
 from pipebench.errors import InputError
-from pipebench.timeline.costs import CostModel, jitter_factor
+from pipebench.hashrng import uniform01
+from pipebench.timeline.costs import CostModel
 from pipebench.timeline.schedule import (
     BARRIER_AVERAGE,
     BARRIER_NONE,
@@ -33,6 +34,14 @@ from pipebench.timeline.trace import AVERAGE, BACKWARD, FORWARD, UPDATE, Trace
 _INF = np.inf
 _NONE = -1
 _OK, _DEADLOCK, _VERSION_NOT_READY = 0, 1, 2
+
+
+@njit(cache=True)
+def jitter_factor(jitter: float, seed: int, kind: int, stage: int, mb: int) -> float:
+    """Multiplicative factor uniform in [1 - jitter, 1 + jitter] for one operation."""
+    if jitter == 0.0:
+        return 1.0
+    return 1.0 + jitter * (2.0 * uniform01(seed, kind, stage, mb) - 1.0)
 
 
 @njit(cache=True)

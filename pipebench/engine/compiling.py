@@ -1,0 +1,66 @@
+"""Whether a run starts by compiling numba kernels, and the one line that says so.
+
+Numba compiles each kernel family the first time it runs after installation
+and caches the result next to the source. A cold cache is detected by the
+cache index of each family's kernels (empty, missing or stale): the run then
+says on stderr what it is compiling and how long that took on the project's
+2-core machine (benchmarks/perf/README.md, "Compilation").
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from numba.core import config
+
+# family: (seconds it took to compile on the project's idle 2-core machine,
+# benchmarks/perf/README.md; its kernels as module:name)
+FAMILIES: dict[str, tuple[int, tuple[str, ...]]] = {
+    "timeline": (
+        7,
+        (
+            "pipebench.timeline.simulate:_simulate",
+            "pipebench.timeline.stats:_stage_sweep",
+            "pipebench.engine.history:_needs",
+        ),
+    ),
+    "block-linear": (
+        14,
+        ("pipebench.engine.replay:_replay_trace", "pipebench.engine.replay:_replay_plan"),
+    ),
+    "layered": (
+        110,
+        ("pipebench.engine.layered:replay_layered", "pipebench.engine.layered:replay_layered_plan"),
+    ),
+}
+LAYERED_KINDS = ("mlp", "charlm")
+
+
+def _cached(kernel: str) -> bool:
+    """Whether numba's cache holds a current compilation of `kernel` (module:name)."""
+    module, name = kernel.split(":")
+    dispatcher = getattr(import_module(module), name)
+    try:
+        return bool(dispatcher._cache._cache_file._load_index())  # numba's own freshness check
+    except (AttributeError, OSError):  # another numba, or an unreadable cache: say nothing
+        return True
+
+
+def cold_families(objective_kind: str) -> list[str]:
+    """The kernel families a run on this kind of objective would compile first."""
+    if config.DISABLE_JIT:
+        return []
+    wanted = ["timeline", "layered" if objective_kind in LAYERED_KINDS else "block-linear"]
+    return [f for f in wanted if not all(_cached(k) for k in FAMILIES[f][1])]
+
+
+def compile_notice(objective_kind: str) -> str | None:
+    """One line for stderr when kernels will be compiled first; None when all are cached."""
+    cold = cold_families(objective_kind)
+    if not cold:
+        return None
+    seconds = sum(FAMILIES[f][0] for f in cold)
+    return (
+        f"compiling the {' and '.join(cold)} kernels (first run after installation only; "
+        f"about {seconds} s on 2 idle cores)..."
+    )

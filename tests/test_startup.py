@@ -1,0 +1,77 @@
+"""Start-up: the quick commands load only what they need (modules, not timings)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pipebench.cli import main
+from pipebench.engine.compiling import cold_families
+
+PROBE = """
+import sys
+from pipebench.cli import main
+sys.argv = ["pipebench", *sys.argv[1:]]
+try:
+    main()
+finally:
+    print("LOADED=" + ",".join(m for m in ("numba", "pandas", "matplotlib") if m in sys.modules))
+"""
+
+
+def loaded(*args: str) -> set[str]:
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, check=True
+    )
+    line = [x for x in out.stdout.splitlines() if x.startswith("LOADED=")][-1]
+    return set(filter(None, line.removeprefix("LOADED=").split(",")))
+
+
+def test_importing_the_cli_loads_neither_numba_nor_pandas():
+    code = "import sys, pipebench.cli; print(sorted({'numba', 'pandas'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("args", [["--help"], ["list"], ["schedule", "--help"]])
+def test_help_and_list_load_no_heavy_module(args):
+    assert loaded(*args) == set()
+
+
+def test_compare_loads_pandas_but_not_numba(tmp_path):
+    (tmp_path / "summary.csv").write_text("schedule,label\n")  # read, then refused or shown
+    assert "numba" not in loaded("compare", str(tmp_path))
+
+
+NOTICE = """
+from pipebench.engine.compiling import compile_notice
+print(compile_notice("quadratic"))
+print(compile_notice("charlm"))
+"""
+
+
+def test_an_empty_numba_cache_is_announced_per_kernel_family(tmp_path):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    env.pop("NUMBA_DISABLE_JIT", None)
+    out = subprocess.run(
+        [sys.executable, "-c", NOTICE], capture_output=True, text=True, check=True, env=env
+    )
+    block_linear, layered = out.stdout.splitlines()
+    assert block_linear.startswith("compiling the timeline and block-linear kernels (first run")
+    assert layered.startswith("compiling the timeline and layered kernels (first run")
+    assert list(tmp_path.rglob("*.nb[ic]")) == []  # looking compiled nothing
+
+
+def test_no_notice_once_the_kernels_are_cached(tmp_path, capsys):
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(
+        "name: s\nobjective: {kind: quadratic, examples: 20, dim: 8, batch_size: 2}\n"
+        "pipeline: {stages: 2}\nbudget: {microbatches: 4}\noptimizer: {name: sgd, lr: 0.01}\n"
+        "schedules: [pd, rpd]\n"
+    )
+    assert main(["run", str(scenario), "--out", str(tmp_path / "out"), "--no-plots"]) == 0
+    assert cold_families("quadratic") == []
+    assert capsys.readouterr().err.count("compiling") <= 1  # said before the run, if at all
