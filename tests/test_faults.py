@@ -189,13 +189,13 @@ def out_of_memory(t: Path, stack: ExitStack, m: pytest.MonkeyPatch) -> list[str]
 
 def a_bug(t: Path, stack: ExitStack, m: pytest.MonkeyPatch) -> list[str]:
     earlier_results(t / "qs")
-    m.setattr("pipebench.api.tabulate", raiser(ZeroDivisionError("division by zero")))
+    m.setattr("pipebench.results.tabulate", raiser(ZeroDivisionError("division by zero")))
     return run("--out", "qs")
 
 
 def ctrl_c_twice_while_writing(t: Path, stack: ExitStack, m: pytest.MonkeyPatch) -> list[str]:
     earlier_results(t / "qs")
-    m.setattr("pipebench.api.write_files", raiser(AssertionError("not reached"), second_ctrl_c))
+    m.setattr("pipebench.report.export.write_files", raiser(AssertionError("not reached"), second_ctrl_c))
     return run("--out", "qs")
 
 
