@@ -195,7 +195,9 @@ def a_bug(t: Path, stack: ExitStack, m: pytest.MonkeyPatch) -> list[str]:
 
 def ctrl_c_twice_while_writing(t: Path, stack: ExitStack, m: pytest.MonkeyPatch) -> list[str]:
     earlier_results(t / "qs")
-    m.setattr("pipebench.report.export.write_files", raiser(AssertionError("not reached"), second_ctrl_c))
+    m.setattr(
+        "pipebench.report.export.write_files", raiser(AssertionError("not reached"), second_ctrl_c)
+    )
     return run("--out", "qs")
 
 
