@@ -361,7 +361,7 @@ REPRODUCTIONS: dict[str, Reproduction] = {
         ),
         Reproduction(
             "twobw-ef-optimizers", TWOBW_PAPER, "2BW's delay with and without ef per optimizer",
-            "twobw_ef_optimizers.yaml", 2.0, _twobw_ef,
+            "twobw_ef_optimizers.yaml", 1.5, _twobw_ef,
         ),
     )
 }  # fmt: skip
