@@ -81,12 +81,12 @@ def per_seed(summary: pd.DataFrame, label: str, column: str, stages: int | None 
     return rows.sort_values("seed")[column].to_numpy(dtype=float)
 
 
-def ratio_text(values: np.ndarray) -> str:
-    """`mean` (or `mean [min, max]` over seeds), as a factor."""
+def ratio_text(values: np.ndarray, unit: str = "x") -> str:
+    """`mean` (or `mean [min, max]` over seeds), as a factor (or a plain number: unit "")."""
     mean = float(np.mean(values))
     if len(values) == 1 or np.ptp(values) == 0:
-        return f"{mean:.3g}x"
-    return f"{mean:.3g}x [{values.min():.3g}, {values.max():.3g}]"
+        return f"{mean:.3g}{unit}"
+    return f"{mean:.3g}{unit} [{values.min():.3g}, {values.max():.3g}]"
 
 
 def about(values: np.ndarray, target: float) -> bool:
@@ -291,6 +291,47 @@ def _paci_vs_flush(s: pd.DataFrame):
     return rows
 
 
+TWOBW_PAPER = "arXiv 2606.30634"
+TWOBW_OPTIMIZERS = ("sgd", "adamw", "muon")
+TWOBW_ISSUE = "issue #13 (quoting the paper's claims)"
+ROBUST = 0.10  # "robust": 2bw's final loss within 10% of the synchronous run's
+
+
+def _twobw_ef(s: pd.DataFrame):
+    final = {label: per_seed(s, label, "final_loss") for label in s["label"].unique()}
+    hurt = {o: final[f"2bw {o}"] / final[f"sync {o}"] for o in TWOBW_OPTIMIZERS}
+    mean = {o: float(hurt[o].mean()) for o in TWOBW_OPTIMIZERS}
+    others = ", ".join(f"{o} {mean[o]:.3g}x" for o in TWOBW_OPTIMIZERS if o != "adamw")
+    # per seed: the share of the gap between 2bw and sync that ef closes
+    closed = (final["2bw adamw"] - final["2bw adamw ef"]) / (
+        final["2bw adamw"] - final["sync adamw"]
+    )
+    muon_robust = mean["muon"] == min(mean.values()) or abs(mean["muon"] - 1) <= ROBUST
+    return [
+        (
+            "final loss, 2bw over sync: adamw's the largest of sgd/adamw/muon = hurt most",
+            f"adamw {ratio_text(hurt['adamw'])} ({others})",
+            "AdamW hurt most",
+            TWOBW_ISSUE,
+            verdict(mean["adamw"] == max(mean.values()), False),
+        ),
+        (
+            "adamw: share of the 2bw-sync gap that ef closes, (2bw - 2bw ef)/(2bw - sync) > 0.5",
+            ratio_text(closed, unit=""),
+            "the correction recovers most of it",
+            TWOBW_ISSUE,
+            verdict(bool(closed.mean() > 0.5), False),
+        ),
+        (
+            "final loss, 2bw over sync: muon's the smallest of the three or within 10% of 1",
+            f"muon {ratio_text(hurt['muon'])}",
+            "Muon robust",
+            TWOBW_ISSUE,
+            verdict(bool(muon_robust), False),
+        ),
+    ]
+
+
 REPRODUCTIONS: dict[str, Reproduction] = {
     r.name: r
     for r in (
@@ -317,6 +358,10 @@ REPRODUCTIONS: dict[str, Reproduction] = {
         Reproduction(
             "paci-vs-flush", PACI_PAPER, "PACI vs 1F1B-flush, accumulation 4/8/16, S=8",
             "paci_vs_flush.yaml", 0.2, _paci_vs_flush,
+        ),
+        Reproduction(
+            "twobw-ef-optimizers", TWOBW_PAPER, "2BW's delay with and without ef per optimizer",
+            "twobw_ef_optimizers.yaml", 1.5, _twobw_ef,
         ),
     )
 }  # fmt: skip

@@ -88,3 +88,38 @@ def test_delays_reproduction_end_to_end(tmp_path):
     assert (tmp_path / "reproductions.md").read_text().count("| delays-vs-stages |") == 14
     means = table[table["quantity"].str.contains("mean delay")]["pipebench"].astype(float)
     assert np.all(np.abs(means - 1) < 0.1)
+
+
+def _twobw_summary(final: dict[str, tuple[float, float]]) -> pd.DataFrame:
+    """Selected runs of the 2bw reproduction: label -> final loss of seeds 0 and 1."""
+    return _summary(
+        [(label, 8, seed, v) for label, vs in final.items() for seed, v in enumerate(vs)]
+    )
+
+
+def _twobw_final(adamw_2bw: float, adamw_ef: float, muon_2bw: float):
+    return {
+        "sync sgd": (1.0, 1.0), "2bw sgd": (1.2, 1.2), "2bw sgd ef": (1.1, 1.1),
+        "sync adamw": (1.0, 2.0), "2bw adamw": (adamw_2bw, 2 * adamw_2bw),
+        "2bw adamw ef": (adamw_ef, 2 * adamw_ef),
+        "sync muon": (1.0, 1.0), "2bw muon": (muon_2bw, muon_2bw), "2bw muon ef": (1.0, 1.0),
+    }  # fmt: skip
+
+
+def test_twobw_claims_hold_on_a_summary_where_they_are_true():
+    out = findings(
+        get_reproduction("twobw-ef-optimizers"), _twobw_summary(_twobw_final(1.5, 1.1, 1.05))
+    )
+    assert [f.verdict for f in out] == [QUALITATIVE] * 3
+    assert out[0].pipebench == "adamw 1.5x (sgd 1.2x, muon 1.05x)"
+    assert out[1].pipebench == "0.8"  # (1.5 - 1.1)/(1.5 - 1) in both seeds
+    assert out[2].pipebench == "muon 1.05x"
+
+
+def test_twobw_verdicts_flip_when_the_claims_fail():
+    # adamw hurt less than sgd, ef closes only 20% of its gap, muon hurt most
+    out = findings(
+        get_reproduction("twobw-ef-optimizers"), _twobw_summary(_twobw_final(1.1, 1.08, 1.3))
+    )
+    assert [f.verdict for f in out] == [NOT] * 3
+    assert out[1].pipebench == "0.2"
