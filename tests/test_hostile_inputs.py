@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from test_scenario import BASE
 
 from pipebench import experiment, limits
 from pipebench.cli import main
@@ -25,20 +26,6 @@ from pipebench.engine.budget import first_update_time, planned_microbatches
 from pipebench.report.tables import CURVE_COLUMNS, DELAY_COLUMNS, SUMMARY_COLUMNS, TIMELINE_COLUMNS
 from pipebench.timeline import CostModel, RpdPlan, build_timeline
 
-BASE = """\
-name: tiny
-seeds: [0, 1]
-objective: {kind: quadratic, examples: 40, dim: 8, batch_size: 4}
-pipeline:
-  stages: 2
-  costs: {forward: 1, backward: 1}
-budget: {microbatches: 20}
-record: {points: 10}
-optimizer: {name: sgd, lr: 0.01}
-schedules:
-  - pd
-  - {name: 2bw, accumulate: 2}
-"""
 TB = 10**12
 
 
