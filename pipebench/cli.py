@@ -241,6 +241,9 @@ FormatOption = Annotated[
     str, typer.Option("--format", help="Summary on stdout: table, csv, json or markdown.")
 ]
 SeedsOption = Annotated[int | None, typer.Option(help="Use seeds 0 .. N-1 instead.")]
+WorkersOption = Annotated[
+    int | None, typer.Option(help="Runs in parallel (default: the number of cores).")
+]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")]
 NoPlotsOption = Annotated[
     bool, typer.Option("--no-plots", help="Write the tables only (`pipebench plot` draws).")
@@ -278,9 +281,7 @@ def run(
     fmt: FormatOption = "table",
     overrides: SetOption = None,
     seeds: SeedsOption = None,
-    workers: Annotated[
-        int | None, typer.Option(help="Runs in parallel (default: the number of cores).")
-    ] = None,
+    workers: WorkersOption = None,
     quiet: QuietOption = False,
     no_plots: NoPlotsOption = False,
 ) -> int:
@@ -441,9 +442,7 @@ def reproduce(
     out: Annotated[
         Path | None, typer.Option(help="Results folder (default results/reproductions).")
     ] = None,
-    workers: Annotated[
-        int | None, typer.Option(help="Runs in parallel (default: the number of cores).")
-    ] = None,
+    workers: WorkersOption = None,
     fmt: FormatOption = "table",
     quiet: QuietOption = False,
     no_plots: NoPlotsOption = False,
