@@ -306,10 +306,12 @@ class OptimizerSpec(_Model):
     weight_decay: NonNegFloat | None = None
     ns_steps: Annotated[int, Field(ge=1, le=20)] | None = None
     adam_lr: PosFloat | None = None
-    # for every optimizer: lr warm-up and cosine decay over a stage's steps; delay correction
+    # for every optimizer: lr warm-up and cosine decay over a stage's steps; delay corrections
     warmup: Annotated[int, Field(ge=0)] = 0
     cosine: bool = False
     ef: bool = False
+    predict: bool = False  # weight prediction by each micro-batch's staleness (SpecTrain)
+    delay_compensation: NonNegFloat = 0.0  # DC-ASGD's lambda
 
     @field_validator("name")
     @classmethod

@@ -20,7 +20,13 @@ from pipebench.engine.operations import average_replicas, diverged, step_stage, 
 from pipebench.engine.recorder import visible_model
 from pipebench.objectives.blocklinear import draw_rows
 from pipebench.objectives.layered import Layered, eval_loss, stage_backward, stage_forward
-from pipebench.optim.step import apply_step
+from pipebench.optim.corrections import (
+    compensate,
+    correction_buffers,
+    predicted,
+    remember_update,
+)
+from pipebench.optim.step import DC, PREDICT, apply_step
 from pipebench.timeline.rpd_draws import fill_delays
 from pipebench.timeline.trace import AVERAGE, BACKWARD, FORWARD, UPDATE
 
@@ -37,9 +43,13 @@ def _sample(t, ob, hist, cur, last_u_end, w_vis, out_model) -> float:
 @njit(cache=True, nogil=True)
 def replay_layered(
     kind, stage, mb, replica, start, end, v_fwd, v_bwd, n_rows, until, S, R,
-    ob, recompute, seed, code, hyper, horizon, H, P, times, out_loss, out_updates, out_model, stop,
+    ob, recompute, seed, code, hyper, horizon, H, P, tau, times, out_loss, out_updates, out_model,
+    stop,
 ):  # fmt: skip
-    """Replay rows [0, n_rows) that end by `until`; returns (samples, updates, micro-batches)."""
+    """Replay rows [0, n_rows) that end by `until`; returns (samples, updates, micro-batches).
+
+    `tau` is each row's staleness when weights are predicted, else empty.
+    """
     ocode, spec, off, act, saved_size, mats, init, df, dt, di, examples, _, sampling, batch = ob
     d = len(init)
     hist = np.empty((R, H, d))
@@ -63,6 +73,7 @@ def replay_layered(
     saved = np.zeros((P, so[S]))
     scratch = np.zeros(act)
     w_vis = np.zeros(d)
+    pred, update, before = correction_buffers(tau.size > 0, hyper[DC] != 0.0, P, R, d)
     initial = _sample(-np.inf, ob, hist, cur, last_u_end, w_vis, out_model)
     n_pts = len(times)
     p = 0
@@ -87,25 +98,38 @@ def replay_layered(
         if k in (FORWARD, BACKWARD):
             slot = mb[i] % P
             store = saved[slot, so[s] : so[s + 1]]
+            lo, hi = off[s], off[s + 1]
             if k == FORWARD:
                 if s == 0:
                     draw_rows(sampling, seed, examples, batch, mb[i], rows[slot])
-                w = hist[r, v_fwd[i] % H, off[s] : off[s + 1]]
+                w = hist[r, v_fwd[i] % H, lo:hi]
+                if tau.size:
+                    w = predicted(w, tau[i], update[r, lo:hi], 0, hi - lo, pred[slot, lo:hi])
                 stage_forward(ocode, spec, s, w, df, dt, di, rows[slot], x[slot, s], store,
                               x[slot, s + 1])  # fmt: skip
             else:
-                w = hist[r, v_bwd[i] % H, off[s] : off[s + 1]]
+                w = hist[r, v_bwd[i] % H, lo:hi]
+                if tau.size:
+                    w = predicted(w, tau[i], update[r, lo:hi], 0, hi - lo, pred[slot, lo:hi])
+                if hyper[DC] != 0.0:
+                    before[lo:hi] = acc[r, lo:hi]
                 if recompute:
                     stage_forward(ocode, spec, s, w, df, dt, di, rows[slot], x[slot, s], store,
                                   scratch)  # fmt: skip
                 stage_backward(ocode, spec, s, w, df, dt, di, rows[slot], store, g[slot, s + 1],
-                               g[slot, s], acc[r, off[s] : off[s + 1]])  # fmt: skip
+                               g[slot, s], acc[r, lo:hi])  # fmt: skip
+                if hyper[DC] != 0.0:
+                    w_now = hist[r, cur[r, s] % H, lo:hi]
+                    compensate(acc[r, lo:hi], before[lo:hi], w_now, w, hyper[DC], 0, hi - lo)
                 count[r, s] += 1
                 if s == 0:
                     done += 1
         elif k == UPDATE:
             step_stage(r, s, end[i], off, hist, cur, acc, count, m1, m2, last, steps, horizon,
                        code, hyper, mats, last_u_end)  # fmt: skip
+            if tau.size:
+                v = cur[r, s]
+                remember_update(hist[r, (v - 1) % H], hist[r, v % H], off[s], off[s + 1], update[r])
             updates += 1
         elif k == AVERAGE:
             average_replicas(off, hist, cur)
@@ -139,6 +163,8 @@ def replay_layered_plan(
     m2 = np.zeros(d)
     last = np.zeros(d)
     steps = np.zeros(S, np.int64)
+    predict = hyper[PREDICT] != 0.0
+    _, update, before = correction_buffers(predict, hyper[DC] != 0.0, 0, 1, d)
     w_vis = np.zeros(d)
     initial = _sample(-np.inf, ob, hist, version, never, w_vis, out_model)
     n_pts = len(times)
@@ -161,6 +187,8 @@ def replay_layered_plan(
         for j in range(S):
             v = read[j]
             point[off[j] : off[j + 1]] = hist[0, v % H, off[j] : off[j + 1]]
+            if predict:
+                predicted(point, version[0, j] - v, update[0], off[j], off[j + 1], point)
         for j in range(S):
             stage_forward(ocode, spec, j, point[off[j] : off[j + 1]], df, dt, di, rows, x[j],
                           saved[j, : saved_size[j]], x[j + 1])  # fmt: skip
@@ -172,9 +200,13 @@ def replay_layered_plan(
                            saved[j, : saved_size[j]], g[j + 1], g[j], grad[lo:hi])  # fmt: skip
         lo, hi = off[s], off[s + 1]
         v = version[0, s]
+        if hyper[DC] != 0.0:  # grad[lo:hi] held nothing before this backward
+            compensate(grad, before, hist[0, v % H], point, hyper[DC], lo, hi)
         steps[s] += 1
         apply_step(code, hyper, steps[s], horizon[0, s], hist[0, v % H], grad, 1.0, m1, m2, last,
                    mats, lo, hi, hist[0, (v + 1) % H])  # fmt: skip
+        if predict:
+            remember_update(hist[0, v % H], hist[0, (v + 1) % H], lo, hi, update[0])
         version[0, s] = v + 1
     return p, n_iter
 

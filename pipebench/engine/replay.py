@@ -24,6 +24,7 @@ from pipebench.engine.history import replay_needs
 from pipebench.engine.iterates import keep_checkpoint, new_checkpoints, versions_read
 from pipebench.engine.layered import objective_tuple, replay_layered, replay_layered_plan
 from pipebench.engine.operations import average_replicas, diverged, steps_running
+from pipebench.engine.staleness import read_delays
 from pipebench.engine.recorder import block_offsets, new_recorder, take_sample
 from pipebench.objectives.blocklinear import (
     SAMPLE_FULL,
@@ -37,7 +38,13 @@ from pipebench.objectives.blocklinear import (
     output_gradient,
 )
 from pipebench.objectives.layered import Layered
-from pipebench.optim.step import EF, apply_step
+from pipebench.optim.corrections import (
+    compensate,
+    correction_buffers,
+    predicted,
+    remember_update,
+)
+from pipebench.optim.step import DC, EF, PREDICT, apply_step
 from pipebench.timeline.rpd import RpdPlan
 from pipebench.timeline.rpd_draws import fill_delays
 from pipebench.timeline.trace import AVERAGE, BACKWARD, FORWARD, UPDATE, Trace
@@ -47,9 +54,11 @@ from pipebench.timeline.trace import AVERAGE, BACKWARD, FORWARD, UPDATE, Trace
 def _replay_trace(
     kind, stage, mb, replica, start, end, v_fwd, v_bwd, n_rows, until, S, R,
     X, y, loss, l2, noise, sampling, batch, off,
-    seed, code, hyper, horizon, H, P, times, out_loss, out_updates, out_model, stop,
+    seed, code, hyper, horizon, H, P, tau, times, out_loss, out_updates, out_model, stop,
 ):  # fmt: skip
     """Replay rows [0, n_rows) that end by `until`; returns (samples, updates, micro-batches).
+
+    `tau` is each row's staleness when weights are predicted, else empty.
 
     Returns early, with the work done so far, once `stop[0]` is set (Ctrl-C).
     """
@@ -69,6 +78,7 @@ def _replay_trace(
     z = np.zeros((P, nb))
     g = np.zeros((P, nb))
     w_vis, w_rec, z_full = new_recorder(n, d)
+    pred, update, before = correction_buffers(tau.size > 0, hyper[DC] != 0.0, P, R, d)
     initial = mean_loss(loss, z_full, y, l2, w_rec)
     n_pts = len(times)
     p = 0
@@ -99,15 +109,22 @@ def _replay_trace(
                 draw_rows(sampling, seed, n, batch, mb[i], rows[slot])
                 z[slot, :] = 0.0
             w = hist[r, v_fwd[i] % H]
+            if tau.size:
+                w = predicted(w, tau[i], update[r], off[s], off[s + 1], pred[slot])
             forward_block(X, rows[slot], nb, off[s], off[s + 1], w, z[slot])
             if s == S - 1:
                 output_gradient(loss, z[slot], y, rows[slot], nb, g[slot])
         elif k == BACKWARD:
             slot = mb[i] % P
             w = hist[r, v_bwd[i] % H]
-            backward_block(
-                X, rows[slot], nb, off[s], off[s + 1], g[slot], w, l2, noise, seed, mb[i], acc[r]
-            )
+            lo, hi = off[s], off[s + 1]
+            if tau.size:
+                w = predicted(w, tau[i], update[r], lo, hi, pred[slot])
+            if hyper[DC] != 0.0:
+                before[lo:hi] = acc[r, lo:hi]
+            backward_block(X, rows[slot], nb, lo, hi, g[slot], w, l2, noise, seed, mb[i], acc[r])
+            if hyper[DC] != 0.0:
+                compensate(acc[r], before, hist[r, cur[r, s] % H], w, hyper[DC], lo, hi)
             count[r, s] += 1
             if s == 0:
                 done += 1
@@ -121,6 +138,8 @@ def _replay_trace(
                 code, hyper, steps[r, s], horizon[r, s], hist[r, v % H], acc[r], 1.0 / count[r, s],
                 m1[r], m2[r], last[r], mats, lo, hi, hist[r, (v + 1) % H],
             )  # fmt: skip
+            if tau.size:
+                remember_update(hist[r, v % H], hist[r, (v + 1) % H], lo, hi, update[r])
             acc[r, lo:hi] = 0.0
             count[r, s] = 0
             cur[r, s] = v + 1
@@ -157,6 +176,8 @@ def _replay_plan(
     last = np.zeros(d)
     mats = np.zeros((0, 4), np.int64)
     steps = np.zeros(S, np.int64)
+    predict = hyper[PREDICT] != 0.0
+    _, update, before = correction_buffers(predict, hyper[DC] != 0.0, 0, 1, d)
     w_vis, w_rec, z_full = new_recorder(n, d)
     initial = mean_loss(loss, z_full, y, l2, w_rec)
     n_pts = len(times)
@@ -183,6 +204,8 @@ def _replay_plan(
             slot = read[j] % H
             for c in range(off[j], off[j + 1]):
                 point[c] = hist[0, slot, c]
+            if predict:
+                predicted(point, version[0, j] - read[j], update[0], off[j], off[j + 1], point)
         z[:] = 0.0
         forward_point(X, rows, nb, off, point, z)
         output_gradient(loss, z, y, rows, nb, g)
@@ -190,9 +213,13 @@ def _replay_plan(
         lo, hi = off[s], off[s + 1]
         backward_block(X, rows, nb, lo, hi, g, point, l2, noise, seed, k, acc)
         v = version[0, s]
+        if hyper[DC] != 0.0:  # acc[lo:hi] held nothing before this backward
+            compensate(acc, before, hist[0, v % H], point, hyper[DC], lo, hi)
         steps[s] += 1
         apply_step(code, hyper, steps[s], horizon[0, s], hist[0, v % H], acc, 1.0, m1, m2, last,
                    mats, lo, hi, hist[0, (v + 1) % H])  # fmt: skip
+        if predict:
+            remember_update(hist[0, v % H], hist[0, (v + 1) % H], lo, hi, update[0])
         acc[lo:hi] = 0.0
         version[0, s] = v + 1
     return p, n_iter
@@ -302,8 +329,9 @@ def replay(
             objective.X, objective.y, objective.loss, objective.l2, objective.grad_noise,
             objective.sampling, objective.batch_size, block_offsets(objective.dim, stages),
         )  # fmt: skip
-    # ef reads each update as old - new weights: the two must be separate versions
-    depth = max(prepared.depth, 2) if hyper[EF] != 0.0 else prepared.depth
+    # ef and predict read each update as old - new weights: the two must be separate versions
+    two = hyper[EF] != 0.0 or hyper[PREDICT] != 0.0
+    depth = max(prepared.depth, 2) if two else prepared.depth
     optimizer = (seed, optimizer_code, hyper, horizon_of(prepared), depth)
     record = (times, out_loss, out_updates, out_model, stop)
     if isinstance(timeline, RpdPlan):
@@ -320,13 +348,18 @@ def replay(
             t.kind, t.stage, t.mb, t.replica, t.start, t.end, t.v_fwd, t.v_bwd,
             prepared.length, prepared.until, stages, t.replicas,
         )  # fmt: skip
+        tau = (
+            read_delays(t, prepared.length)
+            if hyper[PREDICT] != 0.0
+            else np.zeros(0, np.int64)
+        )
         if layered:
             n_pts, updates, microbatches = replay_layered(
-                *trace, *model, recompute, *optimizer, prepared.slots, *record
+                *trace, *model, recompute, *optimizer, prepared.slots, tau, *record
             )
         else:
             n_pts, updates, microbatches = _replay_trace(
-                *trace, *model, *optimizer, prepared.slots, *record
+                *trace, *model, *optimizer, prepared.slots, tau, *record
             )
     blew_up = bool(diverged(out_loss[n_pts - 1], out_loss[0]))
     return Curve(

@@ -13,9 +13,10 @@ import numpy as np
 
 # Layout of the hyper-parameter array every kernel receives (positions in optim.step).
 HYPER_FIELDS = ("lr", "momentum", "nesterov", "beta1", "beta2", "eps", "weight_decay",
-                "ns_steps", "adam_lr", "warmup", "cosine", "ef")  # fmt: skip
-# Fields every optimizer takes: the lr schedule and the delay correction.
-SHARED_FIELDS = ("warmup", "cosine", "ef")
+                "ns_steps", "adam_lr", "warmup", "cosine", "ef", "predict",
+                "delay_compensation")  # fmt: skip
+# Fields every optimizer takes: the lr schedule and the delay corrections.
+SHARED_FIELDS = ("warmup", "cosine", "ef", "predict", "delay_compensation")
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from pipebench.optim.sgd import sgd_step
 SGD, MOMENTUM, ADAMW, MUON = 0, 1, 2, 3  # OptimizerInfo.code
 # Positions in the hyper-parameter array (optim.HYPER_FIELDS).
 LR, MU, NESTEROV, BETA1, BETA2, EPS, DECAY, NS_STEPS, ADAM_LR, WARMUP, COSINE, EF = range(12)
+PREDICT, DC = 12, 13  # corrections the replay applies around the step (optim.corrections)
 
 
 @njit(cache=True)

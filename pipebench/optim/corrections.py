@@ -1,0 +1,60 @@
+"""Corrections for stale weights, applied by the replay around the optimizer's step.
+
+Weight prediction (`predict`; SpecTrain, Chen et al. 2018; PipeMare, Yang et
+al. 2021): a micro-batch whose gradient will be applied τ versions after the
+one it reads uses ŵ = w − τ · u instead of w, u being the stage's last update
+(lr times the optimizer's update direction: lr · v for momentum), so it reads
+the weights its gradient will be applied to when the update direction holds.
+
+Delay compensation (`delay_compensation: λ`; DC-ASGD, Zheng et al. 2017): a
+micro-batch's gradient g, taken at w_read, becomes g + λ · g ⊙ g ⊙ (w_now −
+w_read), the first-order Taylor term with the Hessian's diagonal
+approximated by g ⊙ g.
+
+Each helper works on one block [lo, hi) and is neutral at its neutral value
+(τ = 0, λ = 0) because the replay does not call it then.
+"""
+
+import numpy as np
+from numba import njit
+
+# tau code of a backward that reuses the prediction its forward made (weight stashing)
+REUSE = -1
+
+
+@njit(cache=True)
+def predicted(w, tau, update, lo, hi, out):
+    """The weights a micro-batch reads: w itself when tau is 0, else out[lo:hi] =
+    w[lo:hi] − tau · update[lo:hi] (out as written by the forward when tau is REUSE)."""
+    if tau == 0:
+        return w
+    if tau > 0:
+        for j in range(lo, hi):
+            out[j] = w[j] - tau * update[j]
+    return out
+
+
+@njit(cache=True)
+def remember_update(w_old, w_new, lo, hi, update) -> None:
+    """The stage's last update u = w_old − w_new, which prediction extrapolates."""
+    for j in range(lo, hi):
+        update[j] = w_old[j] - w_new[j]
+
+
+@njit(cache=True)
+def compensate(acc, before, w_now, w_read, lam, lo, hi) -> None:
+    """DC-ASGD on the gradient a backward just added to acc (acc − before):
+    acc += lam · g ⊙ g ⊙ (w_now − w_read) over the block."""
+    for j in range(lo, hi):
+        g = acc[j] - before[j]
+        acc[j] += lam * g * g * (w_now[j] - w_read[j])
+
+
+@njit(cache=True)
+def correction_buffers(predict, dc, slots, replicas, d):
+    """(predictions per micro-batch slot, last update per replica, gradient before a
+    backward): empty unless the correction that uses them is on."""
+    pred = np.zeros((slots if predict else 0, d))
+    update = np.zeros((replicas if predict else 0, d))
+    before = np.zeros(d if dc else 0)
+    return pred, update, before
