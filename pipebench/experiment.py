@@ -29,6 +29,7 @@ from pipebench.limits import (
 from pipebench.objectives import BlockLinear, Layered, build_objective
 from pipebench.objectives.blocklinear import SAMPLE_FULL
 from pipebench.optim import OPTIMIZERS, hyper_array
+from pipebench.optim.diloco import outer_params
 from pipebench.scenario import (
     LoadedScenario,
     OptimizerSpec,
@@ -123,7 +124,7 @@ def _entry(loaded: LoadedScenario, index: int, stages: int) -> Entry:
         schedule=spec.name,
         options=spec.options(),
         optimizer=optimizer.name,
-        params=optimizer.params(),
+        params=optimizer.params() | outer_params(resolved),
         lrs=lr_values(lr),
         select=lr_select(lr),
     )

@@ -30,7 +30,7 @@ from pydantic_core import PydanticCustomError
 from pipebench import safeyaml
 from pipebench.errors import InputError, ScenarioError, clip, did_you_mean, shorten
 from pipebench.objectives import OBJECTIVE_KINDS
-from pipebench.optim import HYPER_FIELDS, OPTIMIZERS, SHARED_FIELDS
+from pipebench.optim import HYPER_FIELDS, OPTIMIZERS, SCHEDULE_FIELDS, SHARED_FIELDS
 from pipebench.safeyaml import YamlProblem
 from pipebench.sweep.grid import Axis, check_sweepable, parse_values, sweep_values
 
@@ -329,7 +329,7 @@ class OptimizerSpec(_Model):
     def _params_apply(self) -> OptimizerSpec:
         takes = OPTIMIZERS[self.name].defaults
         for key in HYPER_FIELDS[1:]:  # all but lr
-            if key in SHARED_FIELDS:
+            if key in SHARED_FIELDS or key in SCHEDULE_FIELDS:
                 continue
             if getattr(self, key) is not None and key not in takes:
                 users = [n for n, o in OPTIMIZERS.items() if key in o.defaults]
@@ -359,6 +359,8 @@ SCHEDULE_OPTIONS = (
     "recompute",
     "inflight",
     "sampling",
+    "outer",
+    "fragments",
 )
 
 
@@ -375,6 +377,8 @@ class ScheduleSpec(_Model):
     recompute: bool | None = None
     inflight: str | None = None
     sampling: str | None = None  # rpd: how an iteration draws its batch
+    outer: dict[str, Any] | None = None  # localsgd: DiLoCo's outer optimizer
+    fragments: PosInt | None = None  # localsgd: streaming DiLoCo's fragments
 
     @field_validator("name")
     @classmethod

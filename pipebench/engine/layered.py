@@ -26,7 +26,8 @@ from pipebench.optim.corrections import (
     predicted,
     remember_update,
 )
-from pipebench.optim.step import DC, PREDICT, apply_step
+from pipebench.optim.diloco import outer_state, synchronise
+from pipebench.optim.step import DC, OUTER_LR, PREDICT, apply_step
 from pipebench.timeline.rpd_draws import fill_delays
 from pipebench.timeline.trace import AVERAGE, BACKWARD, FORWARD, UPDATE
 
@@ -74,6 +75,7 @@ def replay_layered(
     scratch = np.zeros(act)
     w_vis = np.zeros(d)
     pred, update, before = correction_buffers(tau.size > 0, hyper[DC] != 0.0, P, R, d)
+    theta, outer_mu, rounds = outer_state(hyper[OUTER_LR] != 0.0, hist)
     initial = _sample(-np.inf, ob, hist, cur, last_u_end, w_vis, out_model)
     n_pts = len(times)
     p = 0
@@ -132,7 +134,10 @@ def replay_layered(
                 remember_update(hist[r, (v - 1) % H], hist[r, v % H], off[s], off[s + 1], update[r])
             updates += 1
         elif k == AVERAGE:
-            average_replicas(off, hist, cur)
+            if hyper[OUTER_LR] != 0.0:
+                synchronise(off, hist, cur, hyper, theta, outer_mu, rounds)
+            else:
+                average_replicas(off, hist, cur)
     return p, updates, done
 
 

@@ -44,7 +44,8 @@ from pipebench.optim.corrections import (
     predicted,
     remember_update,
 )
-from pipebench.optim.step import DC, EF, PREDICT, apply_step
+from pipebench.optim.diloco import outer_state, synchronise
+from pipebench.optim.step import DC, EF, OUTER_LR, PREDICT, apply_step
 from pipebench.timeline.rpd import RpdPlan
 from pipebench.timeline.rpd_draws import fill_delays
 from pipebench.timeline.trace import AVERAGE, BACKWARD, FORWARD, UPDATE, Trace
@@ -79,6 +80,7 @@ def _replay_trace(
     g = np.zeros((P, nb))
     w_vis, w_rec, z_full = new_recorder(n, d)
     pred, update, before = correction_buffers(tau.size > 0, hyper[DC] != 0.0, P, R, d)
+    theta, outer_mu, rounds = outer_state(hyper[OUTER_LR] != 0.0, hist)
     initial = mean_loss(loss, z_full, y, l2, w_rec)
     n_pts = len(times)
     p = 0
@@ -146,7 +148,10 @@ def _replay_trace(
             last_u_end[r, s] = end[i]
             updates += 1
         elif k == AVERAGE:
-            average_replicas(off, hist, cur)
+            if hyper[OUTER_LR] != 0.0:
+                synchronise(off, hist, cur, hyper, theta, outer_mu, rounds)
+            else:
+                average_replicas(off, hist, cur)
     return p, updates, done
 
 

@@ -14,9 +14,12 @@ import numpy as np
 # Layout of the hyper-parameter array every kernel receives (positions in optim.step).
 HYPER_FIELDS = ("lr", "momentum", "nesterov", "beta1", "beta2", "eps", "weight_decay",
                 "ns_steps", "adam_lr", "warmup", "cosine", "ef", "predict",
-                "delay_compensation")  # fmt: skip
+                "delay_compensation", "outer_lr", "outer_momentum", "outer_nesterov",
+                "fragments")  # fmt: skip
 # Fields every optimizer takes: the lr schedule and the delay corrections.
 SHARED_FIELDS = ("warmup", "cosine", "ef", "predict", "delay_compensation")
+# Fields a schedule's options fill in: localsgd's outer optimizer (optim.diloco).
+SCHEDULE_FIELDS = ("outer_lr", "outer_momentum", "outer_nesterov", "fragments")
 
 
 @dataclass(frozen=True)

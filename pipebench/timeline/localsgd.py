@@ -9,6 +9,8 @@ def _rules(stages: int, options: dict[str, object]) -> Rules:
     replicas = int(options["replicas"])
     if replicas > MAX_STAGES:
         raise InputError("replicas", f"must be <= {MAX_STAGES}, got {replicas}")
+    if int(options["fragments"]) > stages:
+        raise InputError("fragments", f"must be <= stages ({stages}), got {options['fragments']}")
     return Rules(
         cap=one_f_one_b_caps(stages, options["inflight"]),
         accumulate=1,
@@ -16,13 +18,21 @@ def _rules(stages: int, options: dict[str, object]) -> Rules:
         barrier=BARRIER_AVERAGE,
         replicas=replicas,
         chain_replicas=True,
+        avg_share=1.0 / int(options["fragments"]),
     )
 
 
 SCHEDULE = Schedule(
     name="localsgd",
-    summary="LocalSGD: `replicas` pipelined models, `local_steps` each, then AVG (drain + refill)",
+    summary="LocalSGD: `replicas` pipelined models, `local_steps` each, then AVG (drain + refill); "
+    "DiLoCo with `outer`, streaming DiLoCo with `fragments`",
     synchronous=False,
-    defaults=lambda stages: {"replicas": stages, "local_steps": 1, "inflight": "per-stage"},
+    defaults=lambda stages: {
+        "replicas": stages,
+        "local_steps": 1,
+        "inflight": "per-stage",
+        "outer": None,
+        "fragments": 1,
+    },
     rules=_rules,
 )

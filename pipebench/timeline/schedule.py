@@ -41,6 +41,7 @@ class Rules:
     chain_replicas: bool = False  # F(s, m) waits for B(s, m - replicas): no staleness
     versions: int = VERSIONS_STASH
     recompute: bool = False  # the backward first reruns the stage's forward
+    avg_share: float = 1.0  # the share of the model one AVG sends (its all-reduce cost)
 
 
 # Where 1F1B limits the micro-batches in flight (the `inflight` option).
@@ -86,10 +87,28 @@ def _sampling(v: object) -> str | None:
     return None if v in allowed else f"one of {', '.join(allowed)}, got {v!r}"
 
 
+def _outer(value: object) -> str | None:
+    """localsgd's DiLoCo outer optimizer: {name: sgd | nesterov, lr, momentum}."""
+    if not isinstance(value, dict) or value.get("name") not in OUTER_NAMES:
+        return f"a mapping with name: {' or '.join(OUTER_NAMES)} (and lr, momentum), got {value!r}"
+    extra = set(value) - {"name", "lr", "momentum"}
+    if extra:
+        return f"a mapping of name, lr, momentum (unknown: {', '.join(sorted(extra))})"
+    lr, mu = value.get("lr", 1.0), value.get("momentum", 0.0)
+    for key, v in (("lr", lr), ("momentum", mu)):
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            return f"a mapping whose {key} is a number, got {v!r}"
+    if lr <= 0 or not 0 <= mu < 1:
+        return f"a mapping with lr > 0 and 0 <= momentum < 1, got lr={lr}, momentum={mu}"
+    return None
+
+
 def _flag(v: object) -> str | None:
     return None if isinstance(v, bool) else f"true or false, got {v!r}"
 
 
+# localsgd's outer optimizers (optim.diloco steps them).
+OUTER_NAMES = ("sgd", "nesterov")
 # RPD delay modes; rpd_draws.fill_delays branches on the index in this tuple.
 DELAY_MODES = ("uniform", "max", "zero", "pd")
 
@@ -103,6 +122,8 @@ OPTION_CHECKS: dict[str, Callable[[object], str | None]] = {
     "recompute": _flag,
     "inflight": _inflight,
     "sampling": _sampling,
+    "outer": _outer,
+    "fragments": _positive_int,
 }
 
 

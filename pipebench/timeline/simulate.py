@@ -278,7 +278,7 @@ def simulate(name: str, rules: Rules, costs: CostModel, microbatches: int) -> Tr
     # (a mini-batch of 10^12 in a run of 20 micro-batches is 20).
     cap = np.minimum(rules.cap, microbatches)
     status, n_rows, n_u, *arrays = _simulate(
-        costs.forward, costs.backward, costs.comm, costs.update, costs.allreduce,
+        costs.forward, costs.backward, costs.comm, costs.update, costs.allreduce * rules.avg_share,
         costs.jitter, costs.seed, microbatches,
         cap, rules.accumulate, rules.group, rules.barrier, rules.forwards_first,
         rules.replicas, rules.chain_replicas, rules.versions, rules.recompute,

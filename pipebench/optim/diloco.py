@@ -1,0 +1,72 @@
+"""DiLoCo's outer step for LocalSGD (Douillard et al., 2023; streaming: Douillard et al., 2025).
+
+At each averaging round the replicas' mean is not taken as the new global
+weights; the pseudo-gradient Δ = θ − mean (θ the last global weights) is
+stepped by an outer optimizer: SGD (heavy-ball momentum μ, none by default)
+or Nesterov momentum (DiLoCo's choice: lr 0.7, μ 0.9), and every replica
+restarts from the new θ. Written as θ' = mean + (Δ − lr · d), d the outer
+direction, so that outer lr 1 without momentum gives the mean bit for bit.
+
+With `fragments: F` (streaming DiLoCo) stage s belongs to fragment s mod F
+and round k synchronises fragment k mod F only; the others keep training
+locally. One fragment is plain DiLoCo.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from pipebench.optim.step import FRAGMENTS, OUTER_LR, OUTER_MU, OUTER_NESTEROV
+
+# DiLoCo's published outer optimizer; plain SGD defaults to the plain average.
+OUTER_DEFAULTS = {"sgd": {"lr": 1.0, "momentum": 0.0}, "nesterov": {"lr": 0.7, "momentum": 0.9}}
+
+
+def outer_params(options: dict[str, object]) -> dict[str, float]:
+    """The hyper-parameter fields (optim.HYPER_FIELDS) of localsgd's DiLoCo options, or {}."""
+    outer = options.get("outer")
+    fragments = options.get("fragments")
+    if outer is None and fragments in (None, 1):  # plain averaging
+        return {}
+    outer = dict(outer or {"name": "sgd"})
+    values = OUTER_DEFAULTS[str(outer["name"])] | {k: v for k, v in outer.items() if k != "name"}
+    return {
+        "outer_lr": float(values["lr"]),
+        "outer_momentum": float(values["momentum"]),
+        "outer_nesterov": float(outer["name"] == "nesterov"),
+        "fragments": float(fragments or 1),
+    }
+
+
+@njit(cache=True)
+def outer_state(on, hist):
+    """(global weights θ, outer momentum, rounds done): θ starts at the initial weights."""
+    d = hist.shape[2] if on else 0
+    theta = hist[0, 0, :d].copy()
+    return theta, np.zeros(d), np.zeros(1, np.int64)
+
+
+@njit(cache=True)
+def synchronise(off, hist, cur, hyper, theta, momentum, rounds) -> None:
+    """AVG with an outer step, on this round's fragment of the stages."""
+    R, H = hist.shape[0], hist.shape[1]
+    lr, mu, nesterov = hyper[OUTER_LR], hyper[OUTER_MU], hyper[OUTER_NESTEROV] != 0.0
+    fragments = int(hyper[FRAGMENTS])
+    k = rounds[0]
+    rounds[0] = k + 1
+    for s in range(len(off) - 1):
+        if s % fragments != k % fragments:
+            continue
+        for j in range(off[s], off[s + 1]):
+            total = 0.0
+            for r in range(R):
+                total += hist[r, cur[r, s] % H, j]
+            mean = total / R
+            delta = theta[j] - mean
+            m = mu * momentum[j] + delta
+            momentum[j] = m
+            direction = delta + mu * m if nesterov else m
+            theta[j] = mean + (delta - lr * direction)
+            for r in range(R):
+                hist[r, cur[r, s] % H, j] = theta[j]

@@ -1,0 +1,132 @@
+"""DiLoCo and streaming DiLoCo on localsgd: reductions to plain averaging, a NumPy walk of
+the outer step, the all-reduce's share on the clock, and refusals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_layered import mlp
+from training import blocks, numpy_gradient, objective, train
+
+from pipebench.optim.diloco import outer_params
+from pipebench.timeline import CostModel
+from pipebench.timeline.trace import AVERAGE
+
+R, H, ROUNDS, LR = 3, 2, 5, 0.04
+
+
+def run(obj, outer=None, fragments=None, optimizer="sgd", costs=None):
+    options = {k: v for k, v in (("outer", outer), ("fragments", fragments)) if v is not None}
+    return train("localsgd", obj, 3, lr=LR, seed=5, replicas=R, local_steps=H,
+                 optimizer=optimizer, params=outer_params(options), costs=costs,
+                 budget=("microbatches", R * H * ROUNDS), **options)  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["quadratic", "mlp"])
+@pytest.mark.parametrize("fragments", [None, 1])
+def test_outer_sgd_with_lr_1_is_plain_averaging_bit_for_bit(kind, fragments):
+    obj = mlp(3) if kind == "mlp" else objective(stages=3, l2=0.01)
+    base, _, _ = run(obj, optimizer="momentum")
+    diloco, _, _ = run(obj, {"name": "sgd", "lr": 1.0}, fragments, optimizer="momentum")
+    assert np.array_equal(base.model, diloco.model)
+    assert np.array_equal(base.loss, diloco.loss)
+
+
+def test_one_fragment_is_diloco_bit_for_bit():
+    obj = objective(stages=3, l2=0.01)
+    outer = {"name": "nesterov", "lr": 0.7, "momentum": 0.9}
+    a, _, _ = run(obj, outer)
+    b, _, _ = run(obj, outer, fragments=1)
+    assert np.array_equal(a.model, b.model) and not np.array_equal(a.model, run(obj)[0].model)
+
+
+def diloco_reference(obj, lr_out, mu, nesterov, fragments):
+    """Rounds of independent SGD per replica, then per fragment of stages an outer step on
+    the pseudo-gradient theta - mean (PyTorch's momentum convention)."""
+    parts = blocks(obj, 3)
+    theta = np.zeros(obj.dim)
+    momentum = np.zeros(obj.dim)
+    replicas = [np.zeros(obj.dim) for _ in range(R)]
+    for k in range(ROUNDS):
+        for r in range(R):
+            for h in range(H):
+                replicas[r] = replicas[r] - LR * numpy_gradient(
+                    obj, replicas[r], k * R * H + r + R * h, 5
+                )
+        mean = np.mean(replicas, axis=0)
+        for s, part in enumerate(parts):
+            if s % fragments != k % fragments:
+                continue
+            delta = theta[part] - mean[part]
+            momentum[part] = mu * momentum[part] + delta
+            step = delta + mu * momentum[part] if nesterov else momentum[part]
+            theta[part] = theta[part] - lr_out * step
+            for r in range(R):
+                replicas[r][part] = theta[part]
+    return np.mean(replicas, axis=0)
+
+
+@pytest.mark.parametrize(
+    "outer,fragments",
+    [
+        ({"name": "nesterov"}, None),
+        ({"name": "sgd", "lr": 0.5, "momentum": 0.6}, None),
+        ({"name": "nesterov", "lr": 0.9, "momentum": 0.5}, 2),
+        (None, 3),
+    ],
+)
+def test_outer_step_matches_a_numpy_walk(outer, fragments):
+    obj = objective(stages=3, l2=0.01)
+    curve, _, _ = run(obj, outer, fragments)
+    hyper = outer_params({"outer": outer, "fragments": fragments})
+    want = diloco_reference(obj, hyper["outer_lr"], hyper["outer_momentum"],
+                            hyper["outer_nesterov"] == 1.0, int(hyper["fragments"]))  # fmt: skip
+    np.testing.assert_allclose(curve.model, want, rtol=1e-12, atol=1e-12)
+
+
+def test_diloco_defaults_are_the_published_ones():
+    assert outer_params({"outer": {"name": "nesterov"}}) == {
+        "outer_lr": 0.7, "outer_momentum": 0.9, "outer_nesterov": 1.0, "fragments": 1.0,
+    }  # fmt: skip
+    assert outer_params({"outer": None, "fragments": 1}) == {}
+
+
+@pytest.mark.parametrize("fragments", [1, 2, 3])
+def test_a_fragment_all_reduce_costs_its_share(fragments):
+    costs = CostModel.build(3, allreduce=6.0)
+    _, trace, _ = run(objective(stages=3), fragments=fragments, costs=costs)
+    avg = trace.kind == AVERAGE
+    np.testing.assert_allclose(trace.end[avg] - trace.start[avg], 6.0 / fragments)
+
+
+SCENARIO = """\
+name: s
+seeds: [0]
+objective: {kind: quadratic, dim: 12, examples: 48, batch_size: 4}
+pipeline: {stages: 3}
+budget: {microbatches: 24}
+optimizer: {name: sgd, lr: 0.01}
+schedules:
+  - ENTRY
+"""
+
+
+@pytest.mark.parametrize(
+    "entry,words",
+    [
+        ("{name: pd, outer: {name: sgd}}", "outer: does not apply to pd"),
+        ("{name: 1f1b-flush, fragments: 2}", "fragments: does not apply"),
+        ("{name: localsgd, outer: {name: adam}}", "name: sgd or nesterov"),
+        ("{name: localsgd, outer: {name: sgd, lr: 0}}", "lr > 0"),
+        ("{name: localsgd, outer: {name: sgd, beta: 1}}", "unknown: beta"),
+        ("{name: localsgd, fragments: 4}", "must be <= stages (3)"),
+    ],
+)
+def test_diloco_options_are_refused_where_they_make_no_sense(tmp_path, capsys, entry, words):
+    from test_scenario import write
+
+    from pipebench.cli import main
+
+    assert main(["validate", str(write(tmp_path, SCENARIO.replace("ENTRY", entry)))]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and words in err, err
