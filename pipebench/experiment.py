@@ -117,6 +117,10 @@ def _entry(loaded: LoadedScenario, index: int, stages: int) -> Entry:
     except InputError as error:
         raise loaded.error((*where, error.field), error.message) from None
     optimizer: OptimizerSpec = spec.optimizer or scenario.optimizer
+    if optimizer.delay_lr is not None and schedule.rules is None:
+        at = (*where, "optimizer") if spec.optimizer is not None else ("optimizer",)
+        raise loaded.error((*at, "delay_lr"), f"does not apply to {spec.name}, whose delays "
+                           "are drawn per iteration (only to timeline schedules)")  # fmt: skip
     lr = spec.lr or optimizer.lr or scenario.optimizer.lr
     return Entry(
         index=index,

@@ -30,7 +30,13 @@ from pydantic_core import PydanticCustomError
 from pipebench import safeyaml
 from pipebench.errors import InputError, ScenarioError, clip, did_you_mean, shorten
 from pipebench.objectives import OBJECTIVE_KINDS
-from pipebench.optim import HYPER_FIELDS, OPTIMIZERS, SCHEDULE_FIELDS, SHARED_FIELDS
+from pipebench.optim import (
+    DELAY_LR_RULES,
+    HYPER_FIELDS,
+    OPTIMIZERS,
+    SCHEDULE_FIELDS,
+    SHARED_FIELDS,
+)
 from pipebench.safeyaml import YamlProblem
 from pipebench.sweep.grid import Axis, check_sweepable, parse_values, sweep_values
 
@@ -312,6 +318,8 @@ class OptimizerSpec(_Model):
     ef: bool = False
     predict: bool = False  # weight prediction by each micro-batch's staleness (SpecTrain)
     delay_compensation: NonNegFloat = 0.0  # DC-ASGD's lambda
+    delay_lr: Literal["pipemare"] | None = None  # each stage's lr scaled down by its delay
+    delay_lr_warmup: Annotated[int, Field(ge=1)] = 100  # steps until the full lr (PipeMare's K)
 
     @field_validator("name")
     @classmethod
@@ -340,7 +348,9 @@ class OptimizerSpec(_Model):
         """The optimizer's hyper-parameters besides lr, defaults filled in."""
         defaults = OPTIMIZERS[self.name].defaults
         own = {k: v if getattr(self, k) is None else getattr(self, k) for k, v in defaults.items()}
-        return own | {k: getattr(self, k) for k in SHARED_FIELDS}
+        shared = {k: getattr(self, k) for k in SHARED_FIELDS}
+        rule = shared["delay_lr"]
+        return own | shared | {"delay_lr": 0 if rule is None else DELAY_LR_RULES.index(rule) + 1}
 
 
 def shared_optimizer_defaults() -> dict[str, object]:

@@ -223,3 +223,50 @@ def test_layered_replay_equals_the_numpy_walk(name, options, params):
     want = layered_walk(trace, obj, 0.05, 6, params.get("predict", False),
                         params.get("delay_compensation", 0.0))  # fmt: skip
     np.testing.assert_allclose(curve.model, want, **TIGHT)
+
+
+def test_pipemare_factor_is_its_formula():
+    from pipebench.optim.corrections import pipemare_factor
+
+    for tau in (0.0, 1.0, 2.5, 7.0):
+        for step in (1, 5, 10, 40):
+            want = 1.0 if tau <= 1 else tau ** -(1 - min(step / 10, 1))
+            assert pipemare_factor(tau, step, 10.0) == pytest.approx(want, rel=1e-15)
+    assert pipemare_factor(7.0, 1, 10.0) == pytest.approx(7.0**-0.9)
+
+
+def test_pipemare_lr_scales_each_stage_by_its_mean_delay():
+    """SGD on pd: step k of stage s is w -= lr * tau_s^-(1 - min(k/K, 1)) * g, tau_s the
+    mean staleness of the stage's forwards; the NumPy walk with that lr per step."""
+    obj = objective("quadratic", stages=4, l2=0.05)
+    params = {"delay_lr": 1, "delay_lr_warmup": 6}
+    curve, trace, until = train("pd", obj, 4, lr=0.05, seed=6, costs=COSTS, params=params,
+                                budget=("microbatches", 30))  # fmt: skip
+    tau = read_delays(trace, trace.n_ops)
+    forward = trace.kind == FORWARD
+    mean = [tau[forward & (trace.stage == s)].mean() for s in range(4)]
+    assert max(mean) > 1  # the test exercises the rescaling
+    S, parts = 4, blocks(obj, 4)
+    versions = [[np.zeros(p.stop - p.start)] for p in parts]
+    read, pending = {}, [[] for _ in range(S)]
+    for i in range(trace.n_ops):
+        if trace.end[i] > until:
+            continue
+        k, s, m = trace.kind[i], trace.stage[i], trace.mb[i]
+        if k == FORWARD:
+            read[s, m] = versions[s][trace.v_fwd[i]]
+        elif k == BACKWARD:
+            point = np.concatenate([read[j, m] for j in range(S)])
+            pending[s].append(numpy_gradient(obj, point, m, 6)[parts[s]])
+        elif k == UPDATE:
+            step = len(versions[s])
+            factor = 1.0 if mean[s] <= 1 else mean[s] ** -(1 - min(step / 6, 1))
+            versions[s].append(versions[s][-1] - factor * 0.05 * np.mean(pending[s], axis=0))
+            pending[s] = []
+    np.testing.assert_allclose(curve.model, np.concatenate([v[-1] for v in versions]), **TIGHT)
+
+
+def test_pipemare_lr_is_neutral_without_delay():
+    base, _, _ = run("gpipe", {}, "adamw")
+    scaled, _, _ = run("gpipe", {"delay_lr": 1}, "adamw")
+    assert np.array_equal(base.model, scaled.model)

@@ -18,16 +18,19 @@ from numba import njit
 from pipebench.engine.iterates import keep_checkpoint, new_checkpoints, versions_read
 from pipebench.engine.operations import average_replicas, diverged, step_stage, steps_running
 from pipebench.engine.recorder import visible_model
+from pipebench.engine.staleness import stage_delays
 from pipebench.objectives.blocklinear import draw_rows
 from pipebench.objectives.layered import Layered, eval_loss, stage_backward, stage_forward
 from pipebench.optim.corrections import (
     compensate,
     correction_buffers,
+    pipemare_factor,
     predicted,
     remember_update,
+    rescale_update,
 )
 from pipebench.optim.diloco import outer_state, synchronise
-from pipebench.optim.step import DC, OUTER_LR, PREDICT, apply_step
+from pipebench.optim.step import DC, DELAY_LR, DELAY_LR_WARMUP, OUTER_LR, PREDICT, apply_step
 from pipebench.timeline.rpd_draws import fill_delays
 from pipebench.timeline.trace import AVERAGE, BACKWARD, FORWARD, UPDATE
 
@@ -49,7 +52,8 @@ def replay_layered(
 ):  # fmt: skip
     """Replay rows [0, n_rows) that end by `until`; returns (samples, updates, micro-batches).
 
-    `tau` is each row's staleness when weights are predicted, else empty.
+    `tau` is each row's staleness when weights are predicted or the lr follows the
+    delay, else empty.
     """
     ocode, spec, off, act, saved_size, mats, init, df, dt, di, examples, _, sampling, batch = ob
     d = len(init)
@@ -74,7 +78,9 @@ def replay_layered(
     saved = np.zeros((P, so[S]))
     scratch = np.zeros(act)
     w_vis = np.zeros(d)
-    pred, update, before = correction_buffers(tau.size > 0, hyper[DC] != 0.0, P, R, d)
+    predict = hyper[PREDICT] != 0.0
+    pred, update, before = correction_buffers(predict, hyper[DC] != 0.0, P, R, d)
+    lag = stage_delays(kind, stage, tau, n_rows, S)
     theta, outer_mu, rounds = outer_state(hyper[OUTER_LR] != 0.0, hist)
     initial = _sample(-np.inf, ob, hist, cur, last_u_end, w_vis, out_model)
     n_pts = len(times)
@@ -105,13 +111,13 @@ def replay_layered(
                 if s == 0:
                     draw_rows(sampling, seed, examples, batch, mb[i], rows[slot])
                 w = hist[r, v_fwd[i] % H, lo:hi]
-                if tau.size:
+                if predict:
                     w = predicted(w, tau[i], update[r, lo:hi], 0, hi - lo, pred[slot, lo:hi])
                 stage_forward(ocode, spec, s, w, df, dt, di, rows[slot], x[slot, s], store,
                               x[slot, s + 1])  # fmt: skip
             else:
                 w = hist[r, v_bwd[i] % H, lo:hi]
-                if tau.size:
+                if predict:
                     w = predicted(w, tau[i], update[r, lo:hi], 0, hi - lo, pred[slot, lo:hi])
                 if hyper[DC] != 0.0:
                     before[lo:hi] = acc[r, lo:hi]
@@ -129,8 +135,11 @@ def replay_layered(
         elif k == UPDATE:
             step_stage(r, s, end[i], off, hist, cur, acc, count, m1, m2, last, steps, horizon,
                        code, hyper, mats, last_u_end)  # fmt: skip
-            if tau.size:
-                v = cur[r, s]
+            v = cur[r, s]
+            if hyper[DELAY_LR] != 0.0:
+                rescale_update(hist[r, (v - 1) % H], hist[r, v % H], off[s], off[s + 1],
+                               pipemare_factor(lag[s], steps[r, s], hyper[DELAY_LR_WARMUP]))  # fmt: skip
+            if predict:
                 remember_update(hist[r, (v - 1) % H], hist[r, v % H], off[s], off[s + 1], update[r])
             updates += 1
         elif k == AVERAGE:

@@ -24,7 +24,7 @@ from pipebench.engine.history import replay_needs
 from pipebench.engine.iterates import keep_checkpoint, new_checkpoints, versions_read
 from pipebench.engine.layered import objective_tuple, replay_layered, replay_layered_plan
 from pipebench.engine.operations import average_replicas, diverged, steps_running
-from pipebench.engine.staleness import read_delays
+from pipebench.engine.staleness import read_delays, stage_delays
 from pipebench.engine.recorder import block_offsets, new_recorder, take_sample
 from pipebench.objectives.blocklinear import (
     SAMPLE_FULL,
@@ -41,11 +41,21 @@ from pipebench.objectives.layered import Layered
 from pipebench.optim.corrections import (
     compensate,
     correction_buffers,
+    pipemare_factor,
     predicted,
     remember_update,
+    rescale_update,
 )
 from pipebench.optim.diloco import outer_state, synchronise
-from pipebench.optim.step import DC, EF, OUTER_LR, PREDICT, apply_step
+from pipebench.optim.step import (
+    DC,
+    DELAY_LR,
+    DELAY_LR_WARMUP,
+    EF,
+    OUTER_LR,
+    PREDICT,
+    apply_step,
+)
 from pipebench.timeline.rpd import RpdPlan
 from pipebench.timeline.rpd_draws import fill_delays
 from pipebench.timeline.trace import AVERAGE, BACKWARD, FORWARD, UPDATE, Trace
@@ -59,7 +69,8 @@ def _replay_trace(
 ):  # fmt: skip
     """Replay rows [0, n_rows) that end by `until`; returns (samples, updates, micro-batches).
 
-    `tau` is each row's staleness when weights are predicted, else empty.
+    `tau` is each row's staleness when weights are predicted or the lr follows the
+    delay, else empty.
 
     Returns early, with the work done so far, once `stop[0]` is set (Ctrl-C).
     """
@@ -79,7 +90,9 @@ def _replay_trace(
     z = np.zeros((P, nb))
     g = np.zeros((P, nb))
     w_vis, w_rec, z_full = new_recorder(n, d)
-    pred, update, before = correction_buffers(tau.size > 0, hyper[DC] != 0.0, P, R, d)
+    predict = hyper[PREDICT] != 0.0
+    pred, update, before = correction_buffers(predict, hyper[DC] != 0.0, P, R, d)
+    lag = stage_delays(kind, stage, tau, n_rows, S)
     theta, outer_mu, rounds = outer_state(hyper[OUTER_LR] != 0.0, hist)
     initial = mean_loss(loss, z_full, y, l2, w_rec)
     n_pts = len(times)
@@ -111,7 +124,7 @@ def _replay_trace(
                 draw_rows(sampling, seed, n, batch, mb[i], rows[slot])
                 z[slot, :] = 0.0
             w = hist[r, v_fwd[i] % H]
-            if tau.size:
+            if predict:
                 w = predicted(w, tau[i], update[r], off[s], off[s + 1], pred[slot])
             forward_block(X, rows[slot], nb, off[s], off[s + 1], w, z[slot])
             if s == S - 1:
@@ -120,7 +133,7 @@ def _replay_trace(
             slot = mb[i] % P
             w = hist[r, v_bwd[i] % H]
             lo, hi = off[s], off[s + 1]
-            if tau.size:
+            if predict:
                 w = predicted(w, tau[i], update[r], lo, hi, pred[slot])
             if hyper[DC] != 0.0:
                 before[lo:hi] = acc[r, lo:hi]
@@ -140,7 +153,10 @@ def _replay_trace(
                 code, hyper, steps[r, s], horizon[r, s], hist[r, v % H], acc[r], 1.0 / count[r, s],
                 m1[r], m2[r], last[r], mats, lo, hi, hist[r, (v + 1) % H],
             )  # fmt: skip
-            if tau.size:
+            if hyper[DELAY_LR] != 0.0:
+                rescale_update(hist[r, v % H], hist[r, (v + 1) % H], lo, hi,
+                               pipemare_factor(lag[s], steps[r, s], hyper[DELAY_LR_WARMUP]))  # fmt: skip
+            if predict:
                 remember_update(hist[r, v % H], hist[r, (v + 1) % H], lo, hi, update[r])
             acc[r, lo:hi] = 0.0
             count[r, s] = 0
@@ -334,8 +350,8 @@ def replay(
             objective.X, objective.y, objective.loss, objective.l2, objective.grad_noise,
             objective.sampling, objective.batch_size, block_offsets(objective.dim, stages),
         )  # fmt: skip
-    # ef and predict read each update as old - new weights: the two must be separate versions
-    two = hyper[EF] != 0.0 or hyper[PREDICT] != 0.0
+    # ef, predict and delay_lr read each update as old - new weights: two separate versions
+    two = hyper[EF] != 0.0 or hyper[PREDICT] != 0.0 or hyper[DELAY_LR] != 0.0
     depth = max(prepared.depth, 2) if two else prepared.depth
     optimizer = (seed, optimizer_code, hyper, horizon_of(prepared), depth)
     record = (times, out_loss, out_updates, out_model, stop)
@@ -353,11 +369,8 @@ def replay(
             t.kind, t.stage, t.mb, t.replica, t.start, t.end, t.v_fwd, t.v_bwd,
             prepared.length, prepared.until, stages, t.replicas,
         )  # fmt: skip
-        tau = (
-            read_delays(t, prepared.length)
-            if hyper[PREDICT] != 0.0
-            else np.zeros(0, np.int64)
-        )
+        stale = hyper[PREDICT] != 0.0 or hyper[DELAY_LR] != 0.0
+        tau = read_delays(t, prepared.length) if stale else np.zeros(0, np.int64)
         if layered:
             n_pts, updates, microbatches = replay_layered(
                 *trace, *model, recompute, *optimizer, prepared.slots, tau, *record

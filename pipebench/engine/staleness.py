@@ -53,3 +53,19 @@ def read_delays(trace: Trace, n_rows: int) -> np.ndarray:
         trace.upd_op, trace.upd_first, trace.upd_version, n_rows, trace.stages,
         trace.replicas, trace.microbatches,
     )  # fmt: skip
+
+
+@njit(cache=True)
+def stage_delays(kind, stage, tau, n_rows, S):
+    """Each stage's mean staleness over its forwards (PipeMare's per-stage delay τ_s);
+    zeros when `tau` is empty."""
+    total = np.zeros(S)
+    count = np.zeros(S)
+    if tau.size:
+        for i in range(n_rows):
+            if kind[i] == FORWARD:
+                total[stage[i]] += tau[i]
+                count[stage[i]] += 1
+    for s in range(S):
+        total[s] = total[s] / count[s] if count[s] > 0 else 0.0
+    return total

@@ -11,6 +11,13 @@ micro-batch's gradient g, taken at w_read, becomes g + λ · g ⊙ g ⊙ (w_now 
 w_read), the first-order Taylor term with the Hessian's diagonal
 approximated by g ⊙ g.
 
+Learning-rate rescheduling by delay (`delay_lr: pipemare`; PipeMare, Yang et
+al. 2021, its technique 1): step k of a stage whose delay is τ uses the step
+size lr · τ^(−p_k), p_k = 1 − min(k / K, 1), K = `delay_lr_warmup`: lr / τ at
+the start, the full lr from step K on. Every optimizer here moves by lr times
+a direction its state does not make depend on lr, so the replay scales the
+step's update by that factor after the step.
+
 Each helper works on one block [lo, hi) and is neutral at its neutral value
 (τ = 0, λ = 0) because the replay does not call it then.
 """
@@ -58,3 +65,20 @@ def correction_buffers(predict, dc, slots, replicas, d):
     update = np.zeros((replicas if predict else 0, d))
     before = np.zeros(d if dc else 0)
     return pred, update, before
+
+
+@njit(cache=True)
+def pipemare_factor(tau, step, warmup) -> float:
+    """PipeMare's step-size factor tau^-(1 - min(step / warmup, 1)) (1 when tau <= 1)."""
+    if tau <= 1.0:
+        return 1.0
+    return tau ** -(1.0 - min(step / warmup, 1.0))
+
+
+@njit(cache=True)
+def rescale_update(w_old, w_new, lo, hi, factor) -> None:
+    """w_new = w_old − factor · (w_old − w_new): the step, its size scaled."""
+    if factor == 1.0:
+        return
+    for j in range(lo, hi):
+        w_new[j] = w_old[j] - factor * (w_old[j] - w_new[j])

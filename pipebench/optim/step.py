@@ -19,6 +19,7 @@ SGD, MOMENTUM, ADAMW, MUON = 0, 1, 2, 3  # OptimizerInfo.code
 LR, MU, NESTEROV, BETA1, BETA2, EPS, DECAY, NS_STEPS, ADAM_LR, WARMUP, COSINE, EF = range(12)
 PREDICT, DC = 12, 13  # corrections the replay applies around the step (optim.corrections)
 OUTER_LR, OUTER_MU, OUTER_NESTEROV, FRAGMENTS = 14, 15, 16, 17  # localsgd's DiLoCo (optim.diloco)
+DELAY_LR, DELAY_LR_WARMUP = 18, 19  # PipeMare's lr by delay (optim.corrections)
 
 
 @njit(cache=True)
