@@ -9,10 +9,10 @@ from test_layered import mlp
 from training import blocks, numpy_gradient, objective, train
 
 from pipebench.engine.staleness import read_delays
-from pipebench.optim.corrections import compensate, predicted
-from pipebench.timeline import CostModel
 from pipebench.objectives.blocklinear import draw_rows
 from pipebench.objectives.layered import stage_backward, stage_forward
+from pipebench.optim.corrections import compensate, predicted
+from pipebench.timeline import CostModel
 from pipebench.timeline.trace import BACKWARD, FORWARD, UPDATE
 
 TIGHT = {"rtol": 1e-12, "atol": 1e-12}
@@ -172,7 +172,6 @@ def test_replay_equals_the_numpy_walk_of_each_definition(name, options, params, 
     )  # fmt: skip
     assert curve.diverged_at is None
     np.testing.assert_allclose(curve.model, want, **TIGHT)
-
 
 
 def layered_walk(trace, obj, lr, seed, predict, lam):

@@ -137,8 +137,8 @@ def replay_layered(
                        code, hyper, mats, last_u_end)  # fmt: skip
             v = cur[r, s]
             if hyper[DELAY_LR] != 0.0:
-                rescale_update(hist[r, (v - 1) % H], hist[r, v % H], off[s], off[s + 1],
-                               pipemare_factor(lag[s], steps[r, s], hyper[DELAY_LR_WARMUP]))  # fmt: skip
+                f = pipemare_factor(lag[s], steps[r, s], hyper[DELAY_LR_WARMUP])
+                rescale_update(hist[r, (v - 1) % H], hist[r, v % H], off[s], off[s + 1], f)
             if predict:
                 remember_update(hist[r, (v - 1) % H], hist[r, v % H], off[s], off[s + 1], update[r])
             updates += 1

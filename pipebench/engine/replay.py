@@ -24,8 +24,8 @@ from pipebench.engine.history import replay_needs
 from pipebench.engine.iterates import keep_checkpoint, new_checkpoints, versions_read
 from pipebench.engine.layered import objective_tuple, replay_layered, replay_layered_plan
 from pipebench.engine.operations import average_replicas, diverged, steps_running
-from pipebench.engine.staleness import read_delays, stage_delays
 from pipebench.engine.recorder import block_offsets, new_recorder, take_sample
+from pipebench.engine.staleness import read_delays, stage_delays
 from pipebench.objectives.blocklinear import (
     SAMPLE_FULL,
     SAMPLING_CODES,
@@ -154,8 +154,8 @@ def _replay_trace(
                 m1[r], m2[r], last[r], mats, lo, hi, hist[r, (v + 1) % H],
             )  # fmt: skip
             if hyper[DELAY_LR] != 0.0:
-                rescale_update(hist[r, v % H], hist[r, (v + 1) % H], lo, hi,
-                               pipemare_factor(lag[s], steps[r, s], hyper[DELAY_LR_WARMUP]))  # fmt: skip
+                f = pipemare_factor(lag[s], steps[r, s], hyper[DELAY_LR_WARMUP])
+                rescale_update(hist[r, v % H], hist[r, (v + 1) % H], lo, hi, f)
             if predict:
                 remember_update(hist[r, v % H], hist[r, (v + 1) % H], lo, hi, update[r])
             acc[r, lo:hi] = 0.0

@@ -18,7 +18,9 @@ from pipebench.timeline.trace import BACKWARD, FORWARD, Trace
 
 
 @njit(cache=True)
-def _delays(kind, stage, mb, replica, v_fwd, v_bwd, upd_op, upd_first, upd_version, n_rows, S, R, M):
+def _delays(
+    kind, stage, mb, replica, v_fwd, v_bwd, upd_op, upd_first, upd_version, n_rows, S, R, M
+):
     # applied[r, s, m]: the version the update that applies micro-batch m's gradient steps
     # from; a gradient the trace never applies counts to the stage's last version
     applied = np.full((R, S, M), -1, np.int64)
