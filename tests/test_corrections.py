@@ -269,3 +269,31 @@ def test_pipemare_lr_is_neutral_without_delay():
     base, _, _ = run("gpipe", {}, "adamw")
     scaled, _, _ = run("gpipe", {"delay_lr": 1}, "adamw")
     assert np.array_equal(base.model, scaled.model)
+
+
+@pytest.mark.parametrize("params", ON)
+@pytest.mark.parametrize("delays", ["uniform", "pd"])
+def test_rpd_equals_the_numpy_walk(params, delays):
+    """rpd: block j of the point is extrapolated by its lag (its updates since the
+    iterate read) along its last update; the gradient of block s gets DC-ASGD's term."""
+    predict, lam = params.get("predict", False), params.get("delay_compensation", 0.0)
+    obj = objective(stages=4, l2=0.01)
+    curve, plan, _ = train("rpd", obj, 4, lr=0.02, seed=7, delays=delays, params=params,
+                           budget=("microbatches", 12))  # fmt: skip
+    parts = blocks(obj, 4)
+    iterates = [np.zeros(obj.dim)]
+    last = np.zeros(obj.dim)
+    for k in range(plan.iterations):
+        d = plan.delays_at(k)
+        point = np.concatenate([iterates[k - d[j]][parts[j]] for j in range(4)])
+        if predict:
+            for j in range(4):
+                lag = int(np.sum(plan.block[k - d[j] : k] == j))
+                point[parts[j]] -= lag * last[parts[j]]
+        w = iterates[-1].copy()
+        s = parts[plan.block[k]]
+        g = numpy_gradient(obj, point, k, 7)[s]
+        w[s] -= 0.02 * (g + lam * g * g * (w[s] - point[s]))
+        last[s] = iterates[-1][s] - w[s]
+        iterates.append(w)
+    np.testing.assert_allclose(curve.model, iterates[-1], **TIGHT)
