@@ -297,3 +297,23 @@ def test_rpd_equals_the_numpy_walk(params, delays):
         last[s] = iterates[-1][s] - w[s]
         iterates.append(w)
     np.testing.assert_allclose(curve.model, iterates[-1], **TIGHT)
+
+
+@pytest.mark.parametrize(
+    "entry,words",
+    [
+        ("{name: rpd, optimizer: {name: sgd, delay_lr: pipemare}}", "delay_lr: does not apply"),
+        ("{name: pd, optimizer: {name: sgd, delay_lr: linear}}", "delay_lr"),
+        ("{name: pd, optimizer: {name: sgd, delay_compensation: -1}}", "delay_compensation"),
+        ("{name: pd, optimizer: {name: sgd, predict: 3}}", "predict"),
+    ],
+)
+def test_bad_corrections_are_one_line(tmp_path, capsys, entry, words):
+    from test_diloco import SCENARIO
+    from test_scenario import write
+
+    from pipebench.cli import main
+
+    assert main(["validate", str(write(tmp_path, SCENARIO.replace("ENTRY", entry)))]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and words in err, err
