@@ -371,6 +371,7 @@ SCHEDULE_OPTIONS = (
     "sampling",
     "outer",
     "fragments",
+    "quantize",
 )
 
 
@@ -389,6 +390,7 @@ class ScheduleSpec(_Model):
     sampling: str | None = None  # rpd: how an iteration draws its batch
     outer: dict[str, Any] | None = None  # localsgd: DiLoCo's outer optimizer
     fragments: PosInt | None = None  # localsgd: streaming DiLoCo's fragments
+    quantize: int | None = None  # localsgd: bits of the pseudo-gradients sent
 
     @field_validator("name")
     @classmethod

@@ -15,8 +15,9 @@ from pipebench.timeline.trace import AVERAGE
 R, H, ROUNDS, LR = 3, 2, 5, 0.04
 
 
-def run(obj, outer=None, fragments=None, optimizer="sgd", costs=None):
-    options = {k: v for k, v in (("outer", outer), ("fragments", fragments)) if v is not None}
+def run(obj, outer=None, fragments=None, optimizer="sgd", costs=None, quantize=None):
+    given = (("outer", outer), ("fragments", fragments), ("quantize", quantize))
+    options = {k: v for k, v in given if v is not None}
     return train("localsgd", obj, 3, lr=LR, seed=5, replicas=R, local_steps=H,
                  optimizer=optimizer, params=outer_params(options), costs=costs,
                  budget=("microbatches", R * H * ROUNDS), **options)  # fmt: skip
@@ -40,9 +41,10 @@ def test_one_fragment_is_diloco_bit_for_bit():
     assert np.array_equal(a.model, b.model) and not np.array_equal(a.model, run(obj)[0].model)
 
 
-def diloco_reference(obj, lr_out, mu, nesterov, fragments):
+def diloco_reference(obj, lr_out, mu, nesterov, fragments, bits=0):
     """Rounds of independent SGD per replica, then per fragment of stages an outer step on
-    the pseudo-gradient theta - mean (PyTorch's momentum convention)."""
+    the pseudo-gradient theta - mean (PyTorch's momentum convention); with `bits`, each
+    replica's theta - w rounded to the grid of its largest magnitude / (2^(bits-1) - 1)."""
     parts = blocks(obj, 3)
     theta = np.zeros(obj.dim)
     momentum = np.zeros(obj.dim)
@@ -57,6 +59,13 @@ def diloco_reference(obj, lr_out, mu, nesterov, fragments):
         for s, part in enumerate(parts):
             if s % fragments != k % fragments:
                 continue
+            sent = [theta[part] - w[part] for w in replicas]
+            if bits:
+                steps = [np.abs(x).max() / (2.0 ** (bits - 1) - 1) for x in sent]
+                sent = [
+                    np.round(x / h) * h if h > 0 else x for x, h in zip(sent, steps, strict=True)
+                ]
+                mean[part] = np.mean([theta[part] - x for x in sent], axis=0)
             delta = theta[part] - mean[part]
             momentum[part] = mu * momentum[part] + delta
             step = delta + mu * momentum[part] if nesterov else momentum[part]
@@ -67,36 +76,41 @@ def diloco_reference(obj, lr_out, mu, nesterov, fragments):
 
 
 @pytest.mark.parametrize(
-    "outer,fragments",
+    "outer,fragments,quantize",
     [
-        ({"name": "nesterov"}, None),
-        ({"name": "sgd", "lr": 0.5, "momentum": 0.6}, None),
-        ({"name": "nesterov", "lr": 0.9, "momentum": 0.5}, 2),
-        (None, 3),
+        ({"name": "nesterov"}, None, None),
+        ({"name": "sgd", "lr": 0.5, "momentum": 0.6}, None, None),
+        ({"name": "nesterov", "lr": 0.9, "momentum": 0.5}, 2, None),
+        (None, 3, None),
+        (None, None, 4),
+        ({"name": "nesterov"}, 2, 3),
     ],
 )
-def test_outer_step_matches_a_numpy_walk(outer, fragments):
+def test_outer_step_matches_a_numpy_walk(outer, fragments, quantize):
     obj = objective(stages=3, l2=0.01)
-    curve, _, _ = run(obj, outer, fragments)
-    hyper = outer_params({"outer": outer, "fragments": fragments})
+    curve, _, _ = run(obj, outer, fragments, quantize=quantize)
+    hyper = outer_params({"outer": outer, "fragments": fragments, "quantize": quantize})
     want = diloco_reference(obj, hyper["outer_lr"], hyper["outer_momentum"],
-                            hyper["outer_nesterov"] == 1.0, int(hyper["fragments"]))  # fmt: skip
+                            hyper["outer_nesterov"] == 1.0, int(hyper["fragments"]),
+                            int(hyper["quantize"]))  # fmt: skip
     np.testing.assert_allclose(curve.model, want, rtol=1e-12, atol=1e-12)
 
 
 def test_diloco_defaults_are_the_published_ones():
     assert outer_params({"outer": {"name": "nesterov"}}) == {
         "outer_lr": 0.7, "outer_momentum": 0.9, "outer_nesterov": 1.0, "fragments": 1.0,
+        "quantize": 0.0,
     }  # fmt: skip
     assert outer_params({"outer": None, "fragments": 1}) == {}
 
 
-@pytest.mark.parametrize("fragments", [1, 2, 3])
-def test_a_fragment_all_reduce_costs_its_share(fragments):
+@pytest.mark.parametrize("fragments,quantize", [(1, None), (2, None), (3, None), (1, 4), (3, 8)])
+def test_an_all_reduce_costs_the_share_of_the_bytes_it_sends(fragments, quantize):
     costs = CostModel.build(3, allreduce=6.0)
-    _, trace, _ = run(objective(stages=3), fragments=fragments, costs=costs)
+    _, trace, _ = run(objective(stages=3), fragments=fragments, costs=costs, quantize=quantize)
     avg = trace.kind == AVERAGE
-    np.testing.assert_allclose(trace.end[avg] - trace.start[avg], 6.0 / fragments)
+    share = (quantize or 32) / 32 / fragments
+    np.testing.assert_allclose(trace.end[avg] - trace.start[avg], 6.0 * share)
 
 
 SCENARIO = """\
@@ -120,6 +134,8 @@ schedules:
         ("{name: localsgd, outer: {name: sgd, lr: 0}}", "lr > 0"),
         ("{name: localsgd, outer: {name: sgd, beta: 1}}", "unknown: beta"),
         ("{name: localsgd, fragments: 4}", "must be <= stages (3)"),
+        ("{name: localsgd, quantize: 1}", "an integer in 2..16"),
+        ("{name: pd, quantize: 4}", "quantize: does not apply"),
     ],
 )
 def test_diloco_options_are_refused_where_they_make_no_sense(tmp_path, capsys, entry, words):

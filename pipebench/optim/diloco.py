@@ -9,7 +9,10 @@ direction, so that outer lr 1 without momentum gives the mean bit for bit.
 
 With `fragments: F` (streaming DiLoCo) stage s belongs to fragment s mod F
 and round k synchronises fragment k mod F only; the others keep training
-locally. One fragment is plain DiLoCo.
+locally. One fragment is plain DiLoCo. With `quantize: b`, each replica sends
+its pseudo-gradient θ − w_r rounded to b bits: a symmetric uniform grid of
+2^(b−1) − 1 steps each side of 0, scaled per stage block to its largest
+magnitude (streaming DiLoCo sends 4-bit floats; this is the plain integer grid).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from pipebench.optim.step import FRAGMENTS, OUTER_LR, OUTER_MU, OUTER_NESTEROV
+from pipebench.optim.step import FRAGMENTS, OUTER_LR, OUTER_MU, OUTER_NESTEROV, QUANTIZE
 
 # DiLoCo's published outer optimizer; plain SGD defaults to the plain average.
 OUTER_DEFAULTS = {"sgd": {"lr": 1.0, "momentum": 0.0}, "nesterov": {"lr": 0.7, "momentum": 0.9}}
@@ -27,7 +30,8 @@ def outer_params(options: dict[str, object]) -> dict[str, float]:
     """The hyper-parameter fields (optim.HYPER_FIELDS) of localsgd's DiLoCo options, or {}."""
     outer = options.get("outer")
     fragments = options.get("fragments")
-    if outer is None and fragments in (None, 1):  # plain averaging
+    quantize = options.get("quantize")
+    if outer is None and fragments in (None, 1) and quantize is None:  # plain averaging
         return {}
     outer = dict(outer or {"name": "sgd"})
     values = OUTER_DEFAULTS[str(outer["name"])] | {k: v for k, v in outer.items() if k != "name"}
@@ -36,6 +40,7 @@ def outer_params(options: dict[str, object]) -> dict[str, float]:
         "outer_momentum": float(values["momentum"]),
         "outer_nesterov": float(outer["name"] == "nesterov"),
         "fragments": float(fragments or 1),
+        "quantize": float(quantize or 0),
     }
 
 
@@ -53,15 +58,25 @@ def synchronise(off, hist, cur, hyper, theta, momentum, rounds) -> None:
     R, H = hist.shape[0], hist.shape[1]
     lr, mu, nesterov = hyper[OUTER_LR], hyper[OUTER_MU], hyper[OUTER_NESTEROV] != 0.0
     fragments = int(hyper[FRAGMENTS])
+    levels = 2.0 ** (hyper[QUANTIZE] - 1) - 1.0  # grid steps each side of 0
     k = rounds[0]
     rounds[0] = k + 1
     for s in range(len(off) - 1):
         if s % fragments != k % fragments:
             continue
+        scale = np.zeros(R)
+        if hyper[QUANTIZE] != 0.0:
+            for r in range(R):
+                for j in range(off[s], off[s + 1]):
+                    scale[r] = max(scale[r], abs(theta[j] - hist[r, cur[r, s] % H, j]))
         for j in range(off[s], off[s + 1]):
             total = 0.0
             for r in range(R):
-                total += hist[r, cur[r, s] % H, j]
+                w = hist[r, cur[r, s] % H, j]
+                if scale[r] > 0.0:  # what replica r sends: theta - w on the grid
+                    step = scale[r] / levels
+                    w = theta[j] - round((theta[j] - w) / step) * step
+                total += w
             mean = total / R
             delta = theta[j] - mean
             m = mu * momentum[j] + delta

@@ -20,6 +20,7 @@ LR, MU, NESTEROV, BETA1, BETA2, EPS, DECAY, NS_STEPS, ADAM_LR, WARMUP, COSINE, E
 PREDICT, DC = 12, 13  # corrections the replay applies around the step (optim.corrections)
 OUTER_LR, OUTER_MU, OUTER_NESTEROV, FRAGMENTS = 14, 15, 16, 17  # localsgd's DiLoCo (optim.diloco)
 DELAY_LR, DELAY_LR_WARMUP = 18, 19  # PipeMare's lr by delay (optim.corrections)
+QUANTIZE = 20  # bits of DiLoCo's communicated pseudo-gradients, 0 for full precision
 
 
 @njit(cache=True)

@@ -18,7 +18,7 @@ def _rules(stages: int, options: dict[str, object]) -> Rules:
         barrier=BARRIER_AVERAGE,
         replicas=replicas,
         chain_replicas=True,
-        avg_share=1.0 / int(options["fragments"]),
+        avg_share=int(options["quantize"] or 32) / 32 / int(options["fragments"]),
     )
 
 
@@ -33,6 +33,7 @@ SCHEDULE = Schedule(
         "inflight": "per-stage",
         "outer": None,
         "fragments": 1,
+        "quantize": None,
     },
     rules=_rules,
 )

@@ -103,6 +103,11 @@ def _outer(value: object) -> str | None:
     return None
 
 
+def _bits(v: object) -> str | None:
+    ok = isinstance(v, int) and not isinstance(v, bool) and 2 <= v <= 16
+    return None if ok else f"an integer in 2..16 (bits), got {v!r}"
+
+
 def _flag(v: object) -> str | None:
     return None if isinstance(v, bool) else f"true or false, got {v!r}"
 
@@ -124,6 +129,7 @@ OPTION_CHECKS: dict[str, Callable[[object], str | None]] = {
     "sampling": _sampling,
     "outer": _outer,
     "fragments": _positive_int,
+    "quantize": _bits,
 }
 
 
