@@ -549,7 +549,7 @@ def list_cmd() -> None:
         params = ", ".join(f"{k}={v}" for k, v in info.defaults.items()) or "none"
         optimizers.add_row(name, f"{info.summary}\n[dim]{params}[/dim]")
     shared = ", ".join(f"{k}={v}" for k, v in shared_optimizer_defaults().items())
-    optimizers.caption = f"every optimizer also takes {shared} (lr schedule; ef: delay correction)"
+    optimizers.caption = f"every optimizer also takes {shared} (lr schedule; delay corrections)"
     out.print(optimizers)
 
 
