@@ -174,7 +174,7 @@ def charlm_saved_floats(spec, stages: int) -> tuple[int, int]:
     D, T, B, H = spec.width, spec.context, spec.batch_size, spec.heads
     L = spec.layers if spec.layers is not None else max(1, stages - 2)
     N = B * T
-    block = 16 * N * D + 2 * N + B * H * T * T  # as in charlm._block_saved_sizes
+    block = 16 * N * D + 2 * N + B * H * T * T  # as in charlm.spec._block_saved_sizes
     return N * D, L * block + 3 * N * D + N * (CHARLM_FILE_VOCAB + 1)
 
 
