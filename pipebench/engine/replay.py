@@ -8,7 +8,7 @@ gradients summed since its last step, AVG averages the replicas.
 at fixed simulated times and stop at the first sign of divergence.
 
 Weights live in one array per replica, `hist[r, v % H]` holding version v
-of every block, H being the largest version lag the trace has (history.py):
+of every block, H being the largest version lag the trace has (replay_size.py):
 a stage's step writes the next slot, so stashed versions stay readable
 without copies.
 """
