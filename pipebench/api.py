@@ -58,7 +58,7 @@ def schedule_options(name: str, stages: int, given: dict[str, object]) -> dict[s
     from pipebench.timeline import get_schedule
     from pipebench.timeline.schedule import auto_delta
 
-    options = get_schedule(name).options(stages, given)
+    options = get_schedule(name).setup(stages, given).options
     if options.get("delta") == "auto":
         options["delta"] = auto_delta(stages)
     return options

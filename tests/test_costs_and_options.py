@@ -251,7 +251,7 @@ def digest():
         }
     plan = build_timeline("rpd", costs, 7)
     out["rpd"] = {"block": plan.block.tolist(),
-                  "delays": [plan.delays_at(k).tolist() for k in range(plan.iterations)],
+                  "delays": [delays_at(plan, k).tolist() for k in range(plan.iterations)],
                   "stats": stats_of(plan).as_dict()}
     return json.dumps(out, sort_keys=True)
 """

@@ -23,6 +23,9 @@ OBJECTIVE_KINDS = {
     "charlm": "character-level transformer LM; corpus shakespeare, markov or a text file",
 }
 
+# The corpora charlm ships (objectives/corpus.py); any other `corpus:` is a text file.
+BUILTIN_CORPORA = ("shakespeare", "markov")
+
 _HOME = {"BlockLinear": "blocklinear", "Layered": "layered"}
 
 
@@ -79,6 +82,7 @@ def build_objective(spec, stages: int, data_file: Path | None) -> BlockLinear | 
 
 
 __all__ = [
+    "BUILTIN_CORPORA",
     "LOSS_LABELS",
     "OBJECTIVE_KINDS",
     "BlockLinear",

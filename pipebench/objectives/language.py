@@ -20,8 +20,6 @@ from pipebench.objectives.charlm import charlm_init, charlm_layout
 from pipebench.objectives.corpus import load_corpus, split
 from pipebench.objectives.layered import CHARLM, Layered
 
-BUILTIN_CORPORA = ("shakespeare", "markov")
-
 
 def build_charlm(spec, stages: int, corpus_file: Path | None) -> Layered:
     """The objective a `CharlmSpec` describes; `corpus_file` is its text file, resolved."""

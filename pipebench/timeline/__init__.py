@@ -35,10 +35,7 @@ def __getattr__(name: str) -> object:
 
 def stats_of(timeline: Trace | RpdPlan) -> TimelineStats:
     """The statistics of a simulated trace or of rpd's iteration plan."""
-    from pipebench.timeline.rpd import RpdPlan, plan_stats
-    from pipebench.timeline.stats import timeline_stats
-
-    return plan_stats(timeline) if isinstance(timeline, RpdPlan) else timeline_stats(timeline)
+    return timeline.stats()
 
 
 __all__ = [

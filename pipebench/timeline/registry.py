@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from pipebench.errors import InputError, did_you_mean
 from pipebench.limits import available_memory, memory_problem, trace_need
 from pipebench.timeline import flush, gpipe, localsgd, naive, paci, pd, rpd, twobw
-from pipebench.timeline.schedule import Schedule
+from pipebench.timeline.schedule import Schedule, Setup
 from pipebench.timeline.trace import MAX_MICROBATCHES, Trace
 
 if TYPE_CHECKING:
@@ -50,13 +50,22 @@ def build_timeline(
     name: str, costs: CostModel, microbatches: int, **options: object
 ) -> Trace | RpdPlan:
     """Simulate schedule `name` (or draw rpd's iteration plan) for `microbatches`."""
+    schedule = get_schedule(name)
+    _check_size(costs.stages, microbatches)
+    return timeline_of(schedule.setup(costs.stages, options), costs, microbatches)
+
+
+def timeline_of(setup: Setup, costs: CostModel, microbatches: int) -> Trace | RpdPlan:
+    """Simulate a resolved schedule (or draw rpd's iteration plan) for `microbatches`."""
     from pipebench.timeline.simulate import simulate  # numba: only when a timeline is built
 
-    schedule = get_schedule(name)
+    _check_size(costs.stages, microbatches)
+    if setup.rules is None:
+        return rpd.plan(costs, microbatches, **setup.options)
+    return simulate(setup.name, setup.rules, costs, microbatches)
+
+
+def _check_size(stages: int, microbatches: int) -> None:
     if not 1 <= microbatches <= MAX_MICROBATCHES:
         raise InputError("microbatches", f"must be in 1..{MAX_MICROBATCHES}, got {microbatches}")
-    check_memory(costs.stages, microbatches)
-    resolved = schedule.options(costs.stages, options)
-    if schedule.rules is None:
-        return rpd.plan(costs, microbatches, **resolved)
-    return simulate(name, schedule.rules(costs.stages, resolved), costs, microbatches)
+    check_memory(stages, microbatches)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipebench.errors import InputError
+from pipebench.timeline.options import OPTIONS
 
 # How mini-batches (groups of micro-batches) are separated.
 BARRIER_NONE = 0  # micro-batches stream through
@@ -43,10 +44,6 @@ class Rules:
     recompute: bool = False  # the backward first reruns the stage's forward
 
 
-# Where 1F1B limits the micro-batches in flight (the `inflight` option).
-INFLIGHT_MODES = ("per-stage", "input")
-
-
 def one_f_one_b_caps(stages: int, inflight: object = "per-stage") -> np.ndarray:
     """The 1F1B in-flight limit: stage s holds at most S - s micro-batches.
 
@@ -58,52 +55,6 @@ def one_f_one_b_caps(stages: int, inflight: object = "per-stage") -> np.ndarray:
     if inflight == "input":
         return np.full(stages, stages, dtype=np.int64)
     return np.arange(stages, 0, -1, dtype=np.int64)
-
-
-def _positive_int(v: object) -> str | None:
-    ok = isinstance(v, int) and not isinstance(v, bool) and v >= 1
-    return None if ok else f"an integer >= 1, got {v!r}"
-
-
-def _delta(v: object) -> str | None:
-    ok = v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 0)
-    return None if ok else f"an integer >= 0 or 'auto', got {v!r}"
-
-
-def _delays(v: object) -> str | None:
-    return None if v in DELAY_MODES else f"one of {', '.join(DELAY_MODES)}, got {v!r}"
-
-
-def _inflight(v: object) -> str | None:
-    return None if v in INFLIGHT_MODES else f"one of {', '.join(INFLIGHT_MODES)}, got {v!r}"
-
-
-def _sampling(v: object) -> str | None:
-    # imported here: the objectives package is heavy, and only rpd's option needs it
-    from pipebench.objectives.blocklinear import SAMPLING_CODES
-
-    allowed = ("objective", *SAMPLING_CODES)
-    return None if v in allowed else f"one of {', '.join(allowed)}, got {v!r}"
-
-
-def _flag(v: object) -> str | None:
-    return None if isinstance(v, bool) else f"true or false, got {v!r}"
-
-
-# RPD delay modes; rpd_draws.fill_delays branches on the index in this tuple.
-DELAY_MODES = ("uniform", "max", "zero", "pd")
-
-# Options a schedule may take: name -> a check returning what is allowed, or None if valid.
-OPTION_CHECKS: dict[str, Callable[[object], str | None]] = {
-    "accumulate": _positive_int,
-    "replicas": _positive_int,
-    "local_steps": _positive_int,
-    "delta": _delta,
-    "delays": _delays,
-    "recompute": _flag,
-    "inflight": _inflight,
-    "sampling": _sampling,
-}
 
 
 @dataclass(frozen=True)
@@ -118,18 +69,46 @@ class Schedule:
     defaults: Callable[[int | str], dict[str, object]] = field(default=lambda stages: {})
     rules: Callable[[int, dict[str, object]], Rules] | None = None  # None: not a timeline (rpd)
 
-    def options(self, stages: int, given: dict[str, object]) -> dict[str, object]:
-        """Defaults overlaid with `given`; refuses options that do not apply or are out of range."""
+    def setup(self, stages: int, given: dict[str, object]) -> Setup:
+        """This schedule on `stages` with the options `given` over its defaults, and its rules.
+
+        Refuses options that do not apply or are out of range, and rules the
+        pipeline cannot run (an `InputError` naming the option).
+        """
         resolved = self.defaults(stages)
         for name, value in given.items():
             if name not in resolved:
                 users = ", ".join(_schedules_taking(name)) or "none"
                 raise InputError(name, f"does not apply to {self.name} (it applies to: {users})")
-            problem = OPTION_CHECKS[name](value)
+            problem = OPTIONS[name].problem(value)
             if problem:
                 raise InputError(name, f"must be {problem}")
             resolved[name] = value
-        return resolved
+        rules = None if self.rules is None else self.rules(stages, resolved)
+        return Setup(self.name, stages, dict(given), resolved, rules)
+
+
+@dataclass(frozen=True, eq=False)
+class Setup:
+    """A schedule resolved once for a pipeline: what every later step reads."""
+
+    name: str
+    stages: int
+    given: dict[str, object]  # the options as given (the rest are the schedule's defaults)
+    options: dict[str, object]  # every option it takes, defaults filled in
+    rules: Rules | None  # None: not a timeline (rpd)
+
+    @property
+    def unit(self) -> int:
+        """Micro-batches per mini-batch, update group or round: the unit a run is rounded to."""
+        if self.rules is None:
+            return 1
+        return max(self.rules.group, self.rules.accumulate, 1)
+
+    @property
+    def recompute(self) -> bool:
+        """Whether a backward first reruns its stage's forward (paci's option)."""
+        return self.rules is not None and self.rules.recompute
 
 
 def _schedules_taking(option: str) -> list[str]:
