@@ -23,16 +23,18 @@ from pipebench.objectives import charlm, mlp
 from pipebench.objectives.charlm import charlm_backward, charlm_forward
 from pipebench.objectives.mlp import mlp_backward, mlp_forward
 
-MLP, CHARLM = 0, 1
+# The layered objectives by kind: the position of a kind is the code the kernels
+# dispatch on (they hold it as a constant: after a change, delete the numba cache).
+LAYERED_KINDS = ("mlp", "charlm")
+MLP, CHARLM = (LAYERED_KINDS.index(kind) for kind in ("mlp", "charlm"))
 
 
 @dataclass(frozen=True, eq=False)
 class Layered:
     """A layered objective, ready for the replay."""
 
-    kind: str
+    kind: str  # one of LAYERED_KINDS
     description: str
-    code: int
     spec: np.ndarray  # int64 architecture, read by the kernels
     off: np.ndarray  # stage s owns flat weights [off[s], off[s+1])
     act_size: int  # floats passed from a stage to the next per micro-batch
@@ -49,6 +51,11 @@ class Layered:
     f_star: float | None
 
     smoothness = None  # unknown for a nonconvex model
+
+    @property
+    def code(self) -> int:
+        """What the kernels dispatch on."""
+        return LAYERED_KINDS.index(self.kind)
 
     @property
     def dim(self) -> int:
