@@ -23,6 +23,10 @@ OBJECTIVE_KINDS = {
     "charlm": "character-level transformer LM; corpus shakespeare, markov or a text file",
 }
 
+# The objectives whose stages are nonlinear layers (objectives/layered.py); the position
+# of a kind is the code its kernels dispatch on.
+LAYERED_KINDS = ("mlp", "charlm")
+
 # The corpora charlm ships (objectives/corpus.py); any other `corpus:` is a text file.
 BUILTIN_CORPORA = ("shakespeare", "markov")
 
@@ -83,6 +87,7 @@ def build_objective(spec, stages: int, data_file: Path | None) -> BlockLinear | 
 
 __all__ = [
     "BUILTIN_CORPORA",
+    "LAYERED_KINDS",
     "LOSS_LABELS",
     "OBJECTIVE_KINDS",
     "BlockLinear",

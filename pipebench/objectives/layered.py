@@ -19,13 +19,11 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from pipebench.objectives import charlm, mlp
+from pipebench.objectives import LAYERED_KINDS, charlm, mlp
 from pipebench.objectives.charlm import charlm_backward, charlm_forward
 from pipebench.objectives.mlp import mlp_backward, mlp_forward
 
-# The layered objectives by kind: the position of a kind is the code the kernels
-# dispatch on (they hold it as a constant: after a change, delete the numba cache).
-LAYERED_KINDS = ("mlp", "charlm")
+# The kernels hold the codes as constants: after changing LAYERED_KINDS, delete the numba cache.
 MLP, CHARLM = (LAYERED_KINDS.index(kind) for kind in ("mlp", "charlm"))
 
 
