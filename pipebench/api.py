@@ -55,10 +55,10 @@ def schedule_options(name: str, stages: int, given: dict[str, object]) -> dict[s
 
     rpd's delay bound `auto` is given as the number it stands for.
     """
-    from pipebench.timeline import get_schedule
+    from pipebench.timeline import get_schedule, resolve_options
     from pipebench.timeline.schedule import auto_delta
 
-    options = get_schedule(name).setup(stages, given).options
+    options = resolve_options(get_schedule(name), stages, given)
     if options.get("delta") == "auto":
         options["delta"] = auto_delta(stages)
     return options

@@ -36,7 +36,7 @@ from pipebench.scenario import (
     lr_select,
     lr_values,
 )
-from pipebench.timeline import CostModel, get_schedule
+from pipebench.timeline import CostModel, setup_schedule
 from pipebench.timeline.schedule import BARRIER_NONE, VERSIONS_TWO_BW, Setup, auto_delta
 
 
@@ -112,7 +112,7 @@ def _entry(loaded: LoadedScenario, index: int, stages: int) -> Entry:
     spec = scenario.schedules[index]
     where = ("schedules", index)
     try:
-        setup = get_schedule(spec.name).setup(stages, spec.given_options())
+        setup = setup_schedule(spec.name, stages, spec.given_options())
     except InputError as error:
         raise loaded.error((*where, error.field), error.message) from None
     optimizer: OptimizerSpec = spec.optimizer or scenario.optimizer
@@ -215,7 +215,7 @@ def _check_needs(
         shape = _shape(setup, m)
         # the options are to blame for a large shape when they make it larger than the defaults
         held = [o for o in ("replicas", "accumulate", "delta") if o in setup.given]
-        default = get_schedule(setup.name).setup(S, {})
+        default = setup_schedule(setup.name, S, {})
         larger = any(a > b for a, b in zip(shape, _shape(default, m), strict=True))
         field = (*where, held[0]) if held and larger else size_field
         replays.append(replay_needs(entry.label, spec, S, params, rows, shape, field))

@@ -24,7 +24,7 @@ from pipebench import experiment, limits
 from pipebench.cli import main
 from pipebench.engine.budget import first_update_time, planned_microbatches
 from pipebench.report.tables import CURVE_COLUMNS, DELAY_COLUMNS, SUMMARY_COLUMNS, TIMELINE_COLUMNS
-from pipebench.timeline import CostModel, RpdPlan, build_timeline, get_schedule
+from pipebench.timeline import CostModel, RpdPlan, build_timeline, setup_schedule
 
 TB = 10**12
 
@@ -361,7 +361,7 @@ def test_the_minimum_time_budget_is_the_first_update_of_a_long_run(stages, name,
         stages, forward=[1 + 0.3 * s for s in range(stages)], backward=2.1, comm=0.4,
         update=0.2, allreduce=0.7, jitter=0.3, seed=3,
     )  # fmt: skip
-    setup = get_schedule(name).setup(costs.stages, options)
+    setup = setup_schedule(name, costs.stages, options)
     m = planned_microbatches(setup, costs, "time", 300.0)
     long_run = build_timeline(name, costs, m, **options)
     first = long_run.time[0] if isinstance(long_run, RpdPlan) else long_run.upd_time[0]

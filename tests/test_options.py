@@ -9,7 +9,7 @@ import pytest
 
 from pipebench.errors import InputError
 from pipebench.scenario import ScheduleSpec
-from pipebench.timeline import SCHEDULES, get_schedule
+from pipebench.timeline import SCHEDULES, get_schedule, setup_schedule
 from pipebench.timeline.options import OPTIONS
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -51,19 +51,19 @@ def test_every_option_is_taken_by_some_schedule_and_is_a_scenario_field():
 @pytest.mark.parametrize("name", list(SCHEDULES))
 def test_setup_fills_in_the_defaults_and_keeps_what_was_given(name):
     schedule = get_schedule(name)
-    setup = schedule.setup(4, {})
+    setup = setup_schedule(name, 4, {})
     assert setup.options == schedule.defaults(4) and setup.given == {}
     assert (setup.rules is None) == (schedule.rules is None)
     for option in schedule.defaults(4):
         allowed = [v for v in OTHER_VALUES if OPTIONS[option].problem(v) is None]
         other = next(v for v in allowed if v != setup.options[option])
-        changed = schedule.setup(4, {option: other})
+        changed = setup_schedule(name, 4, {option: other})
         assert changed.options == {**setup.options, option: other}
         assert changed.given == {option: other}
 
 
 def test_an_option_out_of_range_is_refused_with_what_is_allowed():
     with pytest.raises(InputError, match=r"must be an integer >= 1, got 0"):
-        get_schedule("gpipe").setup(4, {"accumulate": 0})
+        setup_schedule("gpipe", 4, {"accumulate": 0})
     with pytest.raises(InputError, match=r"does not apply to pd \(it applies to: rpd\)"):
-        get_schedule("pd").setup(4, {"delta": 3})
+        setup_schedule("pd", 4, {"delta": 3})

@@ -11,7 +11,7 @@ from pipebench.engine.recorder import block_offsets
 from pipebench.engine.replay import Curve, replay, size_replay
 from pipebench.objectives import build_objective
 from pipebench.optim import OPTIMIZERS, hyper_array
-from pipebench.timeline import CostModel, RpdPlan, get_schedule
+from pipebench.timeline import CostModel, RpdPlan, setup_schedule
 from pipebench.timeline.rpd_draws import fill_delays
 
 
@@ -51,7 +51,7 @@ def train(
 ) -> tuple[Curve, object, float]:
     """(curve, timeline, until) of one run of schedule `name`."""
     costs = CostModel.build(stages) if costs is None else costs
-    setup = get_schedule(name).setup(costs.stages, options)
+    setup = setup_schedule(name, costs.stages, options)
     timeline, until, iterations = timeline_for(setup, costs, *budget)
     if isinstance(timeline, RpdPlan):  # as the runner does: rpd's draws follow the seed
         timeline = timeline.reseeded(seed)

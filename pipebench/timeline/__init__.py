@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pipebench.timeline.costs import CostModel
-    from pipebench.timeline.registry import SCHEDULES, build_timeline, get_schedule
+    from pipebench.timeline.registry import (
+        SCHEDULES,
+        build_timeline,
+        get_schedule,
+        resolve_options,
+        setup_schedule,
+    )
     from pipebench.timeline.rpd import RpdPlan
     from pipebench.timeline.stats import TimelineStats
     from pipebench.timeline.trace import Trace
@@ -21,6 +27,8 @@ _HOME = {
     "SCHEDULES": "registry",
     "build_timeline": "registry",
     "get_schedule": "registry",
+    "resolve_options": "registry",
+    "setup_schedule": "registry",
     "RpdPlan": "rpd",
     "TimelineStats": "stats",
     "Trace": "trace",
@@ -46,5 +54,7 @@ __all__ = [
     "Trace",
     "build_timeline",
     "get_schedule",
+    "resolve_options",
+    "setup_schedule",
     "stats_of",
 ]

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from pipebench.errors import InputError, did_you_mean
 from pipebench.limits import available_memory, memory_problem, trace_need
 from pipebench.timeline import flush, gpipe, localsgd, naive, paci, pd, rpd, twobw
+from pipebench.timeline.options import OPTIONS
 from pipebench.timeline.schedule import Schedule, Setup
 from pipebench.timeline.trace import MAX_MICROBATCHES, Trace
 
@@ -39,6 +40,35 @@ def get_schedule(name: str) -> Schedule:
         raise InputError("schedule", f"unknown schedule {name!r}{hint}; known: {known}") from None
 
 
+def resolve_options(schedule: Schedule, stages: int, given: dict[str, object]) -> dict[str, object]:
+    """`schedule`'s defaults overlaid with `given`; refuses options that do not apply or are
+    out of range (here, beside every schedule, to name those an option applies to)."""
+    resolved = schedule.defaults(stages)
+    for name, value in given.items():
+        if name not in resolved:
+            users = ", ".join(s.name for s in SCHEDULES.values() if name in s.defaults(2))
+            raise InputError(
+                name, f"does not apply to {schedule.name} (it applies to: {users or 'none'})"
+            )
+        problem = OPTIONS[name].problem(value)
+        if problem:
+            raise InputError(name, f"must be {problem}")
+        resolved[name] = value
+    return resolved
+
+
+def setup_schedule(name: str, stages: int, given: dict[str, object]) -> Setup:
+    """Schedule `name` on `stages` with the options `given` over its defaults, and its rules.
+
+    Refuses options that do not apply or are out of range, and rules the
+    pipeline cannot run (an `InputError` naming the option).
+    """
+    schedule = get_schedule(name)
+    resolved = resolve_options(schedule, stages, given)
+    rules = None if schedule.rules is None else schedule.rules(stages, resolved)
+    return Setup(schedule.name, stages, dict(given), resolved, rules)
+
+
 def check_memory(stages: int, microbatches: int) -> None:
     """Refuse, up front, a trace that cannot fit in this machine's memory."""
     problem = memory_problem([trace_need("microbatches", stages, microbatches)], available_memory())
@@ -52,7 +82,7 @@ def build_timeline(
     """Simulate schedule `name` (or draw rpd's iteration plan) for `microbatches`."""
     schedule = get_schedule(name)
     _check_size(costs.stages, microbatches)
-    return timeline_of(schedule.setup(costs.stages, options), costs, microbatches)
+    return timeline_of(setup_schedule(schedule.name, costs.stages, options), costs, microbatches)
 
 
 def timeline_of(setup: Setup, costs: CostModel, microbatches: int) -> Trace | RpdPlan:

@@ -15,9 +15,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipebench.errors import InputError
-from pipebench.timeline.options import OPTIONS
-
 # How mini-batches (groups of micro-batches) are separated.
 BARRIER_NONE = 0  # micro-batches stream through
 BARRIER_FLUSH = 1  # the next group enters only after every stage stepped
@@ -69,28 +66,11 @@ class Schedule:
     defaults: Callable[[int | str], dict[str, object]] = field(default=lambda stages: {})
     rules: Callable[[int, dict[str, object]], Rules] | None = None  # None: not a timeline (rpd)
 
-    def setup(self, stages: int, given: dict[str, object]) -> Setup:
-        """This schedule on `stages` with the options `given` over its defaults, and its rules.
-
-        Refuses options that do not apply or are out of range, and rules the
-        pipeline cannot run (an `InputError` naming the option).
-        """
-        resolved = self.defaults(stages)
-        for name, value in given.items():
-            if name not in resolved:
-                users = ", ".join(_schedules_taking(name)) or "none"
-                raise InputError(name, f"does not apply to {self.name} (it applies to: {users})")
-            problem = OPTIONS[name].problem(value)
-            if problem:
-                raise InputError(name, f"must be {problem}")
-            resolved[name] = value
-        rules = None if self.rules is None else self.rules(stages, resolved)
-        return Setup(self.name, stages, dict(given), resolved, rules)
-
 
 @dataclass(frozen=True, eq=False)
 class Setup:
-    """A schedule resolved once for a pipeline: what every later step reads."""
+    """A schedule resolved once for a pipeline (`registry.setup_schedule`): what every
+    later step reads."""
 
     name: str
     stages: int
@@ -109,12 +89,6 @@ class Setup:
     def recompute(self) -> bool:
         """Whether a backward first reruns its stage's forward (paci's option)."""
         return self.rules is not None and self.rules.recompute
-
-
-def _schedules_taking(option: str) -> list[str]:
-    from pipebench.timeline.registry import SCHEDULES
-
-    return [s.name for s in SCHEDULES.values() if option in s.defaults(2)]
 
 
 def auto_delta(stages: int) -> int:
