@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipebench.engine.budget import first_update_time, planned_microbatches
 from pipebench.errors import InputError, short_number
 from pipebench.limits import (
     FLOAT,
@@ -37,6 +36,7 @@ from pipebench.scenario import (
     lr_values,
 )
 from pipebench.timeline import CostModel, setup_schedule
+from pipebench.timeline.budget import first_update_time, planned_microbatches
 from pipebench.timeline.schedule import BARRIER_NONE, VERSIONS_TWO_BW, Setup, auto_delta
 
 

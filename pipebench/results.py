@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import platform
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numba
 import numpy as np
@@ -24,9 +24,6 @@ from pipebench.runner import Outcome
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-    from pipebench.sweep.execute import CellsDone
-    from pipebench.sweep.plan import Cell, SweepPlan
 
 
 @dataclass(frozen=True)
@@ -105,9 +102,9 @@ def run_meta(
 
 
 def sweep_meta(
-    plan: SweepPlan,
-    done: CellsDone,
-    finished: list[Cell],
+    plan: Any,
+    done: Any,
+    finished: list,
     command: list[str],
     executor: str,
     scheduler: str | None,
@@ -116,7 +113,11 @@ def sweep_meta(
     started: dt.datetime,
     wall_seconds: float,
 ) -> dict:
-    """What a sweep's `meta.json` says: versions, provenance, timing and every cell's source."""
+    """What a sweep's `meta.json` says: versions, provenance, timing and every cell's source.
+
+    `plan` is a `sweep.plan.SweepPlan`, `done` the `sweep.execute.CellsDone` of its run and
+    `finished` its cells that completed (untyped here: results sit below the sweep).
+    """
     return {
         **versions(),
         "scenario": plan.name,

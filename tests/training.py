@@ -6,12 +6,12 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from pipebench.engine.budget import timeline_for
 from pipebench.engine.recorder import block_offsets
 from pipebench.engine.replay import Curve, replay, size_replay
 from pipebench.objectives import build_objective
 from pipebench.optim import OPTIMIZERS, hyper_array
 from pipebench.timeline import CostModel, RpdPlan, setup_schedule
+from pipebench.timeline.budget import timeline_for
 from pipebench.timeline.rpd_draws import fill_delays
 
 

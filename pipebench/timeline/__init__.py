@@ -10,6 +10,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from pipebench.timeline.budget import stats_of
     from pipebench.timeline.costs import CostModel
     from pipebench.timeline.registry import (
         SCHEDULES,
@@ -32,6 +33,7 @@ _HOME = {
     "RpdPlan": "rpd",
     "TimelineStats": "stats",
     "Trace": "trace",
+    "stats_of": "budget",
 }
 
 
@@ -39,11 +41,6 @@ def __getattr__(name: str) -> object:
     if name not in _HOME:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return getattr(import_module(f"{__name__}.{_HOME[name]}"), name)
-
-
-def stats_of(timeline: Trace | RpdPlan) -> TimelineStats:
-    """The statistics of a simulated trace or of rpd's iteration plan."""
-    return timeline.stats()
 
 
 __all__ = [

@@ -96,9 +96,6 @@ class RpdPlan:
             pd_update_mb=self.pd_update_mb[:n],
         )
 
-    def stats(self) -> TimelineStats:
-        return plan_stats(self)
-
 
 def plan(
     costs: CostModel,

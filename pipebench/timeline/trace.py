@@ -11,12 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from functools import cached_property
-from typing import TYPE_CHECKING
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from pipebench.timeline.stats import TimelineStats
 
 # Operation kinds, as stored in `Trace.kind`.
 FORWARD = 0
@@ -117,11 +113,6 @@ class Trace:
         """
         keep = self.end <= until
         return self if keep.all() else self.subset(keep)
-
-    def stats(self) -> TimelineStats:
-        from pipebench.timeline.stats import timeline_stats  # numba: when statistics are made
-
-        return timeline_stats(self)
 
     @property
     def n_ops(self) -> int:

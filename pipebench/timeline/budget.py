@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from functools import singledispatch
 from typing import TYPE_CHECKING
 
-from pipebench.timeline import CostModel, RpdPlan, Trace
+from pipebench.timeline.costs import CostModel
 from pipebench.timeline.registry import timeline_of
+from pipebench.timeline.rpd import RpdPlan
+from pipebench.timeline.trace import Trace
 
 if TYPE_CHECKING:
     from pipebench.timeline.schedule import Setup
@@ -73,6 +76,26 @@ def timeline_for(
         m *= 2
 
 
+@singledispatch
+def stats_of(timeline: Trace | RpdPlan) -> TimelineStats:
+    """The statistics of a simulated trace or of rpd's iteration plan."""
+    raise TypeError(f"no statistics for {type(timeline).__name__}")
+
+
+@stats_of.register(Trace)
+def _trace_stats(trace: Trace) -> TimelineStats:
+    from pipebench.timeline.stats import timeline_stats  # numba: when statistics are made
+
+    return timeline_stats(trace)
+
+
+@stats_of.register(RpdPlan)
+def _plan_stats(plan: RpdPlan) -> TimelineStats:
+    from pipebench.timeline.rpd import plan_stats
+
+    return plan_stats(plan)
+
+
 def stats_until(timeline: Trace | RpdPlan, until: float, iterations: int | None) -> TimelineStats:
     """Timeline statistics of the part of a run that happens by `until` (rpd: its first
     `iterations`).
@@ -82,7 +105,7 @@ def stats_until(timeline: Trace | RpdPlan, until: float, iterations: int | None)
     """
     from pipebench.timeline.stats import busy_time  # numba: when runs are made
 
-    stats = timeline.cut(until, iterations).stats()
+    stats = stats_of(timeline.cut(until, iterations))
     busy = busy_time(timeline.clock, until)
     bubble = 1.0 - busy / (timeline.stages * until) if until > 0 else 0.0
     return replace(stats, bubble_fraction=bubble)
