@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipebench.errors import InputError
+from pipebench.objectives.kinds import BUILTIN_CORPORA, LAYERED_KINDS
 
 if TYPE_CHECKING:
     from pipebench.objectives.blocklinear import BlockLinear
@@ -22,13 +23,6 @@ OBJECTIVE_KINDS = {
     "mlp": "residual MLP, one block per stage, teacher-student regression or classification",
     "charlm": "character-level transformer LM; corpus shakespeare, markov or a text file",
 }
-
-# The objectives whose stages are nonlinear layers (objectives/layered.py); the position
-# of a kind is the code its kernels dispatch on.
-LAYERED_KINDS = ("mlp", "charlm")
-
-# The corpora charlm ships (objectives/corpus.py); any other `corpus:` is a text file.
-BUILTIN_CORPORA = ("shakespeare", "markov")
 
 _HOME = {"BlockLinear": "blocklinear", "Layered": "layered"}
 

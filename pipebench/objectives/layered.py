@@ -19,8 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from pipebench.objectives import LAYERED_KINDS, charlm, mlp
+from pipebench.objectives import charlm, mlp
 from pipebench.objectives.charlm import charlm_backward, charlm_forward
+from pipebench.objectives.kinds import LAYERED_KINDS
 from pipebench.objectives.mlp import mlp_backward, mlp_forward
 
 # The kernels hold the codes as constants: after changing LAYERED_KINDS, delete the numba cache.
