@@ -246,7 +246,7 @@ def _shape(setup: Setup, microbatches: int) -> tuple[int, int, int]:
     rules, stages = setup.rules, setup.stages
     if rules is None:  # rpd: one model, its iterates back to the delay bound
         delta = setup.options["delta"]
-        bound = auto_delta(stages) if delta == "auto" else int(delta)  # type: ignore[call-overload]
+        bound = auto_delta(stages) if delta == "auto" else int(delta)
         return 1, min(bound, stages * microbatches) + 1, 1
     inflight = min(int(rules.cap.max()), microbatches)
     # a stage reads versions at most `inflight` steps old; 2BW reads one of two, and
