@@ -23,7 +23,6 @@ from pipebench.limits import (
     output_problem,
     replay_needs,
     row_text_bytes,
-    trace_need,
 )
 from pipebench.objectives import BlockLinear, Layered, build_objective
 from pipebench.objectives.blocklinear import SAMPLE_FULL
@@ -38,6 +37,7 @@ from pipebench.scenario import (
 from pipebench.timeline import CostModel, setup_schedule
 from pipebench.timeline.budget import first_update_time, planned_microbatches
 from pipebench.timeline.schedule import BARRIER_NONE, VERSIONS_TWO_BW, Setup, auto_delta
+from pipebench.timeline.trace import trace_need
 
 
 @dataclass(frozen=True)

@@ -53,8 +53,7 @@ def train(
     costs = CostModel.build(stages) if costs is None else costs
     setup = setup_schedule(name, costs.stages, options)
     timeline, until, iterations = timeline_for(setup, costs, *budget)
-    if isinstance(timeline, RpdPlan):  # as the runner does: rpd's draws follow the seed
-        timeline = timeline.reseeded(seed)
+    timeline = timeline.reseeded(seed)  # as the runner does: rpd's draws follow the seed
     sized = size_replay(timeline, until, iterations)
     hyper = hyper_array(lr, {**OPTIMIZERS[optimizer].defaults, **(params or {})})
     curve = replay(sized, obj, OPTIMIZERS[optimizer].code, hyper, seed, points)

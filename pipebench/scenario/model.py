@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, create_model, field_validator, model_validator
 
+from pipebench.grid import Axis, check_sweepable, sweep_values
 from pipebench.objectives import OBJECTIVE_KINDS
 from pipebench.scenario.base import (
     NonNegFloat,
@@ -22,7 +23,6 @@ from pipebench.scenario.base import (
 )
 from pipebench.scenario.objectives import ObjectiveSpec
 from pipebench.scenario.optimizer import LrSpec, OptimizerSpec, check_lr
-from pipebench.sweep.grid import Axis, check_sweepable, sweep_values
 from pipebench.timeline.options import BOUND, CHOICE, COUNT, FLAG, OPTIONS
 
 

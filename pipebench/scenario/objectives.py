@@ -116,7 +116,7 @@ class MlpSpec(StrictModel):
 
 
 class CharlmSpec(StrictModel):
-    """A character-level transformer language model; see objectives/language.py."""
+    """A character-level transformer language model; see objectives/charlm_objective.py."""
 
     kind: Literal["charlm"]
     corpus: str = "shakespeare"  # or "markov", or a UTF-8 text file

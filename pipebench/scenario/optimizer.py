@@ -8,9 +8,9 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from pipebench.errors import shorten
+from pipebench.grid import parse_values
 from pipebench.optim import HYPER_FIELDS, OPTIMIZERS, SHARED_FIELDS
 from pipebench.scenario.base import NonNegFloat, PosFloat, StrictModel, problem, unknown
-from pipebench.sweep.grid import parse_values
 
 LrValue = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 LrList = Annotated[list[LrValue], Field(min_length=1)]

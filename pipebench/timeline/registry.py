@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pipebench.errors import InputError, did_you_mean
-from pipebench.limits import available_memory, memory_problem, trace_need
-from pipebench.timeline import flush, gpipe, localsgd, naive, paci, pd, rpd, twobw
+from pipebench.limits import available_memory, memory_problem
+from pipebench.timeline import gpipe, localsgd, naive, one_f_one_b, paci, pd, rpd, twobw
 from pipebench.timeline.options import OPTIONS
 from pipebench.timeline.schedule import Schedule, Setup
-from pipebench.timeline.trace import MAX_MICROBATCHES, Trace
+from pipebench.timeline.trace import MAX_MICROBATCHES, Trace, trace_need
 
 if TYPE_CHECKING:
     from pipebench.timeline.costs import CostModel
@@ -19,7 +19,7 @@ SCHEDULES: dict[str, Schedule] = {
     s.name: s
     for s in (
         gpipe.SCHEDULE,
-        flush.SCHEDULE,
+        one_f_one_b.SCHEDULE,
         pd.SCHEDULE,
         rpd.SCHEDULE,
         twobw.SCHEDULE,
@@ -41,8 +41,11 @@ def get_schedule(name: str) -> Schedule:
 
 
 def resolve_options(schedule: Schedule, stages: int, given: dict[str, object]) -> dict[str, object]:
-    """`schedule`'s defaults overlaid with `given`; refuses options that do not apply or are
-    out of range (here, beside every schedule, to name those an option applies to)."""
+    """`schedule`'s defaults overlaid with `given`, each option checked.
+
+    It lives beside `SCHEDULES`: refusing an option that does not apply names
+    the schedules it applies to.
+    """
     resolved = schedule.defaults(stages)
     for name, value in given.items():
         if name not in resolved:
