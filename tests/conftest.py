@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipebench.timeline import CostModel
+from pipebench.timeline import SCHEDULES, CostModel
 from pipebench.timeline.trace import BACKWARD, FORWARD, UPDATE
 
 # Every schedule that produces a timeline (rpd is an iteration plan on pd's clock).
-TIMELINE_SCHEDULES = ("gpipe", "1f1b-flush", "pd", "2bw", "paci", "localsgd", "naive")
-ALL_SCHEDULES = (*TIMELINE_SCHEDULES, "rpd")
+TIMELINE_SCHEDULES = tuple(name for name, s in SCHEDULES.items() if s.rules is not None)
+ALL_SCHEDULES = tuple(SCHEDULES)
 
 
 def unit(stages: int) -> CostModel:

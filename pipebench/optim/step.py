@@ -9,18 +9,29 @@ import math
 
 from numba import njit
 
+from pipebench.optim import HYPER_FIELDS, OPTIMIZERS
 from pipebench.optim.adamw import adamw_step
 from pipebench.optim.momentum import momentum_step
 from pipebench.optim.muon import muon_step
 from pipebench.optim.sgd import sgd_step
 
-SGD, MOMENTUM, ADAMW, MUON = 0, 1, 2, 3  # OptimizerInfo.code
-# Positions in the hyper-parameter array (optim.HYPER_FIELDS).
-LR, MU, NESTEROV, BETA1, BETA2, EPS, DECAY, NS_STEPS, ADAM_LR, WARMUP, COSINE, EF = range(12)
-PREDICT, DC = 12, 13  # corrections the replay applies around the step (optim.corrections)
-OUTER_LR, OUTER_MU, OUTER_NESTEROV, FRAGMENTS = 14, 15, 16, 17  # localsgd's DiLoCo (optim.diloco)
-DELAY_LR, DELAY_LR_WARMUP = 18, 19  # PipeMare's lr by delay (optim.corrections)
-QUANTIZE = 20  # bits of DiLoCo's communicated pseudo-gradients, 0 for full precision
+# Codes and positions read from the tables in optim/__init__.py. The kernels below hold
+# them as constants: after changing a table, delete the numba cache (*.nbi, *.nbc).
+SGD, MOMENTUM, ADAMW, MUON = (OPTIMIZERS[n].code for n in ("sgd", "momentum", "adamw", "muon"))
+LR, MU, NESTEROV, BETA1, BETA2, EPS, DECAY, NS_STEPS, ADAM_LR, WARMUP, COSINE, EF = (
+    HYPER_FIELDS.index(n)
+    for n in ("lr", "momentum", "nesterov", "beta1", "beta2", "eps", "weight_decay",
+              "ns_steps", "adam_lr", "warmup", "cosine", "ef")
+)  # fmt: skip
+# The staleness corrections around the step (optim.corrections) and localsgd's DiLoCo
+# (optim.diloco; quantize: bits, 0 for full precision).
+PREDICT, DC, DELAY_LR, DELAY_LR_WARMUP = (
+    HYPER_FIELDS.index(n) for n in ("predict", "delay_compensation", "delay_lr", "delay_lr_warmup")
+)
+OUTER_LR, OUTER_MU, OUTER_NESTEROV, FRAGMENTS, QUANTIZE = (
+    HYPER_FIELDS.index(n)
+    for n in ("outer_lr", "outer_momentum", "outer_nesterov", "fragments", "quantize")
+)
 
 
 @njit(cache=True)

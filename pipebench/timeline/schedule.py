@@ -42,10 +42,6 @@ class Rules:
     avg_share: float = 1.0  # the share of the model one AVG sends (its all-reduce cost)
 
 
-# Where 1F1B limits the micro-batches in flight (the `inflight` option).
-INFLIGHT_MODES = ("per-stage", "input")
-
-
 def one_f_one_b_caps(stages: int, inflight: object = "per-stage") -> np.ndarray:
     """The 1F1B in-flight limit: stage s holds at most S - s micro-batches.
 
@@ -59,78 +55,6 @@ def one_f_one_b_caps(stages: int, inflight: object = "per-stage") -> np.ndarray:
     return np.arange(stages, 0, -1, dtype=np.int64)
 
 
-def _positive_int(v: object) -> str | None:
-    ok = isinstance(v, int) and not isinstance(v, bool) and v >= 1
-    return None if ok else f"an integer >= 1, got {v!r}"
-
-
-def _delta(v: object) -> str | None:
-    ok = v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 0)
-    return None if ok else f"an integer >= 0 or 'auto', got {v!r}"
-
-
-def _delays(v: object) -> str | None:
-    return None if v in DELAY_MODES else f"one of {', '.join(DELAY_MODES)}, got {v!r}"
-
-
-def _inflight(v: object) -> str | None:
-    return None if v in INFLIGHT_MODES else f"one of {', '.join(INFLIGHT_MODES)}, got {v!r}"
-
-
-def _sampling(v: object) -> str | None:
-    # imported here: the objectives package is heavy, and only rpd's option needs it
-    from pipebench.objectives.blocklinear import SAMPLING_CODES
-
-    allowed = ("objective", *SAMPLING_CODES)
-    return None if v in allowed else f"one of {', '.join(allowed)}, got {v!r}"
-
-
-def _outer(value: object) -> str | None:
-    """localsgd's DiLoCo outer optimizer: {name: sgd | nesterov, lr, momentum}."""
-    if not isinstance(value, dict) or value.get("name") not in OUTER_NAMES:
-        return f"a mapping with name: {' or '.join(OUTER_NAMES)} (and lr, momentum), got {value!r}"
-    extra = set(value) - {"name", "lr", "momentum"}
-    if extra:
-        return f"a mapping of name, lr, momentum (unknown: {', '.join(sorted(extra))})"
-    lr, mu = value.get("lr", 1.0), value.get("momentum", 0.0)
-    for key, v in (("lr", lr), ("momentum", mu)):
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-            return f"a mapping whose {key} is a number, got {v!r}"
-    if lr <= 0 or not 0 <= mu < 1:
-        return f"a mapping with lr > 0 and 0 <= momentum < 1, got lr={lr}, momentum={mu}"
-    return None
-
-
-def _bits(v: object) -> str | None:
-    ok = isinstance(v, int) and not isinstance(v, bool) and 2 <= v <= 16
-    return None if ok else f"an integer in 2..16 (bits), got {v!r}"
-
-
-def _flag(v: object) -> str | None:
-    return None if isinstance(v, bool) else f"true or false, got {v!r}"
-
-
-# localsgd's outer optimizers (optim.diloco steps them).
-OUTER_NAMES = ("sgd", "nesterov")
-# RPD delay modes; rpd_draws.fill_delays branches on the index in this tuple.
-DELAY_MODES = ("uniform", "max", "zero", "pd")
-
-# Options a schedule may take: name -> a check returning what is allowed, or None if valid.
-OPTION_CHECKS: dict[str, Callable[[object], str | None]] = {
-    "accumulate": _positive_int,
-    "replicas": _positive_int,
-    "local_steps": _positive_int,
-    "delta": _delta,
-    "delays": _delays,
-    "recompute": _flag,
-    "inflight": _inflight,
-    "sampling": _sampling,
-    "outer": _outer,
-    "fragments": _positive_int,
-    "quantize": _bits,
-}
-
-
 @dataclass(frozen=True)
 class Schedule:
     """A named schedule: its description, its options with defaults, and its rules."""
@@ -142,6 +66,30 @@ class Schedule:
     # symbol "S" too, to spell defaults out in `pipebench list`).
     defaults: Callable[[int | str], dict[str, object]] = field(default=lambda stages: {})
     rules: Callable[[int, dict[str, object]], Rules] | None = None  # None: not a timeline (rpd)
+
+
+@dataclass(frozen=True, eq=False)
+class Setup:
+    """A schedule resolved once for a pipeline (`registry.setup_schedule`): what every
+    later step reads."""
+
+    name: str
+    stages: int
+    given: dict[str, object]  # the options as given (the rest are the schedule's defaults)
+    options: dict[str, object]  # every option it takes, defaults filled in
+    rules: Rules | None  # None: not a timeline (rpd)
+
+    @property
+    def unit(self) -> int:
+        """Micro-batches per mini-batch, update group or round: the unit a run is rounded to."""
+        if self.rules is None:
+            return 1
+        return max(self.rules.group, self.rules.accumulate, 1)
+
+    @property
+    def recompute(self) -> bool:
+        """Whether a backward first reruns its stage's forward (paci's option)."""
+        return self.rules is not None and self.rules.recompute
 
 
 def auto_delta(stages: int) -> int:
