@@ -16,7 +16,16 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 # a value other than the default, for every option (5 >= S holds 2bw's pipeline)
-OTHER_VALUES = (5, "max", "input", "batch", True)
+OTHER_VALUES = (5, "max", "input", "batch", True, 3, {"name": "nesterov"})
+
+
+def _fits(name: str, option: str, value: object) -> bool:
+    """Whether the schedule's rules take `value` with 4 stages (localsgd: fragments <= S)."""
+    try:
+        setup_schedule(name, 4, {option: value})
+    except InputError:
+        return False
+    return True
 
 
 def takers(option: str) -> set[str]:
@@ -56,7 +65,7 @@ def test_setup_fills_in_the_defaults_and_keeps_what_was_given(name):
     assert (setup.rules is None) == (schedule.rules is None)
     for option in schedule.defaults(4):
         allowed = [v for v in OTHER_VALUES if OPTIONS[option].problem(v) is None]
-        other = next(v for v in allowed if v != setup.options[option])
+        other = next(v for v in allowed if v != setup.options[option] and _fits(name, option, v))
         changed = setup_schedule(name, 4, {option: other})
         assert changed.options == {**setup.options, option: other}
         assert changed.given == {option: other}
