@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from test_layered import mlp
-from training import blocks, numpy_gradient, objective, train
+from training import blocks, delays_at, numpy_gradient, objective, train
 
 from pipebench.engine.staleness import read_delays
 from pipebench.objectives.blocklinear import draw_rows
@@ -284,7 +284,7 @@ def test_rpd_equals_the_numpy_walk(params, delays):
     iterates = [np.zeros(obj.dim)]
     last = np.zeros(obj.dim)
     for k in range(plan.iterations):
-        d = plan.delays_at(k)
+        d = delays_at(plan, k)
         point = np.concatenate([iterates[k - d[j]][parts[j]] for j in range(4)])
         if predict:
             for j in range(4):
