@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from pipebench.errors import InputError, did_you_mean
 from pipebench.limits import available_memory, memory_problem, trace_need
+from pipebench.schedules import PROGRAM_SCHEDULES
 from pipebench.timeline import flush, gpipe, localsgd, naive, paci, pd, rpd, twobw
 from pipebench.timeline.schedule import Schedule
 from pipebench.timeline.trace import MAX_MICROBATCHES, Trace
@@ -25,6 +26,7 @@ SCHEDULES: dict[str, Schedule] = {
         paci.SCHEDULE,
         localsgd.SCHEDULE,
         naive.SCHEDULE,
+        *PROGRAM_SCHEDULES,
     )
 }
 
@@ -57,6 +59,12 @@ def build_timeline(
         raise InputError("microbatches", f"must be in 1..{MAX_MICROBATCHES}, got {microbatches}")
     check_memory(costs.stages, microbatches)
     resolved = schedule.options(costs.stages, options)
+    if schedule.program is not None:
+        from pipebench.timeline.program import execute
+
+        program = schedule.program(costs.stages, resolved)
+        wg, overlap = resolved.get("weight_grad", "half"), resolved.get("overlap", "sum")
+        return execute(name, program, costs, microbatches, wg, overlap)
     if schedule.rules is None:
         return rpd.plan(costs, microbatches, **resolved)
     return simulate(name, schedule.rules(costs.stages, resolved), costs, microbatches)

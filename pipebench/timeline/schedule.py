@@ -12,10 +12,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pipebench.errors import InputError
+
+if TYPE_CHECKING:
+    from pipebench.schedules.base import Program
 
 # How mini-batches (groups of micro-batches) are separated.
 BARRIER_NONE = 0  # micro-batches stream through
@@ -90,6 +94,17 @@ def _flag(v: object) -> str | None:
     return None if isinstance(v, bool) else f"true or false, got {v!r}"
 
 
+def _time_or(default: str) -> Callable[[object], str | None]:
+    """A duration > 0 (the whole rank's, like forward and backward), or the default's name."""
+
+    def check(v: object) -> str | None:
+        number = isinstance(v, int | float) and not isinstance(v, bool)
+        ok = v == default or (number and math.isfinite(v) and v > 0)
+        return None if ok else f"a number > 0 or {default!r}, got {v!r}"
+
+    return check
+
+
 # RPD delay modes; rpd_draws.fill_delays branches on the index in this tuple.
 DELAY_MODES = ("uniform", "max", "zero", "pd")
 
@@ -103,6 +118,9 @@ OPTION_CHECKS: dict[str, Callable[[object], str | None]] = {
     "recompute": _flag,
     "inflight": _inflight,
     "sampling": _sampling,
+    "chunks": _positive_int,
+    "weight_grad": _time_or("half"),
+    "overlap": _time_or("sum"),
 }
 
 
@@ -117,6 +135,8 @@ class Schedule:
     # symbol "S" too, to spell defaults out in `pipebench list`).
     defaults: Callable[[int | str], dict[str, object]] = field(default=lambda stages: {})
     rules: Callable[[int, dict[str, object]], Rules] | None = None  # None: not a timeline (rpd)
+    # Schedules written as per-rank programs (pipebench/schedules) give this instead of rules.
+    program: Callable[[int, dict[str, object]], Program] | None = None
 
     def options(self, stages: int, given: dict[str, object]) -> dict[str, object]:
         """Defaults overlaid with `given`; refuses options that do not apply or are out of range."""
