@@ -103,6 +103,13 @@ def _delta(text: str) -> int | str:
         return text  # 'auto', or refused with the allowed values by the schedule
 
 
+def _duration(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text  # the default's name, or refused with the allowed values by the schedule
+
+
 @app.command(cls=Command)
 def schedule(
     name: Annotated[str, typer.Argument(help="Schedule name (see `pipebench list`).")],
@@ -137,6 +144,15 @@ def schedule(
     inflight: Annotated[
         str | None, typer.Option(help="1F1B in-flight limit: per-stage (S - s) or input (S).")
     ] = None,
+    chunks: Annotated[
+        int | None, typer.Option(help="Model chunks per rank (interleaved-1f1b, default 2).")
+    ] = None,
+    weight_grad: Annotated[
+        str | None, typer.Option(help="W part of the backward (zb-*, zbv, dualpipev); 'half'.")
+    ] = None,
+    overlap: Annotated[
+        str | None, typer.Option(help="Time of an F&B pair (dualpipev); 'sum' of its parts.")
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     png: Annotated[Path | None, typer.Option(help="Also draw the Gantt chart to this PNG.")] = None,
     chrome_trace: Annotated[
@@ -161,6 +177,9 @@ def schedule(
         "delays": delays,
         "recompute": True if recompute else None,
         "inflight": inflight,
+        "chunks": chunks,
+        "weight_grad": None if weight_grad is None else _duration(weight_grad),
+        "overlap": None if overlap is None else _duration(overlap),
     }
     options = {key: value for key, value in given.items() if value is not None}
     _check_exports({"png": png, "chrome_trace": chrome_trace, "torch_csv": torch_csv})
@@ -202,7 +221,7 @@ def schedule(
         print(json.dumps(record, allow_nan=False))
         return
     from pipebench.report.gantt import gantt_text
-    from pipebench.report.stats_view import stage_table, summary_table
+    from pipebench.report.stats_view import rank_table, stage_table, summary_table
 
     out = Console()
     if isinstance(timeline, RpdPlan):
@@ -210,6 +229,8 @@ def schedule(
     out.print(gantt_text(trace, width=out.width))
     out.print(summary_table(stats))
     out.print(stage_table(stats))
+    if stats.ranks != stats.stages or any(stats.rank_peak_pending_w or ()):
+        out.print(rank_table(stats))  # chunks share ranks, or W's wait apart from their I
 
 
 def _check_exports(files: dict[str, Path | None]) -> None:
