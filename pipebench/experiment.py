@@ -245,6 +245,12 @@ def _shape(name: str, options: dict, stages: int, microbatches: int) -> tuple[in
     """(replicas, weight versions, micro-batches in flight) a replay holds, at most."""
     schedule = get_schedule(name)
     resolved = schedule.options(stages, options)
+    if schedule.program is not None:
+        raise InputError(
+            "schedule",
+            f"{name} is a program schedule: `pipebench schedule {name}` simulates it, but "
+            "training runs do not replay programs yet",
+        )
     if schedule.rules is None:  # rpd: one model, its iterates back to the delay bound
         delta = resolved["delta"]
         bound = auto_delta(stages) if delta == "auto" else int(delta)

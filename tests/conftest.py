@@ -9,7 +9,9 @@ from pipebench.timeline.trace import BACKWARD, FORWARD, UPDATE
 
 # Every schedule that produces a timeline (rpd is an iteration plan on pd's clock).
 TIMELINE_SCHEDULES = ("gpipe", "1f1b-flush", "pd", "2bw", "paci", "localsgd", "naive")
-ALL_SCHEDULES = (*TIMELINE_SCHEDULES, "rpd")
+# Schedules written as per-rank programs (pipebench/schedules).
+PROGRAM_SCHEDULES = ("zb-h1", "zb-h2", "interleaved-1f1b", "zbv", "dualpipev")
+ALL_SCHEDULES = (*TIMELINE_SCHEDULES, "rpd", *PROGRAM_SCHEDULES)
 
 
 def unit(stages: int) -> CostModel:

@@ -16,3 +16,4 @@ PROGRAM_SCHEDULES = (
     zbv.SCHEDULE,
     dualpipev.SCHEDULE,
 )
+PROGRAM_NAMES = tuple(schedule.name for schedule in PROGRAM_SCHEDULES)
