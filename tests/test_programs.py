@@ -39,10 +39,10 @@ def _program(name: str, p: int, **options: object):
     return schedule.program(p, schedule.options(p, options))
 
 
-def _run(name, p, m, F, I, W, minibatches=6, chunks=None, **options):
+def _run(name, p, m, F, In, W, minibatches=6, chunks=None, **options):
     """The trace of `minibatches` mini-batches of m micro-batches, at chunk costs F, I, W."""
     v = chunks or CHUNKS_PER_RANK.get(name, 1)
-    costs = CostModel.build(p, forward=v * F, backward=v * (I + W))
+    costs = CostModel.build(p, forward=v * F, backward=v * (In + W))
     if chunks is not None:
         options["chunks"] = chunks
     if name in ("zb-h1", "zb-h2", "zbv", "dualpipev"):
@@ -57,23 +57,23 @@ COSTS = [(1, 1, 1), (1, 0.5, 0.5), (1, 2, 0.5), (2, 1.5, 1), (1, 1, 0.25)]
 
 
 @pytest.mark.parametrize("p", [2, 3, 5])
-@pytest.mark.parametrize("F,I,W", COSTS)
-def test_one_f_one_b_iteration(p, F, I, W):
+@pytest.mark.parametrize("F,In,W", COSTS)
+def test_one_f_one_b_iteration(p, F, In, W):
     """1F1B-flush (greedy rules): (m + p - 1)(F + B) between rank 0's steps."""
     m = 2 * p
-    costs = CostModel.build(p, forward=F, backward=I + W)
+    costs = CostModel.build(p, forward=F, backward=In + W)
     trace = build_timeline("1f1b-flush", costs, 6 * m, accumulate=m)
-    assert stats_of(trace).iteration_time == pytest.approx((m + p - 1) * (F + I + W))
+    assert stats_of(trace).iteration_time == pytest.approx((m + p - 1) * (F + In + W))
 
 
 @pytest.mark.parametrize("p", [2, 3, 4, 6])
 @pytest.mark.parametrize("k", [1, 2, 3])
-@pytest.mark.parametrize("F,I,W", [c for c in COSTS if c[2] <= c[1]])
-def test_zb_h1_iteration_and_memory(p, k, F, I, W):
+@pytest.mark.parametrize("F,In,W", [c for c in COSTS if c[2] <= c[1]])
+def test_zb_h1_iteration_and_memory(p, k, F, In, W):
     """ZB-H1 (W no longer than I): m(F+I+W) + (p-1)(F+I-W); activations as 1F1B."""
     m = k * p
-    stats = stats_of(_run("zb-h1", p, m, F, I, W))
-    assert stats.iteration_time == pytest.approx(m * (F + I + W) + (p - 1) * (F + I - W))
+    stats = stats_of(_run("zb-h1", p, m, F, In, W))
+    assert stats.iteration_time == pytest.approx(m * (F + In + W) + (p - 1) * (F + In - W))
     flush = stats_of(build_timeline("1f1b-flush", CostModel.build(p), 2 * m, accumulate=m))
     assert stats.rank_peak_activations == flush.peak_activations
     assert stats.rank_peak_activations[0] == p
@@ -81,14 +81,14 @@ def test_zb_h1_iteration_and_memory(p, k, F, I, W):
 
 @pytest.mark.parametrize("p", [2, 3, 4, 6])
 @pytest.mark.parametrize("m_of_p", [lambda p: 2 * p - 1, lambda p: 2 * p, lambda p: 3 * p])
-@pytest.mark.parametrize("F,I,W", [*COSTS, (1, 1, 2)])
-def test_zb_h2_iteration_and_memory(p, m_of_p, F, I, W):
+@pytest.mark.parametrize("F,In,W", [*COSTS, (1, 1, 2)])
+def test_zb_h2_iteration_and_memory(p, m_of_p, F, In, W):
     """ZB-H2 without a global step barrier: m(F+I+W) + (p-1) max(0, F+I-2W); 2p-1
     activations on rank 0, which starts the next mini-batch right after its own step."""
     m = m_of_p(p)
-    trace = _run("zb-h2", p, m, F, I, W)
+    trace = _run("zb-h2", p, m, F, In, W)
     stats = stats_of(trace)
-    expected = m * (F + I + W) + (p - 1) * max(0.0, F + I - 2 * W)
+    expected = m * (F + In + W) + (p - 1) * max(0.0, F + In - 2 * W)
     assert stats.iteration_time == pytest.approx(expected)
     assert stats.rank_peak_activations[0] == 2 * p - 1
     rank0 = np.flatnonzero(trace.rank == 0)
@@ -100,13 +100,13 @@ def test_zb_h2_iteration_and_memory(p, m_of_p, F, I, W):
 @pytest.mark.parametrize("p", [2, 3, 4])
 @pytest.mark.parametrize("v", [1, 2, 3])
 @pytest.mark.parametrize("k", [1, 2])
-@pytest.mark.parametrize("F,I,W", COSTS[:3])
-def test_interleaved_iteration(p, v, k, F, I, W):
+@pytest.mark.parametrize("F,In,W", COSTS[:3])
+def test_interleaved_iteration(p, v, k, F, In, W):
     """Interleaved 1F1B: m v (F + B) + (p - 1)(F + B) at chunk costs (Megatron's bubble
     (p - 1) / (v m) of the work)."""
     m = k * p
-    stats = stats_of(_run("interleaved-1f1b", p, m, F, I, W, chunks=v))
-    B = I + W
+    stats = stats_of(_run("interleaved-1f1b", p, m, F, In, W, chunks=v))
+    B = In + W
     assert stats.iteration_time == pytest.approx(m * v * (F + B) + (p - 1) * (F + B))
 
 
@@ -123,14 +123,14 @@ def test_zbv_has_no_steady_state_bubble_when_f_i_w_are_equal(p):
 def test_dualpipev_bubble(p, overlap):
     """DualPipeV at F = I = W (the DualPipe README's setting): the largest idle time of a
     rank per mini-batch is (p - 1)(F&B + B - 3W), F&B the time of an overlapped pair."""
-    F = I = W = 1.0
+    F = In = W = 1.0
     options = {} if overlap is None else {"overlap": 2 * overlap}
-    trace = _run("dualpipev", p, 2 * p + 2, F, I, W, minibatches=1, **options)
+    trace = _run("dualpipev", p, 2 * p + 2, F, In, W, minibatches=1, **options)
     busy = np.zeros(p)
     timed = trace.kind != PAIR_BACKWARD  # an F&B is one action, timed by its forward row
     np.add.at(busy, trace.rank[timed], (trace.end - trace.start)[timed])
-    pair = F + I + W if overlap is None else overlap
-    assert (trace.makespan - busy).max() == pytest.approx((p - 1) * (pair + I + W - 3 * W))
+    pair = F + In + W if overlap is None else overlap
+    assert (trace.makespan - busy).max() == pytest.approx((p - 1) * (pair + In + W - 3 * W))
 
 
 # ---------------------------------------------------------------- golden orders
@@ -256,9 +256,9 @@ def _check_trace(name, costs, M, options):
     assert np.array_equal(trace.rank, place[trace.stage])
     # every (chunk, micro-batch): one forward, one input gradient, one weight gradient
     F = np.full((C, M), -1)
-    I = np.full((C, M), -1)
+    In = np.full((C, M), -1)
     W = np.full((C, M), -1)
-    for table, kinds in ((F, (FORWARD, PAIR_FORWARD)), (I, (BACKWARD, INPUT_GRAD, PAIR_BACKWARD)),
+    for table, kinds in ((F, (FORWARD, PAIR_FORWARD)), (In, (BACKWARD, INPUT_GRAD, PAIR_BACKWARD)),
                          (W, (BACKWARD, WEIGHT_GRAD, PAIR_BACKWARD))):  # fmt: skip
         rows = np.flatnonzero(np.isin(trace.kind, kinds))
         counts = np.bincount(trace.stage[rows] * M + trace.mb[rows], minlength=C * M)
@@ -268,15 +268,15 @@ def _check_trace(name, costs, M, options):
     tol = 1e-9 * trace.makespan
     # dependencies, with the link latency where a result crosses ranks
     assert np.all(trace.start[F[1:]] >= trace.end[F[:-1]] + hop - tol)
-    assert np.all(trace.start[I[:-1]] >= trace.end[I[1:]] + hop - tol)
-    assert np.all(trace.start[I] >= trace.end[F] - tol)
-    assert np.all((trace.start[W] >= trace.end[I] - tol) | (W == I))
+    assert np.all(trace.start[In[:-1]] >= trace.end[In[1:]] + hop - tol)
+    assert np.all(trace.start[In] >= trace.end[F] - tol)
+    assert np.all((trace.start[W] >= trace.end[In] - tol) | (In == W))
     # one action at a time per rank, in the program's order, starting as soon as it can
     ready = np.zeros(len(trace.kind))
     f_arrive = np.zeros((C, M))  # when the input of F(c, m) is there
     f_arrive[1:] = trace.end[F[:-1]] + hop
     i_arrive = np.zeros((C, M))  # when the gradient from c + 1 is there
-    i_arrive[:-1] = trace.end[I[1:]] + hop
+    i_arrive[:-1] = trace.end[In[1:]] + hop
     is_f = np.isin(trace.kind, (FORWARD, PAIR_FORWARD))
     ready[is_f] = f_arrive[trace.stage[is_f], trace.mb[is_f]]
     pair_b = np.flatnonzero(trace.kind == PAIR_BACKWARD)
@@ -326,7 +326,8 @@ def _check_trace(name, costs, M, options):
     passes = trace.kind != UPDATE
     assert np.array_equal(trace.v_fwd[passes], trace.mb[passes] // m)
     assert trace.n_updates == C * (M // m)
-    assert np.array_equal(np.sort(trace.upd_version), np.sort(np.repeat(np.arange(1, M // m + 1), C)))
+    versions = np.repeat(np.arange(1, M // m + 1), C)
+    assert np.array_equal(np.sort(trace.upd_version), versions)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
