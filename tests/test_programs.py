@@ -413,3 +413,20 @@ def test_weight_grad_must_leave_an_input_gradient():
     with pytest.raises(InputError) as info:
         build_timeline("zbv", CostModel.build(2, backward=2.0), 8, weight_grad=2.0)
     assert info.value.field == "weight_grad"
+
+
+@pytest.mark.parametrize("name", PROGRAM_SCHEDULES)
+def test_torch_csv_export_is_the_program(name):
+    """One mini-batch exported as PyTorch's compute_only CSV is the program, rank by rank
+    (an F&B as PyTorch writes it, `(0F7;7B3)OVERLAP_F_B`)."""
+    from pipebench.report.torch_schedule import torch_csv_text
+
+    p = 3
+    program = _program(name, p)
+    costs = CostModel.build(p, forward=[1.0, 2.0, 1.5], comm=0.5, jitter=0.2)
+    trace = build_timeline(name, costs, program.microbatches)
+    expected = [
+        ",".join(a + "OVERLAP_F_B" if a.startswith("(") else a for a in program.rank_actions(r))
+        for r in range(p)
+    ]
+    assert torch_csv_text(trace).splitlines() == expected
