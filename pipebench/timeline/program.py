@@ -8,11 +8,15 @@ action of a mini-batch a rank steps each of its chunks (U); under a flush the
 next mini-batch starts when every rank has stepped, otherwise each rank goes
 on right after its own steps (zb-h2).
 
-With a fixed order per rank, start times are the longest paths of a DAG, so
-they do not depend on the order in which ranks are visited: the kernel runs a
-rank as far as its inputs allow, parks it, and wakes it when the action it
-waits for ends. Times are kept per rank; a second pass merges the ranks into
-one trace in (start, rank) order.
+The kernel works in global time order, as the greedy simulator does: a
+tournament tree over ranks keyed by (start of the rank's next action, rank),
+inf while that action waits for an input or the flush, picks the next action
+to run, so rows come out in start order, ties to the lowest rank. Running an
+action changes the key of its own rank and at most the two ranks holding the
+neighbouring chunks (every rank when a flush opens), O(log p) per action.
+Every action waits only for actions that end after they start (a step may take
+no time, but only a flush waits for it), so nothing unscheduled can start before the popped
+time.
 """
 
 from __future__ import annotations
@@ -42,18 +46,26 @@ _OK, _DEADLOCK = 0, 1
 def _execute(
     kind, chunk, mb, pchunk, pmb, offsets, chunk_rank, rank_chunks, rank_first,
     fcost, icost, wcost, bcost, paircost, ucost, comm, jitter, seed, G, m, flush,
+    n_rows, n_upd,
 ):  # fmt: skip
-    """Start and end of every action and step, per rank: rank r's run is rows
-    base[r] + g * (L_r + v_r) + k, k < L_r its program's actions, then its v_r steps."""
+    # One function on purpose, as in simulate.py: numba pays a reference-count
+    # round trip for every array handed to a helper.
     P = len(offsets) - 1
     C = len(chunk_rank)
+    o_kind = np.empty(n_rows, np.int8)
+    o_stage = np.empty(n_rows, np.int16)
+    o_mb = np.empty(n_rows, np.int32)
+    o_start = np.empty(n_rows)
+    o_end = np.empty(n_rows)
+    o_v = np.empty(n_rows, np.int32)
+    u_op = np.empty(n_upd, np.int64)
+    u_first = np.empty(n_upd, np.int32)
+    u_version = np.empty(n_upd, np.int32)
+    # A rank's run: mini-batch after mini-batch, its program's actions, then one
+    # step per chunk it holds; rank r is at action `at[r]` of mini-batch `batch[r]`.
     length = np.empty(P, np.int64)
-    base = np.zeros(P + 1, np.int64)
     for r in range(P):
         length[r] = offsets[r + 1] - offsets[r] + rank_first[r + 1] - rank_first[r]
-        base[r + 1] = base[r] + G * length[r]
-    start = np.empty(base[P])
-    end = np.empty(base[P])
     # End of F(c, m) and of the input gradient of (c, m), for the two mini-batches
     # that can be in flight at once (slot (g & 1) * m + j), tagged with g.
     fend = np.empty((C, 2 * m))
@@ -61,70 +73,104 @@ def _execute(
     ftag = np.full((C, 2 * m), -1, np.int64)
     btag = np.full((C, 2 * m), -1, np.int64)
     free = np.zeros(P)
-    pos = np.zeros(P, np.int64)
-    parked = np.zeros(P, np.bool_)
+    batch = np.zeros(P, np.int64)
+    at = np.zeros(P, np.int64)
     stepped = np.zeros(G, np.int64)  # ranks that stepped for each mini-batch
     gate = np.zeros(G)  # when the last of them finished
-    stack = np.empty(P, np.int64)
-    top = 0
-    for r in range(P - 1, -1, -1):
-        stack[top] = r
-        top += 1
-        parked[r] = True  # on the stack
-    while top > 0:
-        top -= 1
-        r = stack[top]
-        parked[r] = False
-        L = offsets[r + 1] - offsets[r]
-        while pos[r] < G * length[r]:
-            g = pos[r] // length[r]
-            k = pos[r] - g * length[r]
-            t = free[r]
-            if k == 0 and flush and g > 0:
-                if stepped[g - 1] < P:
-                    break
-                t = max(t, gate[g - 1])
-            row = base[r] + pos[r]
-            if k >= L:  # a step of one of the rank's chunks
-                d = ucost[r]
-                start[row] = t
-                end[row] = t + d
-                free[r] = t + d
-                pos[r] += 1
-                if k == length[r] - 1:
-                    stepped[g] += 1
-                    gate[g] = max(gate[g], t + d)
-                    if flush and stepped[g] == P:
-                        for q in range(P):
-                            if q != r and not parked[q]:
-                                parked[q] = True
-                                stack[top] = q
-                                top += 1
+    # Tournament tree over ranks by (start of the rank's next action, rank); a
+    # rank waiting for an input or for the flush has key inf.
+    T = 1
+    while T < P:
+        T *= 2
+    key = np.full(T, np.inf)
+    win = np.empty(2 * T, np.int64)
+    win[T:] = np.arange(T)
+    for i in range(T - 1, 0, -1):
+        win[i] = win[2 * i]
+    dirty = np.empty(P + 2, np.int64)  # ranks whose key must be recomputed
+    n_dirty = P
+    dirty[:P] = np.arange(P)
+    row = 0
+    n_u = 0
+    while True:
+        for q in range(n_dirty):
+            r = dirty[q]
+            kr = np.inf
+            if batch[r] < G:
+                g = batch[r]
+                k = at[r]
+                kr = free[r]
+                if k == 0 and flush and g > 0:
+                    kr = max(kr, gate[g - 1]) if stepped[g - 1] == P else np.inf
+                if kr < np.inf and k < offsets[r + 1] - offsets[r]:
+                    a = offsets[r] + k
+                    kd = kind[a]
+                    slot = (g & 1) * m
+                    c = chunk[a]
+                    if kd in (FORWARD, PAIR_FORWARD) and c > 0:
+                        i = slot + mb[a]
+                        if ftag[c - 1, i] != g:
+                            kr = np.inf
+                        else:
+                            hop = comm if chunk_rank[c - 1] != r else 0.0
+                            kr = max(kr, fend[c - 1, i] + hop)
+                    if kd == PAIR_FORWARD:
+                        c = pchunk[a]
+                        i = slot + pmb[a]
+                    else:
+                        i = slot + mb[a]
+                    if kd in (BACKWARD, INPUT_GRAD, PAIR_FORWARD) and c < C - 1:
+                        if btag[c + 1, i] != g:
+                            kr = np.inf
+                        else:
+                            hop = comm if chunk_rank[c + 1] != r else 0.0
+                            kr = max(kr, bend[c + 1, i] + hop)
+            if kr == key[r]:
                 continue
+            key[r] = kr
+            i = (r + T) >> 1  # replay the matches on the path from leaf r to the root
+            while i > 0:
+                x = win[2 * i]
+                y = win[2 * i + 1]
+                w = y if key[y] < key[x] else x  # x < y, so ties go to x
+                if w == win[i] and w != r:
+                    break
+                win[i] = w
+                i >>= 1
+        r = win[1]
+        t = key[r]
+        if t == np.inf:
+            break
+        g = batch[r]
+        k = at[r]
+        L = offsets[r + 1] - offsets[r]
+        at[r] += 1
+        if at[r] == length[r]:
+            at[r] = 0
+            batch[r] += 1
+        dirty[0] = r
+        n_dirty = 1
+        if k >= L:  # a step of one of the rank's chunks
+            d = ucost[r]
+            o_kind[row] = UPDATE
+            o_stage[row] = rank_chunks[rank_first[r] + k - L]
+            o_mb[row] = g * m + m - 1
+            o_v[row] = -1
+            u_op[n_u] = row
+            u_first[n_u] = g * m
+            u_version[n_u] = g + 1
+            n_u += 1
+            if k == length[r] - 1:
+                stepped[g] += 1
+                gate[g] = max(gate[g], t + d)
+                if flush and stepped[g] == P:
+                    n_dirty = P
+                    dirty[:P] = np.arange(P)
+        else:
             a = offsets[r] + k
             kd = kind[a]
-            slot = (g & 1) * m
-            fwd_c = -1  # the forward computed by this action, if any
-            bwd_c = -1  # the chunk whose input gradient it computes, if any
-            if kd in (FORWARD, PAIR_FORWARD):
-                fwd_c = chunk[a]
-                if fwd_c > 0:
-                    i = slot + mb[a]
-                    if ftag[fwd_c - 1, i] != g:
-                        break
-                    hop = comm if chunk_rank[fwd_c - 1] != r else 0.0
-                    t = max(t, fend[fwd_c - 1, i] + hop)
-            if kd in (BACKWARD, INPUT_GRAD, PAIR_FORWARD):
-                bwd_c = pchunk[a] if kd == PAIR_FORWARD else chunk[a]
-                bmb = pmb[a] if kd == PAIR_FORWARD else mb[a]
-                if bwd_c < C - 1:
-                    i = slot + bmb
-                    if btag[bwd_c + 1, i] != g:
-                        break
-                    hop = comm if chunk_rank[bwd_c + 1] != r else 0.0
-                    t = max(t, bend[bwd_c + 1, i] + hop)
             c = chunk[a]
-            gmb = g * m + mb[a]
+            slot = (g & 1) * m
             if kd == FORWARD:
                 d = fcost[c]
             elif kd == INPUT_GRAD:
@@ -135,114 +181,41 @@ def _execute(
                 d = bcost[c]
             else:
                 d = paircost[r]
-            d *= jitter_factor(jitter, seed, kd, c, gmb)
-            start[row] = t
-            end[row] = t + d
-            free[r] = t + d
-            pos[r] += 1
-            if fwd_c >= 0:
-                fend[fwd_c, slot + mb[a]] = t + d
-                ftag[fwd_c, slot + mb[a]] = g
-                if fwd_c < C - 1:
-                    q = chunk_rank[fwd_c + 1]
-                    if q != r and not parked[q]:
-                        parked[q] = True
-                        stack[top] = q
-                        top += 1
-            if bwd_c >= 0:
-                bend[bwd_c, slot + bmb] = t + d
-                btag[bwd_c, slot + bmb] = g
-                if bwd_c > 0:
-                    q = chunk_rank[bwd_c - 1]
-                    if q != r and not parked[q]:
-                        parked[q] = True
-                        stack[top] = q
-                        top += 1
-    status = _OK
-    for r in range(P):
-        if pos[r] < G * length[r]:
-            status = _DEADLOCK
-    return status, start, end, base, length
-
-
-@njit(cache=True)
-def _merge(
-    kind, chunk, mb, pchunk, pmb, offsets, rank_chunks, rank_first, G, m,
-    start, end, base, length, n_rows, n_upd,
-):  # fmt: skip
-    """The trace rows: every rank's run merged in (start, rank) order; an F&B gives
-    its forward row, then its backward row."""
-    P = len(offsets) - 1
-    o_kind = np.empty(n_rows, np.int8)
-    o_stage = np.empty(n_rows, np.int16)
-    o_mb = np.empty(n_rows, np.int32)
-    o_start = np.empty(n_rows)
-    o_end = np.empty(n_rows)
-    o_v = np.empty(n_rows, np.int32)
-    u_op = np.empty(n_upd, np.int64)
-    u_first = np.empty(n_upd, np.int32)
-    u_version = np.empty(n_upd, np.int32)
-    # Tournament tree over ranks keyed by the start of each rank's next row.
-    T = 1
-    while T < P:
-        T *= 2
-    key = np.full(T, np.inf)
-    win = np.empty(2 * T, np.int64)
-    win[T:] = np.arange(T)
-    nxt = np.zeros(P, np.int64)
-    for r in range(P):
-        if length[r] > 0 and G > 0:
-            key[r] = start[base[r]]
-    for i in range(T - 1, 0, -1):
-        a = win[2 * i]
-        b = win[2 * i + 1]
-        win[i] = b if key[b] < key[a] else a
-    row = 0
-    n_u = 0
-    while True:
-        r = win[1]
-        if key[r] == np.inf:
-            break
-        p = nxt[r]
-        src = base[r] + p
-        g = p // length[r]
-        k = p - g * length[r]
-        L = offsets[r + 1] - offsets[r]
-        if k >= L:
-            o_kind[row] = UPDATE
-            o_stage[row] = rank_chunks[rank_first[r] + k - L]
-            o_mb[row] = g * m + m - 1
-            o_v[row] = -1
-            u_op[n_u] = row
-            u_first[n_u] = g * m
-            u_version[n_u] = g + 1
-            n_u += 1
-        else:
-            a = offsets[r] + k
-            o_kind[row] = kind[a]
-            o_stage[row] = chunk[a]
+            d *= jitter_factor(jitter, seed, kd, c, g * m + mb[a])
+            o_kind[row] = kd
+            o_stage[row] = c
             o_mb[row] = g * m + mb[a]
             o_v[row] = g
-            if kind[a] == PAIR_FORWARD:
-                o_start[row] = start[src]
-                o_end[row] = end[src]
+            if kd in (FORWARD, PAIR_FORWARD):
+                fend[c, slot + mb[a]] = t + d
+                ftag[c, slot + mb[a]] = g
+                if c < C - 1 and chunk_rank[c + 1] != r:
+                    dirty[n_dirty] = chunk_rank[c + 1]
+                    n_dirty += 1
+            if kd == PAIR_FORWARD:  # its backward half: a row of its own, same span
+                o_start[row] = t
+                o_end[row] = t + d
                 row += 1
+                c = pchunk[a]
                 o_kind[row] = PAIR_BACKWARD
-                o_stage[row] = pchunk[a]
+                o_stage[row] = c
                 o_mb[row] = g * m + pmb[a]
                 o_v[row] = g
-        o_start[row] = start[src]
-        o_end[row] = end[src]
+                i = slot + pmb[a]
+            else:
+                i = slot + mb[a]
+            if kd in (BACKWARD, INPUT_GRAD, PAIR_FORWARD):
+                bend[c, i] = t + d
+                btag[c, i] = g
+                if c > 0 and chunk_rank[c - 1] != r:
+                    dirty[n_dirty] = chunk_rank[c - 1]
+                    n_dirty += 1
+        o_start[row] = t
+        o_end[row] = t + d
+        free[r] = t + d
         row += 1
-        nxt[r] = p + 1
-        key[r] = start[src + 1] if p + 1 < G * length[r] else np.inf
-        i = (r + T) >> 1
-        while i > 0:
-            a = win[2 * i]
-            b = win[2 * i + 1]
-            win[i] = b if key[b] < key[a] else a
-            i >>= 1
-    return o_kind, o_stage, o_mb, o_start, o_end, o_v, u_op, u_first, u_version
+    status = _OK if row == n_rows else _DEADLOCK
+    return status, o_kind, o_stage, o_mb, o_start, o_end, o_v, u_op, u_first, u_version
 
 
 def _per_rank(value: object, default: np.ndarray, ranks: int) -> np.ndarray:
@@ -309,19 +282,15 @@ def execute(
     rank_first = np.concatenate([[0], np.cumsum(np.bincount(program.chunk_rank))]).astype(np.int64)
     c = chunk_costs(costs, program, weight_grad, overlap)
     p = program
-    status, start, end, base, length = _execute(
+    n_upd = G * p.chunks
+    n_rows = G * (len(p.kind) + int(np.count_nonzero(p.kind == PAIR))) + n_upd
+    status, kind, stage, mb, t0, t1, v, upd_op, upd_first, upd_version = _execute(
         p.kind, p.chunk, p.mb, p.pair_chunk, p.pair_mb, p.offsets, p.chunk_rank, by_rank,
         rank_first, c["fcost"], c["icost"], c["wcost"], c["bcost"], c["paircost"], c["ucost"],
-        costs.comm, costs.jitter, costs.seed, G, m, p.flush,
+        costs.comm, costs.jitter, costs.seed, G, m, p.flush, n_rows, n_upd,
     )  # fmt: skip
     if status == _DEADLOCK:
         raise RuntimeError(f"{name}: the program stopped before every action ran (deadlock)")
-    n_upd = G * p.chunks
-    n_rows = G * (len(p.kind) + int(np.count_nonzero(p.kind == PAIR))) + n_upd
-    kind, stage, mb, t0, t1, v, upd_op, upd_first, upd_version = _merge(
-        p.kind, p.chunk, p.mb, p.pair_chunk, p.pair_mb, p.offsets, by_rank, rank_first, G, m,
-        start, end, base, length, n_rows, n_upd,
-    )  # fmt: skip
     upd_op, upd_first, upd_version = _in_update_order(upd_op, upd_first, upd_version, stage, t1)
     v_bwd = np.where((kind == FORWARD) | (kind == PAIR_FORWARD), -1, v).astype(np.int32)
     return Trace(
