@@ -57,7 +57,8 @@ def _execute(
     o_mb = np.empty(n_rows, np.int32)
     o_start = np.empty(n_rows)
     o_end = np.empty(n_rows)
-    o_v = np.empty(n_rows, np.int32)
+    o_v = np.empty(n_rows, np.int32)  # version read: by F and by the backward passes
+    o_vb = np.empty(n_rows, np.int32)  # version a backward pass multiplies by (-1 on F, U)
     u_op = np.empty(n_upd, np.int64)
     u_first = np.empty(n_upd, np.int32)
     u_version = np.empty(n_upd, np.int32)
@@ -156,6 +157,7 @@ def _execute(
             o_stage[row] = rank_chunks[rank_first[r] + k - L]
             o_mb[row] = g * m + m - 1
             o_v[row] = -1
+            o_vb[row] = -1
             u_op[n_u] = row
             u_first[n_u] = g * m
             u_version[n_u] = g + 1
@@ -186,6 +188,7 @@ def _execute(
             o_stage[row] = c
             o_mb[row] = g * m + mb[a]
             o_v[row] = g
+            o_vb[row] = -1 if kd in (FORWARD, PAIR_FORWARD) else g
             if kd in (FORWARD, PAIR_FORWARD):
                 fend[c, slot + mb[a]] = t + d
                 ftag[c, slot + mb[a]] = g
@@ -201,6 +204,7 @@ def _execute(
                 o_stage[row] = c
                 o_mb[row] = g * m + pmb[a]
                 o_v[row] = g
+                o_vb[row] = g
                 i = slot + pmb[a]
             else:
                 i = slot + mb[a]
@@ -215,7 +219,7 @@ def _execute(
         free[r] = t + d
         row += 1
     status = _OK if row == n_rows else _DEADLOCK
-    return status, o_kind, o_stage, o_mb, o_start, o_end, o_v, u_op, u_first, u_version
+    return status, o_kind, o_stage, o_mb, o_start, o_end, o_v, o_vb, u_op, u_first, u_version
 
 
 def _per_rank(value: object, default: np.ndarray, ranks: int) -> np.ndarray:
@@ -284,7 +288,7 @@ def execute(
     p = program
     n_upd = G * p.chunks
     n_rows = G * (len(p.kind) + int(np.count_nonzero(p.kind == PAIR))) + n_upd
-    status, kind, stage, mb, t0, t1, v, upd_op, upd_first, upd_version = _execute(
+    status, kind, stage, mb, t0, t1, v, v_bwd, upd_op, upd_first, upd_version = _execute(
         p.kind, p.chunk, p.mb, p.pair_chunk, p.pair_mb, p.offsets, p.chunk_rank, by_rank,
         rank_first, c["fcost"], c["icost"], c["wcost"], c["bcost"], c["paircost"], c["ucost"],
         costs.comm, costs.jitter, costs.seed, G, m, p.flush, n_rows, n_upd,
@@ -292,7 +296,6 @@ def execute(
     if status == _DEADLOCK:
         raise RuntimeError(f"{name}: the program stopped before every action ran (deadlock)")
     upd_op, upd_first, upd_version = _in_update_order(upd_op, upd_first, upd_version, stage, t1)
-    v_bwd = np.where((kind == FORWARD) | (kind == PAIR_FORWARD), -1, v).astype(np.int32)
     return Trace(
         schedule=name,
         stages=p.chunks,
