@@ -153,6 +153,9 @@ def schedule(
     overlap: Annotated[
         str | None, typer.Option(help="Time of an F&B pair (dualpipev); 'sum' of its parts.")
     ] = None,
+    torch_csv_in: Annotated[
+        Path | None, typer.Option(help="torch-csv: the PyTorch compute_only CSV to run.")
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     png: Annotated[Path | None, typer.Option(help="Also draw the Gantt chart to this PNG.")] = None,
     chrome_trace: Annotated[
@@ -180,6 +183,7 @@ def schedule(
         "chunks": chunks,
         "weight_grad": None if weight_grad is None else _duration(weight_grad),
         "overlap": None if overlap is None else _duration(overlap),
+        "path": None if torch_csv_in is None else str(torch_csv_in),
     }
     options = {key: value for key, value in given.items() if value is not None}
     _check_exports({"png": png, "chrome_trace": chrome_trace, "torch_csv": torch_csv})
@@ -578,6 +582,8 @@ def _option_name(field: str) -> str:
     """How the command line spells a field an `InputError` names."""
     if field == "schedule":
         return "NAME"
+    if field == "path":  # the torch-csv schedule's file
+        return "--torch-csv-in"
     return field if field.isupper() else "--" + field.replace("_", "-")
 
 

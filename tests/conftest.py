@@ -11,7 +11,8 @@ from pipebench.timeline.trace import BACKWARD, FORWARD, UPDATE
 TIMELINE_SCHEDULES = ("gpipe", "1f1b-flush", "pd", "2bw", "paci", "localsgd", "naive")
 # Schedules written as per-rank programs (pipebench/schedules).
 PROGRAM_SCHEDULES = ("zb-h1", "zb-h2", "interleaved-1f1b", "zbv", "dualpipev")
-ALL_SCHEDULES = (*TIMELINE_SCHEDULES, "rpd", *PROGRAM_SCHEDULES)
+BUILT_IN_SCHEDULES = (*TIMELINE_SCHEDULES, "rpd", *PROGRAM_SCHEDULES)
+ALL_SCHEDULES = (*BUILT_IN_SCHEDULES, "torch-csv")  # torch-csv runs the order in a file
 
 
 def unit(stages: int) -> CostModel:

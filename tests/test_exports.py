@@ -191,7 +191,21 @@ def test_torch_csv_refuses_several_replicas(name: str, options: dict) -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["0X3", "F3", "0F", "0I3", "0W3", "1UNSHARD", "0F3x", "0F-1", "-1F2", "0f3", "٣F1"]
+    "bad",
+    [
+        "0X3",
+        "F3",
+        "0F",
+        "0I",
+        "(0F3)OVERLAP_F_B",
+        "(0F3;1B2)",
+        "1UNSHARD",
+        "0F3x",
+        "0F-1",
+        "-1F2",
+        "0f3",
+        "٣F1",
+    ],
 )
 def test_parse_torch_csv_names_the_bad_row_and_cell(bad: str) -> None:
     with pytest.raises(InputError, match=r"row 2, cell 3: ") as info:

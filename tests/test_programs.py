@@ -430,3 +430,82 @@ def test_torch_csv_export_is_the_program(name):
         for r in range(p)
     ]
     assert torch_csv_text(trace).splitlines() == expected
+
+
+# ---------------------------------------------------------------- PyTorch CSV in
+
+
+def _torch_round_trip(trace, tmp_path):
+    """`trace` exported as PyTorch's compute_only CSV: the file's path."""
+    from pipebench.report.torch_schedule import torch_csv_text
+
+    path = tmp_path / "order.csv"
+    path.write_text(torch_csv_text(trace))
+    return path
+
+
+@pytest.mark.parametrize("name", PROGRAM_SCHEDULES)
+def test_torch_csv_round_trip_of_programs_is_the_identity(name, tmp_path):
+    """Export one mini-batch, read it back as `torch-csv`, run it: the same trace."""
+    p = 3
+    costs = CostModel.build(p, forward=[1.0, 2.0, 1.5], backward=2.5, comm=0.5, jitter=0.2)
+    m = _program(name, p).microbatches
+    split = {} if name == "interleaved-1f1b" else {"weight_grad": 0.75}
+    trace = build_timeline(name, costs, 2 * m, **split)
+    path = _torch_round_trip(build_timeline(name, costs, m, **split), tmp_path)
+    again = build_timeline("torch-csv", costs, 2 * m, path=str(path), **split)
+    for field in ("kind", "stage", "mb", "start", "end", "v_fwd", "v_bwd", "upd_op", "upd_first"):
+        assert np.array_equal(getattr(again, field), getattr(trace, field)), field
+    assert np.array_equal(again.chunk_rank, trace.chunk_rank)
+
+
+@pytest.mark.parametrize("name", ["1f1b-flush", "gpipe"])
+def test_torch_csv_round_trip_of_greedy_schedules(name, tmp_path):
+    """A greedy schedule's order, exported and run as a program, keeps every F and B time."""
+    p, m = 4, 6
+    costs = CostModel.build(p, forward=[1.0, 1.5, 0.5, 2.0], backward=2.0, comm=0.25)
+    trace = build_timeline(name, costs, 3 * m, accumulate=m)
+    one = build_timeline(name, costs, m, accumulate=m)
+    again = build_timeline("torch-csv", costs, 3 * m, path=str(_torch_round_trip(one, tmp_path)))
+    for kind in (FORWARD, BACKWARD):
+        a, b = again.op_index(kind), trace.op_index(kind)
+        assert np.array_equal(again.start[a], trace.start[b])
+        assert np.array_equal(again.end[a], trace.end[b])
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("0F0,0B0\n0F1\n", "stage 0 runs on rows 1 and 2"),
+        ("0F0,0B0\n2F0,2B0\n", "stage 1 has no action"),
+        ("0F0\n1F0,1B0\n", "no I"),
+        ("0B0,0F0\n1F0,1B0\n", "backward runs before its forward"),
+        ("0F0,0B0,0F1,0B1\n1F1,1F0,1B0,1B1\n", "deadlocks: rank 0 at 0B0, rank 1 at 1F1"),
+        ("0F0,0I0\n1F0,1B0\n", "no W"),
+    ],
+)
+def test_torch_csv_in_refuses_bad_orders(text, says, tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    with pytest.raises(InputError, match=says) as info:
+        build_timeline("torch-csv", CostModel.build(2), 2, path=str(path))
+    assert info.value.field == "torch-csv"
+
+
+def test_torch_csv_in_on_the_command_line(capsys, tmp_path):
+    path = tmp_path / "dualpipev.csv"
+    code, _, err = _cli(capsys, "schedule", "dualpipev", "-S", "2", "-M", "4",
+                        "--torch-csv", str(path), "--json")  # fmt: skip
+    assert code == 0 and err == ""
+    code, _, err = _cli(capsys, "schedule", "torch-csv", "-S", "2", "-M", "8",
+                        "--torch-csv-in", str(path), "--json")  # fmt: skip
+    assert code == 0 and err == ""
+    code, _, err = _cli(capsys, "schedule", "torch-csv", "-S", "3", "-M", "8",
+                          "--torch-csv-in", str(path))  # fmt: skip
+    assert code == 2 and "2 ranks" in err and len(err.strip().splitlines()) == 1
+    code, _, err = _cli(capsys, "schedule", "zbv", "-S", "2", "-M", "8",
+                          "--torch-csv-in", str(path))  # fmt: skip
+    assert code == 2 and "--torch-csv-in" in err
+    code, _, err = _cli(capsys, "schedule", "torch-csv", "-S", "2", "-M", "8",
+                        "--torch-csv-in", str(tmp_path / "none.csv"))  # fmt: skip
+    assert code == 2 and "cannot read" in err and "--torch-csv-in" in err

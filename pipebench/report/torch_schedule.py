@@ -39,10 +39,12 @@ from pipebench.timeline.trace import (
     Trace,
 )
 
-# PyTorch's action pattern narrowed to the two actions pipebench has: `F` and
-# full backward `B`, with a micro-batch index (PyTorch requires one for both).
-# ASCII digits only, where PyTorch's `\d` would also take other scripts' digits.
-_ACTION = re.compile(r"([0-9]+)(F|B)([0-9]+)")
+# PyTorch's action pattern narrowed to the computations pipebench has: `F`,
+# full backward `B`, input gradient `I`, weight gradient `W`, with a micro-batch
+# index, and an F&B pair as PyTorch writes it, `(0F7;7B3)OVERLAP_F_B`. ASCII
+# digits only, where PyTorch's `\d` would also take other scripts' digits.
+_ACTION = re.compile(r"([0-9]+)(F|B|I|W)([0-9]+)")
+_PAIR = re.compile(r"\(([0-9]+)F([0-9]+);([0-9]+)B([0-9]+)\)OVERLAP_F_B")
 
 
 def _cell(trace: Trace, row: int) -> str:
@@ -77,21 +79,22 @@ def torch_actions(trace: Trace) -> list[list[str]]:
 def torch_csv_text(trace: Trace) -> str:
     """The "compute_only" CSV: one line per rank, cells joined by commas, lines ending in "\\n".
 
-    Action strings hold only digits, F and B, so no cell ever needs quoting.
+    Action strings hold no comma, quote or line break, so no cell ever needs quoting.
     """
     return "".join(",".join(actions) + "\n" for actions in torch_actions(trace))
 
 
-def parse_torch_csv(text: str) -> list[list[tuple[int, str, int]]]:
-    """Per row (rank), its actions as (stage, "F" or "B", micro-batch).
+def parse_torch_csv(text: str) -> list[list[tuple]]:
+    """Per row (rank), its actions as (stage, "F", "B", "I" or "W", micro-batch), and
+    F&B pairs as (stage, "F&B", micro-batch, backward's stage, backward's micro-batch).
 
-    Reads what `torch_csv_text` writes and PyTorch's own compute-only dumps
-    of F/B schedules: surrounding spaces are stripped and empty cells (PyTorch's
-    idle slots) skipped, as `_Action.from_str` does. Any other cell, including
-    PyTorch actions pipebench has no equivalent for (I, W, UNSHARD, ...), is an
+    Reads what `torch_csv_text` writes and PyTorch's own compute-only dumps:
+    surrounding spaces are stripped and empty cells (PyTorch's idle slots)
+    skipped, as `_Action.from_str` does. Any other cell, including PyTorch
+    actions pipebench has no equivalent for (UNSHARD, SEND_F, ...), is an
     `InputError` naming its row and cell (both counted from 1).
     """
-    ranks: list[list[tuple[int, str, int]]] = []
+    ranks: list[list[tuple]] = []
     reader = csv.reader(io.StringIO(text))
     try:
         rows = list(reader)
@@ -104,12 +107,18 @@ def parse_torch_csv(text: str) -> list[list[tuple[int, str, int]]]:
             if not action:
                 continue
             match = _ACTION.fullmatch(action)
-            if match is None:
+            pair = _PAIR.fullmatch(action)
+            if match is None and pair is None:
                 raise InputError(
                     "torch-csv",
                     f"row {row_no}, cell {cell_no}: {cell!r} is not an action "
-                    "<stage>F<micro-batch> or <stage>B<micro-batch>, e.g. 0F3",
+                    "<stage><F, B, I or W><micro-batch> (e.g. 0F3) or an F&B pair "
+                    "(0F7;7B3)OVERLAP_F_B",
                 )
+            if pair is not None:
+                fs, fm, bs, bm = (int(x) for x in pair.groups())
+                actions.append((fs, "F&B", fm, bs, bm))
+                continue
             stage, kind, mb = match.groups()
             actions.append((int(stage), kind, int(mb)))
         ranks.append(actions)

@@ -7,7 +7,7 @@ write them. Adding one: a file with a `build(ranks, options) -> Program` and
 its `SCHEDULE`, listed here.
 """
 
-from pipebench.schedules import dualpipev, interleaved, zb_h1, zb_h2, zbv
+from pipebench.schedules import dualpipev, interleaved, torch_csv, zb_h1, zb_h2, zbv
 
 PROGRAM_SCHEDULES = (
     zb_h1.SCHEDULE,
@@ -15,5 +15,6 @@ PROGRAM_SCHEDULES = (
     interleaved.SCHEDULE,
     zbv.SCHEDULE,
     dualpipev.SCHEDULE,
+    torch_csv.SCHEDULE,
 )
 PROGRAM_NAMES = tuple(schedule.name for schedule in PROGRAM_SCHEDULES)

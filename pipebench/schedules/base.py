@@ -202,6 +202,43 @@ def program_problem(program: Program) -> str | None:
     return None
 
 
+def deadlock_problem(program: Program) -> str | None:
+    """Where `program` waits forever, or None: each rank runs its actions in order once
+    their inputs exist (F(c-1, m) before F(c, m); the gradient of c+1 before I or B of c)."""
+    C = program.chunks
+    done_f: set[tuple[int, int]] = set()
+    done_b: set[tuple[int, int]] = set()
+    at = list(program.offsets[:-1])
+    end = program.offsets[1:]
+    progress = True
+    while progress:
+        progress = False
+        for r in range(program.ranks):
+            while at[r] < end[r]:
+                a = at[r]
+                k, c, m = int(program.kind[a]), int(program.chunk[a]), int(program.mb[a])
+                if k in (FORWARD, PAIR) and c > 0 and (c - 1, m) not in done_f:
+                    break
+                bc, bm = (
+                    (int(program.pair_chunk[a]), int(program.pair_mb[a])) if k == PAIR else (c, m)
+                )
+                if k in (BACKWARD, INPUT_GRAD, PAIR) and bc < C - 1 and (bc + 1, bm) not in done_b:
+                    break
+                if k in (FORWARD, PAIR):
+                    done_f.add((c, m))
+                if k in (BACKWARD, INPUT_GRAD, PAIR):
+                    done_b.add((bc, bm))
+                at[r] += 1
+                progress = True
+    stuck = [r for r in range(program.ranks) if at[r] < end[r]]
+    if not stuck:
+        return None
+    waits = ", ".join(
+        f"rank {r} at {program.rank_actions(r)[at[r] - program.offsets[r]]}" for r in stuck
+    )
+    return f"the order deadlocks: {waits} wait for inputs that never come"
+
+
 def check_accumulate(name: str, options: dict[str, object], least: int, multiple: int = 1) -> int:
     """The mini-batch size, refused with the schedule's own limit."""
     m = int(options["accumulate"])

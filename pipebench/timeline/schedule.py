@@ -121,6 +121,7 @@ OPTION_CHECKS: dict[str, Callable[[object], str | None]] = {
     "chunks": _positive_int,
     "weight_grad": _time_or("half"),
     "overlap": _time_or("sum"),
+    "path": lambda v: None if isinstance(v, str) else f"a file name, got {v!r}",
 }
 
 
