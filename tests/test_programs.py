@@ -509,3 +509,32 @@ def test_torch_csv_in_on_the_command_line(capsys, tmp_path):
     code, _, err = _cli(capsys, "schedule", "torch-csv", "-S", "2", "-M", "8",
                         "--torch-csv-in", str(tmp_path / "none.csv"))  # fmt: skip
     assert code == 2 and "cannot read" in err and "--torch-csv-in" in err
+
+
+@pytest.mark.parametrize("name", PROGRAM_SCHEDULES)
+def test_chrome_trace_of_programs(name):
+    """One track per rank; an arrow for every activation, loss and input gradient, each
+    from a slice that ends before the slice it points to starts."""
+    from pipebench.report.chrome_trace import chrome_trace
+
+    p = 3
+    trace = build_timeline(name, CostModel.build(p, comm=0.5), _program(name, p).microbatches)
+    events = chrome_trace(trace)["traceEvents"]
+    slices = [e for e in events if e["ph"] == "X"]
+    assert {e["tid"] for e in slices} == set(range(1, p + 1))
+    starts = {e["id"]: e for e in events if e["ph"] == "s"}
+    ends = {e["id"]: e for e in events if e["ph"] == "f"}
+    C, M = trace.stages, trace.microbatches
+    assert len(starts) == len(ends) == (2 * (C - 1) + 1) * M
+    by_track = {}
+    for e in slices:
+        by_track.setdefault((e["pid"], e["tid"]), []).append(e)
+    for flow, s in starts.items():
+        f = ends[flow]
+        src = next(
+            e for e in by_track[s["pid"], s["tid"]] if e["ts"] <= s["ts"] <= e["ts"] + e["dur"]
+        )
+        dst = next(
+            e for e in by_track[f["pid"], f["tid"]] if e["ts"] <= f["ts"] <= e["ts"] + e["dur"]
+        )
+        assert src["ts"] + src["dur"] <= dst["ts"] + 1e-6
