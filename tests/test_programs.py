@@ -538,3 +538,9 @@ def test_chrome_trace_of_programs(name):
             e for e in by_track[f["pid"], f["tid"]] if e["ts"] <= f["ts"] <= e["ts"] + e["dur"]
         )
         assert src["ts"] + src["dur"] <= dst["ts"] + 1e-6
+
+
+def test_programs_too_large_to_build_are_refused():
+    with pytest.raises(InputError, match="too large to build") as info:
+        build_timeline("zbv", CostModel.build(2000), 4000, accumulate=2000)
+    assert info.value.field == "accumulate"

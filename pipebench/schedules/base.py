@@ -239,12 +239,25 @@ def deadlock_problem(program: Program) -> str | None:
     return f"the order deadlocks: {waits} wait for inputs that never come"
 
 
-def check_accumulate(name: str, options: dict[str, object], least: int, multiple: int = 1) -> int:
+# Programs are built in Python, one mini-batch at a time: ranks x micro-batches per
+# mini-batch at most this (a few seconds to build; runs repeat the mini-batch).
+MAX_PROGRAM = 2_000_000
+
+
+def check_accumulate(
+    name: str, ranks: int, options: dict[str, object], least: int, multiple: int = 1
+) -> int:
     """The mini-batch size, refused with the schedule's own limit."""
     m = int(options["accumulate"])
     if m < least or m % multiple:
         need = f">= {least}" + (f" and a multiple of {multiple}" if multiple > 1 else "")
         raise InputError("accumulate", f"{name} needs a mini-batch {need}, got {m}")
+    if ranks * m > MAX_PROGRAM:
+        raise InputError(
+            "accumulate",
+            f"{name}: a program of {ranks} ranks x {m} micro-batches is too large to build "
+            f"(at most {MAX_PROGRAM:,} rank micro-batches per mini-batch)",
+        )
     return m
 
 

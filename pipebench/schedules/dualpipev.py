@@ -27,7 +27,7 @@ from pipebench.schedules.base import (
 
 def build(ranks: int, options: dict[str, object]) -> Program:
     p = ranks
-    m = check_accumulate("dualpipev", options, least=2 * p)
+    m = check_accumulate("dualpipev", ranks, options, least=2 * p)
     b = ProgramBuilder(v_placement(p), m)
     for r in range(p):
         first, second = r, 2 * p - 1 - r

@@ -21,7 +21,7 @@ from pipebench.schedules.base import (
 
 
 def build(ranks: int, options: dict[str, object]) -> Program:
-    m = check_accumulate("interleaved-1f1b", options, least=ranks, multiple=ranks)
+    m = check_accumulate("interleaved-1f1b", ranks, options, least=ranks, multiple=ranks)
     v = int(options["chunks"])
     b = ProgramBuilder(looped_placement(ranks, v), m)
     total = v * m  # forwards (and backwards) per rank

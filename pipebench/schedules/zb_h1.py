@@ -16,7 +16,7 @@ from pipebench.schedules.base import Program, ProgramBuilder, check_accumulate, 
 
 
 def build(ranks: int, options: dict[str, object]) -> Program:
-    m = check_accumulate("zb-h1", options, least=1)
+    m = check_accumulate("zb-h1", ranks, options, least=1)
     b = ProgramBuilder(np.arange(ranks, dtype=np.int64), m)
     for r in range(ranks):
         warmup = min(ranks - 1 - r, m)

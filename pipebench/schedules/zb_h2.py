@@ -27,7 +27,7 @@ from pipebench.schedules.base import (
 
 
 def build(ranks: int, options: dict[str, object]) -> Program:
-    m = check_accumulate("zb-h2", options, least=1)
+    m = check_accumulate("zb-h2", ranks, options, least=1)
     b = ProgramBuilder(np.arange(ranks, dtype=np.int64), m)
     for r in range(ranks):
         warmup = min(2 * (ranks - r) - 1, m)

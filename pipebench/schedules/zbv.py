@@ -23,7 +23,7 @@ from pipebench.schedules.base import (
 
 
 def build(ranks: int, options: dict[str, object]) -> Program:
-    m = check_accumulate("zbv", options, least=1)
+    m = check_accumulate("zbv", ranks, options, least=1)
     p = ranks
     b = ProgramBuilder(v_placement(p), m)
     n = max(2 * p - 1, m)  # the order for at least 2p - 1; done() drops micro-batches >= m

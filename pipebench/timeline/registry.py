@@ -63,6 +63,7 @@ def build_timeline(
         from pipebench.timeline.program import execute
 
         program = schedule.program(costs.stages, resolved)
+        check_memory(program.chunks, microbatches)  # F, I, W per chunk and micro-batch
         wg, overlap = resolved.get("weight_grad", "half"), resolved.get("overlap", "sum")
         return execute(name, program, costs, microbatches, wg, overlap)
     if schedule.rules is None:
