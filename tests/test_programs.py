@@ -544,3 +544,17 @@ def test_programs_too_large_to_build_are_refused():
     with pytest.raises(InputError, match="too large to build") as info:
         build_timeline("zbv", CostModel.build(2000), 4000, accumulate=2000)
     assert info.value.field == "accumulate"
+
+
+def test_training_runs_refuse_programs_in_one_line(capsys, tmp_path):
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(
+        "name: tiny\nseeds: [0]\n"
+        "objective: {kind: quadratic, examples: 40, dim: 8, batch_size: 4}\n"
+        "pipeline: {stages: 2, costs: {forward: 1, backward: 1}}\n"
+        "budget: {microbatches: 20}\noptimizer: {name: sgd, lr: 0.01}\n"
+        "schedules: [1f1b-flush, {name: zbv, accumulate: 4}]\n"
+    )
+    code, out, err = _cli(capsys, "validate", str(scenario))
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert "do not replay programs yet" in err
