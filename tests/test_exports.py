@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from pipebench.errors import InputError
 from pipebench.report.chrome_trace import chrome_trace, chrome_trace_json
-from pipebench.report.torch_schedule import parse_torch_csv, torch_actions, torch_csv_text
+from pipebench.report.torch_schedule import torch_actions, torch_csv_text
+from pipebench.schedules.torch_csv import parse_torch_csv
 from pipebench.timeline import CostModel, build_timeline
 from pipebench.timeline.trace import AVERAGE, BACKWARD, FORWARD, KIND_NAMES, Trace
 

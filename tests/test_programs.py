@@ -19,7 +19,7 @@ from pipebench.cli import main
 from pipebench.errors import InputError
 from pipebench.schedules.base import program_problem
 from pipebench.timeline import CostModel, build_timeline, stats_of
-from pipebench.timeline.registry import SCHEDULES
+from pipebench.timeline.registry import SCHEDULES, resolve_options
 from pipebench.timeline.simulate import jitter_factor
 from pipebench.timeline.trace import (
     BACKWARD,
@@ -36,7 +36,7 @@ CHUNKS_PER_RANK = {"zbv": 2, "dualpipev": 2}
 
 def _program(name: str, p: int, **options: object):
     schedule = SCHEDULES[name]
-    return schedule.program(p, schedule.options(p, options))
+    return schedule.program(p, resolve_options(schedule, p, options))
 
 
 def _run(name, p, m, F, In, W, minibatches=6, chunks=None, **options):

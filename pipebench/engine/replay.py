@@ -8,7 +8,7 @@ gradients summed since its last step, AVG averages the replicas.
 at fixed simulated times and stop at the first sign of divergence.
 
 Weights live in one array per replica, `hist[r, v % H]` holding version v
-of every block, H being the largest version lag the trace has (history.py):
+of every block, H being the largest version lag the trace has (replay_size.py):
 a stage's step writes the next slot, so stashed versions stay readable
 without copies.
 """
@@ -20,11 +20,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 from numba import njit
 
-from pipebench.engine.history import replay_needs
 from pipebench.engine.iterates import keep_checkpoint, new_checkpoints, versions_read
 from pipebench.engine.layered import objective_tuple, replay_layered, replay_layered_plan
 from pipebench.engine.operations import average_replicas, diverged, steps_running
 from pipebench.engine.recorder import block_offsets, new_recorder, take_sample
+from pipebench.engine.replay_size import replay_needs
 from pipebench.objectives.blocklinear import (
     SAMPLE_FULL,
     SAMPLING_CODES,

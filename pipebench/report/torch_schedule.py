@@ -9,6 +9,8 @@ simulation: for the greedy schedules (one stage per rank) its forwards and
 backwards; for programs (several chunks per rank, PyTorch's stages) also
 `I` and `W` and F&B pairs, written `(0F7;7B3)OVERLAP_F_B` as PyTorch does.
 
+`pipebench/schedules/torch_csv.py` reads the format back (any PyTorch schedule).
+
 What the format cannot say, and this export leaves out:
 - U and AVG: PyTorch steps the optimizer outside the schedule, so the update
   rows (and with them the per-micro-batch steps of pd or the mini-batch
@@ -23,10 +25,6 @@ What the format cannot say, and this export leaves out:
 
 from __future__ import annotations
 
-import csv
-import io
-import re
-
 import numpy as np
 
 from pipebench.errors import InputError
@@ -38,13 +36,6 @@ from pipebench.timeline.trace import (
     UPDATE,
     Trace,
 )
-
-# PyTorch's action pattern narrowed to the computations pipebench has: `F`,
-# full backward `B`, input gradient `I`, weight gradient `W`, with a micro-batch
-# index, and an F&B pair as PyTorch writes it, `(0F7;7B3)OVERLAP_F_B`. ASCII
-# digits only, where PyTorch's `\d` would also take other scripts' digits.
-_ACTION = re.compile(r"([0-9]+)(F|B|I|W)([0-9]+)")
-_PAIR = re.compile(r"\(([0-9]+)F([0-9]+);([0-9]+)B([0-9]+)\)OVERLAP_F_B")
 
 
 def _cell(trace: Trace, row: int) -> str:
@@ -82,44 +73,3 @@ def torch_csv_text(trace: Trace) -> str:
     Action strings hold no comma, quote or line break, so no cell ever needs quoting.
     """
     return "".join(",".join(actions) + "\n" for actions in torch_actions(trace))
-
-
-def parse_torch_csv(text: str) -> list[list[tuple]]:
-    """Per row (rank), its actions as (stage, "F", "B", "I" or "W", micro-batch), and
-    F&B pairs as (stage, "F&B", micro-batch, backward's stage, backward's micro-batch).
-
-    Reads what `torch_csv_text` writes and PyTorch's own compute-only dumps:
-    surrounding spaces are stripped and empty cells (PyTorch's idle slots)
-    skipped, as `_Action.from_str` does. Any other cell, including PyTorch
-    actions pipebench has no equivalent for (UNSHARD, SEND_F, ...), is an
-    `InputError` naming its row and cell (both counted from 1).
-    """
-    ranks: list[list[tuple]] = []
-    reader = csv.reader(io.StringIO(text))
-    try:
-        rows = list(reader)
-    except csv.Error as exc:
-        raise InputError("torch-csv", f"line {reader.line_num}: not CSV ({exc})") from None
-    for row_no, row in enumerate(rows, start=1):
-        actions = []
-        for cell_no, cell in enumerate(row, start=1):
-            action = cell.strip()
-            if not action:
-                continue
-            match = _ACTION.fullmatch(action)
-            pair = _PAIR.fullmatch(action)
-            if match is None and pair is None:
-                raise InputError(
-                    "torch-csv",
-                    f"row {row_no}, cell {cell_no}: {cell!r} is not an action "
-                    "<stage><F, B, I or W><micro-batch> (e.g. 0F3) or an F&B pair "
-                    "(0F7;7B3)OVERLAP_F_B",
-                )
-            if pair is not None:
-                fs, fm, bs, bm = (int(x) for x in pair.groups())
-                actions.append((fs, "F&B", fm, bs, bm))
-                continue
-            stage, kind, mb = match.groups()
-            actions.append((int(stage), kind, int(mb)))
-        ranks.append(actions)
-    return ranks

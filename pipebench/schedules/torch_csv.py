@@ -10,6 +10,9 @@ mini-batches, as PyTorch's `step()` does.
 
 from __future__ import annotations
 
+import csv
+import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +27,55 @@ from pipebench.schedules.base import (
 from pipebench.timeline.schedule import Schedule
 from pipebench.timeline.trace import BACKWARD, FORWARD, INPUT_GRAD, WEIGHT_GRAD
 
+# PyTorch's action pattern narrowed to the computations pipebench has: `F`,
+# full backward `B`, input gradient `I`, weight gradient `W`, with a micro-batch
+# index, and an F&B pair as PyTorch writes it, `(0F7;7B3)OVERLAP_F_B`. ASCII
+# digits only, where PyTorch's `\d` would also take other scripts' digits.
+_ACTION = re.compile(r"([0-9]+)(F|B|I|W)([0-9]+)")
+_PAIR = re.compile(r"\(([0-9]+)F([0-9]+);([0-9]+)B([0-9]+)\)OVERLAP_F_B")
+
 _KINDS = {"F": FORWARD, "B": BACKWARD, "I": INPUT_GRAD, "W": WEIGHT_GRAD, "F&B": PAIR}
+
+
+def parse_torch_csv(text: str) -> list[list[tuple]]:
+    """Per row (rank), its actions as (stage, "F", "B", "I" or "W", micro-batch), and
+    F&B pairs as (stage, "F&B", micro-batch, backward's stage, backward's micro-batch).
+
+    Reads what `torch_csv_text` writes and PyTorch's own compute-only dumps:
+    surrounding spaces are stripped and empty cells (PyTorch's idle slots)
+    skipped, as `_Action.from_str` does. Any other cell, including PyTorch
+    actions pipebench has no equivalent for (UNSHARD, SEND_F, ...), is an
+    `InputError` naming its row and cell (both counted from 1).
+    """
+    ranks: list[list[tuple]] = []
+    reader = csv.reader(io.StringIO(text))
+    try:
+        rows = list(reader)
+    except csv.Error as exc:
+        raise InputError("torch-csv", f"line {reader.line_num}: not CSV ({exc})") from None
+    for row_no, row in enumerate(rows, start=1):
+        actions = []
+        for cell_no, cell in enumerate(row, start=1):
+            action = cell.strip()
+            if not action:
+                continue
+            match = _ACTION.fullmatch(action)
+            pair = _PAIR.fullmatch(action)
+            if match is None and pair is None:
+                raise InputError(
+                    "torch-csv",
+                    f"row {row_no}, cell {cell_no}: {cell!r} is not an action "
+                    "<stage><F, B, I or W><micro-batch> (e.g. 0F3) or an F&B pair "
+                    "(0F7;7B3)OVERLAP_F_B",
+                )
+            if pair is not None:
+                fs, fm, bs, bm = (int(x) for x in pair.groups())
+                actions.append((fs, "F&B", fm, bs, bm))
+                continue
+            stage, kind, mb = match.groups()
+            actions.append((int(stage), kind, int(mb)))
+        ranks.append(actions)
+    return ranks
 
 
 def program_from_rows(rows: list[list[tuple]]) -> Program:
@@ -70,9 +121,6 @@ def program_from_rows(rows: list[list[tuple]]) -> Program:
 
 
 def build(ranks: int, options: dict[str, object]) -> Program:
-    # imported here: the report package pulls in rich, and listing schedules should not
-    from pipebench.report.torch_schedule import parse_torch_csv
-
     path = Path(str(options["path"]))
     if not options["path"]:
         raise InputError("path", "torch-csv reads a file: give --torch-csv-in FILE (path: FILE)")

@@ -16,8 +16,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pipebench.errors import InputError
-
 if TYPE_CHECKING:
     from pipebench.schedules.base import Program
 
@@ -138,25 +136,6 @@ class Schedule:
     rules: Callable[[int, dict[str, object]], Rules] | None = None  # None: not a timeline (rpd)
     # Schedules written as per-rank programs (pipebench/schedules) give this instead of rules.
     program: Callable[[int, dict[str, object]], Program] | None = None
-
-    def options(self, stages: int, given: dict[str, object]) -> dict[str, object]:
-        """Defaults overlaid with `given`; refuses options that do not apply or are out of range."""
-        resolved = self.defaults(stages)
-        for name, value in given.items():
-            if name not in resolved:
-                users = ", ".join(_schedules_taking(name)) or "none"
-                raise InputError(name, f"does not apply to {self.name} (it applies to: {users})")
-            problem = OPTION_CHECKS[name](value)
-            if problem:
-                raise InputError(name, f"must be {problem}")
-            resolved[name] = value
-        return resolved
-
-
-def _schedules_taking(option: str) -> list[str]:
-    from pipebench.timeline.registry import SCHEDULES
-
-    return [s.name for s in SCHEDULES.values() if option in s.defaults(2)]
 
 
 def auto_delta(stages: int) -> int:
