@@ -357,6 +357,10 @@ SCHEDULE_OPTIONS = (
     "recompute",
     "inflight",
     "sampling",
+    "chunks",
+    "weight_grad",
+    "overlap",
+    "path",
 )
 
 
@@ -373,6 +377,10 @@ class ScheduleSpec(_Model):
     recompute: bool | None = None
     inflight: str | None = None
     sampling: str | None = None  # rpd: how an iteration draws its batch
+    chunks: PosInt | None = None  # programs: model chunks per rank
+    weight_grad: PosFloat | Literal["half"] | None = None  # the W part of the backward
+    overlap: PosFloat | Literal["sum"] | None = None  # time of an F&B pair
+    path: str | None = None  # torch-csv: the PyTorch compute_only CSV
 
     @field_validator("name")
     @classmethod
