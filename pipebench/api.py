@@ -288,7 +288,7 @@ def _sweep_into(
     from pipebench.export import meta_json, write_files
     from pipebench.objectives import loss_label
     from pipebench.report.sweep_plot import draw_sweep  # matplotlib: only for sweeps
-    from pipebench.results import versions
+    from pipebench.results import sweep_meta
     from pipebench.sweep.combine import combined_csv
     from pipebench.sweep.execute import run_cells
     from pipebench.tables import CURVE_COLUMNS, SUMMARY_COLUMNS, read_table
@@ -308,37 +308,10 @@ def _sweep_into(
         )
         for name, columns in (("summary.csv", SUMMARY_COLUMNS), ("curves.csv", CURVE_COLUMNS))
     }
-    meta = {
-        **versions(),
-        "scenario": plan.name,
-        "scenario_file": str(plan.base.path),
-        "overrides": list(plan.overrides),
-        "sweep": {axis.key: list(axis.values) for axis in plan.axes},
-        "seeds": plan.seeds,
-        "command": command,
-        "executor": executor,
-        "scheduler": scheduler,
-        "workers": workers,
-        "cache": str(cache.root),
-        "started": started.isoformat(timespec="seconds"),
-        "wall_seconds": round(time.perf_counter() - clock, 3),
-        "cells": {
-            "planned": len(plan.cells),
-            "completed": len(finished),
-            "cached": done.count("cached"),
-            "computed": done.count("computed"),
-            "damaged": done.damaged,
-        },
-        "interrupted": done.interrupted,
-        "cell_list": [
-            {
-                "values": dict(cell.values),
-                "key": cell.key,
-                "source": done.source.get(cell.key, "not run"),
-            }
-            for cell in plan.cells
-        ],
-    }
+    meta = sweep_meta(
+        plan, done, finished, command, executor, scheduler, workers, cache.root, started,
+        time.perf_counter() - clock,
+    )  # fmt: skip
     write_files(folder, {**tables, "meta.json": meta_json(meta), "scenario.yaml": plan.base.text})
     summary = read_table(folder / "summary.csv", "OUT")
     if plots and finished:

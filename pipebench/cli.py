@@ -6,9 +6,11 @@ argument ends in one line on stderr and exit status 2, never a traceback.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -96,21 +98,44 @@ def _straggler(text: str) -> tuple[int, float]:
         raise InputError("straggler", f"STAGE:FACTOR such as 3:1.5, got {text!r}") from None
 
 
-def _delta(text: str) -> int | str:
-    try:
-        return int(text)
-    except ValueError:
-        return text  # 'auto', or refused with the allowed values by the schedule
+def _with_option_flags(before: str) -> Callable[[Callable], Callable]:
+    """Give a command one flag per schedule option (`timeline.options.OPTIONS`), in front of
+    its parameter `before`; the command receives the flags given in `**options`."""
 
+    def decorate(command: Callable) -> Callable:
+        from pipebench.timeline.options import COUNT, FLAG, OPTIONS
 
-def _duration(text: str) -> float | str:
-    try:
-        return float(text)
-    except ValueError:
-        return text  # the default's name, or refused with the allowed values by the schedule
+        flags = []
+        for option in OPTIONS.values():
+            if not option.flag:
+                continue
+            names = [f"--{option.spelled}"] if option.spelled else []
+            info = typer.Option(*names, help=option.help)
+            kind, default = (int if option.kind == COUNT else str) | None, None
+            if option.kind == FLAG:  # --recompute alone, no --no-recompute
+                info = typer.Option(f"--{option.name}", help=option.help)
+                kind, default = bool, False
+            flags.append(
+                inspect.Parameter(
+                    option.name,
+                    inspect.Parameter.KEYWORD_ONLY,
+                    default=default,
+                    annotation=Annotated[kind, info],
+                )
+            )
+        params = list(inspect.signature(command, eval_str=True).parameters.values())
+        params = [p for p in params if p.kind != inspect.Parameter.VAR_KEYWORD]
+        at = [p.name for p in params].index(before)
+        params[at:at] = flags
+        params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params]
+        command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        return command
+
+    return decorate
 
 
 @app.command(cls=Command)
+@_with_option_flags(before="json_out")
 def schedule(
     name: Annotated[str, typer.Argument(help="Schedule name (see `pipebench list`).")],
     stages: Annotated[int, typer.Option("--stages", "-S", help="Pipeline stages S.")],
@@ -129,33 +154,6 @@ def schedule(
     straggler: Annotated[
         str | None, typer.Option(help="Slow one stage: STAGE:FACTOR, e.g. 3:1.5.")
     ] = None,
-    accumulate: Annotated[
-        int | None, typer.Option(help="Micro-batches per update (2bw, paci) or mini-batch (flush).")
-    ] = None,
-    replicas: Annotated[int | None, typer.Option(help="LocalSGD replicas (default S).")] = None,
-    local_steps: Annotated[
-        int | None, typer.Option(help="LocalSGD local steps per round (default 1).")
-    ] = None,
-    delta: Annotated[str | None, typer.Option(help="RPD delay bound, or 'auto'.")] = None,
-    delays: Annotated[str | None, typer.Option(help="RPD delays: uniform|max|zero|pd.")] = None,
-    recompute: Annotated[
-        bool, typer.Option("--recompute", help="PACI: recompute the forward in the backward.")
-    ] = False,
-    inflight: Annotated[
-        str | None, typer.Option(help="1F1B in-flight limit: per-stage (S - s) or input (S).")
-    ] = None,
-    chunks: Annotated[
-        int | None, typer.Option(help="Model chunks per rank (interleaved-1f1b, default 2).")
-    ] = None,
-    weight_grad: Annotated[
-        str | None, typer.Option(help="W part of the backward (zb-*, zbv, dualpipev); 'half'.")
-    ] = None,
-    overlap: Annotated[
-        str | None, typer.Option(help="Time of an F&B pair (dualpipev); 'sum' of its parts.")
-    ] = None,
-    torch_csv_in: Annotated[
-        Path | None, typer.Option(help="torch-csv: the PyTorch compute_only CSV to run.")
-    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     png: Annotated[Path | None, typer.Option(help="Also draw the Gantt chart to this PNG.")] = None,
     chrome_trace: Annotated[
@@ -166,26 +164,19 @@ def schedule(
         Path | None,
         typer.Option(help="Also write per-rank actions (0F3 ...) as PyTorch pipelining reads."),
     ] = None,
+    **options: object,  # a flag per schedule option: see `_with_option_flags`
 ) -> None:
     """Simulate one schedule without training: Gantt chart and timeline statistics."""
     from pipebench import api
     from pipebench.export import write_files
-    from pipebench.timeline import CostModel, RpdPlan
+    from pipebench.timeline import CostModel
+    from pipebench.timeline.options import OPTIONS
 
-    given = {
-        "accumulate": accumulate,
-        "replicas": replicas,
-        "local_steps": local_steps,
-        "delta": None if delta is None else _delta(delta),
-        "delays": delays,
-        "recompute": True if recompute else None,
-        "inflight": inflight,
-        "chunks": chunks,
-        "weight_grad": None if weight_grad is None else _duration(weight_grad),
-        "overlap": None if overlap is None else _duration(overlap),
-        "path": None if torch_csv_in is None else str(torch_csv_in),
+    options = {
+        name: OPTIONS[name].parse(value) if isinstance(value, str) else value
+        for name, value in options.items()
+        if value is not None and value is not False  # a flag not given
     }
-    options = {key: value for key, value in given.items() if value is not None}
     _check_exports({"png": png, "chrome_trace": chrome_trace, "torch_csv": torch_csv})
     costs = CostModel.build(
         stages,
@@ -200,11 +191,13 @@ def schedule(
     )
     timeline, stats = api.schedule_timeline(name, costs, microbatches, **options)
     # rpd is not a timeline: its pictures are those of the pd clock it runs on.
-    trace = timeline.pd if isinstance(timeline, RpdPlan) else timeline
+    trace = timeline.clock
     exports = {}
-    if torch_csv is not None and isinstance(timeline, RpdPlan):
+    if torch_csv is not None and not timeline.is_timeline:
         raise InputError(
-            "torch_csv", "rpd is an iteration plan, not a pipeline order; export pd for its clock"
+            "torch_csv",
+            f"{name} is an iteration plan, not a pipeline order; "
+            f"export {trace.schedule} for its clock",
         )
     if torch_csv is not None:
         from pipebench.report.torch_schedule import torch_csv_text
@@ -228,8 +221,11 @@ def schedule(
     from pipebench.report.stats_view import rank_table, stage_table, summary_table
 
     out = Console()
-    if isinstance(timeline, RpdPlan):
-        out.print(f"rpd is not a timeline; its clock is that of pd with S={stages}:", style="dim")
+    if not timeline.is_timeline:
+        out.print(
+            f"{name} is not a timeline; its clock is that of {trace.schedule} with S={stages}:",
+            style="dim",
+        )
     out.print(gantt_text(trace, width=out.width))
     out.print(summary_table(stats))
     out.print(stage_table(stats))
@@ -582,8 +578,11 @@ def _option_name(field: str) -> str:
     """How the command line spells a field an `InputError` names."""
     if field == "schedule":
         return "NAME"
-    if field == "path":  # the torch-csv schedule's file
-        return "--torch-csv-in"
+    from pipebench.timeline.options import OPTIONS
+
+    option = OPTIONS.get(field)
+    if option is not None and option.spelled:
+        return "--" + option.spelled
     return field if field.isupper() else "--" + field.replace("_", "-")
 
 

@@ -34,9 +34,9 @@ from pipebench.scenario import (
     lr_select,
     lr_values,
 )
-from pipebench.timeline import CostModel, get_schedule, resolve_options
-from pipebench.timeline.budget import first_update_time, microbatch_unit, planned_microbatches
-from pipebench.timeline.schedule import BARRIER_NONE, VERSIONS_TWO_BW, auto_delta
+from pipebench.timeline import CostModel, get_schedule, setup_schedule
+from pipebench.timeline.budget import first_update_time, planned_microbatches
+from pipebench.timeline.schedule import BARRIER_NONE, VERSIONS_TWO_BW, Setup, auto_delta
 from pipebench.timeline.trace import trace_need
 
 
@@ -46,12 +46,15 @@ class Entry:
 
     index: int
     label: str
-    schedule: str
-    options: dict[str, object]  # as given (defaults are the schedule's own)
+    setup: Setup  # the schedule with its options resolved, and its rules
     optimizer: str
     params: dict[str, float | bool]
     lrs: list[float]
     select: str
+
+    @property
+    def schedule(self) -> str:
+        return self.setup.name
 
     @property
     def optimizer_code(self) -> int:
@@ -108,11 +111,8 @@ def _entry(loaded: LoadedScenario, index: int, stages: int) -> Entry:
     scenario = loaded.scenario
     spec = scenario.schedules[index]
     where = ("schedules", index)
-    schedule = get_schedule(spec.name)
     try:
-        resolved = resolve_options(schedule, stages, spec.options())
-        if schedule.rules is not None:
-            schedule.rules(stages, resolved)
+        setup = setup_schedule(spec.name, stages, spec.given_options())
     except InputError as error:
         raise loaded.error((*where, error.field), error.message) from None
     optimizer: OptimizerSpec = spec.optimizer or scenario.optimizer
@@ -120,8 +120,7 @@ def _entry(loaded: LoadedScenario, index: int, stages: int) -> Entry:
     return Entry(
         index=index,
         label=entry_label(spec, scenario.schedules),
-        schedule=spec.name,
-        options=spec.options(),
+        setup=setup,
         optimizer=optimizer.name,
         params=optimizer.params(),
         lrs=lr_values(lr),
@@ -147,7 +146,7 @@ def resolve(loaded: LoadedScenario, seeds: int | None = None) -> Experiment:
     except InputError as error:
         raise loaded.error(_objective_path(error.field), error.message) from None
     for entry in entries:
-        if entry.options.get("sampling", "objective") != "objective" and (
+        if entry.setup.options.get("sampling", "objective") != "objective" and (
             objective.sampling == SAMPLE_FULL
         ):
             raise loaded.error(
@@ -162,7 +161,7 @@ def resolve(loaded: LoadedScenario, seeds: int | None = None) -> Experiment:
                 where, "muon orthogonalises weight matrices: use it with objective mlp or charlm"
             )
     if budget.kind == "time":  # every schedule must make an update: the latest first one
-        firsts = {e.label: first_update_time(e.schedule, e.options, costs) for e in entries}
+        firsts = {e.label: first_update_time(e.setup, costs) for e in entries}
         label = max(firsts, key=firsts.__getitem__)
         if amount < firsts[label]:
             first = short_number(firsts[label])
@@ -204,19 +203,20 @@ def _check_needs(
     replays = []
     for entry in entries:
         where: tuple = ("schedules", entry.index)
-        m = planned_microbatches(entry.schedule, entry.options, costs, budget.kind, amount)
-        unit = microbatch_unit(entry.schedule, S, entry.options)
-        grouped = [o for o in ("accumulate", "local_steps", "replicas") if o in entry.options]
-        by_group = budget.kind != "microbatches" and unit * 2 > m and grouped
+        setup = entry.setup
+        m = planned_microbatches(setup, costs, budget.kind, amount)
+        grouped = [o for o in ("accumulate", "local_steps", "replicas") if o in setup.given]
+        by_group = budget.kind != "microbatches" and setup.unit * 2 > m and grouped
         trace_field = (*where, grouped[0]) if by_group else ("budget", budget.kind)
         needs.append(trace_need(trace_field, S, m))
-        clock = costs.clock_check(m, bool(entry.options.get("recompute", False)))
+        clock = costs.clock_check(m, setup.recompute)
         if clock is not None:
             raise loaded.error(("pipeline", "costs", clock[0]), clock[1])
-        shape = _shape(entry.schedule, entry.options, S, m)
+        shape = _shape(setup, m)
         # the options are to blame for a large shape when they make it larger than the defaults
-        held = [o for o in ("replicas", "accumulate", "delta") if o in entry.options]
-        larger = any(a > b for a, b in zip(shape, _shape(entry.schedule, {}, S, m), strict=True))
+        held = [o for o in ("replicas", "accumulate", "delta") if o in setup.given]
+        default = setup_schedule(setup.name, S, {})
+        larger = any(a > b for a, b in zip(shape, _shape(default, m), strict=True))
         field = (*where, held[0]) if held and larger else size_field
         replays.append(replay_needs(entry.label, spec, S, params, rows, shape, field))
     # every trace is held until the end; replays run one at a time (per worker)
@@ -241,21 +241,19 @@ def _check_needs(
     raise loaded.error(field, message)
 
 
-def _shape(name: str, options: dict, stages: int, microbatches: int) -> tuple[int, int, int]:
+def _shape(setup: Setup, microbatches: int) -> tuple[int, int, int]:
     """(replicas, weight versions, micro-batches in flight) a replay holds, at most."""
-    schedule = get_schedule(name)
-    resolved = resolve_options(schedule, stages, options)
-    if schedule.program is not None:
+    rules, stages = setup.rules, setup.stages
+    if get_schedule(setup.name).program is not None:
         raise InputError(
             "schedule",
-            f"{name} is a program schedule: `pipebench schedule {name}` simulates it, but "
-            "training runs do not replay programs yet",
+            f"{setup.name} is a program schedule: `pipebench schedule {setup.name}` simulates "
+            "it, but training runs do not replay programs yet",
         )
-    if schedule.rules is None:  # rpd: one model, its iterates back to the delay bound
-        delta = resolved["delta"]
+    if rules is None:  # rpd: one model, its iterates back to the delay bound
+        delta = setup.options["delta"]
         bound = auto_delta(stages) if delta == "auto" else int(delta)
         return 1, min(bound, stages * microbatches) + 1, 1
-    rules = schedule.rules(stages, resolved)
     inflight = min(int(rules.cap.max()), microbatches)
     # a stage reads versions at most `inflight` steps old; 2BW reads one of two, and
     # without staleness (flushes, chained replicas) only the current one is read

@@ -2,6 +2,7 @@
 
 `pipebench run` writes them for a scenario; a sweep worker computes them
 for one cell and sends them back as text, so they go through one place.
+The `meta.json` of a run and of a sweep are both assembled here.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import platform
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numba
 import numpy as np
@@ -19,6 +21,9 @@ from pipebench.experiment import Experiment
 from pipebench.export import csv_text, meta_json
 from pipebench.runner import Outcome
 from pipebench.tables import curves_table, delays_table, summary_table, timeline_table
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -93,4 +98,54 @@ def run_meta(
             "smoothness": exp.objective.smoothness,
             "f_star": exp.objective.f_star,
         },
+    }
+
+
+def sweep_meta(
+    plan: Any,
+    done: Any,
+    finished: list,
+    command: list[str],
+    executor: str,
+    scheduler: str | None,
+    workers: int,
+    cache: Path,
+    started: dt.datetime,
+    wall_seconds: float,
+) -> dict:
+    """What a sweep's `meta.json` says: versions, provenance, timing and every cell's source.
+
+    `plan` is a `sweep.plan.SweepPlan`, `done` the `sweep.execute.CellsDone` of its run and
+    `finished` its cells that completed (untyped here: results sit below the sweep).
+    """
+    return {
+        **versions(),
+        "scenario": plan.name,
+        "scenario_file": str(plan.base.path),
+        "overrides": list(plan.overrides),
+        "sweep": {axis.key: list(axis.values) for axis in plan.axes},
+        "seeds": plan.seeds,
+        "command": command,
+        "executor": executor,
+        "scheduler": scheduler,
+        "workers": workers,
+        "cache": str(cache),
+        "started": started.isoformat(timespec="seconds"),
+        "wall_seconds": round(wall_seconds, 3),
+        "cells": {
+            "planned": len(plan.cells),
+            "completed": len(finished),
+            "cached": done.count("cached"),
+            "computed": done.count("computed"),
+            "damaged": done.damaged,
+        },
+        "interrupted": done.interrupted,
+        "cell_list": [
+            {
+                "values": dict(cell.values),
+                "key": cell.key,
+                "source": done.source.get(cell.key, "not run"),
+            }
+            for cell in plan.cells
+        ],
     }

@@ -13,15 +13,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
 from pipebench import interrupts
 from pipebench.engine.blas import one_blas_thread
-from pipebench.engine.replay import Curve, Replay, prepare, replay
+from pipebench.engine.replay import Curve, SizedReplay, replay, size_replay
 from pipebench.experiment import Entry, Experiment
-from pipebench.timeline import RpdPlan, TimelineStats, Trace
+from pipebench.timeline import TimelineStats, Trace
 from pipebench.timeline.budget import stats_until, timeline_for
 from pipebench.timeline.window import first_rounds_end, head
 
@@ -41,53 +41,51 @@ class Outcome:
 
 
 @dataclass(frozen=True)
-class Prepared:
+class EntryReplays:
+    """One schedule entry ready to train: per seed, the timeline its runs walk."""
+
     entry: Entry
-    # per seed, the replay and its statistics: rpd draws its blocks and delays
-    # from the seed (on the same pd clock); every other timeline is shared
-    per_seed: dict[int, tuple[Replay, TimelineStats]]
+    # per seed, the sized replay and its statistics: rpd draws its blocks and
+    # delays from the seed (on the same pd clock); a trace is shared by all seeds
+    per_seed: dict[int, tuple[SizedReplay, TimelineStats]]
     first_rounds: Trace
 
 
-def prepare_entry(exp: Experiment, entry: Entry) -> Prepared:
-    """The timeline of one schedule entry, cut to the budget and ready to replay."""
-    timeline, until, iterations = timeline_for(
-        entry.schedule, entry.options, exp.costs, exp.budget_kind, exp.budget
-    )
-    prepared = prepare(timeline, until, iterations)
-    clock = timeline.pd if isinstance(timeline, RpdPlan) else timeline
+def entry_replays(exp: Experiment, entry: Entry) -> EntryReplays:
+    """The timeline of one schedule entry, cut to the budget and sized for every seed."""
+    timeline, until, iterations = timeline_for(entry.setup, exp.costs, exp.budget_kind, exp.budget)
+    clock = timeline.clock
     first = head(clock, min(first_rounds_end(clock), until))
-    if not isinstance(timeline, RpdPlan):
-        shared = (prepared, stats_until(timeline, until, None))
-        return Prepared(entry, {seed: shared for seed in exp.seeds}, first)
+    made: dict[int, tuple[SizedReplay, TimelineStats]] = {}  # by id of the timeline walked
     per_seed = {}
     for seed in exp.seeds:
-        plan = timeline.reseeded(seed)
-        per_seed[seed] = (
-            replace(prepared, timeline=plan),
-            stats_until(plan, until, prepared.length),
-        )
-    return Prepared(entry, per_seed, first)
+        walked = timeline.reseeded(seed)
+        if id(walked) not in made:
+            sized = size_replay(walked, until, iterations)
+            made[id(walked)] = (sized, stats_until(walked, until, sized.length))
+        per_seed[seed] = made[id(walked)]
+    return EntryReplays(entry, per_seed, first)
 
 
-def run_one(exp: Experiment, prep: Prepared, seed: int, lr: float, stop: np.ndarray) -> Outcome:
+def run_one(
+    exp: Experiment, replays: EntryReplays, seed: int, lr: float, stop: np.ndarray
+) -> Outcome:
     """One replay of a prepared entry; `stop[0] = 1` ends it early (Ctrl-C)."""
     started = time.perf_counter()
-    prepared, stats = prep.per_seed[seed]
-    entry = prep.entry
+    sized, stats = replays.per_seed[seed]
+    entry = replays.entry
     curve = replay(
-        prepared, exp.objective, entry.optimizer_code, entry.hyper(lr), seed, exp.points, stop,
-        recompute=bool(entry.options.get("recompute", False)),
-    )  # fmt: skip
+        sized, exp.objective, entry.optimizer_code, entry.hyper(lr), seed, exp.points, stop
+    )
     return Outcome(
         entry=entry,
         seed=seed,
         lr=lr,
         curve=curve,
         stats=stats,
-        until=prepared.until,
+        until=sized.until,
         wall_seconds=time.perf_counter() - started,
-        first_rounds=prep.first_rounds,
+        first_rounds=replays.first_rounds,
     )
 
 
@@ -110,12 +108,12 @@ def run_experiment(
         try:
             with interrupts.raising():
                 for entry in exp.entries:
-                    prep = prepare_entry(exp, entry)
+                    replays = entry_replays(exp, entry)
                     if on_prepared is not None:
                         on_prepared(entry)
                     for si, seed in enumerate(exp.seeds):
                         for li, lr in enumerate(entry.lrs):
-                            future = pool.submit(run_one, exp, prep, seed, lr, stop)
+                            future = pool.submit(run_one, exp, replays, seed, lr, stop)
                             pending[future] = (entry.index, si, li)
                 while pending:
                     finished, _ = wait(pending, return_when=FIRST_COMPLETED)

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipebench.timeline import CostModel
+from pipebench.timeline import SCHEDULES, CostModel
 from pipebench.timeline.trace import BACKWARD, FORWARD, UPDATE
 
 # Every schedule that produces a timeline (rpd is an iteration plan on pd's clock).
-TIMELINE_SCHEDULES = ("gpipe", "1f1b-flush", "pd", "2bw", "paci", "localsgd", "naive")
-# Schedules written as per-rank programs (pipebench/schedules).
-PROGRAM_SCHEDULES = ("zb-h1", "zb-h2", "interleaved-1f1b", "zbv", "dualpipev")
-BUILT_IN_SCHEDULES = (*TIMELINE_SCHEDULES, "rpd", *PROGRAM_SCHEDULES)
-ALL_SCHEDULES = (*BUILT_IN_SCHEDULES, "torch-csv")  # torch-csv runs the order in a file
+TIMELINE_SCHEDULES = tuple(name for name, s in SCHEDULES.items() if s.rules is not None)
+# Schedules written as per-rank programs (pipebench/schedules); torch-csv runs a file's.
+PROGRAM_SCHEDULES = tuple(
+    name for name, s in SCHEDULES.items() if s.program is not None and name != "torch-csv"
+)
+ALL_SCHEDULES = tuple(SCHEDULES)
+BUILT_IN_SCHEDULES = tuple(name for name in ALL_SCHEDULES if name != "torch-csv")
 
 
 def unit(stages: int) -> CostModel:

@@ -230,7 +230,14 @@ DIGEST = r"""
 import json
 import numpy as np
 from pipebench.timeline import CostModel, build_timeline, stats_of
+from pipebench.timeline.rpd_draws import fill_delays
 from pipebench.timeline.stats import update_delays, update_staleness
+
+
+def delays_at(plan, k):
+    out = np.empty(plan.stages, dtype=np.int64)
+    fill_delays(plan.mode, plan.delta, plan.seed, k, plan.pd_update_mb, plan.pd_reads, out)
+    return out
 
 
 def digest():
@@ -251,7 +258,7 @@ def digest():
         }
     plan = build_timeline("rpd", costs, 7)
     out["rpd"] = {"block": plan.block.tolist(),
-                  "delays": [plan.delays_at(k).tolist() for k in range(plan.iterations)],
+                  "delays": [delays_at(plan, k).tolist() for k in range(plan.iterations)],
                   "stats": stats_of(plan).as_dict()}
     return json.dumps(out, sort_keys=True)
 """

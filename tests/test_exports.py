@@ -8,6 +8,7 @@ from collections import defaultdict
 
 import numpy as np
 import pytest
+from conftest import TIMELINE_SCHEDULES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -224,7 +225,7 @@ def test_parse_torch_csv_refuses_what_csv_cannot_read() -> None:
         parse_torch_csv("0F1," + "1" * 200_000 + "\n")
 
 
-SCHEDULES = st.sampled_from(["pd", "2bw", "paci", "gpipe", "1f1b-flush", "naive", "localsgd"])
+SCHEDULES = st.sampled_from(TIMELINE_SCHEDULES)
 
 
 @settings(max_examples=40, deadline=None)

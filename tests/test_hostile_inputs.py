@@ -23,7 +23,7 @@ from test_scenario import BASE
 from pipebench import experiment, limits
 from pipebench.cli import main
 from pipebench.tables import CURVE_COLUMNS, DELAY_COLUMNS, SUMMARY_COLUMNS, TIMELINE_COLUMNS
-from pipebench.timeline import CostModel, RpdPlan, build_timeline
+from pipebench.timeline import CostModel, RpdPlan, build_timeline, setup_schedule
 from pipebench.timeline.budget import first_update_time, planned_microbatches
 
 TB = 10**12
@@ -361,10 +361,11 @@ def test_the_minimum_time_budget_is_the_first_update_of_a_long_run(stages, name,
         stages, forward=[1 + 0.3 * s for s in range(stages)], backward=2.1, comm=0.4,
         update=0.2, allreduce=0.7, jitter=0.3, seed=3,
     )  # fmt: skip
-    m = planned_microbatches(name, options, costs, "time", 300.0)
+    setup = setup_schedule(name, costs.stages, options)
+    m = planned_microbatches(setup, costs, "time", 300.0)
     long_run = build_timeline(name, costs, m, **options)
     first = long_run.time[0] if isinstance(long_run, RpdPlan) else long_run.upd_time[0]
-    assert first_update_time(name, options, costs) == first
+    assert first_update_time(setup, costs) == first
 
 
 def test_validate_accepts_the_minimum_it_states(tmp_path, capsys):

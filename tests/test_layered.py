@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import TIMELINE_SCHEDULES
 from training import train
 
 from pipebench.objectives import build_objective
@@ -130,7 +131,7 @@ def test_stashing_matters_for_layered_objectives():
     assert not np.array_equal(pd_run.model, paci_run.model)
 
 
-@pytest.mark.parametrize("name", ["pd", "paci", "gpipe", "1f1b-flush", "naive", "localsgd", "2bw"])
+@pytest.mark.parametrize("name", TIMELINE_SCHEDULES)
 def test_one_stage_is_sequential_sgd(name):
     """S = 1 has no delay: sequential minibatch SGD (2bw keeps its one-step delay)."""
     obj = mlp(1, task="classification")

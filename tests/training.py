@@ -7,11 +7,12 @@ from types import SimpleNamespace
 import numpy as np
 
 from pipebench.engine.recorder import block_offsets
-from pipebench.engine.replay import Curve, prepare, replay
+from pipebench.engine.replay import Curve, replay, size_replay
 from pipebench.objectives import build_objective
 from pipebench.optim import OPTIMIZERS, hyper_array
-from pipebench.timeline import CostModel, RpdPlan
+from pipebench.timeline import CostModel, RpdPlan, setup_schedule
 from pipebench.timeline.budget import timeline_for
+from pipebench.timeline.rpd_draws import fill_delays
 
 
 def objective(kind: str = "quadratic", stages: int = 1, **fields):
@@ -50,16 +51,20 @@ def train(
 ) -> tuple[Curve, object, float]:
     """(curve, timeline, until) of one run of schedule `name`."""
     costs = CostModel.build(stages) if costs is None else costs
-    timeline, until, iterations = timeline_for(name, options, costs, *budget)
-    if isinstance(timeline, RpdPlan):  # as the runner does: rpd's draws follow the seed
-        timeline = timeline.reseeded(seed)
-    prepared = prepare(timeline, until, iterations)
+    setup = setup_schedule(name, costs.stages, options)
+    timeline, until, iterations = timeline_for(setup, costs, *budget)
+    timeline = timeline.reseeded(seed)  # as the runner does: rpd's draws follow the seed
+    sized = size_replay(timeline, until, iterations)
     hyper = hyper_array(lr, {**OPTIMIZERS[optimizer].defaults, **(params or {})})
-    curve = replay(
-        prepared, obj, OPTIMIZERS[optimizer].code, hyper, seed, points,
-        recompute=bool(options.get("recompute", False)),
-    )  # fmt: skip
+    curve = replay(sized, obj, OPTIMIZERS[optimizer].code, hyper, seed, points)
     return curve, timeline, until
+
+
+def delays_at(plan: RpdPlan, k: int) -> np.ndarray:
+    """The S block delays of rpd's iteration k, drawn as the replay draws them."""
+    out = np.empty(plan.stages, dtype=np.int64)
+    fill_delays(plan.mode, plan.delta, plan.seed, k, plan.pd_update_mb, plan.pd_reads, out)
+    return out
 
 
 def numpy_gradient(obj, w: np.ndarray, draw: int, seed: int) -> np.ndarray:

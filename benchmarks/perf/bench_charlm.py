@@ -28,7 +28,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from pipebench.engine.blas import one_blas_thread
-from pipebench.engine.replay import prepare, replay
+from pipebench.engine.replay import replay, size_replay
 from pipebench.objectives import build_objective
 from pipebench.optim import OPTIMIZERS, hyper_array
 from pipebench.timeline import CostModel, build_timeline
@@ -76,7 +76,7 @@ def main() -> None:
                            sampling="uniform", symbols=16, length=200_000, seed=0)  # fmt: skip
     obj = build_objective(spec, S, None)
     trace = build_timeline("pd", CostModel.build(S), args.microbatches)
-    prepared = prepare(trace, trace.makespan)
+    prepared = size_replay(trace, trace.makespan)
     adamw = OPTIMIZERS["adamw"]
     hyper = hyper_array(1e-3, adamw.defaults)
     runs = []

@@ -51,14 +51,14 @@ def experiment(stages: int, microbatches: int, seeds: list[int], lr: str):
 
 def one_replay(stages: int, microbatches: int, repeats: int) -> dict:
     """Timeline build, then the best of `repeats` replays of one run."""
-    from pipebench.engine.replay import prepare, replay
+    from pipebench.engine.replay import replay, size_replay
     from pipebench.timeline.budget import timeline_for
 
     exp = experiment(stages, microbatches, [0], "0.001")
     entry = exp.entries[0]
     t0 = time.perf_counter()
-    timeline, until, iterations = timeline_for("pd", {}, exp.costs, "microbatches", microbatches)
-    prepared = prepare(timeline, until, iterations)
+    timeline, until, iterations = timeline_for(entry.setup, exp.costs, "microbatches", microbatches)
+    prepared = size_replay(timeline, until, iterations)
     t1 = time.perf_counter()
     times = []
     for _ in range(repeats):

@@ -13,6 +13,8 @@ from importlib import import_module
 
 from numba.core import config
 
+from pipebench.objectives import LAYERED_KINDS
+
 # family: (seconds it took to compile on the project's idle 2-core machine,
 # benchmarks/perf/README.md; its kernels as module:name)
 FAMILIES: dict[str, tuple[int, tuple[str, ...]]] = {
@@ -33,7 +35,6 @@ FAMILIES: dict[str, tuple[int, tuple[str, ...]]] = {
         ("pipebench.engine.layered:replay_layered", "pipebench.engine.layered:replay_layered_plan"),
     ),
 }
-LAYERED_KINDS = ("mlp", "charlm")
 
 
 def _cached(kernel: str) -> bool:

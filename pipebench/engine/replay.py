@@ -16,6 +16,7 @@ without copies.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import singledispatch
 
 import numpy as np
 from numba import njit
@@ -212,7 +213,7 @@ class Curve:
 
 
 @dataclass(frozen=True)
-class Replay:
+class SizedReplay:
     """A timeline cut to a budget, with the buffer sizes its replay needs (computed once)."""
 
     timeline: Trace | RpdPlan
@@ -223,31 +224,30 @@ class Replay:
     horizon: np.ndarray  # (replicas, stages): optimizer steps each stage takes (cosine decay)
 
 
-def prepare(timeline: Trace | RpdPlan, until: float, iterations: int | None = None) -> Replay:
+@singledispatch
+def size_replay(
+    timeline: Trace | RpdPlan, until: float, iterations: int | None = None
+) -> SizedReplay:
     """Size the replay of `timeline` up to time `until` (rpd: its first `iterations`)."""
-    if isinstance(timeline, RpdPlan):
-        n = (
-            iterations
-            if iterations is not None
-            else int(np.searchsorted(timeline.time, until, "right"))
-        )
-        depth = _plan_depth(timeline, n)
-        return Replay(timeline, until, n, depth, 1, np.zeros((1, timeline.stages), np.int64))
+    raise TypeError(f"no replay for {type(timeline).__name__}")
+
+
+@size_replay.register(Trace)
+def _size_trace(timeline: Trace, until: float, iterations: int | None = None) -> SizedReplay:
     n_rows = int(np.searchsorted(timeline.start, until, side="right"))
     depth, slots = replay_needs(timeline, n_rows, until)
     steps = np.flatnonzero((timeline.kind[:n_rows] == UPDATE) & (timeline.end[:n_rows] <= until))
     horizon = np.zeros((timeline.replicas, timeline.stages), np.int64)
     np.add.at(horizon, (timeline.replica[steps], timeline.stage[steps]), 1)
-    return Replay(timeline, until, n_rows, depth, slots, horizon)
+    return SizedReplay(timeline, until, n_rows, depth, slots, horizon)
 
 
-def horizon_of(prepared: Replay) -> np.ndarray:
-    """Steps per stage in the run (rpd's depend on the seed's block draws: counted here)."""
-    timeline = prepared.timeline
-    if isinstance(timeline, RpdPlan):
-        counts = np.bincount(timeline.block[: prepared.length], minlength=timeline.stages)
-        return counts.reshape(1, -1).astype(np.int64)
-    return prepared.horizon
+@size_replay.register(RpdPlan)
+def _size_plan(plan: RpdPlan, until: float, iterations: int | None = None) -> SizedReplay:
+    n = iterations if iterations is not None else int(np.searchsorted(plan.time, until, "right"))
+    # steps per stage: they depend on the seed's block draws
+    horizon = np.bincount(plan.block[:n], minlength=plan.stages).reshape(1, -1).astype(np.int64)
+    return SizedReplay(plan, until, n, _plan_depth(plan, n), 1, horizon)
 
 
 def _plan_depth(plan: RpdPlan, n: int) -> int:
@@ -270,64 +270,27 @@ def _largest_pd_delay(pd_reads, pd_update_mb, n):
 
 
 def replay(
-    prepared: Replay,
+    sized: SizedReplay,
     objective: BlockLinear | Layered,
     optimizer_code: int,
     hyper: np.ndarray,
     seed: int,
     points: int,
     stop: np.ndarray | None = None,
-    recompute: bool = False,
 ) -> Curve:
-    """Train `objective` along the prepared timeline; the loss is sampled `points` times
+    """Train `objective` along the sized timeline; the loss is sampled `points` times
     evenly over the run (after time 0) and once at time 0.
-
-    `recompute` (paci's option) makes a layered objective's backward redo its
-    forward with the weights current at backward time.
     """
-    timeline = prepared.timeline
-    stages = timeline.stages
-    times = np.linspace(0.0, prepared.until, points + 1)
+    times = np.linspace(0.0, sized.until, points + 1)
     out_loss = np.full(points + 1, np.nan)
     out_updates = np.zeros(points + 1, dtype=np.int64)
     out_model = np.zeros(objective.dim)
     stop = np.zeros(1, dtype=np.int64) if stop is None else stop
-    if isinstance(timeline, RpdPlan) and timeline.sampling != "objective":
-        objective = replace(objective, sampling=SAMPLING_CODES[timeline.sampling])
-    layered = isinstance(objective, Layered)
-    if layered:
-        model = (objective_tuple(objective),)
-    else:
-        model = (
-            objective.X, objective.y, objective.loss, objective.l2, objective.grad_noise,
-            objective.sampling, objective.batch_size, block_offsets(objective.dim, stages),
-        )  # fmt: skip
     # ef reads each update as old - new weights: the two must be separate versions
-    depth = max(prepared.depth, 2) if hyper[EF] != 0.0 else prepared.depth
-    optimizer = (seed, optimizer_code, hyper, horizon_of(prepared), depth)
+    depth = max(sized.depth, 2) if hyper[EF] != 0.0 else sized.depth
+    optimizer = (seed, optimizer_code, hyper, sized.horizon, depth)
     record = (times, out_loss, out_updates, out_model, stop)
-    if isinstance(timeline, RpdPlan):
-        plan = (
-            timeline.block, timeline.time, prepared.length, stages, timeline.mode,
-            timeline.delta, timeline.seed, timeline.pd_update_mb, timeline.pd_reads,
-        )  # fmt: skip
-        kernel = replay_layered_plan if layered else _replay_plan
-        n_pts, done = kernel(*plan, *model, *optimizer, *record)
-        updates = microbatches = done
-    else:
-        t = timeline
-        trace = (
-            t.kind, t.stage, t.mb, t.replica, t.start, t.end, t.v_fwd, t.v_bwd,
-            prepared.length, prepared.until, stages, t.replicas,
-        )  # fmt: skip
-        if layered:
-            n_pts, updates, microbatches = replay_layered(
-                *trace, *model, recompute, *optimizer, prepared.slots, *record
-            )
-        else:
-            n_pts, updates, microbatches = _replay_trace(
-                *trace, *model, *optimizer, prepared.slots, *record
-            )
+    n_pts, updates, microbatches = _walk(sized.timeline, sized, objective, optimizer, record)
     blew_up = bool(diverged(out_loss[n_pts - 1], out_loss[0]))
     return Curve(
         times=times[:n_pts],
@@ -338,3 +301,46 @@ def replay(
         diverged_at=float(times[n_pts - 1]) if blew_up else None,
         model=out_model,
     )
+
+
+def _linear_model(objective: BlockLinear, stages: int) -> tuple:
+    """What the block-linear kernels read of the objective."""
+    return (
+        objective.X, objective.y, objective.loss, objective.l2, objective.grad_noise,
+        objective.sampling, objective.batch_size, block_offsets(objective.dim, stages),
+    )  # fmt: skip
+
+
+@singledispatch
+def _walk(timeline, sized, objective, optimizer, record) -> tuple[int, int, int]:
+    """Run the replay kernel of `timeline`'s form; (samples, updates, micro-batches)."""
+    raise TypeError(f"no replay for {type(timeline).__name__}")
+
+
+@_walk.register(Trace)
+def _walk_trace(t: Trace, sized, objective, optimizer, record) -> tuple[int, int, int]:
+    trace = (
+        t.kind, t.stage, t.mb, t.replica, t.start, t.end, t.v_fwd, t.v_bwd,
+        sized.length, sized.until, t.stages, t.replicas,
+    )  # fmt: skip
+    if isinstance(objective, Layered):
+        model = objective_tuple(objective)
+        return replay_layered(*trace, model, t.recompute, *optimizer, sized.slots, *record)
+    model = _linear_model(objective, t.stages)
+    return _replay_trace(*trace, *model, *optimizer, sized.slots, *record)
+
+
+@_walk.register(RpdPlan)
+def _walk_plan(plan: RpdPlan, sized, objective, optimizer, record) -> tuple[int, int, int]:
+    if plan.sampling != "objective":
+        objective = replace(objective, sampling=SAMPLING_CODES[plan.sampling])
+    steps = (
+        plan.block, plan.time, sized.length, plan.stages, plan.mode,
+        plan.delta, plan.seed, plan.pd_update_mb, plan.pd_reads,
+    )  # fmt: skip
+    if isinstance(objective, Layered):
+        n_pts, done = replay_layered_plan(*steps, objective_tuple(objective), *optimizer, *record)
+    else:
+        model = _linear_model(objective, plan.stages)
+        n_pts, done = _replay_plan(*steps, *model, *optimizer, *record)
+    return n_pts, done, done

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipebench.errors import InputError
+from pipebench.objectives.kinds import BUILTIN_CORPORA, LAYERED_KINDS
 
 if TYPE_CHECKING:
     from pipebench.objectives.blocklinear import BlockLinear
@@ -79,6 +80,8 @@ def build_objective(spec, stages: int, data_file: Path | None) -> BlockLinear | 
 
 
 __all__ = [
+    "BUILTIN_CORPORA",
+    "LAYERED_KINDS",
     "LOSS_LABELS",
     "OBJECTIVE_KINDS",
     "BlockLinear",

@@ -208,8 +208,3 @@ class BlockLinear:
             self.X, rows, len(rows), 0, self.dim, g, w, self.l2, self.grad_noise, seed, draw, out
         )
         return out
-
-    def batch_value(self, w: np.ndarray, draw: int, seed: int) -> float:
-        """The minibatch loss whose gradient `batch_gradient` is (without noise)."""
-        rows = self.batch_rows(draw, seed)
-        return float(mean_loss(self.loss, self.X[rows] @ w, self.y[rows], self.l2, w))

@@ -18,9 +18,7 @@ from pipebench.errors import InputError
 from pipebench.objectives.blocklinear import SAMPLING_CODES
 from pipebench.objectives.charlm.layout import charlm_init, charlm_layout
 from pipebench.objectives.corpus import load_corpus, split
-from pipebench.objectives.layered import CHARLM, Layered
-
-BUILTIN_CORPORA = ("shakespeare", "markov")
+from pipebench.objectives.layered import Layered
 
 
 def build_charlm(spec, stages: int, corpus_file: Path | None) -> Layered:
@@ -51,7 +49,6 @@ def build_charlm(spec, stages: int, corpus_file: Path | None) -> Layered:
     return Layered(
         kind="charlm",
         description=what + (f", entropy rate {rate:.4f} nats" if rate is not None else ""),
-        code=CHARLM,
         spec=layout.spec,
         off=layout.off,
         act_size=layout.act_size,

@@ -22,18 +22,19 @@ from numba import njit
 from pipebench.objectives import mlp
 from pipebench.objectives.charlm import spec as charlm_spec
 from pipebench.objectives.charlm.stages import charlm_backward, charlm_forward
+from pipebench.objectives.kinds import LAYERED_KINDS
 from pipebench.objectives.mlp import mlp_backward, mlp_forward
 
-MLP, CHARLM = 0, 1
+# The kernels hold the codes as constants: after changing LAYERED_KINDS, delete the numba cache.
+MLP, CHARLM = (LAYERED_KINDS.index(kind) for kind in ("mlp", "charlm"))
 
 
 @dataclass(frozen=True, eq=False)
 class Layered:
     """A layered objective, ready for the replay."""
 
-    kind: str
+    kind: str  # one of LAYERED_KINDS
     description: str
-    code: int
     spec: np.ndarray  # int64 architecture, read by the kernels
     off: np.ndarray  # stage s owns flat weights [off[s], off[s+1])
     act_size: int  # floats passed from a stage to the next per micro-batch
@@ -50,6 +51,11 @@ class Layered:
     f_star: float | None
 
     smoothness = None  # unknown for a nonconvex model
+
+    @property
+    def code(self) -> int:
+        """What the kernels dispatch on."""
+        return LAYERED_KINDS.index(self.kind)
 
     @property
     def dim(self) -> int:

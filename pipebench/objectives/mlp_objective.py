@@ -14,7 +14,7 @@ import numpy as np
 
 from pipebench.objectives import mlp
 from pipebench.objectives.blocklinear import SAMPLING_CODES
-from pipebench.objectives.layered import MLP, Layered
+from pipebench.objectives.layered import Layered
 
 TEACHER_GAIN = 4.0
 STUDENT_GAIN = 1.0
@@ -48,7 +48,6 @@ def build_mlp(spec, stages: int) -> Layered:
     return Layered(
         kind="mlp",
         description=f"{what}, {spec.activation}",
-        code=MLP,
         spec=shape,
         off=off,
         act_size=spec.batch_size * width,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Layout of the hyper-parameter array every kernel receives (positions in optim.step).
+# Layout of the hyper-parameter array every kernel receives (optim.step reads the positions).
 HYPER_FIELDS = ("lr", "momentum", "nesterov", "beta1", "beta2", "eps", "weight_decay",
                 "ns_steps", "adam_lr", "warmup", "cosine", "ef")  # fmt: skip
 # Fields every optimizer takes: the lr schedule and the delay correction.
@@ -20,7 +20,7 @@ SHARED_FIELDS = ("warmup", "cosine", "ef")
 
 @dataclass(frozen=True)
 class OptimizerInfo:
-    code: int
+    code: int  # what optim.step.apply_step dispatches on
     summary: str
     defaults: dict[str, float | bool]  # the hyper-parameters it takes, besides lr
 

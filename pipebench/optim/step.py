@@ -9,14 +9,20 @@ import math
 
 from numba import njit
 
+from pipebench.optim import HYPER_FIELDS, OPTIMIZERS
 from pipebench.optim.adamw import adamw_step
 from pipebench.optim.momentum import momentum_step
 from pipebench.optim.muon import muon_step
 from pipebench.optim.sgd import sgd_step
 
-SGD, MOMENTUM, ADAMW, MUON = 0, 1, 2, 3  # OptimizerInfo.code
-# Positions in the hyper-parameter array (optim.HYPER_FIELDS).
-LR, MU, NESTEROV, BETA1, BETA2, EPS, DECAY, NS_STEPS, ADAM_LR, WARMUP, COSINE, EF = range(12)
+# Codes and positions read from the tables in optim/__init__.py. The kernels below hold
+# them as constants: after changing a table, delete the numba cache (*.nbi, *.nbc).
+SGD, MOMENTUM, ADAMW, MUON = (OPTIMIZERS[n].code for n in ("sgd", "momentum", "adamw", "muon"))
+LR, MU, NESTEROV, BETA1, BETA2, EPS, DECAY, NS_STEPS, ADAM_LR, WARMUP, COSINE, EF = (
+    HYPER_FIELDS.index(n)
+    for n in ("lr", "momentum", "nesterov", "beta1", "beta2", "eps", "weight_decay",
+              "ns_steps", "adam_lr", "warmup", "cosine", "ef")
+)  # fmt: skip
 
 
 @njit(cache=True)

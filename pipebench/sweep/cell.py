@@ -24,7 +24,7 @@ from pipebench import __version__
 from pipebench.engine.blas import one_blas_thread
 from pipebench.experiment import Experiment, resolve
 from pipebench.results import run_meta, tabulate
-from pipebench.runner import Outcome, Prepared, prepare_entry, run_one
+from pipebench.runner import EntryReplays, Outcome, entry_replays, run_one
 from pipebench.scenario import LoadedScenario, load_scenario
 from pipebench.sweep.cache import cell_key
 
@@ -76,19 +76,20 @@ def _experiment(spec: CellSpec) -> tuple[Experiment, str]:
 
 
 @lru_cache(maxsize=4)
-def _prepared(spec: CellSpec, entry: int) -> Prepared:
+def _replays(spec: CellSpec, entry: int) -> EntryReplays:
     """A worker builds each timeline once for all the parts of an entry it gets."""
     exp, _ = _experiment(spec)
-    return prepare_entry(exp, exp.entries[entry])
+    return entry_replays(exp, exp.entries[entry])
 
 
 def compute_part(part: CellPart) -> PartResult:
     """Run one part (in a worker)."""
     exp, key = _experiment(part.cell)
-    prep = _prepared(part.cell, part.entry)
+    replays = _replays(part.cell, part.entry)
     stop = np.zeros(1, dtype=np.int64)  # a worker is stopped by its executor, not a flag
     with one_blas_thread():
-        outcomes = [run_one(exp, prep, part.seed, lr, stop) for lr in exp.entries[part.entry].lrs]
+        lrs = exp.entries[part.entry].lrs
+        outcomes = [run_one(exp, replays, part.seed, lr, stop) for lr in lrs]
     return PartResult(part.cell.index, key, outcomes)
 
 

@@ -70,7 +70,7 @@ def _work(exp: Experiment) -> tuple[int, ...]:
     """Per entry, the block updates of one seed's runs, about (rpd's grow costlier with S too)."""
     return tuple(
         exp.costs.stages * len(e.lrs)
-        * planned_microbatches(e.schedule, e.options, exp.costs, exp.budget_kind, exp.budget)
+        * planned_microbatches(e.setup, exp.costs, exp.budget_kind, exp.budget)
         for e in exp.entries
     )  # fmt: skip
 

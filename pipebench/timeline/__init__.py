@@ -10,12 +10,14 @@ from importlib import import_module
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from pipebench.timeline.budget import stats_of
     from pipebench.timeline.costs import CostModel
     from pipebench.timeline.registry import (
         SCHEDULES,
         build_timeline,
         get_schedule,
         resolve_options,
+        setup_schedule,
     )
     from pipebench.timeline.rpd import RpdPlan
     from pipebench.timeline.stats import TimelineStats
@@ -27,9 +29,11 @@ _HOME = {
     "build_timeline": "registry",
     "get_schedule": "registry",
     "resolve_options": "registry",
+    "setup_schedule": "registry",
     "RpdPlan": "rpd",
     "TimelineStats": "stats",
     "Trace": "trace",
+    "stats_of": "budget",
 }
 
 
@@ -37,14 +41,6 @@ def __getattr__(name: str) -> object:
     if name not in _HOME:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return getattr(import_module(f"{__name__}.{_HOME[name]}"), name)
-
-
-def stats_of(timeline: Trace | RpdPlan) -> TimelineStats:
-    """The statistics of a simulated trace or of rpd's iteration plan."""
-    from pipebench.timeline.rpd import RpdPlan, plan_stats
-    from pipebench.timeline.stats import timeline_stats
-
-    return plan_stats(timeline) if isinstance(timeline, RpdPlan) else timeline_stats(timeline)
 
 
 __all__ = [
@@ -56,5 +52,6 @@ __all__ = [
     "build_timeline",
     "get_schedule",
     "resolve_options",
+    "setup_schedule",
     "stats_of",
 ]

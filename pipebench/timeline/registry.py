@@ -8,7 +8,8 @@ from pipebench.errors import InputError, did_you_mean
 from pipebench.limits import available_memory, memory_problem
 from pipebench.schedules import PROGRAM_SCHEDULES
 from pipebench.timeline import gpipe, localsgd, naive, one_f_one_b, paci, pd, rpd, twobw
-from pipebench.timeline.schedule import OPTION_CHECKS, Schedule
+from pipebench.timeline.options import OPTIONS
+from pipebench.timeline.schedule import Schedule, Setup
 from pipebench.timeline.trace import MAX_MICROBATCHES, Trace, trace_need
 
 if TYPE_CHECKING:
@@ -54,11 +55,23 @@ def resolve_options(schedule: Schedule, stages: int, given: dict[str, object]) -
             raise InputError(
                 name, f"does not apply to {schedule.name} (it applies to: {users or 'none'})"
             )
-        problem = OPTION_CHECKS[name](value)
+        problem = OPTIONS[name].problem(value)
         if problem:
             raise InputError(name, f"must be {problem}")
         resolved[name] = value
     return resolved
+
+
+def setup_schedule(name: str, stages: int, given: dict[str, object]) -> Setup:
+    """Schedule `name` on `stages` with the options `given` over its defaults, and its rules.
+
+    Refuses options that do not apply or are out of range, and rules the
+    pipeline cannot run (an `InputError` naming the option).
+    """
+    schedule = get_schedule(name)
+    resolved = resolve_options(schedule, stages, given)
+    rules = None if schedule.rules is None else schedule.rules(stages, resolved)
+    return Setup(schedule.name, stages, dict(given), resolved, rules)
 
 
 def check_memory(stages: int, microbatches: int) -> None:
@@ -72,20 +85,30 @@ def build_timeline(
     name: str, costs: CostModel, microbatches: int, **options: object
 ) -> Trace | RpdPlan:
     """Simulate schedule `name` (or draw rpd's iteration plan) for `microbatches`."""
+    schedule = get_schedule(name)
+    _check_size(costs.stages, microbatches)
+    return timeline_of(setup_schedule(schedule.name, costs.stages, options), costs, microbatches)
+
+
+def timeline_of(setup: Setup, costs: CostModel, microbatches: int) -> Trace | RpdPlan:
+    """Simulate a resolved schedule (or draw rpd's iteration plan) for `microbatches`."""
     from pipebench.timeline.simulate import simulate  # numba: only when a timeline is built
 
-    schedule = get_schedule(name)
-    if not 1 <= microbatches <= MAX_MICROBATCHES:
-        raise InputError("microbatches", f"must be in 1..{MAX_MICROBATCHES}, got {microbatches}")
-    check_memory(costs.stages, microbatches)
-    resolved = resolve_options(schedule, costs.stages, options)
-    if schedule.program is not None:
+    _check_size(costs.stages, microbatches)
+    build_program = get_schedule(setup.name).program
+    if build_program is not None:
         from pipebench.timeline.program import execute
 
-        program = schedule.program(costs.stages, resolved)
+        program = build_program(setup.stages, setup.options)
         check_memory(program.chunks, microbatches)  # F, I, W per chunk and micro-batch
-        wg, overlap = resolved.get("weight_grad", "half"), resolved.get("overlap", "sum")
-        return execute(name, program, costs, microbatches, wg, overlap)
-    if schedule.rules is None:
-        return rpd.plan(costs, microbatches, **resolved)
-    return simulate(name, schedule.rules(costs.stages, resolved), costs, microbatches)
+        wg, overlap = setup.options.get("weight_grad", "half"), setup.options.get("overlap", "sum")
+        return execute(setup.name, program, costs, microbatches, wg, overlap)
+    if setup.rules is None:
+        return rpd.plan(costs, microbatches, **setup.options)
+    return simulate(setup.name, setup.rules, costs, microbatches)
+
+
+def _check_size(stages: int, microbatches: int) -> None:
+    if not 1 <= microbatches <= MAX_MICROBATCHES:
+        raise InputError("microbatches", f"must be in 1..{MAX_MICROBATCHES}, got {microbatches}")
+    check_memory(stages, microbatches)

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pipebench.timeline import pd
-from pipebench.timeline.schedule import DELAY_MODES, Schedule, auto_delta
+from pipebench.timeline.options import DELAY_MODES
+from pipebench.timeline.schedule import Schedule, auto_delta
 from pipebench.timeline.trace import Trace
 
 if TYPE_CHECKING:
@@ -61,13 +62,39 @@ class RpdPlan:
         blocks = draw_blocks(seed, self.stages, len(self.block))
         return replace(self, seed=seed, block=blocks)
 
-    def delays_at(self, k: int) -> np.ndarray:
-        """The S block delays of iteration k (what the replay uses)."""
-        from pipebench.timeline.rpd_draws import fill_delays
+    # the questions `Trace` answers for the replay, answered for the plan
+    is_timeline = False
+    recompute = False
 
-        out = np.empty(self.stages, dtype=np.int64)
-        fill_delays(self.mode, self.delta, self.seed, k, self.pd_update_mb, self.pd_reads, out)
-        return out
+    @property
+    def clock(self) -> Trace:
+        """The operations on the clock: those of the pd trace the plan borrows it from."""
+        return self.pd
+
+    @property
+    def n_updates(self) -> int:
+        return self.iterations
+
+    @property
+    def update_times(self) -> np.ndarray:
+        """When each iteration ends, in order."""
+        return self.time
+
+    def end_of(self, updates: int | None) -> tuple[float, int | None]:
+        """When a run of the first `updates` iterations (None: all) stops, and that count."""
+        n = self.iterations if updates is None else updates
+        return float(self.time[n - 1]), n
+
+    def cut(self, until: float, iterations: int | None = None) -> RpdPlan:
+        """The plan of the run that stops at `until` after `iterations` (None: all of them)."""
+        n = self.iterations if iterations is None else iterations
+        return replace(
+            self,
+            pd=self.pd.cut(until),
+            block=self.block[:n],
+            time=self.time[:n],
+            pd_update_mb=self.pd_update_mb[:n],
+        )
 
 
 def plan(

@@ -45,10 +45,6 @@ class Rules:
     recompute: bool = False  # the backward first reruns the stage's forward
 
 
-# Where 1F1B limits the micro-batches in flight (the `inflight` option).
-INFLIGHT_MODES = ("per-stage", "input")
-
-
 def one_f_one_b_caps(stages: int, inflight: object = "per-stage") -> np.ndarray:
     """The 1F1B in-flight limit: stage s holds at most S - s micro-batches.
 
@@ -60,67 +56,6 @@ def one_f_one_b_caps(stages: int, inflight: object = "per-stage") -> np.ndarray:
     if inflight == "input":
         return np.full(stages, stages, dtype=np.int64)
     return np.arange(stages, 0, -1, dtype=np.int64)
-
-
-def _positive_int(v: object) -> str | None:
-    ok = isinstance(v, int) and not isinstance(v, bool) and v >= 1
-    return None if ok else f"an integer >= 1, got {v!r}"
-
-
-def _delta(v: object) -> str | None:
-    ok = v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 0)
-    return None if ok else f"an integer >= 0 or 'auto', got {v!r}"
-
-
-def _delays(v: object) -> str | None:
-    return None if v in DELAY_MODES else f"one of {', '.join(DELAY_MODES)}, got {v!r}"
-
-
-def _inflight(v: object) -> str | None:
-    return None if v in INFLIGHT_MODES else f"one of {', '.join(INFLIGHT_MODES)}, got {v!r}"
-
-
-def _sampling(v: object) -> str | None:
-    # imported here: the objectives package is heavy, and only rpd's option needs it
-    from pipebench.objectives.blocklinear import SAMPLING_CODES
-
-    allowed = ("objective", *SAMPLING_CODES)
-    return None if v in allowed else f"one of {', '.join(allowed)}, got {v!r}"
-
-
-def _flag(v: object) -> str | None:
-    return None if isinstance(v, bool) else f"true or false, got {v!r}"
-
-
-def _time_or(default: str) -> Callable[[object], str | None]:
-    """A duration > 0 (the whole rank's, like forward and backward), or the default's name."""
-
-    def check(v: object) -> str | None:
-        number = isinstance(v, int | float) and not isinstance(v, bool)
-        ok = v == default or (number and math.isfinite(v) and v > 0)
-        return None if ok else f"a number > 0 or {default!r}, got {v!r}"
-
-    return check
-
-
-# RPD delay modes; rpd_draws.fill_delays branches on the index in this tuple.
-DELAY_MODES = ("uniform", "max", "zero", "pd")
-
-# Options a schedule may take: name -> a check returning what is allowed, or None if valid.
-OPTION_CHECKS: dict[str, Callable[[object], str | None]] = {
-    "accumulate": _positive_int,
-    "replicas": _positive_int,
-    "local_steps": _positive_int,
-    "delta": _delta,
-    "delays": _delays,
-    "recompute": _flag,
-    "inflight": _inflight,
-    "sampling": _sampling,
-    "chunks": _positive_int,
-    "weight_grad": _time_or("half"),
-    "overlap": _time_or("sum"),
-    "path": lambda v: None if isinstance(v, str) else f"a file name, got {v!r}",
-}
 
 
 @dataclass(frozen=True)
@@ -136,6 +71,30 @@ class Schedule:
     rules: Callable[[int, dict[str, object]], Rules] | None = None  # None: not a timeline (rpd)
     # Schedules written as per-rank programs (pipebench/schedules) give this instead of rules.
     program: Callable[[int, dict[str, object]], Program] | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class Setup:
+    """A schedule resolved once for a pipeline (`registry.setup_schedule`): what every
+    later step reads."""
+
+    name: str
+    stages: int
+    given: dict[str, object]  # the options as given (the rest are the schedule's defaults)
+    options: dict[str, object]  # every option it takes, defaults filled in
+    rules: Rules | None  # None: not a timeline (rpd), or a program (built when it is timed)
+
+    @property
+    def unit(self) -> int:
+        """Micro-batches per mini-batch, update group or round: the unit a run is rounded to."""
+        if self.rules is None:
+            return 1
+        return max(self.rules.group, self.rules.accumulate, 1)
+
+    @property
+    def recompute(self) -> bool:
+        """Whether a backward first reruns its stage's forward (paci's option)."""
+        return self.rules is not None and self.rules.recompute
 
 
 def auto_delta(stages: int) -> int:

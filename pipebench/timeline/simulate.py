@@ -307,4 +307,5 @@ def simulate(name: str, rules: Rules, costs: CostModel, microbatches: int) -> Tr
         upd_op=upd_op,
         upd_first=upd_first,
         upd_version=upd_version,
+        recompute=rules.recompute,
     )

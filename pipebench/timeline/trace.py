@@ -72,6 +72,7 @@ class Trace:
     upd_op: np.ndarray
     upd_first: np.ndarray
     upd_version: np.ndarray
+    recompute: bool = False  # a backward first reruns its stage's forward (paci's option)
     chunk_rank: np.ndarray | None = None
 
     @property
@@ -91,6 +92,10 @@ class Trace:
             return self.stage
         return np.where(self.stage >= 0, self.chunk_rank[self.stage], -1).astype(np.int16)
 
+    # What the replay walks is a trace or rpd's plan; both answer the same few
+    # questions (this class and `rpd.RpdPlan`), so that no caller asks which.
+    is_timeline = True  # rpd's plan is not: it borrows pd's clock
+
     # The rest of an update row is its U operation's row; derived on first use
     # because a long trace holds tens of millions of updates.
     @cached_property
@@ -109,6 +114,34 @@ class Trace:
     def upd_time(self) -> np.ndarray:
         """End time of each update, in update order (non-decreasing)."""
         return self.end[self.upd_op]
+
+    @property
+    def clock(self) -> Trace:
+        """The operations on the clock: the trace itself."""
+        return self
+
+    @property
+    def update_times(self) -> np.ndarray:
+        """When each update ends, in order."""
+        return self.upd_time
+
+    def end_of(self, updates: int | None) -> tuple[float, int | None]:
+        """When a run of the first `updates` updates (None: of the whole trace) stops, and
+        the iterations its replay walks (None: the rows that start by then)."""
+        return (self.makespan if updates is None else float(self.upd_time[updates - 1])), None
+
+    def reseeded(self, seed: int) -> Trace:
+        """The timeline a run with `seed` walks: a trace draws nothing, so itself."""
+        return self
+
+    def cut(self, until: float, iterations: int | None = None) -> Trace:
+        """The operations that have ended by `until`, with their update rows.
+
+        The micro-batch count stays that of the simulated trace: a run cut by a
+        budget has no drain, so its steady state extends to the cut.
+        """
+        keep = self.end <= until
+        return self if keep.all() else self.subset(keep)
 
     @property
     def n_ops(self) -> int:

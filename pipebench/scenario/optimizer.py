@@ -1,0 +1,103 @@
+"""The `optimizer:` section and learning rates: one value, a list, a grid, a selection."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from pipebench.errors import shorten
+from pipebench.grid import parse_values
+from pipebench.optim import HYPER_FIELDS, OPTIMIZERS, SHARED_FIELDS
+from pipebench.scenario.base import NonNegFloat, PosFloat, StrictModel, problem, unknown
+
+LrValue = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+LrList = Annotated[list[LrValue], Field(min_length=1)]
+
+
+class LrGrid(StrictModel):
+    grid: LrValue | LrList | str
+    select: Literal["final", "best", "auc"] = "final"
+
+
+LrSpec = LrValue | LrList | str | LrGrid
+
+
+def lr_values(spec: LrSpec) -> list[float]:
+    """The learning rates a spec stands for; ValueError says what is allowed."""
+    values = spec.grid if isinstance(spec, LrGrid) else spec
+    given = parse_values(values) if isinstance(values, str) else values
+    try:
+        out = [float(v) for v in (given if isinstance(given, list) else [given])]
+    except OverflowError:
+        raise ValueError(f"learning rates must be finite, got {shorten(values)}") from None
+    if any(not 0 < v < math.inf for v in out):
+        raise ValueError(f"learning rates must be finite and > 0, got {shorten(values)}")
+    if len(set(out)) != len(out):
+        raise ValueError(f"learning rates repeat in {shorten(values)}")
+    return out
+
+
+def check_lr(lr: LrSpec | None) -> LrSpec | None:
+    if lr is not None:
+        try:
+            lr_values(lr)
+        except ValueError as error:
+            raise problem(str(error)) from None
+    return lr
+
+
+def lr_select(spec: LrSpec) -> str:
+    return spec.select if isinstance(spec, LrGrid) else "final"
+
+
+class OptimizerSpec(StrictModel):
+    name: str
+    lr: LrSpec | None = None
+    momentum: Annotated[float, Field(ge=0, lt=1)] | None = None
+    nesterov: bool | None = None
+    beta1: Annotated[float, Field(ge=0, lt=1)] | None = None
+    beta2: Annotated[float, Field(ge=0, lt=1)] | None = None
+    eps: PosFloat | None = None
+    weight_decay: NonNegFloat | None = None
+    ns_steps: Annotated[int, Field(ge=1, le=20)] | None = None
+    adam_lr: PosFloat | None = None
+    # for every optimizer: lr warm-up and cosine decay over a stage's steps; delay correction
+    warmup: Annotated[int, Field(ge=0)] = 0
+    cosine: bool = False
+    ef: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        if name not in OPTIMIZERS:
+            raise unknown("optimizer", name, list(OPTIMIZERS))
+        return name
+
+    @field_validator("lr")
+    @classmethod
+    def _parsable(cls, lr: LrSpec | None) -> LrSpec | None:
+        return check_lr(lr)
+
+    @model_validator(mode="after")
+    def _params_apply(self) -> OptimizerSpec:
+        takes = OPTIMIZERS[self.name].defaults
+        for key in HYPER_FIELDS[1:]:  # all but lr
+            if key in SHARED_FIELDS:
+                continue
+            if getattr(self, key) is not None and key not in takes:
+                users = [n for n, o in OPTIMIZERS.items() if key in o.defaults]
+                raise problem(f"does not apply to {self.name} (only to: {', '.join(users)})", key)
+        return self
+
+    def params(self) -> dict[str, float | bool]:
+        """The optimizer's hyper-parameters besides lr, defaults filled in."""
+        defaults = OPTIMIZERS[self.name].defaults
+        own = {k: v if getattr(self, k) is None else getattr(self, k) for k, v in defaults.items()}
+        return own | {k: getattr(self, k) for k in SHARED_FIELDS}
+
+
+def shared_optimizer_defaults() -> dict[str, object]:
+    """The fields every optimizer takes (`optim.SHARED_FIELDS`) with their declared defaults."""
+    return {k: OptimizerSpec.model_fields[k].default for k in SHARED_FIELDS}
