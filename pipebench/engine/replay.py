@@ -5,7 +5,10 @@ forward reads the weight version the trace records (vF), a backward
 multiplies by vB, an update steps the stage's optimizer with the mean of the
 gradients summed since its last step, AVG averages the replicas.
 `_replay_plan` does the same for rpd's iteration plan. Both sample the loss
-at fixed simulated times and stop at the first sign of divergence.
+at fixed simulated times and stop at the first sign of divergence. Each
+kernel serves block-linear and layered objectives (layered.py): the walk is
+one, the work of F and B is the form's, chosen by which model argument is
+None, a choice numba makes at compile time.
 
 Weights live in one array per replica, `hist[r, v % H]` holding version v
 of every block, H being the largest version lag the trace has (history.py):
@@ -22,7 +25,7 @@ from numba import njit
 
 from pipebench.engine.history import replay_needs
 from pipebench.engine.iterates import keep_checkpoint, new_checkpoints, versions_read
-from pipebench.engine.layered import objective_tuple, replay_layered, replay_layered_plan
+from pipebench.engine.layered import layered_loss_at, objective_tuple
 from pipebench.engine.operations import average_replicas, diverged, steps_running
 from pipebench.engine.recorder import block_offsets, new_recorder, take_sample
 from pipebench.objectives.blocklinear import (
@@ -33,29 +36,65 @@ from pipebench.objectives.blocklinear import (
     draw_rows,
     forward_block,
     forward_point,
-    mean_loss,
     output_gradient,
 )
-from pipebench.objectives.layered import Layered
+from pipebench.objectives.layered import Layered, stage_backward, stage_forward
 from pipebench.optim.step import EF, apply_step
 from pipebench.timeline.rpd import RpdPlan
 from pipebench.timeline.rpd_draws import fill_delays
 from pipebench.timeline.trace import AVERAGE, BACKWARD, FORWARD, UPDATE, Trace
 
 
+@njit(cache=True)
+def _loss_at(t, linear, layered, hist, cur, last_u_end, w_vis, rec, out_model):
+    """The recorded loss at the weights visible at time t (copied to out_model); `rec` is
+    the block-linear recorder's state (recorder.py)."""
+    if layered is None:
+        _, XT, y, loss, l2, _, _, _, off = linear
+        return take_sample(t, XT, y, loss, l2, off, hist, cur, last_u_end, w_vis, rec, out_model)
+    return layered_loss_at(t, layered, hist, cur, last_u_end, w_vis, out_model)
+
+
 @njit(cache=True, nogil=True)
 def _replay_trace(
     kind, stage, mb, replica, start, end, v_fwd, v_bwd, n_rows, until, S, R,
-    X, y, loss, l2, noise, sampling, batch, off,
-    seed, code, hyper, horizon, H, P, times, out_loss, out_updates, out_model, stop,
+    linear, layered, recompute, seed, code, hyper, horizon, H, P,
+    times, out_loss, out_updates, out_model, stop,
 ):  # fmt: skip
     """Replay rows [0, n_rows) that end by `until`; returns (samples, updates, micro-batches).
 
+    One of `linear` (a block-linear objective) and `layered` is None; numba
+    prunes the other one's branches, so each form compiles only its own work.
     Returns early, with the work done so far, once `stop[0]` is set (Ctrl-C).
     """
-    n, d = X.shape
-    nb = n if sampling == SAMPLE_FULL else batch
-    hist = np.zeros((R, H, d))
+    if layered is None:
+        X, _, y, loss, l2, noise, sampling, batch, off = linear
+        examples, d = X.shape
+        mats = np.zeros((0, 4), np.int64)  # no weight matrices (Muon is for layered objectives)
+        nb = examples if sampling == SAMPLE_FULL else batch
+        hist = np.zeros((R, H, d))
+        z = np.zeros((P, nb))  # z[slot]: the running activations of a micro-batch
+        g = np.zeros((P, nb))  # g[slot]: dLoss / dz, divided by the batch size
+        w_vis, rec = new_recorder(examples, d)
+    else:
+        ocode, spec, off, act, saved_size, mats, init, df, dt, di, examples, _, sampling, batch = (
+            layered
+        )
+        d = len(init)
+        nb = batch
+        hist = np.empty((R, H, d))
+        for r in range(R):
+            for h in range(H):
+                hist[r, h] = init
+        x = np.zeros((P, S + 1, act))  # x[slot, s]: the input of stage s
+        gl = np.zeros((P, S + 1, act))  # gl[slot, s]: dLoss / d(input of stage s)
+        so = np.zeros(S + 1, np.int64)  # stage s saves into saved[slot, so[s]:so[s+1]]
+        for s in range(S):
+            so[s + 1] = so[s] + saved_size[s]
+        saved = np.zeros((P, so[S]))
+        scratch = np.zeros(act)
+        w_vis = np.zeros(d)
+        rec = None  # the block-linear recorder's state
     cur = np.zeros((R, S), np.int64)
     last_u_end = np.full((R, S), -np.inf)
     acc = np.zeros((R, d))
@@ -63,13 +102,10 @@ def _replay_trace(
     m1 = np.zeros((R, d))
     m2 = np.zeros((R, d))
     last = np.zeros((R, d))
-    mats = np.zeros((0, 4), np.int64)  # no weight matrices (Muon is for layered objectives)
     steps = np.zeros((R, S), np.int64)
     rows = np.zeros((P, nb), np.int64)
-    z = np.zeros((P, nb))
-    g = np.zeros((P, nb))
-    w_vis, w_rec, z_full = new_recorder(n, d)
-    initial = mean_loss(loss, z_full, y, l2, w_rec)
+    initial = _loss_at(-np.inf, linear, layered, hist, cur, last_u_end, w_vis, rec,
+                       out_model)  # fmt: skip
     n_pts = len(times)
     p = 0
     updates = 0
@@ -77,16 +113,14 @@ def _replay_trace(
     for i in range(n_rows + 1):
         t_next = start[i] if i < n_rows else np.inf
         while p < n_pts and times[p] < t_next:  # sample the loss before anything later starts
-            value = take_sample(
-                times[p], X, y, loss, l2, off, hist, cur, last_u_end, w_vis, w_rec, z_full,
-                out_model,
-            )  # fmt: skip
+            value = _loss_at(times[p], linear, layered, hist, cur, last_u_end, w_vis, rec,
+                             out_model)  # fmt: skip
             out_loss[p] = value
             out_updates[p] = updates - steps_running(times[p], last_u_end)
             p += 1
             if diverged(value, initial):
                 return p, updates, done
-        if i == n_rows or (i % 4096 == 0 and stop[0] != 0):
+        if i == n_rows or (i % 256 == 0 and stop[0] != 0):
             break
         if end[i] > until:
             continue
@@ -96,24 +130,38 @@ def _replay_trace(
         if k == FORWARD:
             slot = mb[i] % P
             if s == 0:
-                draw_rows(sampling, seed, n, batch, mb[i], rows[slot])
-                z[slot, :] = 0.0
-            w = hist[r, v_fwd[i] % H]
-            forward_block(X, rows[slot], nb, off[s], off[s + 1], w, z[slot])
-            if s == S - 1:
-                output_gradient(loss, z[slot], y, rows[slot], nb, g[slot])
+                draw_rows(sampling, seed, examples, batch, mb[i], rows[slot])
+            if layered is None:
+                if s == 0:
+                    z[slot, :] = 0.0
+                w = hist[r, v_fwd[i] % H]
+                forward_block(X, rows[slot], nb, off[s], off[s + 1], w, z[slot])
+                if s == S - 1:
+                    output_gradient(loss, z[slot], y, rows[slot], nb, g[slot])
+            else:
+                w = hist[r, v_fwd[i] % H, off[s] : off[s + 1]]
+                stage_forward(ocode, spec, s, w, df, dt, di, rows[slot], x[slot, s],
+                              saved[slot, so[s] : so[s + 1]], x[slot, s + 1])  # fmt: skip
         elif k == BACKWARD:
             slot = mb[i] % P
-            w = hist[r, v_bwd[i] % H]
-            backward_block(
-                X, rows[slot], nb, off[s], off[s + 1], g[slot], w, l2, noise, seed, mb[i], acc[r]
-            )
+            if layered is None:
+                w = hist[r, v_bwd[i] % H]
+                backward_block(X, rows[slot], nb, off[s], off[s + 1], g[slot], w, l2, noise,
+                               seed, mb[i], acc[r])  # fmt: skip
+            else:
+                w = hist[r, v_bwd[i] % H, off[s] : off[s + 1]]
+                store = saved[slot, so[s] : so[s + 1]]
+                if recompute:
+                    stage_forward(ocode, spec, s, w, df, dt, di, rows[slot], x[slot, s], store,
+                                  scratch)  # fmt: skip
+                stage_backward(ocode, spec, s, w, df, dt, di, rows[slot], store, gl[slot, s + 1],
+                               gl[slot, s], acc[r, off[s] : off[s + 1]])  # fmt: skip
             count[r, s] += 1
             if s == 0:
                 done += 1
         elif k == UPDATE:
-            # operations.step_stage written out: in this loop, tens of millions of
-            # updates, a call with its 17 arguments costs 230 ns each (+50% time).
+            # The stage's step written out: in this loop, tens of millions of updates,
+            # a helper with its 17 arguments cost 230 ns each (+50% time).
             v = cur[r, s]
             steps[r, s] += 1
             lo, hi = off[s], off[s + 1]
@@ -134,14 +182,34 @@ def _replay_trace(
 @njit(cache=True, nogil=True)
 def _replay_plan(
     block, time, n_iter, S, mode, delta, plan_seed, pd_update_mb, pd_reads,
-    X, y, loss, l2, noise, sampling, batch, off,
-    seed, code, hyper, horizon, H, times, out_loss, out_updates, out_model, stop,
+    linear, layered, seed, code, hyper, horizon, H, times, out_loss, out_updates, out_model, stop,
 ):  # fmt: skip
     """rpd: iteration k steps block[k] with the gradient at a point whose block j is
-    the iterate from d_j iterations ago. Returns (samples, iterations done)."""
-    n, d = X.shape
-    nb = n if sampling == SAMPLE_FULL else batch
-    hist = np.zeros((1, H, d))
+    the iterate from d_j iterations ago (forward and backward both there).
+    Returns (samples, iterations done). One of `linear` and `layered` is None."""
+    if layered is None:
+        X, _, y, loss, l2, noise, sampling, batch, off = linear
+        examples, d = X.shape
+        mats = np.zeros((0, 4), np.int64)
+        nb = examples if sampling == SAMPLE_FULL else batch
+        hist = np.zeros((1, H, d))
+        z = np.zeros(nb)
+        g = np.zeros(nb)
+        w_vis, rec = new_recorder(examples, d)
+    else:
+        ocode, spec, off, act, saved_size, mats, init, df, dt, di, examples, _, sampling, batch = (
+            layered
+        )
+        d = len(init)
+        nb = batch
+        hist = np.empty((1, H, d))
+        for h in range(H):
+            hist[0, h] = init
+        saved = np.zeros((S, saved_size.max()))
+        x = np.zeros((S + 1, act))
+        gl = np.zeros((S + 1, act))
+        w_vis = np.zeros(d)
+        rec = None  # the block-linear recorder's state
     version = np.zeros((1, S), np.int64)
     checkpoints = new_checkpoints(H, S)
     read = np.zeros(S, np.int64)  # read[j]: the version of block j iteration k reads
@@ -149,51 +217,56 @@ def _replay_plan(
     never = np.full((1, S), -np.inf)
     delays = np.zeros(S, np.int64)
     rows = np.zeros(nb, np.int64)
-    z = np.zeros(nb)
-    g = np.zeros(nb)
-    acc = np.zeros(d)
+    grad = np.zeros(d)
     m1 = np.zeros(d)
     m2 = np.zeros(d)
     last = np.zeros(d)
-    mats = np.zeros((0, 4), np.int64)
     steps = np.zeros(S, np.int64)
-    w_vis, w_rec, z_full = new_recorder(n, d)
-    initial = mean_loss(loss, z_full, y, l2, w_rec)
+    initial = _loss_at(-np.inf, linear, layered, hist, version, never, w_vis, rec,
+                       out_model)  # fmt: skip
     n_pts = len(times)
     p = 0
     for k in range(n_iter + 1):
         t_next = time[k] if k < n_iter else np.inf
         while p < n_pts and times[p] < t_next:
-            value = take_sample(
-                times[p], X, y, loss, l2, off, hist, version, never, w_vis, w_rec, z_full,
-                out_model,
-            )  # fmt: skip
+            value = _loss_at(times[p], linear, layered, hist, version, never, w_vis, rec,
+                             out_model)  # fmt: skip
             out_loss[p] = value
             out_updates[p] = k
             p += 1
             if diverged(value, initial):
                 return p, k
-        if k == n_iter or (k % 256 == 0 and stop[0] != 0):
+        if k == n_iter or (k % 64 == 0 and stop[0] != 0):
             break
         keep_checkpoint(k, version, checkpoints)
         fill_delays(mode, delta, plan_seed, k, pd_update_mb, pd_reads, delays)
         versions_read(k, delays, block, checkpoints, read)
-        draw_rows(sampling, seed, n, batch, k, rows)
+        draw_rows(sampling, seed, examples, batch, k, rows)
         for j in range(S):
             slot = read[j] % H
             for c in range(off[j], off[j + 1]):
                 point[c] = hist[0, slot, c]
-        z[:] = 0.0
-        forward_point(X, rows, nb, off, point, z)
-        output_gradient(loss, z, y, rows, nb, g)
         s = block[k]
         lo, hi = off[s], off[s + 1]
-        backward_block(X, rows, nb, lo, hi, g, point, l2, noise, seed, k, acc)
+        if layered is None:
+            z[:] = 0.0
+            forward_point(X, rows, nb, off, point, z)
+            output_gradient(loss, z, y, rows, nb, g)
+            backward_block(X, rows, nb, lo, hi, g, point, l2, noise, seed, k, grad)
+        else:
+            for j in range(S):
+                stage_forward(ocode, spec, j, point[off[j] : off[j + 1]], df, dt, di, rows, x[j],
+                              saved[j, : saved_size[j]], x[j + 1])  # fmt: skip
+            for j in range(S - 1, s - 1, -1):  # down to the updated block, whose gradient is kept
+                grad[off[j] : off[j + 1]] = 0.0
+                stage_backward(ocode, spec, j, point[off[j] : off[j + 1]], df, dt, di, rows,
+                               saved[j, : saved_size[j]], gl[j + 1], gl[j],
+                               grad[off[j] : off[j + 1]])  # fmt: skip
         v = version[0, s]
         steps[s] += 1
-        apply_step(code, hyper, steps[s], horizon[0, s], hist[0, v % H], acc, 1.0, m1, m2, last,
+        apply_step(code, hyper, steps[s], horizon[0, s], hist[0, v % H], grad, 1.0, m1, m2, last,
                    mats, lo, hi, hist[0, (v + 1) % H])  # fmt: skip
-        acc[lo:hi] = 0.0
+        grad[lo:hi] = 0.0
         version[0, s] = v + 1
     return p, n_iter
 
@@ -294,14 +367,15 @@ def replay(
     stop = np.zeros(1, dtype=np.int64) if stop is None else stop
     if isinstance(timeline, RpdPlan) and timeline.sampling != "objective":
         objective = replace(objective, sampling=SAMPLING_CODES[timeline.sampling])
-    layered = isinstance(objective, Layered)
-    if layered:
-        model = (objective_tuple(objective),)
+    if isinstance(objective, Layered):
+        linear, layered = None, objective_tuple(objective)
     else:
-        model = (
-            objective.X, objective.y, objective.loss, objective.l2, objective.grad_noise,
-            objective.sampling, objective.batch_size, block_offsets(objective.dim, stages),
+        linear = (
+            objective.X, objective.XT, objective.y, objective.loss, objective.l2,
+            objective.grad_noise, objective.sampling, objective.batch_size,
+            block_offsets(objective.dim, stages),
         )  # fmt: skip
+        layered = None
     # ef reads each update as old - new weights: the two must be separate versions
     depth = max(prepared.depth, 2) if hyper[EF] != 0.0 else prepared.depth
     optimizer = (seed, optimizer_code, hyper, horizon_of(prepared), depth)
@@ -311,8 +385,7 @@ def replay(
             timeline.block, timeline.time, prepared.length, stages, timeline.mode,
             timeline.delta, timeline.seed, timeline.pd_update_mb, timeline.pd_reads,
         )  # fmt: skip
-        kernel = replay_layered_plan if layered else _replay_plan
-        n_pts, done = kernel(*plan, *model, *optimizer, *record)
+        n_pts, done = _replay_plan(*plan, linear, layered, *optimizer, *record)
         updates = microbatches = done
     else:
         t = timeline
@@ -320,14 +393,9 @@ def replay(
             t.kind, t.stage, t.mb, t.replica, t.start, t.end, t.v_fwd, t.v_bwd,
             prepared.length, prepared.until, stages, t.replicas,
         )  # fmt: skip
-        if layered:
-            n_pts, updates, microbatches = replay_layered(
-                *trace, *model, recompute, *optimizer, prepared.slots, *record
-            )
-        else:
-            n_pts, updates, microbatches = _replay_trace(
-                *trace, *model, *optimizer, prepared.slots, *record
-            )
+        n_pts, updates, microbatches = _replay_trace(
+            *trace, linear, layered, recompute, *optimizer, prepared.slots, *record
+        )
     blew_up = bool(diverged(out_loss[n_pts - 1], out_loss[0]))
     return Curve(
         times=times[:n_pts],

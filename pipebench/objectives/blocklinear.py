@@ -11,7 +11,9 @@ vector and a column range, so the replay can hand them any stored version.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from numba import njit
@@ -151,7 +153,8 @@ class BlockLinear:
 
     `smoothness` is L (the largest Hessian eigenvalue bound); `f_star` the
     optimal value and `w_star` the minimiser, or None when none exists (for
-    example logistic regression without l2 on separable data).
+    example logistic regression without l2 on separable data). Both are
+    computed when first read, by `optimum`: `validate` never needs them.
     """
 
     kind: str
@@ -164,8 +167,15 @@ class BlockLinear:
     sampling: int
     batch_size: int
     smoothness: float
-    f_star: float | None
-    w_star: np.ndarray | None
+    optimum: Callable[[BlockLinear], np.ndarray | None]  # computes w_star
+
+    @cached_property
+    def w_star(self) -> np.ndarray | None:
+        return self.optimum(self)
+
+    @cached_property
+    def f_star(self) -> float | None:
+        return None if self.w_star is None else self.value(self.w_star)
 
     @property
     def examples(self) -> int:
@@ -174,6 +184,11 @@ class BlockLinear:
     @property
     def dim(self) -> int:
         return self.X.shape[1]
+
+    @cached_property
+    def XT(self) -> np.ndarray:
+        """X^T, C-contiguous: the replay's loss samples read the examples side by side."""
+        return np.ascontiguousarray(self.X.T)
 
     @property
     def rows_per_batch(self) -> int:
