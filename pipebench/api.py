@@ -55,10 +55,10 @@ def schedule_options(name: str, stages: int, given: dict[str, object]) -> dict[s
 
     rpd's delay bound `auto` is given as the number it stands for.
     """
-    from pipebench.timeline import get_schedule
+    from pipebench.timeline import get_schedule, resolve_options
     from pipebench.timeline.schedule import auto_delta
 
-    options = get_schedule(name).options(stages, given)
+    options = resolve_options(get_schedule(name), stages, given)
     if options.get("delta") == "auto":
         options["delta"] = auto_delta(stages)
     return options
@@ -85,7 +85,7 @@ class RunReport:
 
 def default_out_dir(exp: Experiment) -> Path:
     """results/<scenario name, made safe for a file name>."""
-    from pipebench.report.export import file_name
+    from pipebench.export import file_name
 
     return Path("results") / file_name(exp.name, "run")
 
@@ -109,8 +109,8 @@ def run_scenario(
     The folder is checked and locked before the runs start, and replaced as
     a whole once every file is written (see `outfolder`).
     """
+    from pipebench.export import write_files
     from pipebench.objectives import loss_label
-    from pipebench.report.export import write_files
     from pipebench.results import run_meta, tabulate
     from pipebench.runner import run_experiment
 
@@ -139,7 +139,7 @@ def plot_results(results: str | Path) -> list[Path]:
     """Redraw the pictures of a results folder from its tables; returns the files written."""
     from pipebench.objectives import loss_label
     from pipebench.report.plots import draw_results
-    from pipebench.report.tables import RESULT_TABLES, read_table
+    from pipebench.tables import RESULT_TABLES, read_table
 
     folder = Path(results)
     if not folder.is_dir():
@@ -245,7 +245,7 @@ def sweep(
     is true. The results folder is replaced as a whole (the cache inside it
     carried across), as `run_scenario` does.
     """
-    from pipebench.report.export import file_name
+    from pipebench.export import file_name
     from pipebench.sweep.cache import CellCache
 
     if out_dir is None:
@@ -285,13 +285,13 @@ def _sweep_into(
     plots: bool,
 ) -> SweepReport:
     """The work of `sweep`, its tables written into `folder` (swapped in for `out_dir` later)."""
+    from pipebench.export import meta_json, write_files
     from pipebench.objectives import loss_label
-    from pipebench.report.export import meta_json, write_files
     from pipebench.report.sweep_plot import draw_sweep  # matplotlib: only for sweeps
-    from pipebench.report.tables import CURVE_COLUMNS, SUMMARY_COLUMNS, read_table
     from pipebench.results import versions
     from pipebench.sweep.combine import combined_csv
     from pipebench.sweep.execute import run_cells
+    from pipebench.tables import CURVE_COLUMNS, SUMMARY_COLUMNS, read_table
 
     started = dt.datetime.now(dt.timezone.utc)
     clock = time.perf_counter()
@@ -366,7 +366,7 @@ def reproduce(
 ) -> ReproductionReport:
     """Run the named reproductions (`pipebench reproduce`), each into `OUT/<name>`, and
     write the comparison with the papers to `OUT/reproductions.csv` and `.md`."""
-    from pipebench.report.export import csv_text, markdown_table, write_files
+    from pipebench.export import csv_text, markdown_table, write_files
     from pipebench.reproduce import findings, findings_table, get_reproduction
     from pipebench.scenario import load_scenario
 

@@ -150,7 +150,7 @@ def schedule(
 ) -> None:
     """Simulate one schedule without training: Gantt chart and timeline statistics."""
     from pipebench import api
-    from pipebench.report.export import write_files
+    from pipebench.export import write_files
     from pipebench.timeline import CostModel, RpdPlan
 
     given = {
@@ -451,7 +451,7 @@ def reproduce(
     import pandas as pd
 
     from pipebench import api
-    from pipebench.report.export import markdown_table, write_data
+    from pipebench.export import markdown_table, write_data
     from pipebench.report.runview import print_table
     from pipebench.reproduce import REPRODUCTIONS
 

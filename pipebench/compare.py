@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from pipebench.errors import InputError, did_you_mean
-from pipebench.report.tables import at_selected_lr, read_table
+from pipebench.tables import at_selected_lr, read_table
 
 # The metrics `--fail-on` accepts: all lower-is-better columns of summary.csv.
 METRICS = (

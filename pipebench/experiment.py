@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipebench.engine.budget import first_update_time, microbatch_unit, planned_microbatches
 from pipebench.errors import InputError, short_number
 from pipebench.limits import (
     FLOAT,
@@ -24,7 +23,6 @@ from pipebench.limits import (
     output_problem,
     replay_needs,
     row_text_bytes,
-    trace_need,
 )
 from pipebench.objectives import BlockLinear, Layered, build_objective
 from pipebench.objectives.blocklinear import SAMPLE_FULL
@@ -36,8 +34,10 @@ from pipebench.scenario import (
     lr_select,
     lr_values,
 )
-from pipebench.timeline import CostModel, get_schedule
+from pipebench.timeline import CostModel, get_schedule, resolve_options
+from pipebench.timeline.budget import first_update_time, microbatch_unit, planned_microbatches
 from pipebench.timeline.schedule import BARRIER_NONE, VERSIONS_TWO_BW, auto_delta
+from pipebench.timeline.trace import trace_need
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ def _entry(loaded: LoadedScenario, index: int, stages: int) -> Entry:
     where = ("schedules", index)
     schedule = get_schedule(spec.name)
     try:
-        resolved = schedule.options(stages, spec.options())
+        resolved = resolve_options(schedule, stages, spec.options())
         if schedule.rules is not None:
             schedule.rules(stages, resolved)
     except InputError as error:
@@ -244,7 +244,7 @@ def _check_needs(
 def _shape(name: str, options: dict, stages: int, microbatches: int) -> tuple[int, int, int]:
     """(replicas, weight versions, micro-batches in flight) a replay holds, at most."""
     schedule = get_schedule(name)
-    resolved = schedule.options(stages, options)
+    resolved = resolve_options(schedule, stages, options)
     if schedule.rules is None:  # rpd: one model, its iterates back to the delay bound
         delta = resolved["delta"]
         bound = auto_delta(stages) if delta == "auto" else int(delta)

@@ -24,13 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipebench.errors import short_number
-from pipebench.timeline.trace import BYTES_PER_OP
 
 FLOAT = 8  # bytes of a float64 or int64
 MAX_OUTPUT_BYTES = 256 * 2**20  # curves.csv and summary.csv together
 CURVE_ROW_BYTES = 80  # a curves.csv row besides its scenario, schedule and label
 SUMMARY_ROW_BYTES = 300
-TRACE_BYTES_PER_OP = 3 * BYTES_PER_OP + 12  # F, B, one U per pair; the statistics' tables
 SHAKESPEARE_CHARS = 1_115_394
 CHARLM_FILE_VOCAB = 256  # a text file's alphabet, for the estimate
 
@@ -79,14 +77,6 @@ def memory_problem(needs: list[Need], have: int | None) -> tuple[Need, str] | No
     return worst, (
         f"{worst.what} need about {size_text(worst.bytes)}{rest}; "
         f"this machine has {size_text(have)} of memory available"
-    )
-
-
-def trace_need(field: tuple | str, stages: int, microbatches: int) -> Need:
-    return Need(
-        field,
-        f"the operations of a trace of S={stages}, M={microbatches}",
-        TRACE_BYTES_PER_OP * stages * microbatches,
     )
 
 
@@ -174,7 +164,7 @@ def charlm_saved_floats(spec, stages: int) -> tuple[int, int]:
     D, T, B, H = spec.width, spec.context, spec.batch_size, spec.heads
     L = spec.layers if spec.layers is not None else max(1, stages - 2)
     N = B * T
-    block = 16 * N * D + 2 * N + B * H * T * T  # as in charlm._block_saved_sizes
+    block = 16 * N * D + 2 * N + B * H * T * T  # as in charlm.spec._block_saved_sizes
     return N * D, L * block + 3 * N * D + N * (CHARLM_FILE_VOCAB + 1)
 
 

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pipebench.errors import InputError
-from pipebench.report.export import file_name
+from pipebench.export import file_name
 
 ROOM = 128  # bytes left in a path for the files written inside a folder
 

@@ -16,9 +16,9 @@ import pandas as pd
 
 from pipebench import __version__
 from pipebench.experiment import Experiment
-from pipebench.report.export import csv_text, meta_json
-from pipebench.report.tables import curves_table, delays_table, summary_table, timeline_table
+from pipebench.export import csv_text, meta_json
 from pipebench.runner import Outcome
+from pipebench.tables import curves_table, delays_table, summary_table, timeline_table
 
 
 @dataclass(frozen=True)

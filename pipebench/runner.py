@@ -19,10 +19,10 @@ import numpy as np
 
 from pipebench import interrupts
 from pipebench.engine.blas import one_blas_thread
-from pipebench.engine.budget import stats_until, timeline_for
 from pipebench.engine.replay import Curve, Replay, prepare, replay
 from pipebench.experiment import Entry, Experiment
 from pipebench.timeline import RpdPlan, TimelineStats, Trace
+from pipebench.timeline.budget import stats_until, timeline_for
 from pipebench.timeline.window import first_rounds_end, head
 
 

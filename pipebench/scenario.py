@@ -29,10 +29,10 @@ from pydantic_core import PydanticCustomError
 
 from pipebench import safeyaml
 from pipebench.errors import InputError, ScenarioError, clip, did_you_mean, shorten
+from pipebench.grid import Axis, check_sweepable, parse_values, sweep_values
 from pipebench.objectives import OBJECTIVE_KINDS
 from pipebench.optim import HYPER_FIELDS, OPTIMIZERS, SHARED_FIELDS
 from pipebench.safeyaml import YamlProblem
-from pipebench.sweep.grid import Axis, check_sweepable, parse_values, sweep_values
 
 PosInt = Annotated[int, Field(ge=1)]
 PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -170,7 +170,7 @@ class MlpSpec(_Model):
 
 
 class CharlmSpec(_Model):
-    """A character-level transformer language model; see objectives/language.py."""
+    """A character-level transformer language model; see objectives/charlm_objective.py."""
 
     kind: Literal["charlm"]
     corpus: str = "shakespeare"  # or "markov", or a UTF-8 text file

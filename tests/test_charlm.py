@@ -14,13 +14,10 @@ import pytest
 
 from pipebench.engine import blas
 from pipebench.errors import InputError
-from pipebench.objectives import charlm as lm
-from pipebench.objectives.charlm import (
-    charlm_backward,
-    charlm_forward,
-    charlm_init,
-    charlm_layout,
-)
+from pipebench.objectives.charlm import layers as lm
+from pipebench.objectives.charlm import spec as lmspec
+from pipebench.objectives.charlm.layout import charlm_init, charlm_layout
+from pipebench.objectives.charlm.stages import charlm_backward, charlm_forward
 from pipebench.objectives.corpus import load_corpus, split, windows
 from pipebench.objectives.layered import CHARLM, eval_loss
 
@@ -49,7 +46,7 @@ def fd_error(loss, arrays, grads) -> float:
 def problem(layout, seed: int = 0):
     """Params (init plus noise, so biases and gains matter), a token stream and B windows."""
     rng = np.random.default_rng(seed)
-    V, T, B = (int(layout.spec[i]) for i in (lm._V, lm._T, lm._B))
+    V, T, B = (int(layout.spec[i]) for i in (lmspec._V, lmspec._T, lmspec._B))
     params = charlm_init(layout, seed) + rng.normal(0.0, 0.3, int(layout.off[-1]))
     tokens = rng.integers(0, V, 60)
     return params, tokens, windows(len(tokens), T, B, seed)
@@ -239,7 +236,7 @@ def test_splitting_into_stages_does_not_change_the_function():
 def test_blocks_are_spread_evenly_over_the_middle_stages():
     def blocks(layers, stages):
         spec = charlm_layout(**SMALL, layers=layers, stages=stages).spec
-        return np.diff(spec[lm._FIRST :]).tolist()
+        return np.diff(spec[lmspec._FIRST :]).tolist()
 
     assert blocks(6, 8) == [0, 1, 1, 1, 1, 1, 1, 0]
     assert blocks(7, 4) == [0, 4, 3, 0]
@@ -358,7 +355,10 @@ def test_block_backward_mixes_saved_activations_with_current_weights():
 def reference_loss(layout, flat, tokens, starts, xp):
     """The model written with array operations on the flat params (numpy or torch); `xp`
     supplies the few operations the two spell differently."""
-    V, D, H, T, B, L = (int(layout.spec[i]) for i in (lm._V, lm._D, lm._H, lm._T, lm._B, lm._L))
+    V, D, H, T, B, L = (
+        int(layout.spec[i])
+        for i in (lmspec._V, lmspec._D, lmspec._H, lmspec._T, lmspec._B, lmspec._L)
+    )
     hd = D // H
     w = named(layout, flat)
     idx = starts[:, None] + np.arange(T)

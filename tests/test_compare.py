@@ -24,7 +24,7 @@ from test_scenario import write
 from pipebench import api
 from pipebench.cli import main
 from pipebench.compare import Threshold
-from pipebench.report.tables import read_table
+from pipebench.tables import read_table
 
 ROOT = Path(__file__).parent.parent
 

@@ -195,9 +195,7 @@ def a_bug(t: Path, stack: ExitStack, m: pytest.MonkeyPatch) -> list[str]:
 
 def ctrl_c_twice_while_writing(t: Path, stack: ExitStack, m: pytest.MonkeyPatch) -> list[str]:
     earlier_results(t / "qs")
-    m.setattr(
-        "pipebench.report.export.write_files", raiser(AssertionError("not reached"), second_ctrl_c)
-    )
+    m.setattr("pipebench.export.write_files", raiser(AssertionError("not reached"), second_ctrl_c))
     return run("--out", "qs")
 
 
@@ -294,7 +292,7 @@ def test_a_fault_is_one_line_and_leaves_the_folder_as_it_was(fault, tmp_path, ca
 
 def test_a_long_scenario_name_and_label_give_short_file_names(tmp_path, monkeypatch, capsys):
     """Names are cut and end in a hash of the whole text: short, and the same every time."""
-    from pipebench.report.export import LONGEST_NAME, file_name
+    from pipebench.export import LONGEST_NAME, file_name
 
     name, label = "n" * 5000, "l" * 300
     text = BASE.replace("name: tiny", f"name: {name}").replace(

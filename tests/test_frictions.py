@@ -23,8 +23,8 @@ from pipebench.cli import app, main
 from pipebench.compare import REFERENCE_SCHEDULES
 from pipebench.optim import SHARED_FIELDS
 from pipebench.report.runview import print_summary
-from pipebench.report.tables import read_table
 from pipebench.report.verdict import lr_edge_lines, winner_lines
+from pipebench.tables import read_table
 from pipebench.timeline import SCHEDULES
 
 SCENARIO = """\

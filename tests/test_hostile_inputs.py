@@ -22,9 +22,9 @@ from test_scenario import BASE
 
 from pipebench import experiment, limits
 from pipebench.cli import main
-from pipebench.engine.budget import first_update_time, planned_microbatches
-from pipebench.report.tables import CURVE_COLUMNS, DELAY_COLUMNS, SUMMARY_COLUMNS, TIMELINE_COLUMNS
+from pipebench.tables import CURVE_COLUMNS, DELAY_COLUMNS, SUMMARY_COLUMNS, TIMELINE_COLUMNS
 from pipebench.timeline import CostModel, RpdPlan, build_timeline
+from pipebench.timeline.budget import first_update_time, planned_microbatches
 
 TB = 10**12
 

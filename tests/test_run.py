@@ -16,7 +16,7 @@ import pytest
 from test_scenario import BASE, write
 
 from pipebench.cli import main
-from pipebench.report.tables import CURVE_COLUMNS, SUMMARY_COLUMNS
+from pipebench.tables import CURVE_COLUMNS, SUMMARY_COLUMNS
 
 ROOT = Path(__file__).parent.parent
 GRID = BASE.replace("lr: 0.01", "lr: [0.005, 0.02, 40.0]").replace(

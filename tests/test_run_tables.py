@@ -8,7 +8,7 @@ from test_run import GRID
 from test_scenario import write
 
 from pipebench import api
-from pipebench.report.tables import read_table
+from pipebench.tables import read_table
 from pipebench.timeline import CostModel, build_timeline
 from pipebench.timeline.trace import FORWARD, KIND_NAMES
 from pipebench.timeline.window import first_rounds_end, head

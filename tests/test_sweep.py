@@ -20,7 +20,7 @@ import pytest
 
 from pipebench.cli import main
 from pipebench.report.sweep_plot import final_points
-from pipebench.report.tables import CURVE_COLUMNS, SUMMARY_COLUMNS
+from pipebench.tables import CURVE_COLUMNS, SUMMARY_COLUMNS
 
 # 6 cells of well under a second each; every cell has 3 schedules x 2 seeds x 2 lrs.
 SCENARIO = """\
@@ -363,7 +363,7 @@ def test_partial_entries_of_dead_sweeps_are_removed(tmp_path):
 
 
 def test_grid_values_and_their_order():
-    from pipebench.sweep.grid import Axis, grid_cells, merge_axes, parse_grid
+    from pipebench.grid import Axis, grid_cells, merge_axes, parse_grid
 
     assert parse_grid("pipeline.stages=2^1..2^4").values == (2, 4, 8, 16)
     assert parse_grid("optimizer.lr=1e-3,0.01").values == (0.001, 0.01)

@@ -6,12 +6,12 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from pipebench.engine.budget import timeline_for
 from pipebench.engine.recorder import block_offsets
 from pipebench.engine.replay import Curve, prepare, replay
 from pipebench.objectives import build_objective
 from pipebench.optim import OPTIMIZERS, hyper_array
 from pipebench.timeline import CostModel, RpdPlan
+from pipebench.timeline.budget import timeline_for
 
 
 def objective(kind: str = "quadratic", stages: int = 1, **fields):

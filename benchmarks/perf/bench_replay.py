@@ -51,8 +51,8 @@ def experiment(stages: int, microbatches: int, seeds: list[int], lr: str):
 
 def one_replay(stages: int, microbatches: int, repeats: int) -> dict:
     """Timeline build, then the best of `repeats` replays of one run."""
-    from pipebench.engine.budget import timeline_for
     from pipebench.engine.replay import prepare, replay
+    from pipebench.timeline.budget import timeline_for
 
     exp = experiment(stages, microbatches, [0], "0.001")
     entry = exp.entries[0]

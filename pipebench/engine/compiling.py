@@ -21,7 +21,7 @@ FAMILIES: dict[str, tuple[int, tuple[str, ...]]] = {
         (
             "pipebench.timeline.simulate:_simulate",
             "pipebench.timeline.stats:_stage_sweep",
-            "pipebench.engine.history:_needs",
+            "pipebench.engine.replay_size:_needs",
         ),
     ),
     "block-linear": (

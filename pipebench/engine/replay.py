@@ -11,7 +11,7 @@ one, the work of F and B is the form's, chosen by which model argument is
 None, a choice numba makes at compile time.
 
 Weights live in one array per replica, `hist[r, v % H]` holding version v
-of every block, H being the largest version lag the trace has (history.py):
+of every block, H being the largest version lag the trace has (replay_size.py):
 a stage's step writes the next slot, so stashed versions stay readable
 without copies.
 """
@@ -23,11 +23,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 from numba import njit
 
-from pipebench.engine.history import replay_needs
 from pipebench.engine.iterates import keep_checkpoint, new_checkpoints, versions_read
 from pipebench.engine.layered import layered_loss_at, objective_tuple
 from pipebench.engine.operations import average_replicas, diverged, steps_running
 from pipebench.engine.recorder import block_offsets, new_recorder, take_sample
+from pipebench.engine.replay_size import replay_needs
 from pipebench.objectives.blocklinear import (
     SAMPLE_FULL,
     SAMPLING_CODES,

@@ -53,8 +53,8 @@ def build_objective(spec, stages: int, data_file: Path | None) -> BlockLinear | 
     """
     from pipebench.objectives import logistic, quadratic
     from pipebench.objectives.blocklinear import SAMPLE_FULL
-    from pipebench.objectives.language import build_charlm
-    from pipebench.objectives.teacher import build_mlp
+    from pipebench.objectives.charlm_objective import build_charlm
+    from pipebench.objectives.mlp_objective import build_mlp
 
     if spec.kind == "charlm":
         return build_charlm(spec, stages, data_file)

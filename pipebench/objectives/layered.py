@@ -19,8 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from pipebench.objectives import charlm, mlp
-from pipebench.objectives.charlm import charlm_backward, charlm_forward
+from pipebench.objectives import mlp
+from pipebench.objectives.charlm import spec as charlm_spec
+from pipebench.objectives.charlm.stages import charlm_backward, charlm_forward
 from pipebench.objectives.mlp import mlp_backward, mlp_forward
 
 MLP, CHARLM = 0, 1
@@ -110,7 +111,7 @@ def _chain_forward(code, spec, off, act_size, saved_size, w, data_f, data_t, dat
 def eval_loss(code, spec, off, act_size, saved_size, w, data_f, data_t, data_i, rows, batch):
     """The exact mean loss over `rows`, `batch` of them at a time (at most the batch the
     buffers are sized for; any chunking gives the same mean)."""
-    capacity = spec[mlp.BATCH] if code == MLP else spec[charlm.BATCH]
+    capacity = spec[mlp.BATCH] if code == MLP else spec[charlm_spec.BATCH]
     if batch < 1 or batch > capacity:
         raise ValueError("eval_loss: batch must be between 1 and the layout's batch size")
     if len(rows) == 0:

@@ -13,9 +13,9 @@ import sys
 import pandas as pd
 
 from pipebench.compare import Comparison
-from pipebench.report.export import markdown_table, write_data
+from pipebench.export import markdown_table, write_data
 from pipebench.report.runview import print_table, show_table
-from pipebench.report.tables import fmt_number, mean_std_text
+from pipebench.tables import fmt_number, mean_std_text
 
 
 def side_by_side_text(table: pd.DataFrame) -> pd.DataFrame:

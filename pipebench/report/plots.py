@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.patches import Patch
 
-from pipebench.report.export import file_name, naming
-from pipebench.report.tables import at_selected_lr
+from pipebench.export import file_name, naming
+from pipebench.tables import at_selected_lr
 from pipebench.timeline.trace import AVERAGE, BACKWARD, FORWARD, KIND_NAMES, UPDATE, Trace
 from pipebench.timeline.window import head
 

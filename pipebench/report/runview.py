@@ -12,10 +12,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from pipebench.report.export import markdown_table, write_data
+from pipebench.export import markdown_table, write_data
 from pipebench.report.progress_lines import ProgressLines
-from pipebench.report.tables import condensed
 from pipebench.report.verdict import lr_edge_lines, winner_lines
+from pipebench.tables import condensed
 
 
 @contextmanager

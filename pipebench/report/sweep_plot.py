@@ -16,14 +16,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipebench.report.export import file_name
+from pipebench.export import file_name
 from pipebench.report.plots import (  # plots selects the Agg backend
     LINE_STYLES,
     MARKERS,
     plt,
     save_figure,
 )
-from pipebench.report.tables import at_selected_lr
+from pipebench.tables import at_selected_lr
 
 
 def final_points(summary: pd.DataFrame, keys: list[str]) -> pd.DataFrame:

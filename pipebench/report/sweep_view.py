@@ -10,11 +10,10 @@ import pandas as pd
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from pipebench.report.export import write_data
+from pipebench.export import value_text, write_data
 from pipebench.report.progress_lines import ProgressLines
 from pipebench.report.runview import show_table
-from pipebench.report.tables import condensed
-from pipebench.sweep.combine import value_text
+from pipebench.tables import condensed
 
 
 def cache_note(cells: int, cached: int, damaged: int) -> str:

@@ -11,7 +11,7 @@ import math
 import pandas as pd
 
 from pipebench.compare import REFERENCE_SCHEDULES, side_by_side
-from pipebench.report.tables import fmt_number
+from pipebench.tables import fmt_number
 
 
 def _names(rows: pd.DataFrame, column: str, unit: str = "") -> str:

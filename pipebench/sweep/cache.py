@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from pipebench.report.export import write_files
+from pipebench.export import write_files
 
 MANIFEST = "manifest.json"
 REQUIRED = ("summary.csv", "curves.csv")  # what the combined tables of a sweep are made of

@@ -10,10 +10,7 @@ from __future__ import annotations
 import csv
 import io
 
-
-def value_text(value: object) -> str:
-    """A swept value as written in a table: floats in their shortest exact form."""
-    return repr(float(value)) if isinstance(value, float) else str(value)
+from pipebench.export import value_text
 
 
 def combined_csv(keys: list[str], cells: list[tuple[tuple, str]], columns: list[str]) -> str:

@@ -11,13 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipebench.engine.budget import planned_microbatches
 from pipebench.errors import InputError, ScenarioError
 from pipebench.experiment import Experiment, resolve
+from pipebench.grid import Axis, grid_cells, merge_axes, parse_grid
 from pipebench.limits import MAX_OUTPUT_BYTES, output_bytes, row_text_bytes, size_text
 from pipebench.scenario import LoadedScenario, load_scenario
 from pipebench.sweep.cell import CellSpec, key_of
-from pipebench.sweep.grid import Axis, grid_cells, merge_axes, parse_grid
+from pipebench.timeline.budget import planned_microbatches
 
 Values = tuple[tuple[str, object], ...]
 

@@ -11,7 +11,12 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pipebench.timeline.costs import CostModel
-    from pipebench.timeline.registry import SCHEDULES, build_timeline, get_schedule
+    from pipebench.timeline.registry import (
+        SCHEDULES,
+        build_timeline,
+        get_schedule,
+        resolve_options,
+    )
     from pipebench.timeline.rpd import RpdPlan
     from pipebench.timeline.stats import TimelineStats
     from pipebench.timeline.trace import Trace
@@ -21,6 +26,7 @@ _HOME = {
     "SCHEDULES": "registry",
     "build_timeline": "registry",
     "get_schedule": "registry",
+    "resolve_options": "registry",
     "RpdPlan": "rpd",
     "TimelineStats": "stats",
     "Trace": "trace",
@@ -49,5 +55,6 @@ __all__ = [
     "Trace",
     "build_timeline",
     "get_schedule",
+    "resolve_options",
     "stats_of",
 ]

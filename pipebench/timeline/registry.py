@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pipebench.errors import InputError, did_you_mean
-from pipebench.limits import available_memory, memory_problem, trace_need
-from pipebench.timeline import flush, gpipe, localsgd, naive, paci, pd, rpd, twobw
-from pipebench.timeline.schedule import Schedule
-from pipebench.timeline.trace import MAX_MICROBATCHES, Trace
+from pipebench.limits import available_memory, memory_problem
+from pipebench.timeline import gpipe, localsgd, naive, one_f_one_b, paci, pd, rpd, twobw
+from pipebench.timeline.schedule import OPTION_CHECKS, Schedule
+from pipebench.timeline.trace import MAX_MICROBATCHES, Trace, trace_need
 
 if TYPE_CHECKING:
     from pipebench.timeline.costs import CostModel
@@ -18,7 +18,7 @@ SCHEDULES: dict[str, Schedule] = {
     s.name: s
     for s in (
         gpipe.SCHEDULE,
-        flush.SCHEDULE,
+        one_f_one_b.SCHEDULE,
         pd.SCHEDULE,
         rpd.SCHEDULE,
         twobw.SCHEDULE,
@@ -39,6 +39,23 @@ def get_schedule(name: str) -> Schedule:
         raise InputError("schedule", f"unknown schedule {name!r}{hint}; known: {known}") from None
 
 
+def resolve_options(schedule: Schedule, stages: int, given: dict[str, object]) -> dict[str, object]:
+    """`schedule`'s defaults overlaid with `given`; refuses options that do not apply or are
+    out of range (here, beside every schedule, to name those an option applies to)."""
+    resolved = schedule.defaults(stages)
+    for name, value in given.items():
+        if name not in resolved:
+            users = ", ".join(s.name for s in SCHEDULES.values() if name in s.defaults(2))
+            raise InputError(
+                name, f"does not apply to {schedule.name} (it applies to: {users or 'none'})"
+            )
+        problem = OPTION_CHECKS[name](value)
+        if problem:
+            raise InputError(name, f"must be {problem}")
+        resolved[name] = value
+    return resolved
+
+
 def check_memory(stages: int, microbatches: int) -> None:
     """Refuse, up front, a trace that cannot fit in this machine's memory."""
     problem = memory_problem([trace_need("microbatches", stages, microbatches)], available_memory())
@@ -56,7 +73,7 @@ def build_timeline(
     if not 1 <= microbatches <= MAX_MICROBATCHES:
         raise InputError("microbatches", f"must be in 1..{MAX_MICROBATCHES}, got {microbatches}")
     check_memory(costs.stages, microbatches)
-    resolved = schedule.options(costs.stages, options)
+    resolved = resolve_options(schedule, costs.stages, options)
     if schedule.rules is None:
         return rpd.plan(costs, microbatches, **resolved)
     return simulate(name, schedule.rules(costs.stages, resolved), costs, microbatches)

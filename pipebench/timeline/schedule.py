@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipebench.errors import InputError
-
 # How mini-batches (groups of micro-batches) are separated.
 BARRIER_NONE = 0  # micro-batches stream through
 BARRIER_FLUSH = 1  # the next group enters only after every stage stepped
@@ -117,25 +115,6 @@ class Schedule:
     # symbol "S" too, to spell defaults out in `pipebench list`).
     defaults: Callable[[int | str], dict[str, object]] = field(default=lambda stages: {})
     rules: Callable[[int, dict[str, object]], Rules] | None = None  # None: not a timeline (rpd)
-
-    def options(self, stages: int, given: dict[str, object]) -> dict[str, object]:
-        """Defaults overlaid with `given`; refuses options that do not apply or are out of range."""
-        resolved = self.defaults(stages)
-        for name, value in given.items():
-            if name not in resolved:
-                users = ", ".join(_schedules_taking(name)) or "none"
-                raise InputError(name, f"does not apply to {self.name} (it applies to: {users})")
-            problem = OPTION_CHECKS[name](value)
-            if problem:
-                raise InputError(name, f"must be {problem}")
-            resolved[name] = value
-        return resolved
-
-
-def _schedules_taking(option: str) -> list[str]:
-    from pipebench.timeline.registry import SCHEDULES
-
-    return [s.name for s in SCHEDULES.values() if option in s.defaults(2)]
 
 
 def auto_delta(stages: int) -> int:

@@ -14,6 +14,8 @@ from functools import cached_property
 
 import numpy as np
 
+from pipebench.limits import Need
+
 # Operation kinds, as stored in `Trace.kind`.
 FORWARD = 0
 BACKWARD = 1
@@ -26,6 +28,7 @@ KIND_NAMES = ("F", "B", "U", "AVG")
 MAX_STAGES = 2**15 - 1
 MAX_MICROBATCHES = 2**31 - 1
 BYTES_PER_OP = 33
+TRACE_BYTES_PER_OP = 3 * BYTES_PER_OP + 12  # F, B, one U per pair; the statistics' tables
 OP_FIELDS = ("kind", "stage", "mb", "replica", "start", "end", "v_fwd", "v_bwd")
 
 
@@ -119,3 +122,12 @@ class Trace:
         table = np.full((self.stages, self.microbatches), -1, dtype=np.int64)
         table[self.stage[rows], self.mb[rows]] = rows
         return table
+
+
+def trace_need(field: tuple | str, stages: int, microbatches: int) -> Need:
+    """The memory a trace of S stages and M micro-batches takes (limits.py counts the rest)."""
+    return Need(
+        field,
+        f"the operations of a trace of S={stages}, M={microbatches}",
+        TRACE_BYTES_PER_OP * stages * microbatches,
+    )

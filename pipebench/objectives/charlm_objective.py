@@ -16,7 +16,7 @@ import numpy as np
 
 from pipebench.errors import InputError
 from pipebench.objectives.blocklinear import SAMPLING_CODES
-from pipebench.objectives.charlm import charlm_init, charlm_layout
+from pipebench.objectives.charlm.layout import charlm_init, charlm_layout
 from pipebench.objectives.corpus import load_corpus, split
 from pipebench.objectives.layered import CHARLM, Layered
 

@@ -13,7 +13,14 @@ import math
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from pipebench.timeline import CostModel, RpdPlan, Trace, build_timeline, get_schedule
+from pipebench.timeline import (
+    CostModel,
+    RpdPlan,
+    Trace,
+    build_timeline,
+    get_schedule,
+    resolve_options,
+)
 
 if TYPE_CHECKING:
     from pipebench.timeline.stats import TimelineStats
@@ -24,7 +31,7 @@ def microbatch_unit(name: str, stages: int, options: dict[str, object]) -> int:
     schedule = get_schedule(name)
     if schedule.rules is None:
         return 1
-    rules = schedule.rules(stages, schedule.options(stages, options))
+    rules = schedule.rules(stages, resolve_options(schedule, stages, options))
     return max(rules.group, rules.accumulate, 1)
 
 

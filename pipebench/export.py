@@ -40,6 +40,11 @@ def file_name(text: str, fallback: str) -> str:
     return f"{safe[: LONGEST_NAME - len(digest) - 1]}-{digest}"
 
 
+def value_text(value: object) -> str:
+    """A swept value as written in a table: floats in their shortest exact form."""
+    return repr(float(value)) if isinstance(value, float) else str(value)
+
+
 def csv_text(table: pd.DataFrame) -> str:
     """The CSV form of a table (NaN as an empty field), the same bytes every time."""
     return table.to_csv(index=False, lineterminator="\n")
