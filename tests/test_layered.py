@@ -46,17 +46,17 @@ def reference(trace, obj: Layered, seed: int, recompute: bool = False) -> np.nda
             w = versions[r][s][trace.v_fwd[i]]
             saved[s, m] = np.zeros(obj.saved_size[s])
             out = np.zeros(obj.act_size)
-            stage_forward(obj.code, obj.spec, s, w, obj.data_f, obj.data_t, obj.data_i, rows[m],
+            stage_forward(*obj.archs, s, w, obj.data_f, obj.data_t, obj.data_i, rows[m],
                           acts.get((s, m), np.zeros(obj.act_size)), saved[s, m], out)  # fmt: skip
             acts[s + 1, m] = out
         elif k == BACKWARD:
             w = versions[r][s][trace.v_bwd[i]]
             x_in = acts.get((s, m), np.zeros(obj.act_size))
             if recompute:
-                stage_forward(obj.code, obj.spec, s, w, obj.data_f, obj.data_t, obj.data_i,
+                stage_forward(*obj.archs, s, w, obj.data_f, obj.data_t, obj.data_i,
                               rows[m], x_in, saved[s, m], np.zeros(obj.act_size))  # fmt: skip
             g_in = np.zeros(obj.act_size)
-            stage_backward(obj.code, obj.spec, s, w, obj.data_f, obj.data_t, obj.data_i, rows[m],
+            stage_backward(*obj.archs, s, w, obj.data_f, obj.data_t, obj.data_i, rows[m],
                            saved[s, m], grads.get((s + 1, m), np.zeros(obj.act_size)), g_in,
                            acc[r, off[s] : off[s + 1]])  # fmt: skip
             grads[s, m] = g_in

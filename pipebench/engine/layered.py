@@ -22,16 +22,16 @@ from pipebench.objectives.layered import Layered, eval_loss
 @njit(cache=True)
 def layered_loss_at(t, ob, hist, cur, last_u_end, w_vis, out_model) -> float:
     """The recorded loss at the weights visible at time t (copied to out_model)."""
-    code, spec, off, act, saved_size, _, _, df, dt, di, _, ev, _, batch = ob
+    mlp_arch, lm_arch, off, act, saved_size, _, _, df, dt, di, _, ev, _, batch = ob
     visible_model(t, off, hist, cur, last_u_end, w_vis)
     out_model[:] = w_vis
-    return eval_loss(code, spec, off, act, saved_size, w_vis, df, dt, di, ev, batch)
+    return eval_loss(mlp_arch, lm_arch, off, act, saved_size, w_vis, df, dt, di, ev, batch)
 
 
 def objective_tuple(obj: Layered) -> tuple:
     """What the kernels receive of a layered objective, in the order they unpack it."""
     return (
-        obj.code, obj.spec, obj.off, obj.act_size, obj.saved_size, obj.matrices, obj.init,
+        *obj.archs, obj.off, obj.act_size, obj.saved_size, obj.matrices, obj.init,
         obj.data_f, obj.data_t, obj.data_i, obj.examples, obj.eval_rows, obj.sampling,
         obj.batch_size,
     )  # fmt: skip

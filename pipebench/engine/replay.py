@@ -77,9 +77,8 @@ def _replay_trace(
         g = np.zeros((P, nb))  # g[slot]: dLoss / dz, divided by the batch size
         w_vis, rec = new_recorder(examples, d)
     else:
-        ocode, spec, off, act, saved_size, mats, init, df, dt, di, examples, _, sampling, batch = (
-            layered
-        )
+        (mlp_arch, lm_arch, off, act, saved_size, mats, init, df, dt, di, examples, _, sampling,
+         batch) = layered  # fmt: skip
         d = len(init)
         nb = batch
         hist = np.empty((R, H, d))
@@ -140,7 +139,7 @@ def _replay_trace(
                     output_gradient(loss, z[slot], y, rows[slot], nb, g[slot])
             else:
                 w = hist[r, v_fwd[i] % H, off[s] : off[s + 1]]
-                stage_forward(ocode, spec, s, w, df, dt, di, rows[slot], x[slot, s],
+                stage_forward(mlp_arch, lm_arch, s, w, df, dt, di, rows[slot], x[slot, s],
                               saved[slot, so[s] : so[s + 1]], x[slot, s + 1])  # fmt: skip
         elif k == BACKWARD:
             slot = mb[i] % P
@@ -152,10 +151,11 @@ def _replay_trace(
                 w = hist[r, v_bwd[i] % H, off[s] : off[s + 1]]
                 store = saved[slot, so[s] : so[s + 1]]
                 if recompute:
-                    stage_forward(ocode, spec, s, w, df, dt, di, rows[slot], x[slot, s], store,
-                                  scratch)  # fmt: skip
-                stage_backward(ocode, spec, s, w, df, dt, di, rows[slot], store, gl[slot, s + 1],
-                               gl[slot, s], acc[r, off[s] : off[s + 1]])  # fmt: skip
+                    stage_forward(mlp_arch, lm_arch, s, w, df, dt, di, rows[slot], x[slot, s],
+                                  store, scratch)  # fmt: skip
+                stage_backward(mlp_arch, lm_arch, s, w, df, dt, di, rows[slot], store,
+                               gl[slot, s + 1], gl[slot, s],
+                               acc[r, off[s] : off[s + 1]])  # fmt: skip
             count[r, s] += 1
             if s == 0:
                 done += 1
@@ -197,9 +197,8 @@ def _replay_plan(
         g = np.zeros(nb)
         w_vis, rec = new_recorder(examples, d)
     else:
-        ocode, spec, off, act, saved_size, mats, init, df, dt, di, examples, _, sampling, batch = (
-            layered
-        )
+        (mlp_arch, lm_arch, off, act, saved_size, mats, init, df, dt, di, examples, _, sampling,
+         batch) = layered  # fmt: skip
         d = len(init)
         nb = batch
         hist = np.empty((1, H, d))
@@ -255,11 +254,11 @@ def _replay_plan(
             backward_block(X, rows, nb, lo, hi, g, point, l2, noise, seed, k, grad)
         else:
             for j in range(S):
-                stage_forward(ocode, spec, j, point[off[j] : off[j + 1]], df, dt, di, rows, x[j],
-                              saved[j, : saved_size[j]], x[j + 1])  # fmt: skip
+                stage_forward(mlp_arch, lm_arch, j, point[off[j] : off[j + 1]], df, dt, di, rows,
+                              x[j], saved[j, : saved_size[j]], x[j + 1])  # fmt: skip
             for j in range(S - 1, s - 1, -1):  # down to the updated block, whose gradient is kept
                 grad[off[j] : off[j + 1]] = 0.0
-                stage_backward(ocode, spec, j, point[off[j] : off[j + 1]], df, dt, di, rows,
+                stage_backward(mlp_arch, lm_arch, j, point[off[j] : off[j + 1]], df, dt, di, rows,
                                saved[j, : saved_size[j]], gl[j + 1], gl[j],
                                grad[off[j] : off[j + 1]])  # fmt: skip
         v = version[0, s]
