@@ -8,10 +8,14 @@ in-flight slots instead; both must give the same weights to the last bit.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from numba.core import config as numba_config
 from training import train
 
 from pipebench.objectives import build_objective
@@ -249,3 +253,23 @@ def test_muon_needs_weight_matrices(tmp_path, capsys):
     assert main(["validate", str(write(tmp_path, text))]) == 2
     err = capsys.readouterr().err
     assert "s.yaml:" in err and "optimizer.name" in err and "mlp" in err
+
+
+PRUNED = """
+import sys
+sys.path.insert(0, {tests!r})
+from test_layered import COSTS, mlp
+from training import train
+from pipebench.objectives.charlm import stages
+from pipebench.objectives.layered import stage_forward
+train("pd", mlp(3), 3, lr=0.05, seed=0, costs=COSTS, budget=("microbatches", 8))
+print(len(stage_forward.signatures), len(stages.charlm_forward.signatures))
+"""
+
+
+@pytest.mark.skipif(numba_config.DISABLE_JIT, reason="compilation is numba's")
+def test_an_mlp_run_does_not_compile_the_transformer():
+    """The layered kernels prune the other objective's branch (a cold mlp run compiles less)."""
+    code = PRUNED.format(tests=str(Path(__file__).parent))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.split() == ["1", "0"], out.stderr[-2000:]
