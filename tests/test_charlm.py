@@ -261,7 +261,7 @@ def test_saved_starts_with_the_stage_input_and_sizes_add_up():
 def val_loss(layout, params, tokens, starts, batch) -> float:
     """The recorded loss, as the replay computes it (`layered.eval_loss`)."""
     empty = np.zeros((0, 0))
-    return eval_loss(None, layout.spec, layout.off, layout.act_size, layout.saved_size,
+    return eval_loss((), (layout.spec,), layout.off, layout.act_size, layout.saved_size,
                      params, empty, empty, tokens, starts, batch)  # fmt: skip
 
 

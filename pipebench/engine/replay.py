@@ -8,7 +8,7 @@ gradients summed since its last step, AVG averages the replicas.
 at fixed simulated times and stop at the first sign of divergence. Each
 kernel serves block-linear and layered objectives (layered.py): the walk is
 one, the work of F and B is the form's, chosen by which model argument is
-None, a choice numba makes at compile time.
+the empty tuple, a choice numba makes at compile time.
 
 Weights live in one array per replica, `hist[r, v % H]` holding version v
 of every block, H being the largest version lag the trace has (replay_size.py):
@@ -49,7 +49,7 @@ from pipebench.timeline.trace import AVERAGE, BACKWARD, FORWARD, UPDATE, Trace
 def _loss_at(t, linear, layered, hist, cur, last_u_end, w_vis, rec, out_model):
     """The recorded loss at the weights visible at time t (copied to out_model); `rec` is
     the block-linear recorder's state (recorder.py)."""
-    if layered is None:
+    if len(layered) == 0:
         _, XT, y, loss, l2, _, _, _, off = linear
         return take_sample(t, XT, y, loss, l2, off, hist, cur, last_u_end, w_vis, rec, out_model)
     return layered_loss_at(t, layered, hist, cur, last_u_end, w_vis, out_model)
@@ -63,11 +63,12 @@ def _replay_trace(
 ):  # fmt: skip
     """Replay rows [0, n_rows) that end by `until`; returns (samples, updates, micro-batches).
 
-    One of `linear` (a block-linear objective) and `layered` is None; numba
-    prunes the other one's branches, so each form compiles only its own work.
+    One of `linear` (a block-linear objective) and `layered` is the empty
+    tuple: numba reads `len()` of a tuple argument as a constant and prunes
+    the other form's branches, so each form compiles only its own work.
     Returns early, with the work done so far, once `stop[0]` is set (Ctrl-C).
     """
-    if layered is None:
+    if len(layered) == 0:
         X, _, y, loss, l2, noise, sampling, batch, off = linear
         examples, d = X.shape
         mats = np.zeros((0, 4), np.int64)  # no weight matrices (Muon is for layered objectives)
@@ -130,7 +131,7 @@ def _replay_trace(
             slot = mb[i] % P
             if s == 0:
                 draw_rows(sampling, seed, examples, batch, mb[i], rows[slot])
-            if layered is None:
+            if len(layered) == 0:
                 if s == 0:
                     z[slot, :] = 0.0
                 w = hist[r, v_fwd[i] % H]
@@ -143,7 +144,7 @@ def _replay_trace(
                               saved[slot, so[s] : so[s + 1]], x[slot, s + 1])  # fmt: skip
         elif k == BACKWARD:
             slot = mb[i] % P
-            if layered is None:
+            if len(layered) == 0:
                 w = hist[r, v_bwd[i] % H]
                 backward_block(X, rows[slot], nb, off[s], off[s + 1], g[slot], w, l2, noise,
                                seed, mb[i], acc[r])  # fmt: skip
@@ -186,8 +187,8 @@ def _replay_plan(
 ):  # fmt: skip
     """rpd: iteration k steps block[k] with the gradient at a point whose block j is
     the iterate from d_j iterations ago (forward and backward both there).
-    Returns (samples, iterations done). One of `linear` and `layered` is None."""
-    if layered is None:
+    Returns (samples, iterations done). One of `linear` and `layered` is ()."""
+    if len(layered) == 0:
         X, _, y, loss, l2, noise, sampling, batch, off = linear
         examples, d = X.shape
         mats = np.zeros((0, 4), np.int64)
@@ -247,7 +248,7 @@ def _replay_plan(
                 point[c] = hist[0, slot, c]
         s = block[k]
         lo, hi = off[s], off[s + 1]
-        if layered is None:
+        if len(layered) == 0:
             z[:] = 0.0
             forward_point(X, rows, nb, off, point, z)
             output_gradient(loss, z, y, rows, nb, g)
@@ -367,14 +368,14 @@ def replay(
     if isinstance(timeline, RpdPlan) and timeline.sampling != "objective":
         objective = replace(objective, sampling=SAMPLING_CODES[timeline.sampling])
     if isinstance(objective, Layered):
-        linear, layered = None, objective_tuple(objective)
+        linear, layered = (), objective_tuple(objective)
     else:
         linear = (
             objective.X, objective.XT, objective.y, objective.loss, objective.l2,
             objective.grad_noise, objective.sampling, objective.batch_size,
             block_offsets(objective.dim, stages),
         )  # fmt: skip
-        layered = None
+        layered = ()
     # ef reads each update as old - new weights: the two must be separate versions
     depth = max(prepared.depth, 2) if hyper[EF] != 0.0 else prepared.depth
     optimizer = (seed, optimizer_code, hyper, horizon_of(prepared), depth)

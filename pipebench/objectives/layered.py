@@ -5,8 +5,8 @@ next stage consumes, and the weights a backward multiplies by matter, so
 stashing (pd, 2bw) and not stashing (paci) train differently. The replay
 talks to every layered objective through three kernels, `stage_forward`,
 `stage_backward` and `eval_loss`, which take the architecture of either
-objective with the other one None (`Layered.archs`): numba compiles only the
-kernels of the objective a run uses.
+objective with the other one empty (`Layered.archs`): numba compiles only
+the kernels of the objective a run uses.
 
 Data travel as three plain arrays whatever the objective: `data_f` (float
 inputs, one row per example), `data_t` (float regression targets) and
@@ -62,9 +62,9 @@ class Layered:
         return len(self.off) - 1
 
     @property
-    def archs(self) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """(mlp architecture, charlm architecture), the other one None: what kernels take."""
-        return (self.spec, None) if self.code == MLP else (None, self.spec)
+    def archs(self) -> tuple[tuple, tuple]:
+        """((mlp architecture,), ()) or ((), (charlm architecture,)): what kernels take."""
+        return ((self.spec,), ()) if self.code == MLP else ((), (self.spec,))
 
     def loss(self, weights: np.ndarray) -> float:
         """The recorded loss at `weights` (the replay computes the same in its samples)."""
@@ -87,13 +87,14 @@ class Layered:
 def stage_forward(mlp_arch, lm_arch, s, params, data_f, data_t, data_i, rows, x_in, saved, x_out):
     """Forward of stage s for the micro-batch `rows`; the batch loss on the last stage.
 
-    `mlp_arch` or `lm_arch` is the objective's architecture, the other None
-    (`Layered.archs`): numba prunes the branch of None, so a run compiles
-    only its own objective's kernels.
+    `mlp_arch` or `lm_arch` holds the objective's architecture, the other is
+    empty (`Layered.archs`): numba reads `len()` of a tuple argument as a
+    constant and prunes the other branch, so a run compiles only its own
+    objective's kernels.
     """
-    if lm_arch is None:
-        return mlp_forward(mlp_arch, s, params, data_f, data_t, data_i, rows, x_in, saved, x_out)
-    return charlm_forward(lm_arch, s, params, data_i, rows, x_in, saved, x_out)
+    if len(lm_arch) == 0:
+        return mlp_forward(mlp_arch[0], s, params, data_f, data_t, data_i, rows, x_in, saved, x_out)
+    return charlm_forward(lm_arch[0], s, params, data_i, rows, x_in, saved, x_out)
 
 
 @njit(cache=True)
@@ -101,10 +102,10 @@ def stage_backward(
     mlp_arch, lm_arch, s, params, data_f, data_t, data_i, rows, saved, g_out, g_in, grad
 ):
     """Backward of stage s: adds to `grad` (the stage's slice), writes dLoss/d(input) to g_in."""
-    if lm_arch is None:
-        mlp_backward(mlp_arch, s, params, data_f, data_t, data_i, rows, saved, g_out, g_in, grad)
+    if len(lm_arch) == 0:
+        mlp_backward(mlp_arch[0], s, params, data_f, data_t, data_i, rows, saved, g_out, g_in, grad)
     else:
-        charlm_backward(lm_arch, s, params, data_i, rows, saved, g_out, g_in, grad)
+        charlm_backward(lm_arch[0], s, params, data_i, rows, saved, g_out, g_in, grad)
 
 
 @njit(cache=True)
@@ -128,7 +129,7 @@ def eval_loss(mlp_arch, lm_arch, off, act_size, saved_size, w, data_f, data_t, d
               batch):  # fmt: skip
     """The exact mean loss over `rows`, `batch` of them at a time (at most the batch the
     buffers are sized for; any chunking gives the same mean)."""
-    capacity = mlp_arch[mlp.BATCH] if lm_arch is None else lm_arch[charlm_spec.BATCH]
+    capacity = mlp_arch[0][mlp.BATCH] if len(lm_arch) == 0 else lm_arch[0][charlm_spec.BATCH]
     if batch < 1 or batch > capacity:
         raise ValueError("eval_loss: batch must be between 1 and the layout's batch size")
     if len(rows) == 0:
