@@ -8,6 +8,7 @@ in-flight slots instead; both must give the same weights to the last bit.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -257,19 +258,24 @@ def test_muon_needs_weight_matrices(tmp_path, capsys):
 
 PRUNED = """
 import sys
+import numpy as np
 sys.path.insert(0, {tests!r})
-from test_layered import COSTS, mlp
-from training import train
+from test_layered import mlp
 from pipebench.objectives.charlm import stages
 from pipebench.objectives.layered import stage_forward
-train("pd", mlp(3), 3, lr=0.05, seed=0, costs=COSTS, budget=("microbatches", 8))
+obj = mlp(3)
+x = np.zeros(obj.act_size)
+stage_forward(*obj.archs, 0, obj.init[obj.off[0] : obj.off[1]], obj.data_f, obj.data_t,
+              obj.data_i, np.arange(obj.batch_size), x, np.zeros(obj.saved_size[0]), x.copy())
 print(len(stage_forward.signatures), len(stages.charlm_forward.signatures))
 """
 
 
 @pytest.mark.skipif(numba_config.DISABLE_JIT, reason="compilation is numba's")
-def test_an_mlp_run_does_not_compile_the_transformer():
-    """The layered kernels prune the other objective's branch (a cold mlp run compiles less)."""
+def test_an_mlp_run_does_not_compile_the_transformer(tmp_path):
+    """The stage kernels prune the other objective's branch: compiled from an empty cache,
+    an mlp stage leaves the transformer's kernels uncompiled."""
     code = PRUNED.format(tests=str(Path(__file__).parent))
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.stdout.split() == ["1", "0"], out.stderr[-2000:]
