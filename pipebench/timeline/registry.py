@@ -40,8 +40,11 @@ def get_schedule(name: str) -> Schedule:
 
 
 def resolve_options(schedule: Schedule, stages: int, given: dict[str, object]) -> dict[str, object]:
-    """`schedule`'s defaults overlaid with `given`; refuses options that do not apply or are
-    out of range (here, beside every schedule, to name those an option applies to)."""
+    """`schedule`'s defaults overlaid with `given`, each option checked.
+
+    It lives beside `SCHEDULES`: refusing an option that does not apply names
+    the schedules it applies to.
+    """
     resolved = schedule.defaults(stages)
     for name, value in given.items():
         if name not in resolved:
