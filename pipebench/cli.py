@@ -109,7 +109,8 @@ def _with_option_flags(before: str) -> Callable[[Callable], Callable]:
         for option in OPTIONS.values():
             if not option.flag:
                 continue
-            info = typer.Option(help=option.help)
+            names = [f"--{option.spelled}"] if option.spelled else []
+            info = typer.Option(*names, help=option.help)
             kind, default = (int if option.kind == COUNT else str) | None, None
             if option.kind == FLAG:  # --recompute alone, no --no-recompute
                 info = typer.Option(f"--{option.name}", help=option.help)
@@ -217,7 +218,7 @@ def schedule(
         print(json.dumps(record, allow_nan=False))
         return
     from pipebench.report.gantt import gantt_text
-    from pipebench.report.stats_view import stage_table, summary_table
+    from pipebench.report.stats_view import rank_table, stage_table, summary_table
 
     out = Console()
     if not timeline.is_timeline:
@@ -228,6 +229,8 @@ def schedule(
     out.print(gantt_text(trace, width=out.width))
     out.print(summary_table(stats))
     out.print(stage_table(stats))
+    if stats.ranks != stats.stages or any(stats.rank_peak_pending_w or ()):
+        out.print(rank_table(stats))  # chunks share ranks, or W's wait apart from their I
 
 
 def _check_exports(files: dict[str, Path | None]) -> None:
@@ -575,6 +578,11 @@ def _option_name(field: str) -> str:
     """How the command line spells a field an `InputError` names."""
     if field == "schedule":
         return "NAME"
+    from pipebench.timeline.options import OPTIONS
+
+    option = OPTIONS.get(field)
+    if option is not None and option.spelled:
+        return "--" + option.spelled
     return field if field.isupper() else "--" + field.replace("_", "-")
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from pipebench.errors import InputError, did_you_mean
+from pipebench.schedules import PROGRAM_NAMES
 from pipebench.tables import at_selected_lr, read_table
 
 # The metrics `--fail-on` accepts: all lower-is-better columns of summary.csv.
@@ -67,8 +68,9 @@ def read_summary(path: Path, role: str) -> pd.DataFrame:
 
 
 # The synchronous schedules speedups are measured against by default, in order of preference:
-# 1f1b-flush trains as gpipe does with fewer activations in flight; naive has no pipelining.
-REFERENCE_SCHEDULES = ("1f1b-flush", "gpipe", "naive")
+# 1f1b-flush trains as gpipe does with fewer activations in flight; naive has no pipelining;
+# the programs (zero-bubble, interleaved, DualPipeV) are minibatch SGD as well.
+REFERENCE_SCHEDULES = ("1f1b-flush", "gpipe", "naive", *PROGRAM_NAMES)
 
 
 def _reference(labels: list[str], schedules: list[str], wanted: str | None) -> str:

@@ -35,7 +35,7 @@ from pipebench.scenario import (
     lr_select,
     lr_values,
 )
-from pipebench.timeline import CostModel, setup_schedule
+from pipebench.timeline import CostModel, get_schedule, setup_schedule
 from pipebench.timeline.budget import first_update_time, planned_microbatches
 from pipebench.timeline.schedule import BARRIER_NONE, VERSIONS_TWO_BW, Setup, auto_delta
 from pipebench.timeline.trace import trace_need
@@ -249,6 +249,12 @@ def _check_needs(
 def _shape(setup: Setup, microbatches: int) -> tuple[int, int, int]:
     """(replicas, weight versions, micro-batches in flight) a replay holds, at most."""
     rules, stages = setup.rules, setup.stages
+    if get_schedule(setup.name).program is not None:
+        raise InputError(
+            "schedule",
+            f"{setup.name} is a program schedule: `pipebench schedule {setup.name}` simulates "
+            "it, but training runs do not replay programs yet",
+        )
     if rules is None:  # rpd: one model, its iterates back to the delay bound
         delta = setup.options["delta"]
         bound = auto_delta(stages) if delta == "auto" else int(delta)

@@ -9,7 +9,12 @@ from pipebench.timeline.trace import BACKWARD, FORWARD, UPDATE
 
 # Every schedule that produces a timeline (rpd is an iteration plan on pd's clock).
 TIMELINE_SCHEDULES = tuple(name for name, s in SCHEDULES.items() if s.rules is not None)
+# Schedules written as per-rank programs (pipebench/schedules); torch-csv runs a file's.
+PROGRAM_SCHEDULES = tuple(
+    name for name, s in SCHEDULES.items() if s.program is not None and name != "torch-csv"
+)
 ALL_SCHEDULES = tuple(SCHEDULES)
+BUILT_IN_SCHEDULES = tuple(name for name in ALL_SCHEDULES if name != "torch-csv")
 
 
 def unit(stages: int) -> CostModel:

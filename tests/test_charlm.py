@@ -19,7 +19,7 @@ from pipebench.objectives.charlm import spec as lmspec
 from pipebench.objectives.charlm.layout import charlm_init, charlm_layout
 from pipebench.objectives.charlm.stages import charlm_backward, charlm_forward
 from pipebench.objectives.corpus import load_corpus, split, windows
-from pipebench.objectives.layered import CHARLM, eval_loss
+from pipebench.objectives.layered import eval_loss
 
 SMALL = {"vocab": 7, "width": 8, "heads": 2, "context": 5, "batch": 2}
 FD_STEP = 1e-6
@@ -261,7 +261,7 @@ def test_saved_starts_with_the_stage_input_and_sizes_add_up():
 def val_loss(layout, params, tokens, starts, batch) -> float:
     """The recorded loss, as the replay computes it (`layered.eval_loss`)."""
     empty = np.zeros((0, 0))
-    return eval_loss(CHARLM, layout.spec, layout.off, layout.act_size, layout.saved_size,
+    return eval_loss((), (layout.spec,), layout.off, layout.act_size, layout.saved_size,
                      params, empty, empty, tokens, starts, batch)  # fmt: skip
 
 

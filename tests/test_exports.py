@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from pipebench.errors import InputError
 from pipebench.report.chrome_trace import chrome_trace, chrome_trace_json
-from pipebench.report.torch_schedule import parse_torch_csv, torch_actions, torch_csv_text
+from pipebench.report.torch_schedule import torch_actions, torch_csv_text
+from pipebench.schedules.torch_csv import parse_torch_csv
 from pipebench.timeline import CostModel, build_timeline
 from pipebench.timeline.trace import AVERAGE, BACKWARD, FORWARD, KIND_NAMES, Trace
 
@@ -192,7 +193,21 @@ def test_torch_csv_refuses_several_replicas(name: str, options: dict) -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["0X3", "F3", "0F", "0I3", "0W3", "1UNSHARD", "0F3x", "0F-1", "-1F2", "0f3", "٣F1"]
+    "bad",
+    [
+        "0X3",
+        "F3",
+        "0F",
+        "0I",
+        "(0F3)OVERLAP_F_B",
+        "(0F3;1B2)",
+        "1UNSHARD",
+        "0F3x",
+        "0F-1",
+        "-1F2",
+        "0f3",
+        "٣F1",
+    ],
 )
 def test_parse_torch_csv_names_the_bad_row_and_cell(bad: str) -> None:
     with pytest.raises(InputError, match=r"row 2, cell 3: ") as info:

@@ -8,11 +8,16 @@ in-flight slots instead; both must give the same weights to the last bit.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from conftest import TIMELINE_SCHEDULES
+from numba.core import config as numba_config
 from training import train
 
 from pipebench.objectives import build_objective
@@ -47,17 +52,17 @@ def reference(trace, obj: Layered, seed: int, recompute: bool = False) -> np.nda
             w = versions[r][s][trace.v_fwd[i]]
             saved[s, m] = np.zeros(obj.saved_size[s])
             out = np.zeros(obj.act_size)
-            stage_forward(obj.code, obj.spec, s, w, obj.data_f, obj.data_t, obj.data_i, rows[m],
+            stage_forward(*obj.archs, s, w, obj.data_f, obj.data_t, obj.data_i, rows[m],
                           acts.get((s, m), np.zeros(obj.act_size)), saved[s, m], out)  # fmt: skip
             acts[s + 1, m] = out
         elif k == BACKWARD:
             w = versions[r][s][trace.v_bwd[i]]
             x_in = acts.get((s, m), np.zeros(obj.act_size))
             if recompute:
-                stage_forward(obj.code, obj.spec, s, w, obj.data_f, obj.data_t, obj.data_i,
+                stage_forward(*obj.archs, s, w, obj.data_f, obj.data_t, obj.data_i,
                               rows[m], x_in, saved[s, m], np.zeros(obj.act_size))  # fmt: skip
             g_in = np.zeros(obj.act_size)
-            stage_backward(obj.code, obj.spec, s, w, obj.data_f, obj.data_t, obj.data_i, rows[m],
+            stage_backward(*obj.archs, s, w, obj.data_f, obj.data_t, obj.data_i, rows[m],
                            saved[s, m], grads.get((s + 1, m), np.zeros(obj.act_size)), g_in,
                            acc[r, off[s] : off[s + 1]])  # fmt: skip
             grads[s, m] = g_in
@@ -250,3 +255,28 @@ def test_muon_needs_weight_matrices(tmp_path, capsys):
     assert main(["validate", str(write(tmp_path, text))]) == 2
     err = capsys.readouterr().err
     assert "s.yaml:" in err and "optimizer.name" in err and "mlp" in err
+
+
+PRUNED = """
+import sys
+import numpy as np
+sys.path.insert(0, {tests!r})
+from test_layered import mlp
+from pipebench.objectives.charlm import stages
+from pipebench.objectives.layered import stage_forward
+obj = mlp(3)
+x = np.zeros(obj.act_size)
+stage_forward(*obj.archs, 0, obj.init[obj.off[0] : obj.off[1]], obj.data_f, obj.data_t,
+              obj.data_i, np.arange(obj.batch_size), x, np.zeros(obj.saved_size[0]), x.copy())
+print(len(stage_forward.signatures), len(stages.charlm_forward.signatures))
+"""
+
+
+@pytest.mark.skipif(numba_config.DISABLE_JIT, reason="compilation is numba's")
+def test_an_mlp_run_does_not_compile_the_transformer(tmp_path):
+    """The stage kernels prune the other objective's branch: compiled from an empty cache,
+    an mlp stage leaves the transformer's kernels uncompiled."""
+    code = PRUNED.format(tests=str(Path(__file__).parent))
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.stdout.split() == ["1", "0"], out.stderr[-2000:]

@@ -47,7 +47,11 @@ def readme_option_rows() -> dict[str, set[str]]:
 
 
 def test_the_readme_table_lists_every_flag_with_the_schedules_that_take_it():
-    want = {f"--{o.name.replace('_', '-')}": takers(o.name) for o in OPTIONS.values() if o.flag}
+    want = {
+        f"--{o.spelled or o.name.replace('_', '-')}": takers(o.name)
+        for o in OPTIONS.values()
+        if o.flag
+    }
     assert readme_option_rows() == want
 
 

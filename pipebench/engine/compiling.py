@@ -28,11 +28,19 @@ FAMILIES: dict[str, tuple[int, tuple[str, ...]]] = {
     ),
     "block-linear": (
         14,
-        ("pipebench.engine.replay:_replay_trace", "pipebench.engine.replay:_replay_plan"),
+        (
+            "pipebench.engine.replay:_replay_trace",
+            "pipebench.engine.replay:_replay_plan",
+            "pipebench.engine.recorder:take_sample",  # compiled by the block-linear form only
+        ),
     ),
     "layered": (
         110,
-        ("pipebench.engine.layered:replay_layered", "pipebench.engine.layered:replay_layered_plan"),
+        (
+            "pipebench.engine.replay:_replay_trace",
+            "pipebench.engine.replay:_replay_plan",
+            "pipebench.engine.layered:layered_loss_at",  # compiled by the layered form only
+        ),
     ),
 }
 

@@ -4,7 +4,8 @@ A sample needs f at the current model on the whole dataset. The recorder
 keeps the activations `z = X w_rec` of the model it last sampled and, at the
 next sample, adds `X[:, block] (w - w_rec)[block]` for the blocks that
 changed only: never more work than recomputing `X w`, and much less when
-samples are frequent or few blocks moved (rpd).
+samples are frequent or few blocks moved (rpd). It reads X^T (the
+objective's `XT`), so that the examples' sums run side by side.
 """
 
 from __future__ import annotations
@@ -36,9 +37,14 @@ def visible_model(t, off, hist, cur, last_u_end, out) -> None:
 
 
 @njit(cache=True)
-def sample_loss(X, y, loss, l2, off, w, w_rec, z_full) -> float:
-    """f(w) on the whole dataset; w_rec and z_full = X w_rec are advanced to w."""
-    n = X.shape[0]
+def sample_loss(XT, y, loss, l2, off, w, w_rec, z_full, part) -> float:
+    """f(w) on the whole dataset; w_rec and z_full = X w_rec are advanced to w.
+
+    Each example's change is summed over a moved block's columns in order, as
+    a dot product would, but the examples run side by side along a row of
+    `XT` = X^T: the inner loop is a contiguous, vectorisable axpy.
+    """
+    n = XT.shape[1]
     for s in range(len(off) - 1):
         lo, hi = off[s], off[s + 1]
         moved = False
@@ -48,14 +54,13 @@ def sample_loss(X, y, loss, l2, off, w, w_rec, z_full) -> float:
                 break
         if not moved:
             continue
+        part[:] = 0.0  # part[i]: example i's change over this block
         for j in range(lo, hi):
-            w_rec[j] = w[j] - w_rec[j]  # the change, for a moment
+            change = w[j] - w_rec[j]
+            for i in range(n):
+                part[i] += XT[j, i] * change
         for i in range(n):
-            x = X[i]
-            acc = 0.0
-            for j in range(lo, hi):
-                acc += x[j] * w_rec[j]
-            z_full[i] += acc
+            z_full[i] += part[i]
         for j in range(lo, hi):
             w_rec[j] = w[j]
     return mean_loss(loss, z_full, y, l2, w_rec)
@@ -63,15 +68,18 @@ def sample_loss(X, y, loss, l2, off, w, w_rec, z_full) -> float:
 
 @njit(cache=True)
 def new_recorder(n: int, d: int):
-    """Buffers of a recorder at w = 0: (visible model, last sampled model, X @ sampled)."""
-    return np.zeros(d), np.zeros(d), np.zeros(n)
+    """Buffers of a recorder at w = 0: the visible model, and what `take_sample` keeps
+    (the last sampled model, X @ it, one block's change per example)."""
+    return np.zeros(d), (np.zeros(d), np.zeros(n), np.zeros(n))
 
 
 @njit(cache=True)
-def take_sample(t, X, y, loss, l2, off, hist, cur, last_u_end, w_vis, w_rec, z_full, out_model):
-    """f at the model visible at time t; the model is also copied to `out_model`."""
+def take_sample(t, XT, y, loss, l2, off, hist, cur, last_u_end, w_vis, rec, out_model):
+    """f at the model visible at time t; the model is also copied to `out_model`.
+    `rec` is what `new_recorder` made."""
+    w_rec, z_full, part = rec
     visible_model(t, off, hist, cur, last_u_end, w_vis)
-    value = sample_loss(X, y, loss, l2, off, w_vis, w_rec, z_full)
+    value = sample_loss(XT, y, loss, l2, off, w_vis, w_rec, z_full, part)
     out_model[:] = w_rec
     return value
 

@@ -5,7 +5,10 @@ forward reads the weight version the trace records (vF), a backward
 multiplies by vB, an update steps the stage's optimizer with the mean of the
 gradients summed since its last step, AVG averages the replicas.
 `_replay_plan` does the same for rpd's iteration plan. Both sample the loss
-at fixed simulated times and stop at the first sign of divergence.
+at fixed simulated times and stop at the first sign of divergence. Each
+kernel serves block-linear and layered objectives (layered.py): the walk is
+one, the work of F and B is the form's, chosen by which model argument is
+the empty tuple, a choice numba makes at compile time.
 
 Weights live in one array per replica, `hist[r, v % H]` holding version v
 of every block, H being the largest version lag the trace has (replay_size.py):
@@ -22,7 +25,7 @@ import numpy as np
 from numba import njit
 
 from pipebench.engine.iterates import keep_checkpoint, new_checkpoints, versions_read
-from pipebench.engine.layered import objective_tuple, replay_layered, replay_layered_plan
+from pipebench.engine.layered import layered_loss_at, objective_tuple
 from pipebench.engine.operations import average_replicas, diverged, steps_running
 from pipebench.engine.recorder import block_offsets, new_recorder, take_sample
 from pipebench.engine.replay_size import replay_needs
@@ -35,10 +38,9 @@ from pipebench.objectives.blocklinear import (
     draw_rows,
     forward_block,
     forward_point,
-    mean_loss,
     output_gradient,
 )
-from pipebench.objectives.layered import Layered
+from pipebench.objectives.layered import Layered, stage_backward, stage_forward
 from pipebench.optim.corrections import (
     compensate,
     correction_buffers,
@@ -62,22 +64,59 @@ from pipebench.timeline.rpd_draws import fill_delays
 from pipebench.timeline.trace import AVERAGE, BACKWARD, FORWARD, UPDATE, Trace
 
 
+@njit(cache=True)
+def _loss_at(t, linear, layered, hist, cur, last_u_end, w_vis, rec, out_model):
+    """The recorded loss at the weights visible at time t (copied to out_model); `rec` is
+    the block-linear recorder's state (recorder.py)."""
+    if len(layered) == 0:
+        _, XT, y, loss, l2, _, _, _, off = linear
+        return take_sample(t, XT, y, loss, l2, off, hist, cur, last_u_end, w_vis, rec, out_model)
+    return layered_loss_at(t, layered, hist, cur, last_u_end, w_vis, out_model)
+
+
 @njit(cache=True, nogil=True)
 def _replay_trace(
     kind, stage, mb, replica, start, end, v_fwd, v_bwd, n_rows, until, S, R,
-    X, y, loss, l2, noise, sampling, batch, off,
-    seed, code, hyper, horizon, H, P, tau, times, out_loss, out_updates, out_model, stop,
+    linear, layered, recompute, seed, code, hyper, horizon, H, P, tau,
+    times, out_loss, out_updates, out_model, stop,
 ):  # fmt: skip
     """Replay rows [0, n_rows) that end by `until`; returns (samples, updates, micro-batches).
 
     `tau` is each row's staleness when weights are predicted or the lr follows the
     delay, else empty.
 
+    One of `linear` (a block-linear objective) and `layered` is the empty
+    tuple: numba reads `len()` of a tuple argument as a constant and prunes
+    the other form's branches, so each form compiles only its own work.
     Returns early, with the work done so far, once `stop[0]` is set (Ctrl-C).
     """
-    n, d = X.shape
-    nb = n if sampling == SAMPLE_FULL else batch
-    hist = np.zeros((R, H, d))
+    if len(layered) == 0:
+        X, _, y, loss, l2, noise, sampling, batch, off = linear
+        examples, d = X.shape
+        mats = np.zeros((0, 4), np.int64)  # no weight matrices (Muon is for layered objectives)
+        nb = examples if sampling == SAMPLE_FULL else batch
+        hist = np.zeros((R, H, d))
+        z = np.zeros((P, nb))  # z[slot]: the running activations of a micro-batch
+        g = np.zeros((P, nb))  # g[slot]: dLoss / dz, divided by the batch size
+        w_vis, rec = new_recorder(examples, d)
+    else:
+        (mlp_arch, lm_arch, off, act, saved_size, mats, init, df, dt, di, examples, _, sampling,
+         batch) = layered  # fmt: skip
+        d = len(init)
+        nb = batch
+        hist = np.empty((R, H, d))
+        for r in range(R):
+            for h in range(H):
+                hist[r, h] = init
+        x = np.zeros((P, S + 1, act))  # x[slot, s]: the input of stage s
+        gl = np.zeros((P, S + 1, act))  # gl[slot, s]: dLoss / d(input of stage s)
+        so = np.zeros(S + 1, np.int64)  # stage s saves into saved[slot, so[s]:so[s+1]]
+        for s in range(S):
+            so[s + 1] = so[s] + saved_size[s]
+        saved = np.zeros((P, so[S]))
+        scratch = np.zeros(act)
+        w_vis = np.zeros(d)
+        rec = None  # the block-linear recorder's state
     cur = np.zeros((R, S), np.int64)
     last_u_end = np.full((R, S), -np.inf)
     acc = np.zeros((R, d))
@@ -85,17 +124,14 @@ def _replay_trace(
     m1 = np.zeros((R, d))
     m2 = np.zeros((R, d))
     last = np.zeros((R, d))
-    mats = np.zeros((0, 4), np.int64)  # no weight matrices (Muon is for layered objectives)
     steps = np.zeros((R, S), np.int64)
     rows = np.zeros((P, nb), np.int64)
-    z = np.zeros((P, nb))
-    g = np.zeros((P, nb))
-    w_vis, w_rec, z_full = new_recorder(n, d)
     predict = hyper[PREDICT] != 0.0
     pred, update, before = correction_buffers(predict, hyper[DC] != 0.0, P, R, d)
     lag = stage_delays(kind, stage, tau, n_rows, S)
     theta, outer_mu, rounds = outer_state(hyper[OUTER_LR] != 0.0, hist)
-    initial = mean_loss(loss, z_full, y, l2, w_rec)
+    initial = _loss_at(-np.inf, linear, layered, hist, cur, last_u_end, w_vis, rec,
+                       out_model)  # fmt: skip
     n_pts = len(times)
     p = 0
     updates = 0
@@ -103,16 +139,14 @@ def _replay_trace(
     for i in range(n_rows + 1):
         t_next = start[i] if i < n_rows else np.inf
         while p < n_pts and times[p] < t_next:  # sample the loss before anything later starts
-            value = take_sample(
-                times[p], X, y, loss, l2, off, hist, cur, last_u_end, w_vis, w_rec, z_full,
-                out_model,
-            )  # fmt: skip
+            value = _loss_at(times[p], linear, layered, hist, cur, last_u_end, w_vis, rec,
+                             out_model)  # fmt: skip
             out_loss[p] = value
             out_updates[p] = updates - steps_running(times[p], last_u_end)
             p += 1
             if diverged(value, initial):
                 return p, updates, done
-        if i == n_rows or (i % 4096 == 0 and stop[0] != 0):
+        if i == n_rows or (i % 256 == 0 and stop[0] != 0):
             break
         if end[i] > until:
             continue
@@ -122,31 +156,57 @@ def _replay_trace(
         if k == FORWARD:
             slot = mb[i] % P
             if s == 0:
-                draw_rows(sampling, seed, n, batch, mb[i], rows[slot])
-                z[slot, :] = 0.0
-            w = hist[r, v_fwd[i] % H]
-            if predict:
-                w = predicted(w, tau[i], update[r], off[s], off[s + 1], pred[slot])
-            forward_block(X, rows[slot], nb, off[s], off[s + 1], w, z[slot])
-            if s == S - 1:
-                output_gradient(loss, z[slot], y, rows[slot], nb, g[slot])
+                draw_rows(sampling, seed, examples, batch, mb[i], rows[slot])
+            if len(layered) == 0:
+                if s == 0:
+                    z[slot, :] = 0.0
+                w = hist[r, v_fwd[i] % H]
+                if predict:
+                    w = predicted(w, tau[i], update[r], off[s], off[s + 1], pred[slot])
+                forward_block(X, rows[slot], nb, off[s], off[s + 1], w, z[slot])
+                if s == S - 1:
+                    output_gradient(loss, z[slot], y, rows[slot], nb, g[slot])
+            else:
+                lo, hi = off[s], off[s + 1]
+                w = hist[r, v_fwd[i] % H, lo:hi]
+                if predict:
+                    w = predicted(w, tau[i], update[r, lo:hi], 0, hi - lo, pred[slot, lo:hi])
+                stage_forward(mlp_arch, lm_arch, s, w, df, dt, di, rows[slot], x[slot, s],
+                              saved[slot, so[s] : so[s + 1]], x[slot, s + 1])  # fmt: skip
         elif k == BACKWARD:
             slot = mb[i] % P
-            w = hist[r, v_bwd[i] % H]
             lo, hi = off[s], off[s + 1]
-            if predict:
-                w = predicted(w, tau[i], update[r], lo, hi, pred[slot])
-            if hyper[DC] != 0.0:
-                before[lo:hi] = acc[r, lo:hi]
-            backward_block(X, rows[slot], nb, lo, hi, g[slot], w, l2, noise, seed, mb[i], acc[r])
-            if hyper[DC] != 0.0:
-                compensate(acc[r], before, hist[r, cur[r, s] % H], w, hyper[DC], lo, hi)
+            if len(layered) == 0:
+                w = hist[r, v_bwd[i] % H]
+                if predict:
+                    w = predicted(w, tau[i], update[r], lo, hi, pred[slot])
+                if hyper[DC] != 0.0:
+                    before[lo:hi] = acc[r, lo:hi]
+                backward_block(X, rows[slot], nb, lo, hi, g[slot], w, l2, noise,
+                               seed, mb[i], acc[r])  # fmt: skip
+                if hyper[DC] != 0.0:
+                    compensate(acc[r], before, hist[r, cur[r, s] % H], w, hyper[DC], lo, hi)
+            else:
+                w = hist[r, v_bwd[i] % H, lo:hi]
+                if predict:
+                    w = predicted(w, tau[i], update[r, lo:hi], 0, hi - lo, pred[slot, lo:hi])
+                if hyper[DC] != 0.0:
+                    before[lo:hi] = acc[r, lo:hi]
+                store = saved[slot, so[s] : so[s + 1]]
+                if recompute:
+                    stage_forward(mlp_arch, lm_arch, s, w, df, dt, di, rows[slot], x[slot, s],
+                                  store, scratch)  # fmt: skip
+                stage_backward(mlp_arch, lm_arch, s, w, df, dt, di, rows[slot], store,
+                               gl[slot, s + 1], gl[slot, s], acc[r, lo:hi])  # fmt: skip
+                if hyper[DC] != 0.0:
+                    w_now = hist[r, cur[r, s] % H, lo:hi]
+                    compensate(acc[r, lo:hi], before[lo:hi], w_now, w, hyper[DC], 0, hi - lo)
             count[r, s] += 1
             if s == 0:
                 done += 1
         elif k == UPDATE:
-            # operations.step_stage written out: in this loop, tens of millions of
-            # updates, a call with its 17 arguments costs 230 ns each (+50% time).
+            # The stage's step written out: in this loop, tens of millions of updates,
+            # a helper with its 17 arguments cost 230 ns each (+50% time).
             v = cur[r, s]
             steps[r, s] += 1
             lo, hi = off[s], off[s + 1]
@@ -175,14 +235,33 @@ def _replay_trace(
 @njit(cache=True, nogil=True)
 def _replay_plan(
     block, time, n_iter, S, mode, delta, plan_seed, pd_update_mb, pd_reads,
-    X, y, loss, l2, noise, sampling, batch, off,
-    seed, code, hyper, horizon, H, times, out_loss, out_updates, out_model, stop,
+    linear, layered, seed, code, hyper, horizon, H, times, out_loss, out_updates, out_model, stop,
 ):  # fmt: skip
     """rpd: iteration k steps block[k] with the gradient at a point whose block j is
-    the iterate from d_j iterations ago. Returns (samples, iterations done)."""
-    n, d = X.shape
-    nb = n if sampling == SAMPLE_FULL else batch
-    hist = np.zeros((1, H, d))
+    the iterate from d_j iterations ago (forward and backward both there).
+    Returns (samples, iterations done). One of `linear` and `layered` is ()."""
+    if len(layered) == 0:
+        X, _, y, loss, l2, noise, sampling, batch, off = linear
+        examples, d = X.shape
+        mats = np.zeros((0, 4), np.int64)
+        nb = examples if sampling == SAMPLE_FULL else batch
+        hist = np.zeros((1, H, d))
+        z = np.zeros(nb)
+        g = np.zeros(nb)
+        w_vis, rec = new_recorder(examples, d)
+    else:
+        (mlp_arch, lm_arch, off, act, saved_size, mats, init, df, dt, di, examples, _, sampling,
+         batch) = layered  # fmt: skip
+        d = len(init)
+        nb = batch
+        hist = np.empty((1, H, d))
+        for h in range(H):
+            hist[0, h] = init
+        saved = np.zeros((S, saved_size.max()))
+        x = np.zeros((S + 1, act))
+        gl = np.zeros((S + 1, act))
+        w_vis = np.zeros(d)
+        rec = None  # the block-linear recorder's state
     version = np.zeros((1, S), np.int64)
     checkpoints = new_checkpoints(H, S)
     read = np.zeros(S, np.int64)  # read[j]: the version of block j iteration k reads
@@ -190,59 +269,64 @@ def _replay_plan(
     never = np.full((1, S), -np.inf)
     delays = np.zeros(S, np.int64)
     rows = np.zeros(nb, np.int64)
-    z = np.zeros(nb)
-    g = np.zeros(nb)
-    acc = np.zeros(d)
+    grad = np.zeros(d)
     m1 = np.zeros(d)
     m2 = np.zeros(d)
     last = np.zeros(d)
-    mats = np.zeros((0, 4), np.int64)
     steps = np.zeros(S, np.int64)
     predict = hyper[PREDICT] != 0.0
     _, update, before = correction_buffers(predict, hyper[DC] != 0.0, 0, 1, d)
-    w_vis, w_rec, z_full = new_recorder(n, d)
-    initial = mean_loss(loss, z_full, y, l2, w_rec)
+    initial = _loss_at(-np.inf, linear, layered, hist, version, never, w_vis, rec,
+                       out_model)  # fmt: skip
     n_pts = len(times)
     p = 0
     for k in range(n_iter + 1):
         t_next = time[k] if k < n_iter else np.inf
         while p < n_pts and times[p] < t_next:
-            value = take_sample(
-                times[p], X, y, loss, l2, off, hist, version, never, w_vis, w_rec, z_full,
-                out_model,
-            )  # fmt: skip
+            value = _loss_at(times[p], linear, layered, hist, version, never, w_vis, rec,
+                             out_model)  # fmt: skip
             out_loss[p] = value
             out_updates[p] = k
             p += 1
             if diverged(value, initial):
                 return p, k
-        if k == n_iter or (k % 256 == 0 and stop[0] != 0):
+        if k == n_iter or (k % 64 == 0 and stop[0] != 0):
             break
         keep_checkpoint(k, version, checkpoints)
         fill_delays(mode, delta, plan_seed, k, pd_update_mb, pd_reads, delays)
         versions_read(k, delays, block, checkpoints, read)
-        draw_rows(sampling, seed, n, batch, k, rows)
+        draw_rows(sampling, seed, examples, batch, k, rows)
         for j in range(S):
             slot = read[j] % H
             for c in range(off[j], off[j + 1]):
                 point[c] = hist[0, slot, c]
             if predict:
                 predicted(point, version[0, j] - read[j], update[0], off[j], off[j + 1], point)
-        z[:] = 0.0
-        forward_point(X, rows, nb, off, point, z)
-        output_gradient(loss, z, y, rows, nb, g)
         s = block[k]
         lo, hi = off[s], off[s + 1]
-        backward_block(X, rows, nb, lo, hi, g, point, l2, noise, seed, k, acc)
+        if len(layered) == 0:
+            z[:] = 0.0
+            forward_point(X, rows, nb, off, point, z)
+            output_gradient(loss, z, y, rows, nb, g)
+            backward_block(X, rows, nb, lo, hi, g, point, l2, noise, seed, k, grad)
+        else:
+            for j in range(S):
+                stage_forward(mlp_arch, lm_arch, j, point[off[j] : off[j + 1]], df, dt, di, rows,
+                              x[j], saved[j, : saved_size[j]], x[j + 1])  # fmt: skip
+            for j in range(S - 1, s - 1, -1):  # down to the updated block, whose gradient is kept
+                grad[off[j] : off[j + 1]] = 0.0
+                stage_backward(mlp_arch, lm_arch, j, point[off[j] : off[j + 1]], df, dt, di, rows,
+                               saved[j, : saved_size[j]], gl[j + 1], gl[j],
+                               grad[off[j] : off[j + 1]])  # fmt: skip
         v = version[0, s]
-        if hyper[DC] != 0.0:  # acc[lo:hi] held nothing before this backward
-            compensate(acc, before, hist[0, v % H], point, hyper[DC], lo, hi)
+        if hyper[DC] != 0.0:  # grad[lo:hi] held nothing before this backward
+            compensate(grad, before, hist[0, v % H], point, hyper[DC], lo, hi)
         steps[s] += 1
-        apply_step(code, hyper, steps[s], horizon[0, s], hist[0, v % H], acc, 1.0, m1, m2, last,
+        apply_step(code, hyper, steps[s], horizon[0, s], hist[0, v % H], grad, 1.0, m1, m2, last,
                    mats, lo, hi, hist[0, (v + 1) % H])  # fmt: skip
         if predict:
             remember_update(hist[0, v % H], hist[0, (v + 1) % H], lo, hi, update[0])
-        acc[lo:hi] = 0.0
+        grad[lo:hi] = 0.0
         version[0, s] = v + 1
     return p, n_iter
 
@@ -352,12 +436,16 @@ def replay(
     )
 
 
-def _linear_model(objective: BlockLinear, stages: int) -> tuple:
-    """What the block-linear kernels read of the objective."""
-    return (
-        objective.X, objective.y, objective.loss, objective.l2, objective.grad_noise,
-        objective.sampling, objective.batch_size, block_offsets(objective.dim, stages),
+def _models(objective: BlockLinear | Layered, stages: int) -> tuple[tuple, tuple]:
+    """(linear, layered): what the kernels read of the objective, the other form empty."""
+    if isinstance(objective, Layered):
+        return (), objective_tuple(objective)
+    linear = (
+        objective.X, objective.XT, objective.y, objective.loss, objective.l2,
+        objective.grad_noise, objective.sampling, objective.batch_size,
+        block_offsets(objective.dim, stages),
     )  # fmt: skip
+    return linear, ()
 
 
 @singledispatch
@@ -372,14 +460,13 @@ def _walk_trace(t: Trace, sized, objective, optimizer, record) -> tuple[int, int
         t.kind, t.stage, t.mb, t.replica, t.start, t.end, t.v_fwd, t.v_bwd,
         sized.length, sized.until, t.stages, t.replicas,
     )  # fmt: skip
+    linear, layered = _models(objective, t.stages)
     hyper = optimizer[2]
     stale = hyper[PREDICT] != 0.0 or hyper[DELAY_LR] != 0.0
     tau = read_delays(t, sized.length) if stale else np.zeros(0, np.int64)
-    if isinstance(objective, Layered):
-        model = objective_tuple(objective)
-        return replay_layered(*trace, model, t.recompute, *optimizer, sized.slots, tau, *record)
-    model = _linear_model(objective, t.stages)
-    return _replay_trace(*trace, *model, *optimizer, sized.slots, tau, *record)
+    return _replay_trace(
+        *trace, linear, layered, t.recompute, *optimizer, sized.slots, tau, *record
+    )
 
 
 @_walk.register(RpdPlan)
@@ -390,9 +477,6 @@ def _walk_plan(plan: RpdPlan, sized, objective, optimizer, record) -> tuple[int,
         plan.block, plan.time, sized.length, plan.stages, plan.mode,
         plan.delta, plan.seed, plan.pd_update_mb, plan.pd_reads,
     )  # fmt: skip
-    if isinstance(objective, Layered):
-        n_pts, done = replay_layered_plan(*steps, objective_tuple(objective), *optimizer, *record)
-    else:
-        model = _linear_model(objective, plan.stages)
-        n_pts, done = _replay_plan(*steps, *model, *optimizer, *record)
+    linear, layered = _models(objective, plan.stages)
+    n_pts, done = _replay_plan(*steps, linear, layered, *optimizer, *record)
     return n_pts, done, done

@@ -3,8 +3,10 @@
 Unlike block-linear objectives, a stage's forward produces activations the
 next stage consumes, and the weights a backward multiplies by matter, so
 stashing (pd, 2bw) and not stashing (paci) train differently. The replay
-talks to every layered objective through three kernels that dispatch on a
-small code: `stage_forward`, `stage_backward` and `eval_loss`.
+talks to every layered objective through three kernels, `stage_forward`,
+`stage_backward` and `eval_loss`, which take the architecture of either
+objective with the other one empty (`Layered.archs`): numba compiles only
+the kernels of the objective a run uses.
 
 Data travel as three plain arrays whatever the objective: `data_f` (float
 inputs, one row per example), `data_t` (float regression targets) and
@@ -65,10 +67,15 @@ class Layered:
     def stages(self) -> int:
         return len(self.off) - 1
 
+    @property
+    def archs(self) -> tuple[tuple, tuple]:
+        """((mlp architecture,), ()) or ((), (charlm architecture,)): what kernels take."""
+        return ((self.spec,), ()) if self.code == MLP else ((), (self.spec,))
+
     def loss(self, weights: np.ndarray) -> float:
         """The recorded loss at `weights` (the replay computes the same in its samples)."""
         return eval_loss(
-            self.code, self.spec, self.off, self.act_size, self.saved_size, weights,
+            *self.archs, self.off, self.act_size, self.saved_size, weights,
             self.data_f, self.data_t, self.data_i, self.eval_rows, self.batch_size,
         )  # fmt: skip
 
@@ -76,48 +83,59 @@ class Layered:
         """Loss and gradient on one minibatch, all stages at `weights` (for tests)."""
         grad = np.zeros(self.dim)
         value = full_backward(
-            self.code, self.spec, self.off, self.act_size, self.saved_size, weights,
+            *self.archs, self.off, self.act_size, self.saved_size, weights,
             self.data_f, self.data_t, self.data_i, rows, grad,
         )  # fmt: skip
         return value, grad
 
 
 @njit(cache=True)
-def stage_forward(code, spec, s, params, data_f, data_t, data_i, rows, x_in, saved, x_out):
-    """Forward of stage s for the micro-batch `rows`; the batch loss on the last stage."""
-    if code == MLP:
-        return mlp_forward(spec, s, params, data_f, data_t, data_i, rows, x_in, saved, x_out)
-    return charlm_forward(spec, s, params, data_i, rows, x_in, saved, x_out)
+def stage_forward(mlp_arch, lm_arch, s, params, data_f, data_t, data_i, rows, x_in, saved, x_out):
+    """Forward of stage s for the micro-batch `rows`; the batch loss on the last stage.
+
+    `mlp_arch` or `lm_arch` holds the objective's architecture, the other is
+    empty (`Layered.archs`): numba reads `len()` of a tuple argument as a
+    constant and prunes the other branch, so a run compiles only its own
+    objective's kernels.
+    """
+    if len(lm_arch) == 0:
+        return mlp_forward(mlp_arch[0], s, params, data_f, data_t, data_i, rows, x_in, saved, x_out)
+    return charlm_forward(lm_arch[0], s, params, data_i, rows, x_in, saved, x_out)
 
 
 @njit(cache=True)
-def stage_backward(code, spec, s, params, data_f, data_t, data_i, rows, saved, g_out, g_in, grad):
+def stage_backward(
+    mlp_arch, lm_arch, s, params, data_f, data_t, data_i, rows, saved, g_out, g_in, grad
+):
     """Backward of stage s: adds to `grad` (the stage's slice), writes dLoss/d(input) to g_in."""
-    if code == MLP:
-        mlp_backward(spec, s, params, data_f, data_t, data_i, rows, saved, g_out, g_in, grad)
+    if len(lm_arch) == 0:
+        mlp_backward(mlp_arch[0], s, params, data_f, data_t, data_i, rows, saved, g_out, g_in, grad)
     else:
-        charlm_backward(spec, s, params, data_i, rows, saved, g_out, g_in, grad)
+        charlm_backward(lm_arch[0], s, params, data_i, rows, saved, g_out, g_in, grad)
 
 
 @njit(cache=True)
-def _chain_forward(code, spec, off, act_size, saved_size, w, data_f, data_t, data_i, rows, saved):
+def _chain_forward(
+    mlp_arch, lm_arch, off, act_size, saved_size, w, data_f, data_t, data_i, rows, saved
+):
     """Every stage's forward at weights `w`; returns the loss; saved[s] is stage s's store."""
     S = len(off) - 1
     x = np.zeros(act_size)
     y = np.zeros(act_size)
     value = 0.0
     for s in range(S):
-        value = stage_forward(code, spec, s, w[off[s] : off[s + 1]], data_f, data_t, data_i,
-                              rows, x, saved[s, : saved_size[s]], y)  # fmt: skip
+        value = stage_forward(mlp_arch, lm_arch, s, w[off[s] : off[s + 1]], data_f, data_t,
+                              data_i, rows, x, saved[s, : saved_size[s]], y)  # fmt: skip
         x, y = y, x
     return value
 
 
 @njit(cache=True)
-def eval_loss(code, spec, off, act_size, saved_size, w, data_f, data_t, data_i, rows, batch):
+def eval_loss(mlp_arch, lm_arch, off, act_size, saved_size, w, data_f, data_t, data_i, rows,
+              batch):  # fmt: skip
     """The exact mean loss over `rows`, `batch` of them at a time (at most the batch the
     buffers are sized for; any chunking gives the same mean)."""
-    capacity = spec[mlp.BATCH] if code == MLP else spec[charlm_spec.BATCH]
+    capacity = mlp_arch[0][mlp.BATCH] if len(lm_arch) == 0 else lm_arch[0][charlm_spec.BATCH]
     if batch < 1 or batch > capacity:
         raise ValueError("eval_loss: batch must be between 1 and the layout's batch size")
     if len(rows) == 0:
@@ -126,23 +144,25 @@ def eval_loss(code, spec, off, act_size, saved_size, w, data_f, data_t, data_i, 
     total = 0.0
     for lo in range(0, len(rows), batch):
         chunk = rows[lo : lo + batch]
-        value = _chain_forward(code, spec, off, act_size, saved_size, w, data_f, data_t,
+        value = _chain_forward(mlp_arch, lm_arch, off, act_size, saved_size, w, data_f, data_t,
                                data_i, chunk, saved)  # fmt: skip
         total += value * len(chunk)
     return total / len(rows)
 
 
 @njit(cache=True)
-def full_backward(code, spec, off, act_size, saved_size, w, data_f, data_t, data_i, rows, grad):
+def full_backward(mlp_arch, lm_arch, off, act_size, saved_size, w, data_f, data_t, data_i, rows,
+                  grad):  # fmt: skip
     """Loss of one minibatch and its gradient (added to `grad`), every stage at `w`."""
     S = len(off) - 1
     saved = np.zeros((S, saved_size.max()))
-    value = _chain_forward(code, spec, off, act_size, saved_size, w, data_f, data_t, data_i,
-                           rows, saved)  # fmt: skip
+    value = _chain_forward(mlp_arch, lm_arch, off, act_size, saved_size, w, data_f, data_t,
+                           data_i, rows, saved)  # fmt: skip
     g = np.zeros(act_size)
     g_next = np.zeros(act_size)
     for s in range(S - 1, -1, -1):
-        stage_backward(code, spec, s, w[off[s] : off[s + 1]], data_f, data_t, data_i, rows,
-                       saved[s, : saved_size[s]], g, g_next, grad[off[s] : off[s + 1]])  # fmt: skip
+        stage_backward(mlp_arch, lm_arch, s, w[off[s] : off[s + 1]], data_f, data_t, data_i,
+                       rows, saved[s, : saved_size[s]], g, g_next,
+                       grad[off[s] : off[s + 1]])  # fmt: skip
         g, g_next = g_next, g
     return value

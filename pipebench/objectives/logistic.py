@@ -7,7 +7,6 @@ there is none, and results then report no f*.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -65,7 +64,7 @@ def build(spec, data_file: Path | None) -> BlockLinear:
         X, raw = load_csv(data_file, spec.target, spec.standardize, spec.intercept)
         y = binary_labels(raw, data_file)
         what = f"logistic regression on {data_file.name}, {X.shape[0]} x {X.shape[1]}"
-    model = BlockLinear(
+    return BlockLinear(
         kind="logistic",
         description=what,
         X=np.ascontiguousarray(X),
@@ -76,10 +75,5 @@ def build(spec, data_file: Path | None) -> BlockLinear:
         sampling=SAMPLING_CODES[spec.sampling],
         batch_size=spec.batch_size,
         smoothness=float(np.linalg.norm(X, 2) ** 2 / (4 * len(X))) + spec.l2,
-        f_star=None,
-        w_star=None,
+        optimum=newton_optimum,
     )
-    w_star = newton_optimum(model)
-    if w_star is None:
-        return model
-    return replace(model, f_star=model.value(w_star), w_star=w_star)

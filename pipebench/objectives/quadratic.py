@@ -8,7 +8,6 @@ gradients. `csv`: the user's data.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -84,8 +83,7 @@ def build(spec, data_file: Path | None) -> BlockLinear:
         what = f"least squares on {data_file.name}, {X.shape[0]} examples x {X.shape[1]}"
     if variant in ("random", "tridiagonal") and spec.label_noise > 0:
         y = y + spec.label_noise * rng.standard_normal(len(y))
-    w_star = least_squares_optimum(X, y, spec.l2)
-    model = BlockLinear(
+    return BlockLinear(
         kind="quadratic",
         description=what,
         X=np.ascontiguousarray(X, dtype=np.float64),
@@ -96,7 +94,9 @@ def build(spec, data_file: Path | None) -> BlockLinear:
         sampling=sampling,
         batch_size=spec.batch_size,
         smoothness=float(curvature) + spec.l2,
-        f_star=None,
-        w_star=w_star,
+        optimum=_optimum,
     )
-    return replace(model, f_star=model.value(w_star))
+
+
+def _optimum(model: BlockLinear) -> np.ndarray:
+    return least_squares_optimum(model.X, model.y, model.l2)

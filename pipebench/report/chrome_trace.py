@@ -24,7 +24,17 @@ import json
 
 import numpy as np
 
-from pipebench.timeline.trace import AVERAGE, BACKWARD, FORWARD, KIND_NAMES, Trace
+from pipebench.timeline.trace import (
+    AVERAGE,
+    BACKWARD,
+    FORWARD,
+    INPUT_GRAD,
+    KIND_NAMES,
+    PAIR_BACKWARD,
+    PAIR_FORWARD,
+    UPDATE,
+    Trace,
+)
 
 US_PER_UNIT = 1000.0
 FLOW_CATEGORY = "flow"
@@ -36,7 +46,7 @@ def chrome_trace(trace: Trace) -> dict:
     """The trace as a Trace Event Format object: metadata, one slice per row, then flow arrows."""
     is_avg = trace.kind == AVERAGE
     pids = np.where(is_avg, trace.replicas + 1, trace.replica.astype(np.int64) + 1)
-    tids = np.where(is_avg, 1, trace.stage.astype(np.int64) + 1)
+    tids = np.where(is_avg, 1, trace.rank.astype(np.int64) + 1)  # one track per rank
     events = _metadata(trace, pids, tids)
     pid, tid = pids.tolist(), tids.tolist()
 
@@ -57,7 +67,7 @@ def chrome_trace(trace: Trace) -> dict:
         kind_name = KIND_NAMES[kind]
         events.append(
             {
-                "name": f"{kind_name}{mb}" if kind <= BACKWARD else kind_name,
+                "name": kind_name if kind in (UPDATE, AVERAGE) else f"{kind_name}{mb}",
                 "cat": kind_name,
                 "ph": "X",
                 "pid": p,
@@ -131,7 +141,7 @@ def _metadata(trace: Trace, pid: np.ndarray, tid: np.ndarray) -> list[dict]:
     """
     events: list[dict] = []
     avg_pid = trace.replicas + 1
-    width = trace.stages + 1  # tids run 1..stages
+    width = trace.ranks + 1  # tids run 1..ranks
     keys = np.unique(pid * width + tid).tolist()
     tracks = [divmod(key, width) for key in keys]
     for p in sorted({p for p, _ in tracks}):
@@ -142,10 +152,19 @@ def _metadata(trace: Trace, pid: np.ndarray, tid: np.ndarray) -> list[dict]:
         events.append(_meta(p, None, "process_name", {"name": name}))
         events.append(_meta(p, None, "process_sort_index", {"sort_index": p}))
     for p, t in tracks:
-        name = "AVG (all stages)" if p == avg_pid else f"stage {t - 1}"
+        track = "stage" if trace.chunk_rank is None else "rank"
+        name = "AVG (all stages)" if p == avg_pid else f"{track} {t - 1}"
         events.append(_meta(p, t, "thread_name", {"name": name}))
         events.append(_meta(p, t, "thread_sort_index", {"sort_index": t}))
     return events
+
+
+def _table(trace: Trace, kinds: tuple[int, ...]) -> np.ndarray:
+    """(chunks, micro-batches) table of the rows of the given kinds."""
+    rows = np.flatnonzero(np.isin(trace.kind, kinds))
+    table = np.full((trace.stages, trace.microbatches), -1, dtype=np.int64)
+    table[trace.stage[rows], trace.mb[rows]] = rows
+    return table
 
 
 def _meta(pid: int, tid: int | None, name: str, args: dict) -> dict:
@@ -159,10 +178,12 @@ def _dependencies(trace: Trace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(source row, target row, index into FLOW_NAMES) of every F/B data dependency.
 
     Ordered by source row, i.e. causally, so the arrows are numbered the way
-    the run unfolds. Every trace holds one F and one B per (stage, micro-batch).
+    the run unfolds. Every trace holds one forward (F or an F&B's) and one pass
+    that sends the input gradient on (B, I or an F&B's backward) per (chunk,
+    micro-batch); W depends only on its own rank's I.
     """
-    f = trace.op_index(FORWARD)
-    b = trace.op_index(BACKWARD)
+    f = _table(trace, (FORWARD, PAIR_FORWARD))
+    b = _table(trace, (BACKWARD, INPUT_GRAD, PAIR_BACKWARD))
     src = np.concatenate([f[:-1].ravel(), f[-1], b[1:].ravel()])
     dst = np.concatenate([f[1:].ravel(), b[-1], b[:-1].ravel()])
     label = np.repeat(np.arange(3), [f[:-1].size, f.shape[1], b[1:].size])

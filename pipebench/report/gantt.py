@@ -12,10 +12,33 @@ from __future__ import annotations
 import numpy as np
 from rich.text import Text
 
-from pipebench.timeline.trace import AVERAGE, BACKWARD, FORWARD, KIND_NAMES, Trace
+from pipebench.timeline.trace import (
+    AVERAGE,
+    BACKWARD,
+    FORWARD,
+    INPUT_GRAD,
+    PAIR_BACKWARD,
+    PAIR_FORWARD,
+    UPDATE,
+    WEIGHT_GRAD,
+    Trace,
+)
 
-STYLES = {FORWARD: "bold cyan", BACKWARD: "bold magenta", 2: "yellow", AVERAGE: "bold green"}
+STYLES = {
+    FORWARD: "bold cyan",
+    BACKWARD: "bold magenta",
+    UPDATE: "yellow",
+    AVERAGE: "bold green",
+    INPUT_GRAD: "bold red",
+    WEIGHT_GRAD: "bold blue",
+    PAIR_FORWARD: "bold white on dark_green",
+}
+# The letter of each kind in a cell; an F&B pair shows as X with its forward's chunk and
+# micro-batch (its backward half, a row of the same span, is not drawn again).
+LETTERS = {FORWARD: "F", BACKWARD: "B", UPDATE: "U", AVERAGE: "A", INPUT_GRAD: "I",
+           WEIGHT_GRAD: "W", PAIR_FORWARD: "X"}  # fmt: skip
 _LABEL = "stage {:>3} "
+_RANK_LABEL = "rank {:>4} "
 _TICK_STEPS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 
 
@@ -24,7 +47,7 @@ def _quantum(trace: Trace, sample: int = 4000) -> tuple[float, bool]:
     most 4 times) until their boundaries fall on cell edges, so that link
     latencies of half an operation do not make operations collide."""
     kind, start, end = trace.kind[:sample], trace.start[:sample], trace.end[:sample]
-    fb = kind <= BACKWARD
+    fb = (kind != UPDATE) & (kind != AVERAGE)
     q = float((end[fb] - start[fb]).min())
     edges = np.concatenate([start, end])
     for halvings in range(5):
@@ -44,28 +67,39 @@ def _shown_stages(stages: int, max_rows: int) -> list[int | None]:
 
 
 def gantt_text(trace: Trace, width: int = 100, max_rows: int = 16) -> Text:
-    """Render `trace` as rich Text fitting in `width` columns."""
+    """Render `trace` as rich Text fitting in `width` columns.
+
+    One row per rank; where chunks share ranks (programs), cells name the chunk
+    too: `7F3` is the forward of micro-batch 3 through chunk 7.
+    """
     q, exact = _quantum(trace)
     total_cells = max(int(np.ceil(trace.makespan / q - 1e-9)), 1)
-    label_width = len(_LABEL.format(0))
+    chunked = trace.chunk_rank is not None
+    row_label = _RANK_LABEL if chunked else _LABEL
+    label_width = len(row_label.format(0))
     # Rows are in start order, so the chart only needs those starting in view.
     in_view = np.searchsorted(trace.start, (width - label_width) // 3 * q + q)
-    kind, stage, mb = trace.kind[:in_view], trace.stage[:in_view], trace.mb[:in_view]
+    kind, stage, mb = trace.kind[:in_view], trace.rank[:in_view], trace.mb[:in_view]
+    chunk = trace.chunk[:in_view]
     cell_of_start = np.floor(trace.start[:in_view] / q + 0.5).astype(np.int64)
     cell_of_end = np.floor(trace.end[:in_view] / q + 0.5).astype(np.int64)
     cell_of_end = np.maximum(cell_of_end, cell_of_start + 1)
     # Size cells for the largest micro-batch id the chart can show, then trim.
     n_cells = min(max((width - label_width) // 3, 1), total_cells)
     digits = len(str(max(int(mb[cell_of_start < n_cells].max()), 0)))
-    cell_w = digits + 2  # kind letter, micro-batch, a space
+    if chunked:
+        digits += len(str(len(trace.chunk_rank) - 1))
+    cell_w = digits + 2  # (chunk,) kind letter, micro-batch, a space
     n_cells = min(max((width - label_width) // cell_w, 1), total_cells)
     visible = cell_of_start < n_cells
     # Zero-length operations (U or AVG with zero cost) take no cell.
-    visible &= (trace.end[:in_view] > trace.start[:in_view]) | (kind <= BACKWARD)
+    computes = (kind != UPDATE) & (kind != AVERAGE)
+    visible &= (trace.end[:in_view] > trace.start[:in_view]) | computes
+    visible &= kind != PAIR_BACKWARD
 
     grid: dict[int, list[tuple[str, str]]] = {}
     idle = ("·".ljust(cell_w), "dim")
-    rows = _shown_stages(trace.stages, max_rows)
+    rows = _shown_stages(trace.ranks, max_rows)
     for s in rows:
         if s is not None:
             grid[s] = [idle] * n_cells
@@ -74,7 +108,9 @@ def gantt_text(trace: Trace, width: int = 100, max_rows: int = 16) -> Text:
         stages = rows if k == AVERAGE else [int(stage[i])]
         first = int(cell_of_start[i])
         last = min(int(cell_of_end[i]), n_cells)
-        label = KIND_NAMES[k][0] + ("" if k == AVERAGE else str(int(mb[i])))
+        label = LETTERS[k] + ("" if k == AVERAGE else str(int(mb[i])))
+        if chunked and k != AVERAGE:
+            label = str(int(chunk[i])) + label
         # A long operation's label runs into its continuation cells: "B3──────".
         label = label.ljust(cell_w, "─" if last > first + 1 else " ")
         for s in stages:
@@ -88,10 +124,11 @@ def gantt_text(trace: Trace, width: int = 100, max_rows: int = 16) -> Text:
     text.append(_axis(n_cells, cell_w, q, label_width) + "\n", style="dim")
     for s in rows:
         if s is None:
-            hidden = trace.stages - (len(rows) - 1)
-            text.append(f"{'⋮':>{label_width - 1}}  ({hidden} stages not shown)\n", style="dim")
+            hidden = trace.ranks - (len(rows) - 1)
+            what = "ranks" if chunked else "stages"
+            text.append(f"{'⋮':>{label_width - 1}}  ({hidden} {what} not shown)\n", style="dim")
             continue
-        text.append(_LABEL.format(s), style="bold")
+        text.append(row_label.format(s), style="bold")
         for label, style in grid[s]:
             text.append(label, style=style)
         text.append("\n")
@@ -102,7 +139,11 @@ def gantt_text(trace: Trace, width: int = 100, max_rows: int = 16) -> Text:
             f"({100 * shown_until / trace.makespan:.0f}%); use --png for the whole run\n",
             style="dim",
         )
-    text.append("F forward, B backward, U step, A average; ", "dim")
+    kinds = set(np.unique(kind).tolist())
+    legend = "F forward, B backward, U step, A average; "
+    if kinds & {INPUT_GRAD, WEIGHT_GRAD, PAIR_FORWARD}:
+        legend = "F forward, B backward, I input grad, W weight grad, X F&B pair, U step; "
+    text.append(legend, "dim")
     text.append(f"cell = {q:.3g} time", style="dim")
     text.append("\n" if exact else " (durations rounded to cells; --png is exact)\n", style="dim")
     return text

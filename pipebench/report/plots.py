@@ -17,11 +17,24 @@ from matplotlib.patches import Patch
 
 from pipebench.export import file_name, naming
 from pipebench.tables import at_selected_lr
-from pipebench.timeline.trace import AVERAGE, BACKWARD, FORWARD, KIND_NAMES, UPDATE, Trace
+from pipebench.timeline.trace import (
+    AVERAGE,
+    BACKWARD,
+    FORWARD,
+    INPUT_GRAD,
+    KIND_NAMES,
+    PAIR_FORWARD,
+    UPDATE,
+    WEIGHT_GRAD,
+    Trace,
+)
 from pipebench.timeline.window import head
 
-COLORS = {FORWARD: "#4C9BE8", BACKWARD: "#C758B4", UPDATE: "#E8B64C", AVERAGE: "#5CB85C"}
-NAMES = {FORWARD: "forward", BACKWARD: "backward", UPDATE: "optimizer step", AVERAGE: "average"}
+COLORS = {FORWARD: "#4C9BE8", BACKWARD: "#C758B4", UPDATE: "#E8B64C", AVERAGE: "#5CB85C",
+          INPUT_GRAD: "#D9534F", WEIGHT_GRAD: "#2E5E8C", PAIR_FORWARD: "#3C9D6E"}  # fmt: skip
+NAMES = {FORWARD: "forward", BACKWARD: "backward", UPDATE: "optimizer step", AVERAGE: "average",
+         INPUT_GRAD: "I (input grad)", WEIGHT_GRAD: "W (weight grad)",
+         PAIR_FORWARD: "F&B pair"}  # fmt: skip
 
 
 def save_figure(fig: plt.Figure, path: Path, tight: bool = True) -> None:
@@ -49,8 +62,14 @@ def gantt_png(trace: Trace, path: Path, max_ops: int = 200_000) -> None:
     """Draw the Gantt chart of `trace` to `path`; a long trace is cut to its first `max_ops`."""
     shown = head(trace, np.inf, max_ops)
     cut = "" if shown.n_ops == trace.n_ops else f", first {shown.makespan:g} of {trace.makespan:g}"
-    title = f"{trace.schedule}: S={trace.stages}, M={trace.microbatches}{cut}"
-    draw_gantt(shown.kind, shown.stage, shown.mb, shown.start, shown.end, trace.stages, title, path)
+    if trace.chunk_rank is None:
+        title = f"{trace.schedule}: S={trace.stages}, M={trace.microbatches}{cut}"
+        draw_gantt(shown.kind, shown.stage, shown.mb, shown.start, shown.end, trace.stages, title,
+                   path)  # fmt: skip
+        return
+    title = f"{trace.schedule}: {trace.ranks} ranks, {trace.stages} chunks, M={trace.microbatches}"
+    draw_gantt(shown.kind, shown.rank, shown.mb, shown.start, shown.end, trace.ranks, title + cut,
+               path, chunk=shown.chunk, row_name="rank")  # fmt: skip
 
 
 def draw_gantt(
@@ -63,17 +82,20 @@ def draw_gantt(
     title: str,
     path: Path,
     max_labels_across: int = 100,
+    chunk: np.ndarray | None = None,
+    row_name: str = "stage",
 ) -> None:
     """One bar per operation on its stage's row (AVG spans every row), coloured by kind.
 
-    Micro-batch ids are written inside the bars when the shortest forward or
-    backward is wide enough to hold one.
+    Micro-batch ids (`chunk:mb` when `chunk` is given: rows are then ranks) are
+    written inside the bars when the shortest computation is wide enough to hold one.
+    An F&B pair is drawn once, by its forward row.
     """
     until = float(end.max()) if len(end) else 1.0
     height = max(2.0, 0.35 * stages + 1.2)
     fig, ax = plt.subplots(figsize=(12, min(height, 24)))
     legend = []
-    for k in (FORWARD, BACKWARD, UPDATE, AVERAGE):
+    for k in COLORS:
         rows = np.flatnonzero((kind == k) & (end > start))
         if len(rows) == 0:
             continue
@@ -88,14 +110,16 @@ def draw_gantt(
                 linewidth=0.3,
             )
         legend.append(Patch(color=COLORS[k], label=NAMES[k]))
-    fb = np.flatnonzero(kind <= BACKWARD)
+    fb = np.flatnonzero((kind <= BACKWARD) | (kind == INPUT_GRAD) | (kind == WEIGHT_GRAD)
+                        | (kind == PAIR_FORWARD))  # fmt: skip
     if len(fb) and until / (end[fb] - start[fb]).min() <= max_labels_across:
         for i in fb:
-            ax.text((start[i] + end[i]) / 2, stage[i], str(mb[i]), ha="center", va="center",
+            label = str(mb[i]) if chunk is None else f"{chunk[i]}:{mb[i]}"
+            ax.text((start[i] + end[i]) / 2, stage[i], label, ha="center", va="center",
                     fontsize=7, color="white")  # fmt: skip
     ax.set_ylim(stages - 0.5, -0.5)
     ax.set_xlim(0, until)
-    ax.set_ylabel("stage")
+    ax.set_ylabel(row_name)
     ax.set_xlabel("simulated time (cost units)")
     ax.set_title(title)
     if stages <= 32:

@@ -17,11 +17,15 @@ def _fmt(value: object) -> str:
 
 def summary_table(stats: TimelineStats) -> Table:
     """Whole-run figures: one row per statistic."""
-    table = Table(title=f"{stats.schedule}: S={stats.stages}, M={stats.microbatches}")
+    shape = f"S={stats.stages}"
+    if stats.ranks is not None and stats.ranks != stats.stages:
+        shape = f"{stats.ranks} ranks, {stats.stages} chunks"
+    table = Table(title=f"{stats.schedule}: {shape}, M={stats.microbatches}")
     table.add_column("statistic")
     table.add_column("value", justify="right")
     rows = [
         ("makespan", stats.makespan),
+        ("iteration time (steady, rank 0)", stats.iteration_time),
         ("bubble fraction", stats.bubble_fraction),
         ("updates (block steps)", stats.updates),
         ("max delay, whole run", stats.max_delay),
@@ -58,5 +62,20 @@ def stage_table(stats: TimelineStats, max_rows: int = 16) -> Table:
             _fmt(stats.stage_mean_delay[s]),
             _fmt(stats.peak_versions[s]),
             _fmt(activations),
+        )
+    return table
+
+
+def rank_table(stats: TimelineStats) -> Table:
+    """Per-rank figures of a schedule whose chunks share ranks (its stages are chunks)."""
+    table = Table(title="per rank")
+    for name in ("rank", "bubble fraction", "peak activations (its chunks)", "peak pending W"):
+        table.add_column(name, justify="right")
+    for r in range(stats.ranks or 0):
+        table.add_row(
+            str(r),
+            _fmt(stats.rank_bubble_fraction[r]),
+            _fmt(stats.rank_peak_activations[r]),
+            _fmt(stats.rank_peak_pending_w[r]),
         )
     return table

@@ -4,8 +4,12 @@ The format is the "compute_only" CSV of `torch.distributed.pipelining`
 (`PipelineScheduleMulti._load_csv`): one row per rank, no header, each cell
 one action `_Action.from_str` reads, `<stage><type><micro-batch>`, e.g. `0F3`
 (stage 0, forward, micro-batch 3) or `1B2` (stage 1, full backward of
-micro-batch 2). Each stage runs on its own rank, so row s holds stage s's
-forwards and backwards in the order they start in the simulation.
+micro-batch 2). Row r holds rank r's actions in the order they start in the
+simulation: for the greedy schedules (one stage per rank) its forwards and
+backwards; for programs (several chunks per rank, PyTorch's stages) also
+`I` and `W` and F&B pairs, written `(0F7;7B3)OVERLAP_F_B` as PyTorch does.
+
+`pipebench/schedules/torch_csv.py` reads the format back (any PyTorch schedule).
 
 What the format cannot say, and this export leaves out:
 - U and AVG: PyTorch steps the optimizer outside the schedule, so the update
@@ -21,23 +25,31 @@ What the format cannot say, and this export leaves out:
 
 from __future__ import annotations
 
-import csv
-import io
-import re
-
 import numpy as np
 
 from pipebench.errors import InputError
-from pipebench.timeline.trace import BACKWARD, FORWARD, KIND_NAMES, Trace
+from pipebench.timeline.trace import (
+    AVERAGE,
+    KIND_NAMES,
+    PAIR_BACKWARD,
+    PAIR_FORWARD,
+    UPDATE,
+    Trace,
+)
 
-# PyTorch's action pattern narrowed to the two actions pipebench has: `F` and
-# full backward `B`, with a micro-batch index (PyTorch requires one for both).
-# ASCII digits only, where PyTorch's `\d` would also take other scripts' digits.
-_ACTION = re.compile(r"([0-9]+)(F|B)([0-9]+)")
+
+def _cell(trace: Trace, row: int) -> str:
+    """One action as PyTorch writes it; an F&B pair (two adjacent rows) as
+    `(<forward>;<backward>)OVERLAP_F_B`."""
+    stage, kind, mb = int(trace.stage[row]), int(trace.kind[row]), int(trace.mb[row])
+    if kind == PAIR_FORWARD:
+        back = f"{int(trace.stage[row + 1])}B{int(trace.mb[row + 1])}"
+        return f"({stage}F{mb};{back})OVERLAP_F_B"
+    return f"{stage}{KIND_NAMES[kind]}{mb}"
 
 
 def torch_actions(trace: Trace) -> list[list[str]]:
-    """Per stage (= rank), its F and B operations as PyTorch action strings, by start time."""
+    """Per rank, its computations (F, B, I, W, F&B) as PyTorch action strings, by start time."""
     if trace.replicas > 1:
         raise InputError(
             "torch-csv",
@@ -45,60 +57,19 @@ def torch_actions(trace: Trace) -> list[list[str]]:
             "schedule describes a single pipeline; export a single-replica trace "
             "(any schedule, or localsgd with replicas=1)",
         )
-    rows = np.flatnonzero((trace.kind == FORWARD) | (trace.kind == BACKWARD))
-    # Rows are in causal order (non-decreasing start), so a stable sort by stage
-    # leaves each stage's operations in order of start time.
-    rows = rows[np.argsort(trace.stage[rows], kind="stable")]
-    cells = [
-        f"{stage}{KIND_NAMES[kind]}{mb}"
-        for stage, kind, mb in zip(
-            trace.stage[rows].tolist(),
-            trace.kind[rows].tolist(),
-            trace.mb[rows].tolist(),
-            strict=True,
-        )
-    ]
-    bounds = np.cumsum(np.bincount(trace.stage[rows], minlength=trace.stages)).tolist()
+    kind = trace.kind
+    rows = np.flatnonzero((kind != UPDATE) & (kind != AVERAGE) & (kind != PAIR_BACKWARD))
+    # Rows are in causal order (non-decreasing start), so a stable sort by rank
+    # leaves each rank's operations in order of start time.
+    rows = rows[np.argsort(trace.rank[rows], kind="stable")]
+    cells = [_cell(trace, row) for row in rows.tolist()]
+    bounds = np.cumsum(np.bincount(trace.rank[rows], minlength=trace.ranks)).tolist()
     return [cells[lo:hi] for lo, hi in zip([0, *bounds[:-1]], bounds, strict=True)]
 
 
 def torch_csv_text(trace: Trace) -> str:
     """The "compute_only" CSV: one line per rank, cells joined by commas, lines ending in "\\n".
 
-    Action strings hold only digits, F and B, so no cell ever needs quoting.
+    Action strings hold no comma, quote or line break, so no cell ever needs quoting.
     """
     return "".join(",".join(actions) + "\n" for actions in torch_actions(trace))
-
-
-def parse_torch_csv(text: str) -> list[list[tuple[int, str, int]]]:
-    """Per row (rank), its actions as (stage, "F" or "B", micro-batch).
-
-    Reads what `torch_csv_text` writes and PyTorch's own compute-only dumps
-    of F/B schedules: surrounding spaces are stripped and empty cells (PyTorch's
-    idle slots) skipped, as `_Action.from_str` does. Any other cell, including
-    PyTorch actions pipebench has no equivalent for (I, W, UNSHARD, ...), is an
-    `InputError` naming its row and cell (both counted from 1).
-    """
-    ranks: list[list[tuple[int, str, int]]] = []
-    reader = csv.reader(io.StringIO(text))
-    try:
-        rows = list(reader)
-    except csv.Error as exc:
-        raise InputError("torch-csv", f"line {reader.line_num}: not CSV ({exc})") from None
-    for row_no, row in enumerate(rows, start=1):
-        actions = []
-        for cell_no, cell in enumerate(row, start=1):
-            action = cell.strip()
-            if not action:
-                continue
-            match = _ACTION.fullmatch(action)
-            if match is None:
-                raise InputError(
-                    "torch-csv",
-                    f"row {row_no}, cell {cell_no}: {cell!r} is not an action "
-                    "<stage>F<micro-batch> or <stage>B<micro-batch>, e.g. 0F3",
-                )
-            stage, kind, mb = match.groups()
-            actions.append((int(stage), kind, int(mb)))
-        ranks.append(actions)
-    return ranks

@@ -23,7 +23,7 @@ from pipebench.scenario.base import (
 )
 from pipebench.scenario.objectives import ObjectiveSpec
 from pipebench.scenario.optimizer import LrSpec, OptimizerSpec, check_lr
-from pipebench.timeline.options import BOUND, CHOICE, COUNT, FLAG, MAPPING, OPTIONS
+from pipebench.timeline.options import BOUND, CHOICE, COUNT, FLAG, MAPPING, OPTIONS, TEXT, TIME
 
 
 class Straggler(StrictModel):
@@ -78,6 +78,8 @@ _OPTION_TYPES: dict[str, Any] = {
     CHOICE: str,
     FLAG: bool,
     MAPPING: dict[str, Any],
+    TIME: float | str,
+    TEXT: str,
 }
 
 

@@ -48,6 +48,10 @@ def _bits(value: object) -> str | None:
     return None if 2 <= value <= 16 else f"an integer in 2..16 (bits), got {value!r}"  # type: ignore[operator]
 
 
+TIME = "time"  # a duration > 0, or the word of `choices()` naming its default
+TEXT = "text"  # a file name
+
+
 def _sampling_modes() -> tuple[str, ...]:
     # imported here: the objectives package is heavy, and only rpd's option needs it
     from pipebench.objectives.blocklinear import SAMPLING_CODES
@@ -65,6 +69,7 @@ class Option:
     choices: Callable[[], tuple[str, ...]] | None = None  # the values of a CHOICE
     flag: bool = True  # a flag of `pipebench schedule` (False: it changes the replay only)
     check: Callable[[object], str | None] | None = None  # a further check (MAPPING: the only one)
+    spelled: str | None = None  # the flag's name where it is not --<name>
 
     def problem(self, value: object) -> str | None:
         """What the option must be, when `value` is not allowed; None when it is."""
@@ -78,6 +83,13 @@ class Option:
             ok, allowed = isinstance(value, bool), "true or false"
         elif self.kind == MAPPING:
             ok, allowed = True, ""
+        elif self.kind == TIME:
+            word = self.choices()[0] if self.choices else ""
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            ok = value == word or (number and math.isfinite(value) and value > 0)  # type: ignore[arg-type]
+            allowed = f"a number > 0 or {word!r}"
+        elif self.kind == TEXT:
+            ok, allowed = isinstance(value, str) and value != "", "a file name"
         else:
             values = self.choices() if self.choices else ()
             ok, allowed = value in values, f"one of {', '.join(values)}"
@@ -87,11 +99,11 @@ class Option:
 
     def parse(self, text: str) -> object:
         """The value of the flag's text (a BOUND is a number, or a word checked later)."""
-        if self.kind == BOUND:
+        if self.kind in (BOUND, TIME):
             try:
-                return int(text)
+                return int(text) if self.kind == BOUND else float(text)
             except ValueError:
-                return text  # 'auto', or refused with the allowed values by the check
+                return text  # 'auto' or the default's word, or refused by the check
         return text
 
 
@@ -121,6 +133,25 @@ OPTIONS: dict[str, Option] = {
         Option("fragments", COUNT, "LocalSGD: streaming DiLoCo's fragments.", flag=False),
         Option(
             "quantize", COUNT, "LocalSGD: bits of the pseudo-gradients.", flag=False, check=_bits
+        ),
+        Option("chunks", COUNT, "Model chunks per rank (interleaved-1f1b, default 2)."),
+        Option(
+            "weight_grad",
+            TIME,
+            "W part of a rank's backward (zb-h1, zb-h2, zbv, dualpipev, torch-csv); 'half'.",
+            lambda: ("half",),
+        ),
+        Option(
+            "overlap",
+            TIME,
+            "Time of a rank's F&B pairs (dualpipev, torch-csv); 'sum': forward + backward.",
+            lambda: ("sum",),
+        ),
+        Option(
+            "path",
+            TEXT,
+            "torch-csv: the PyTorch compute_only CSV to run.",
+            spelled="torch-csv-in",
         ),
     )
 }

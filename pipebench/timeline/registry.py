@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from pipebench.errors import InputError, did_you_mean
 from pipebench.limits import available_memory, memory_problem
+from pipebench.schedules import PROGRAM_SCHEDULES
 from pipebench.timeline import gpipe, localsgd, naive, one_f_one_b, paci, pd, rpd, twobw
 from pipebench.timeline.options import OPTIONS
 from pipebench.timeline.schedule import Schedule, Setup
@@ -26,6 +27,7 @@ SCHEDULES: dict[str, Schedule] = {
         paci.SCHEDULE,
         localsgd.SCHEDULE,
         naive.SCHEDULE,
+        *PROGRAM_SCHEDULES,
     )
 }
 
@@ -93,6 +95,14 @@ def timeline_of(setup: Setup, costs: CostModel, microbatches: int) -> Trace | Rp
     from pipebench.timeline.simulate import simulate  # numba: only when a timeline is built
 
     _check_size(costs.stages, microbatches)
+    build_program = get_schedule(setup.name).program
+    if build_program is not None:
+        from pipebench.timeline.program import execute
+
+        program = build_program(setup.stages, setup.options)
+        check_memory(program.chunks, microbatches)  # F, I, W per chunk and micro-batch
+        wg, overlap = setup.options.get("weight_grad", "half"), setup.options.get("overlap", "sum")
+        return execute(setup.name, program, costs, microbatches, wg, overlap)
     if setup.rules is None:
         return rpd.plan(costs, microbatches, **setup.options)
     return simulate(setup.name, setup.rules, costs, microbatches)

@@ -12,8 +12,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from pipebench.schedules.base import Program
 
 # How mini-batches (groups of micro-batches) are separated.
 BARRIER_NONE = 0  # micro-batches stream through
@@ -66,6 +70,8 @@ class Schedule:
     # symbol "S" too, to spell defaults out in `pipebench list`).
     defaults: Callable[[int | str], dict[str, object]] = field(default=lambda stages: {})
     rules: Callable[[int, dict[str, object]], Rules] | None = None  # None: not a timeline (rpd)
+    # Schedules written as per-rank programs (pipebench/schedules) give this instead of rules.
+    program: Callable[[int, dict[str, object]], Program] | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -77,7 +83,7 @@ class Setup:
     stages: int
     given: dict[str, object]  # the options as given (the rest are the schedule's defaults)
     options: dict[str, object]  # every option it takes, defaults filled in
-    rules: Rules | None  # None: not a timeline (rpd)
+    rules: Rules | None  # None: not a timeline (rpd), or a program (built when it is timed)
 
     @property
     def unit(self) -> int:

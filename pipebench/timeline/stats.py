@@ -23,7 +23,24 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from numba import njit
 
-from pipebench.timeline.trace import AVERAGE, BACKWARD, FORWARD, UPDATE, Trace
+from pipebench.timeline.trace import (
+    AVERAGE,
+    BACKWARD,
+    FORWARD,
+    INPUT_GRAD,
+    PAIR_BACKWARD,
+    PAIR_FORWARD,
+    UPDATE,
+    WEIGHT_GRAD,
+    Trace,
+)
+
+# A program's F&B pair computes a forward (PAIR_FORWARD row). An activation,
+# and the weight version the backward multiplies by, are released by the pass
+# that sends the input gradient on: B, I, or an F&B pair's full backward. What
+# W still needs after I is counted apart, as pending W's.
+FORWARDS = (FORWARD, PAIR_FORWARD)
+RELEASES = (BACKWARD, INPUT_GRAD, PAIR_BACKWARD)
 
 
 @njit(cache=True)
@@ -56,7 +73,7 @@ def _read_iterates(
     finished = np.zeros(R, np.int64)
     p = 0
     for i in range(len(kind)):
-        if kind[i] != FORWARD:
+        if kind[i] not in FORWARDS:
             continue
         while p < n_upd and u_end[p] <= start[i]:
             finished[u_rep[p]] += 1
@@ -130,7 +147,7 @@ def steady_updates(trace: Trace) -> np.ndarray:
 def _update_staleness(S, M, kind, stage, mb, v_fwd, upd_stage, upd_first, upd_last, upd_version):
     read = np.zeros((S, M), np.int32)
     for i in range(len(kind)):
-        if kind[i] == FORWARD:
+        if kind[i] in FORWARDS:
             read[stage[i], mb[i]] = v_fwd[i]
     out = np.empty(len(upd_stage), np.int64)
     for u in range(len(upd_stage)):
@@ -168,7 +185,7 @@ def _stage_sweep(S, R, kind, stage, replica, v_fwd, v_bwd, upd_stage, upd_replic
             total += made[s, r] + 1
     uses = np.zeros(total, np.int64)  # backwards still to multiply by each version
     for i in range(len(kind)):
-        if kind[i] == BACKWARD:
+        if kind[i] in RELEASES:
             uses[offset[stage[i], replica[i]] + v_bwd[i]] += 1
     current = np.zeros((S, R), np.int64)
     held = np.full(S, R, np.int64)
@@ -179,10 +196,10 @@ def _stage_sweep(S, R, kind, stage, replica, v_fwd, v_bwd, upd_stage, upd_replic
     for i in range(len(kind)):
         s = stage[i]
         r = replica[i]
-        if kind[i] == FORWARD:
+        if kind[i] in FORWARDS:
             level[s] += 1
             peak_act[s] = max(peak_act[s], level[s])
-        elif kind[i] == BACKWARD:
+        elif kind[i] in RELEASES:
             level[s] -= 1
             drift[s] = max(drift[s], v_bwd[i] - v_fwd[i])
             v = offset[s, r] + v_bwd[i]
@@ -202,14 +219,64 @@ def _stage_sweep(S, R, kind, stage, replica, v_fwd, v_bwd, upd_stage, upd_replic
 def _busy_time(S, kind, start, end, until):
     busy = 0.0
     for i in range(len(kind)):
-        if start[i] < until:
+        if start[i] < until and kind[i] != PAIR_BACKWARD:  # an F&B is timed by its F row
             busy += (min(end[i], until) - start[i]) * (S if kind[i] == AVERAGE else 1)
     return busy
 
 
 def busy_time(trace: Trace, until: float = np.inf) -> float:
-    """Stage-time spent working before `until`: every F, B and U, and AVG once per stage."""
-    return float(_busy_time(trace.stages, trace.kind, trace.start, trace.end, until))
+    """Rank-time spent working before `until`: every operation, AVG once per rank."""
+    return float(_busy_time(trace.ranks, trace.kind, trace.start, trace.end, until))
+
+
+@njit(cache=True)
+def _rank_sweep(P, kind, rank, start, end):
+    """Per rank: busy time, peak activations over its chunks, peak pending W's.
+
+    Rows are in start order and a rank runs one action at a time (an F&B is
+    one action written as two rows), so per-rank counters give exact peaks.
+    A pending W is an I whose W has not yet run: the buffers W still needs.
+    """
+    busy = np.zeros(P)
+    level = np.zeros(P, np.int64)
+    peak = np.zeros(P, np.int64)
+    pending = np.zeros(P, np.int64)
+    peak_w = np.zeros(P, np.int64)
+    for i in range(len(kind)):
+        r = rank[i]
+        if r < 0:  # AVG occupies every rank
+            busy += end[i] - start[i]
+            continue
+        k = kind[i]
+        if k != PAIR_BACKWARD:
+            busy[r] += end[i] - start[i]
+        if k in FORWARDS:
+            level[r] += 1
+            peak[r] = max(peak[r], level[r])
+        elif k in RELEASES:
+            level[r] -= 1
+        if k == INPUT_GRAD:
+            pending[r] += 1
+            peak_w[r] = max(peak_w[r], pending[r])
+        elif k == WEIGHT_GRAD:
+            pending[r] -= 1
+    return busy, peak, peak_w
+
+
+def iteration_time(trace: Trace) -> float | None:
+    """Steady-state time per mini-batch: between rank 0's consecutive optimizer steps
+    (the last of its chunks' steps for one range of micro-batches) in the middle of the
+    run; None with fewer than two."""
+    on_rank0 = trace.rank[trace.upd_op] == 0
+    first = trace.upd_first[on_rank0]
+    ends = trace.upd_time[on_rank0]
+    order = np.lexsort((ends, first))
+    last_of_group = np.flatnonzero(np.diff(first[order], append=-1) != 0)
+    times = np.sort(ends[order][last_of_group])
+    if len(times) < 2:
+        return None
+    k = (len(times) - 1) // 2
+    return float(times[k + 1] - times[k])
 
 
 @njit(cache=True)
@@ -244,6 +311,13 @@ class TimelineStats:
     # updates with each delay (index = delay in block updates): the histogram
     # behind max and mean; left out of `as_dict`, which is what --json prints
     delay_counts: np.ndarray = field(repr=False, compare=False)
+    # Per rank (device; one per stage unless chunks share ranks), and the
+    # steady-state time per mini-batch; None where they do not apply (rpd).
+    ranks: int | None = None
+    iteration_time: float | None = None
+    rank_bubble_fraction: list[float] | None = None
+    rank_peak_activations: list[int] | None = None
+    rank_peak_pending_w: list[int] | None = None
 
     def as_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k != "delay_counts"}
@@ -260,7 +334,11 @@ def delay_summary(delays: np.ndarray, steady: np.ndarray) -> tuple:
 def timeline_stats(trace: Trace) -> TimelineStats:
     """Every statistic of `trace`."""
     S = trace.stages
+    P = trace.ranks
     makespan = trace.makespan
+    busy, rank_activations, pending_w = _rank_sweep(
+        P, trace.kind, trace.rank, trace.start, trace.end
+    )
     drift, activations, versions = _stage_sweep(
         S, trace.replicas, trace.kind, trace.stage, trace.replica, trace.v_fwd, trace.v_bwd,
         trace.upd_stage, trace.upd_replica,
@@ -274,7 +352,7 @@ def timeline_stats(trace: Trace) -> TimelineStats:
         stages=S,
         microbatches=trace.microbatches,
         makespan=makespan,
-        bubble_fraction=1.0 - busy_time(trace) / (S * makespan),
+        bubble_fraction=1.0 - busy_time(trace) / (P * makespan),
         updates=trace.n_updates,
         max_delay=max_d,
         mean_delay=mean_d,
@@ -287,4 +365,9 @@ def timeline_stats(trace: Trace) -> TimelineStats:
         peak_versions=versions.tolist(),
         peak_activations=activations.tolist(),
         delay_counts=np.bincount(delays),
+        ranks=P,
+        iteration_time=iteration_time(trace),
+        rank_bubble_fraction=(1.0 - busy / makespan).tolist(),
+        rank_peak_activations=rank_activations.tolist(),
+        rank_peak_pending_w=pending_w.tolist(),
     )

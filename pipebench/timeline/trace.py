@@ -16,12 +16,20 @@ import numpy as np
 
 from pipebench.limits import Need
 
-# Operation kinds, as stored in `Trace.kind`.
+# Operation kinds, as stored in `Trace.kind`. The greedy schedules use the
+# first four; programs (pipebench/schedules) split the backward into its
+# input-gradient part I and weight-gradient part W, and write an F&B pair (a
+# forward overlapped with a full backward on one rank) as two rows with the
+# same start and end: its forward half and its backward half.
 FORWARD = 0
 BACKWARD = 1
 UPDATE = 2
 AVERAGE = 3
-KIND_NAMES = ("F", "B", "U", "AVG")
+INPUT_GRAD = 4
+WEIGHT_GRAD = 5
+PAIR_FORWARD = 6
+PAIR_BACKWARD = 7
+KIND_NAMES = ("F", "B", "U", "AVG", "I", "W", "F&B:F", "F&B:B")
 
 # Storage: stage and replica ids are int16, micro-batches int32; an operation
 # row takes 33 bytes, an update row 16 more.
@@ -65,6 +73,24 @@ class Trace:
     upd_first: np.ndarray
     upd_version: np.ndarray
     recompute: bool = False  # a backward first reruns its stage's forward (paci's option)
+    chunk_rank: np.ndarray | None = None
+
+    @property
+    def chunk(self) -> np.ndarray:
+        """The model chunk of every row: the stage column under its program name."""
+        return self.stage
+
+    @property
+    def ranks(self) -> int:
+        """Devices: as many as stages unless chunks are placed on fewer ranks."""
+        return self.stages if self.chunk_rank is None else int(self.chunk_rank.max()) + 1
+
+    @cached_property
+    def rank(self) -> np.ndarray:
+        """The device of every row (-1 for AVG, which occupies every rank)."""
+        if self.chunk_rank is None:
+            return self.stage
+        return np.where(self.stage >= 0, self.chunk_rank[self.stage], -1).astype(np.int16)
 
     # What the replay walks is a trace or rpd's plan; both answer the same few
     # questions (this class and `rpd.RpdPlan`), so that no caller asks which.
