@@ -197,12 +197,12 @@ def layered_walk(trace, obj, lr, seed, predict, lam):
             read[s, m] = versions[s][trace.v_fwd[i]] - tau * last[s]
             saved[s, m] = np.zeros(obj.saved_size[s])
             acts[s + 1, m] = np.zeros(obj.act_size)
-            stage_forward(obj.code, obj.spec, s, read[s, m], *data, rows[m], acts.get((s, m), zero),
+            stage_forward(*obj.archs, s, read[s, m], *data, rows[m], acts.get((s, m), zero),
                           saved[s, m], acts[s + 1, m])  # fmt: skip
         elif k == BACKWARD:
             g = np.zeros(off[s + 1] - off[s])
             grads[s, m] = np.zeros(obj.act_size)
-            stage_backward(obj.code, obj.spec, s, read[s, m], *data, rows[m], saved[s, m],
+            stage_backward(*obj.archs, s, read[s, m], *data, rows[m], saved[s, m],
                            grads.get((s + 1, m), zero), grads[s, m], g)  # fmt: skip
             pending[s].append(g + lam * g * g * (versions[s][-1] - read[s, m]))
         elif k == UPDATE:
