@@ -14,6 +14,8 @@ PROGRAM_SCHEDULES = tuple(
     name for name, s in SCHEDULES.items() if s.program is not None and name != "torch-csv"
 )
 ALL_SCHEDULES = tuple(SCHEDULES)
+# Schedules `run` trains today (programs are timed by `schedule` only, not yet replayed).
+TRAINABLE_SCHEDULES = tuple(name for name, s in SCHEDULES.items() if s.program is None)
 BUILT_IN_SCHEDULES = tuple(name for name in ALL_SCHEDULES if name != "torch-csv")
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import TRAINABLE_SCHEDULES
 from training import blocks, delays_at, numpy_gradient, objective, train
 
-from pipebench.timeline import SCHEDULES, CostModel
+from pipebench.timeline import CostModel
 from pipebench.timeline.trace import BACKWARD, FORWARD
 
 TIGHT = {"rtol": 1e-12, "atol": 1e-12}
@@ -31,7 +32,7 @@ def minibatch_sgd(obj, lr: float, groups: int, size: int, seed: int, delay: int 
 
 
 # 2bw keeps a one-step delay on one stage too
-@pytest.mark.parametrize("name", [name for name in SCHEDULES if name != "2bw"])
+@pytest.mark.parametrize("name", [name for name in TRAINABLE_SCHEDULES if name != "2bw"])
 @pytest.mark.parametrize("kind", ["quadratic", "logistic"])
 def test_one_stage_is_plain_sgd(name, kind):
     obj = objective(kind, l2=0.01)
