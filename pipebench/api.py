@@ -53,12 +53,14 @@ def schedule_timeline(
 def schedule_options(name: str, stages: int, given: dict[str, object]) -> dict[str, object]:
     """Every option schedule `name` runs with on `stages`: `given` over its defaults.
 
-    rpd's delay bound `auto` is given as the number it stands for.
+    rpd's delay bound `auto` is given as the number it stands for; an option
+    left unset (None: localsgd's `outer` and `quantize`) is not listed.
     """
     from pipebench.timeline import get_schedule, resolve_options
     from pipebench.timeline.schedule import auto_delta
 
     options = resolve_options(get_schedule(name), stages, given)
+    options = {key: value for key, value in options.items() if value is not None}
     if options.get("delta") == "auto":
         options["delta"] = auto_delta(stages)
     return options

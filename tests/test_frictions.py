@@ -268,7 +268,8 @@ PER_STAGE = {"inflight": "per-stage"}  # the 1F1B-rule schedules' default
     (["gpipe", "-S", "3"], {"accumulate": 3}),
     (["paci", "-S", "4"], {"accumulate": 1, "recompute": False} | PER_STAGE),
     (["paci", "-S", "4", "--recompute"], {"accumulate": 1, "recompute": True} | PER_STAGE),
-    (["localsgd", "-S", "4", "--local-steps", "2"], {"replicas": 4, "local_steps": 2} | PER_STAGE),
+    (["localsgd", "-S", "4", "--local-steps", "2"],
+     {"replicas": 4, "local_steps": 2, "fragments": 1} | PER_STAGE),
     (["rpd", "-S", "4"], {"delta": 14, "delays": "uniform", "sampling": "objective"}),
     (["pd", "-S", "4", "--inflight", "input"], {"inflight": "input"}),
 ])  # fmt: skip
