@@ -30,6 +30,7 @@ class OptimizerInfo:
     code: int  # what optim.step.apply_step dispatches on
     summary: str
     defaults: dict[str, float | bool]  # the hyper-parameters it takes, besides lr
+    state: int = 0  # fp32 values it keeps per parameter (moments), for memory in bytes
 
 
 OPTIMIZERS: dict[str, OptimizerInfo] = {
@@ -38,11 +39,13 @@ OPTIMIZERS: dict[str, OptimizerInfo] = {
         1,
         "heavy-ball momentum (v = mu v + g; w -= lr v), or Nesterov (w -= lr (g + mu v))",
         {"momentum": 0.9, "nesterov": False},
+        state=1,
     ),
     "adamw": OptimizerInfo(
         2,
         "Adam with bias correction and decoupled weight decay",
         {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0},
+        state=2,
     ),
     "muon": OptimizerInfo(
         3,
@@ -58,8 +61,35 @@ OPTIMIZERS: dict[str, OptimizerInfo] = {
             "eps": 1e-8,
             "weight_decay": 0.0,
         },
+        state=1,  # the momentum (counted for every parameter, AdamW's part included)
     ),
 }
+
+
+@dataclass(frozen=True)
+class Precision:
+    """Bytes per parameter of a training precision: the weights a pass reads (one copy per
+    weight version kept), the gradients, and the fp32 master copy the optimizer steps."""
+
+    weights: int
+    grads: int
+    master: int
+
+
+# Mixed precision as Megatron-LM counts it without a distributed optimizer: bf16
+# weights, fp32 gradients and fp32 master weights, so AdamW takes 2 + 4 + 4 + 8 = 18
+# bytes per parameter.
+PRECISIONS: dict[str, Precision] = {
+    "fp32": Precision(weights=4, grads=4, master=0),
+    "bf16": Precision(weights=2, grads=4, master=4),
+}
+FP32_BYTES = 4  # an optimizer's state is fp32
+
+
+def static_bytes_per_param(optimizer: str, precision: str) -> int:
+    """What a parameter costs besides its weight versions: gradient, master copy, state."""
+    kept = PRECISIONS[precision]
+    return kept.grads + kept.master + FP32_BYTES * OPTIMIZERS[optimizer].state
 
 
 def hyper_array(lr: float, params: dict[str, float | bool]) -> np.ndarray:

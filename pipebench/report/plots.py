@@ -58,7 +58,10 @@ def save_figure(fig: plt.Figure, path: Path, tight: bool = True) -> None:
             os.unlink(tmp)
 
 
-def gantt_png(trace: Trace, path: Path, max_ops: int = 200_000) -> None:
+GANTT_OPS = 200_000  # the rows a Gantt chart of `pipebench schedule --png` draws at most
+
+
+def gantt_png(trace: Trace, path: Path, max_ops: int = GANTT_OPS) -> None:
     """Draw the Gantt chart of `trace` to `path`; a long trace is cut to its first `max_ops`."""
     shown = head(trace, np.inf, max_ops)
     cut = "" if shown.n_ops == trace.n_ops else f", first {shown.makespan:g} of {trace.makespan:g}"

@@ -165,15 +165,9 @@ def update_staleness(trace: Trace) -> np.ndarray:
 
 
 @njit(cache=True)
-def _stage_sweep(S, R, kind, stage, replica, v_fwd, v_bwd, upd_stage, upd_replica):
-    """Per stage: max drift vB - vF, peak activations, peak weight versions held.
-
-    Each stage runs one operation at a time, so walking the rows in causal
-    order visits a stage's events in time order: per-stage counters give
-    exact peaks without sorting. An activation is held from the start of
-    F(s, m) to the end of B(s, m). A version is held from the step that makes
-    it until it is superseded or its last backward ends, whichever is later.
-    """
+def version_uses(S, R, kind, stage, replica, v_bwd, upd_stage, upd_replica):
+    """The backwards that multiply by each weight version: `uses[offset[s, r] + v]` for
+    version v of stage s's block in replica r (versions 0 to its last)."""
     made = np.zeros((S, R), np.int64)
     for u in range(len(upd_stage)):
         made[upd_stage[u], upd_replica[u]] += 1
@@ -183,10 +177,24 @@ def _stage_sweep(S, R, kind, stage, replica, v_fwd, v_bwd, upd_stage, upd_replic
         for r in range(R):
             offset[s, r] = total
             total += made[s, r] + 1
-    uses = np.zeros(total, np.int64)  # backwards still to multiply by each version
+    uses = np.zeros(total, np.int64)
     for i in range(len(kind)):
         if kind[i] in RELEASES:
             uses[offset[stage[i], replica[i]] + v_bwd[i]] += 1
+    return offset, uses
+
+
+@njit(cache=True)
+def _stage_sweep(S, R, kind, stage, replica, v_fwd, v_bwd, upd_stage, upd_replica):
+    """Per stage: max drift vB - vF, peak activations, peak weight versions held.
+
+    Each stage runs one operation at a time, so walking the rows in causal
+    order visits a stage's events in time order: per-stage counters give
+    exact peaks without sorting. An activation is held from the start of
+    F(s, m) to the end of B(s, m). A version is held from the step that makes
+    it until it is superseded or its last backward ends, whichever is later.
+    """
+    offset, uses = version_uses(S, R, kind, stage, replica, v_bwd, upd_stage, upd_replica)
     current = np.zeros((S, R), np.int64)
     held = np.full(S, R, np.int64)
     peak_versions = np.full(S, R, np.int64)

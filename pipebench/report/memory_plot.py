@@ -1,0 +1,55 @@
+"""The memory picture: bytes held on each rank over time, beside a schedule's Gantt chart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from pipebench.report.plots import GANTT_OPS, save_figure
+from pipebench.timeline.memory import ChunkBytes, MemoryProfile, memory_profile
+from pipebench.timeline.trace import Trace
+
+GB = 1e9
+MAX_LINES_NAMED = 16  # ranks beyond this are drawn, not listed in the legend
+
+
+def picture_window(trace: Trace, max_ops: int = GANTT_OPS) -> float:
+    """The last start time the Gantt chart of `trace` shows (its first `max_ops` rows)."""
+    return float(trace.start[min(trace.n_ops, max_ops) - 1]) if trace.n_ops else -np.inf
+
+
+def profile_for_picture(
+    trace: Trace, chunks: ChunkBytes, max_ops: int = GANTT_OPS
+) -> MemoryProfile:
+    """The whole trace's peaks, with samples over the window the Gantt chart shows."""
+    return memory_profile(trace, chunks, until=picture_window(trace, max_ops))
+
+
+def memory_png(
+    profile: MemoryProfile,
+    ranks: int,
+    title: str,
+    path: Path,
+    capacity: float | None = None,
+    x_label: str = "simulated time (cost units)",
+) -> None:
+    """Bytes held per rank over time (GB, a step line each), the device's memory as a line."""
+    fig, ax = plt.subplots(figsize=(12, 4.5))
+    colours = plt.get_cmap("viridis")(np.linspace(0, 0.9, max(ranks, 1)))
+    for r in range(ranks):
+        mine = profile.ranks == r
+        if not mine.any():
+            continue
+        ax.step(profile.times[mine], profile.total[mine] / GB, where="post", linewidth=1.0,
+                color=colours[r], label=f"rank {r}" if r < MAX_LINES_NAMED else None)  # fmt: skip
+    if capacity is not None:
+        ax.axhline(capacity / GB, color="#D9534F", linestyle="--", label="device memory")
+    top = max(float(profile.peak.max()) if len(profile.peak) else 0.0, capacity or 0.0)
+    ax.set_ylim(0, 1.08 * top / GB if top > 0 else 1.0)
+    ax.set_xlabel(x_label)
+    ax.set_ylabel("memory held (GB)")
+    ax.set_title(title)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
+    save_figure(fig, path)
