@@ -168,10 +168,11 @@ def memory_profile(trace: Trace, chunks: ChunkBytes, until: float = -np.inf) -> 
     if len(chunks.weights) != S:
         raise ValueError(f"sizes of {len(chunks.weights)} chunks for a trace of {S}")
     chunk_rank = np.arange(S) if trace.chunk_rank is None else trace.chunk_rank
+    sampled = int(np.count_nonzero((trace.start <= until) & (trace.rank >= 0)))
     out = _memory_sweep(
         trace.ranks, S, trace.replicas, trace.recompute, trace.kind, trace.stage, trace.rank,
         trace.replica, trace.start, trace.end, trace.v_bwd, trace.upd_stage, trace.upd_replica,
         chunk_rank, chunks.weights, chunks.static, chunks.activations, chunks.boundary,
-        chunks.pending_w, until, 2 * int(np.count_nonzero((trace.start <= until) & (trace.rank >= 0))),
+        chunks.pending_w, until, 2 * sampled,
     )  # fmt: skip
     return MemoryProfile(*out)
