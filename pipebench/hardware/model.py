@@ -93,12 +93,8 @@ MODELS: dict[str, ModelShape] = {
     "gpt2-small": ModelShape(layers=12, hidden=768, heads=12, ffn=3072, vocab=50257),
     "gpt2-medium": ModelShape(layers=24, hidden=1024, heads=16, ffn=4096, vocab=50257),
     "gpt2-xl": ModelShape(layers=48, hidden=1600, heads=25, ffn=6400, vocab=50257),
-    "llama2-7b": ModelShape(
-        layers=32, hidden=4096, heads=32, ffn=11008, vocab=32000, swiglu=True
-    ),
-    "llama3-8b": ModelShape(
-        layers=32, hidden=4096, heads=32, ffn=14336, vocab=128256, swiglu=True
-    ),
+    "llama2-7b": ModelShape(layers=32, hidden=4096, heads=32, ffn=11008, vocab=32000, swiglu=True),
+    "llama3-8b": ModelShape(layers=32, hidden=4096, heads=32, ffn=14336, vocab=128256, swiglu=True),
 }
 
 
@@ -106,8 +102,8 @@ def model_preset(name: str, **changes: int | bool) -> ModelShape:
     """A preset shape by name, with `changes` (seq, micro_batch, ...) applied."""
     if name not in MODELS:
         raise InputError(
-            "model", f"unknown model {name!r}{did_you_mean(name, list(MODELS))}; "
-            f"known: {', '.join(MODELS)}"
+            "model",
+            f"unknown model {name!r}{did_you_mean(name, list(MODELS))}; known: {', '.join(MODELS)}",
         )
     return replace(MODELS[name], **changes)
 
@@ -119,7 +115,5 @@ def check_shape(model: ModelShape) -> ModelShape:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InputError(f"model.{field}", f"must be a whole number >= 1, got {value!r}")
     if model.hidden % model.heads:
-        raise InputError(
-            "model.heads", f"must divide hidden ({model.hidden}), got {model.heads}"
-        )
+        raise InputError("model.heads", f"must divide hidden ({model.hidden}), got {model.heads}")
     return model
