@@ -67,7 +67,9 @@ class CostModel:
     """Per-stage forward/backward durations and the fixed costs of links, steps and averaging.
 
     `forward` and `backward` already include the straggler's slowdown; jitter
-    is applied per operation by the simulator.
+    is applied per operation by the simulator. `weight_grad`, when known (a
+    model's costs), is the W part of each rank's backward that split-backward
+    schedules run apart; otherwise they take half.
     """
 
     forward: np.ndarray
@@ -77,6 +79,7 @@ class CostModel:
     allreduce: float = 0.0
     jitter: float = 0.0
     seed: int = 0
+    weight_grad: np.ndarray | None = None
 
     @property
     def stages(self) -> int:
@@ -118,6 +121,7 @@ class CostModel:
         jitter: float = 0.0,
         seed: int = 0,
         straggler: tuple[int, float] | None = None,
+        weight_grad: Sequence[float] | None = None,
     ) -> CostModel:
         """Validate user-facing cost settings; raises `InputError` naming the bad field."""
         if not 1 <= stages <= MAX_STAGES:
@@ -135,6 +139,16 @@ class CostModel:
                 raise InputError("straggler", f"slow-down factor must be >= 1, got {factor}")
             fwd[stage] *= factor
             bwd[stage] *= factor
+        wg = None
+        if weight_grad is not None:
+            wg = _per_stage("weight_grad", weight_grad, stages)
+            if straggler is not None:
+                wg[straggler[0]] *= straggler[1]
+            if np.any(wg >= bwd):
+                r = int(np.argmax(wg >= bwd))
+                raise InputError(
+                    "weight_grad", f"must be less than the backward on rank {r}, got {wg[r]:g}"
+                )
         return cls(
             forward=fwd,
             backward=bwd,
@@ -143,4 +157,5 @@ class CostModel:
             allreduce=_nonnegative("allreduce", allreduce),
             jitter=float(jitter),
             seed=int(seed),
+            weight_grad=wg,
         )
