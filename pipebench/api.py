@@ -134,6 +134,10 @@ def run_scenario(
                 folder, tables.summary, tables.curves, tables.delays, tables.timeline,
                 loss_label(exp.objective.kind),
             )  # fmt: skip
+            if exp.machine is not None:
+                from pipebench.report.memory_plot import run_memory_pngs
+
+                run_memory_pngs(folder, outcomes, exp.machine.hardware.memory_gb * 1e9)
     return RunReport(exp, tables.summary, tables.curves, out_dir, interrupted)
 
 

@@ -308,7 +308,7 @@ def run(
 ) -> int:
     """Train every schedule x seed x learning rate of a scenario; write and print the results."""
     from pipebench import api
-    from pipebench.report.runview import print_summary, progress_bar
+    from pipebench.report.runview import oom_warnings, print_summary, progress_bar
 
     _check_common(fmt, seeds, workers, out=out)
     with interrupts.deferred():  # Ctrl-C from here on ends in a written results folder
@@ -319,6 +319,10 @@ def run(
             report = api.run_scenario(exp, out, workers, on_prepared, on_done, plots=not no_plots)
         interrupted = report.interrupted or interrupts.noted()
     print_summary(report, fmt)
+    if exp.machine is not None:
+        hardware = exp.machine.hardware
+        for line in oom_warnings(report.summary, hardware.name, hardware.memory_gb):
+            print(line, file=sys.stderr)
     if interrupted:
         finished = len(report.summary[report.summary["seed"].notna()])
         print(

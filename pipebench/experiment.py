@@ -38,6 +38,7 @@ from pipebench.scenario import (
 from pipebench.scenario.hardware import Machine, build_machine
 from pipebench.timeline import CostModel, get_schedule, setup_schedule
 from pipebench.timeline.budget import first_update_time, planned_microbatches
+from pipebench.timeline.memory import ChunkBytes
 from pipebench.timeline.schedule import BARRIER_NONE, VERSIONS_TWO_BW, Setup, auto_delta
 from pipebench.timeline.trace import trace_need
 
@@ -86,6 +87,14 @@ class Experiment:
     @property
     def runs(self) -> int:
         return len(self.seeds) * sum(len(e.lrs) for e in self.entries)
+
+
+def chunk_bytes(machine: Machine, optimizer: str) -> ChunkBytes:
+    """What each stage of `machine`'s model holds in bytes when `optimizer` trains it."""
+    s = machine.sizes
+    return ChunkBytes.of(
+        s.params, s.act_bytes, s.w_bytes, s.send_bytes, optimizer, machine.precision
+    )
 
 
 def _machine(loaded: LoadedScenario) -> Machine | None:

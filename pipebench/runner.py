@@ -20,9 +20,10 @@ import numpy as np
 from pipebench import interrupts
 from pipebench.engine.blas import one_blas_thread
 from pipebench.engine.replay import Curve, SizedReplay, replay, size_replay
-from pipebench.experiment import Entry, Experiment
+from pipebench.experiment import Entry, Experiment, chunk_bytes
 from pipebench.timeline import TimelineStats, Trace
 from pipebench.timeline.budget import stats_until, timeline_for
+from pipebench.timeline.memory import MemoryProfile, memory_profile
 from pipebench.timeline.window import first_rounds_end, head
 
 
@@ -38,6 +39,8 @@ class Outcome:
     until: float
     wall_seconds: float
     first_rounds: Trace  # the start of the timeline, for its Gantt chart (rpd: the pd clock)
+    # bytes per rank (the scenario gives a model): peaks of the run, samples of its first rounds
+    memory: MemoryProfile | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class EntryReplays:
     # delays from the seed (on the same pd clock); a trace is shared by all seeds
     per_seed: dict[int, tuple[SizedReplay, TimelineStats]]
     first_rounds: Trace
+    memory: MemoryProfile | None = None
 
 
 def entry_replays(exp: Experiment, entry: Entry) -> EntryReplays:
@@ -64,7 +68,13 @@ def entry_replays(exp: Experiment, entry: Entry) -> EntryReplays:
             sized = size_replay(walked, until, iterations)
             made[id(walked)] = (sized, stats_until(walked, until, sized.length))
         per_seed[seed] = made[id(walked)]
-    return EntryReplays(entry, per_seed, first)
+    memory = None
+    if exp.machine is not None:  # rpd: the memory of its pd clock
+        ran = timeline.cut(until, iterations).clock
+        memory = memory_profile(
+            ran, chunk_bytes(exp.machine, entry.optimizer), until=first.makespan
+        )
+    return EntryReplays(entry, per_seed, first, memory)
 
 
 def run_one(
@@ -86,6 +96,7 @@ def run_one(
         until=sized.until,
         wall_seconds=time.perf_counter() - started,
         first_rounds=replays.first_rounds,
+        memory=replays.memory,
     )
 
 

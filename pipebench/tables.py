@@ -30,7 +30,7 @@ SUMMARY_COLUMNS = [
     "scenario_hash", "optimizer", "selected", "runs", "auc", "diverged_at", "mean_block_delay",
 ]  # fmt: skip
 # Added to the summary after the others when the scenario gives a model and a GPU
-MACHINE_COLUMNS = ["tokens_per_second", "mfu"]
+MACHINE_COLUMNS = ["tokens_per_second", "mfu", "peak_memory_gb", "oom"]
 CURVE_COLUMNS = [
     "scenario",
     "schedule",
@@ -54,8 +54,8 @@ RESULT_TABLES = {
     "timeline.csv": TIMELINE_COLUMNS,
 }
 TEXT_COLUMNS = ("scenario", "schedule", "label", "scenario_hash", "optimizer", "kind")
-BOOL_COLUMNS = ("selected", "diverged")
-_KNOWN = {*SUMMARY_COLUMNS, *CURVE_COLUMNS, *DELAY_COLUMNS, *TIMELINE_COLUMNS}
+BOOL_COLUMNS = ("selected", "diverged", "oom")
+_KNOWN = {*SUMMARY_COLUMNS, *MACHINE_COLUMNS, *CURVE_COLUMNS, *DELAY_COLUMNS, *TIMELINE_COLUMNS}
 _INFINITIES = ("inf", "-inf", "+inf")
 
 
@@ -183,22 +183,32 @@ def _machine_fields(exp: Experiment, o: Outcome) -> dict:
     """Tokens of the big model per second of its clock, and its FLOPs over all GPUs' peak."""
     tokens_per_second = o.curve.microbatches * exp.machine.tokens_per_microbatch / o.until
     gpus = exp.costs.stages * o.first_rounds.replicas
-    return {"tokens_per_second": tokens_per_second, "mfu": exp.machine.mfu(tokens_per_second, gpus)}
+    peak = float(o.memory.peak.max())
+    return {
+        "tokens_per_second": tokens_per_second,
+        "mfu": exp.machine.mfu(tokens_per_second, gpus),
+        "peak_memory_gb": peak / 1e9,
+        "oom": peak > exp.machine.hardware.memory_gb * 1e9,
+    }
 
 
 _MEAN = ["final_loss", "final_gap", "best_loss", "auc", "sim_time", "microbatches", "updates",
          "mean_delay", "bubble_fraction", "mean_block_delay"]  # fmt: skip
 _MAX = ["max_delay", "steady_max_delay", "peak_versions"]
+_MACHINE_MEAN = ["tokens_per_second", "mfu"]
+_MACHINE_MAX = ["peak_memory_gb"]
 
 
 def _aggregate(group: pd.DataFrame) -> dict:
     """The row over seeds: means, worst cases, and a time to target only if every seed got there."""
     row = group.iloc[0].to_dict()
-    row.update({c: group[c].mean() for c in _MEAN + MACHINE_COLUMNS if c in group})
-    row.update({c: group[c].max() for c in _MAX})
+    row.update({c: group[c].mean() for c in _MEAN + _MACHINE_MEAN if c in group})
+    row.update({c: group[c].max() for c in _MAX + _MACHINE_MAX if c in group})
     reached = group["time_to_target"]
     row["time_to_target"] = reached.mean() if reached.notna().all() else np.nan
     row["diverged"] = bool(group["diverged"].any())
+    if "oom" in group:
+        row["oom"] = bool(group["oom"].any())
     row["diverged_at"] = group["diverged_at"].min()
     row["wall_seconds"] = round(group["wall_seconds"].sum(), 4)
     row["seed"] = pd.NA
@@ -345,9 +355,15 @@ def condensed(summary: pd.DataFrame, has_target: bool, has_optimum: bool) -> pd.
                 ),
                 "bubble": f"{chosen['bubble_fraction'].mean():.3f}",
                 "div": f"{int(chosen['diverged'].sum())}/{len(chosen)}",
+                **({"memory": _memory(chosen)} if "peak_memory_gb" in chosen else {}),
             }
         )
     return pd.DataFrame(rows)
+
+
+def _memory(runs: pd.DataFrame) -> str:
+    """The highest rank's peak in GB, marked when it exceeds the GPU's memory."""
+    return f"{runs['peak_memory_gb'].max():.1f} GB" + (" OOM" if runs["oom"].any() else "")
 
 
 def fmt_number(value: float) -> str:

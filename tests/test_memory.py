@@ -7,14 +7,20 @@ import csv
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import PROGRAM_SCHEDULES, TIMELINE_SCHEDULES, unit
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_scenario import BASE, write
 
 import pipebench
+from pipebench.api import load_experiment
+from pipebench.cli import main
+from pipebench.experiment import chunk_bytes
 from pipebench.optim import OPTIMIZERS, PRECISIONS, static_bytes_per_param
 from pipebench.timeline import CostModel, build_timeline, setup_schedule, stats_of
+from pipebench.timeline.budget import timeline_for
 from pipebench.timeline.memory import ChunkBytes, memory_profile
 from pipebench.timeline.stats import FORWARDS, RELEASES
 from pipebench.timeline.trace import (
@@ -256,3 +262,40 @@ def test_a_measured_rank_against_the_count(row):
     assert predicted == 16 * float(row["params"]) + in_flight * parts
     if not int(row["head"]):
         assert measured <= predicted <= 1.15 * measured
+
+
+# ---------------------------------------------------------------- in `pipebench run`
+
+MODEL_RUN = BASE.replace(
+    "  costs: {forward: 1, backward: 1}\n",
+    "  model: {preset: gpt2-medium, seq: 1024, micro_batch: 8}\n  hardware: HARDWARE\n",
+).replace("optimizer: {name: sgd, lr: 0.01}", "optimizer: {name: adamw, lr: 0.001}")
+
+
+def _run_model(tmp_path, capsys, hardware: str) -> tuple[pd.DataFrame, str]:
+    out = tmp_path / "out"
+    scenario = write(tmp_path, MODEL_RUN.replace("HARDWARE", hardware))
+    code = main(["run", str(scenario), "--out", str(out), "--quiet", "--no-plots"])
+    assert code == 0
+    return pd.read_csv(out / "summary.csv"), capsys.readouterr().err
+
+
+def test_run_reports_peak_memory_and_flags_oom_exactly_above_the_memory(tmp_path, capsys):
+    summary, err = _run_model(tmp_path, capsys, "h200")
+    assert err == ""
+    exp = load_experiment(write(tmp_path, MODEL_RUN.replace("HARDWARE", "h200")))
+    for entry in exp.entries:
+        trace, until, _ = timeline_for(entry.setup, exp.costs, exp.budget_kind, exp.budget)
+        expected = memory_profile(trace.cut(until), chunk_bytes(exp.machine, "adamw")).peak.max()
+        rows = summary[summary["label"] == entry.label]
+        assert np.allclose(rows["peak_memory_gb"], expected / 1e9, rtol=1e-12)
+        assert not rows["oom"].any()
+    peak = summary["peak_memory_gb"].max()
+    for factor, oom in ((1 + 1e-9, False), (1 - 1e-9, True)):
+        summary, err = _run_model(
+            tmp_path, capsys, f"{{base: h200, memory_gb: {float(peak * factor)!r}}}"
+        )
+        worst = summary["peak_memory_gb"] == summary["peak_memory_gb"].max()
+        assert summary.loc[worst, "oom"].all() == oom
+        assert summary["oom"].tolist() == (summary["peak_memory_gb"] > peak * factor).tolist()
+        assert ("out of memory" in err) == oom

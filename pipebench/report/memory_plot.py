@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
 
-from pipebench.report.plots import GANTT_OPS, save_figure
+from pipebench.report.plots import GANTT_OPS, picture_names, save_figure
 from pipebench.timeline.memory import ChunkBytes, MemoryProfile, memory_profile
 from pipebench.timeline.trace import Trace
+
+if TYPE_CHECKING:
+    from pipebench.runner import Outcome
 
 GB = 1e9
 MAX_LINES_NAMED = 16  # ranks beyond this are drawn, not listed in the legend
@@ -33,7 +37,7 @@ def memory_png(
     title: str,
     path: Path,
     capacity: float | None = None,
-    x_label: str = "simulated time (cost units)",
+    unit: str = "cost units",
 ) -> None:
     """Bytes held per rank over time (GB, a step line each), the device's memory as a line."""
     fig, ax = plt.subplots(figsize=(12, 4.5))
@@ -48,8 +52,25 @@ def memory_png(
         ax.axhline(capacity / GB, color="#D9534F", linestyle="--", label="device memory")
     top = max(float(profile.peak.max()) if len(profile.peak) else 0.0, capacity or 0.0)
     ax.set_ylim(0, 1.08 * top / GB if top > 0 else 1.0)
-    ax.set_xlabel(x_label)
+    ax.set_xlabel(f"simulated time ({unit})")
     ax.set_ylabel("memory held (GB)")
     ax.set_title(title)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
     save_figure(fig, path)
+
+
+def run_memory_pngs(folder: Path, outcomes: list[Outcome], capacity: float) -> list[Path]:
+    """`memory-<schedule>.png` beside each schedule's Gantt chart: its first rounds."""
+    first = {}
+    for o in outcomes:
+        first.setdefault(o.entry.label, o)
+    written = []
+    for label, name in picture_names(first).items():
+        o = first[label]
+        clock = " (its pd clock)" if o.entry.schedule == "rpd" else ""
+        title = (f"{label}{clock}: bytes per rank, first {o.first_rounds.makespan:.4g} s; "
+                 f"peak {o.memory.peak.max() / GB:.2f} GB")  # fmt: skip
+        path = Path(folder) / f"memory-{name}.png"
+        memory_png(o.memory, len(o.memory.peak), title, path, capacity, unit="seconds")
+        written.append(path)
+    return written

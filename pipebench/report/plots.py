@@ -290,6 +290,18 @@ def delays_png(delays: pd.DataFrame, path: Path, max_bins: int = 80) -> None:
     save_figure(fig, path, tight=False)
 
 
+def picture_names(labels) -> dict[str, str]:
+    """Each schedule label's part of its pictures' file names, told apart when two labels
+    differ only in characters a file name cannot hold."""
+    names: dict[str, str] = {}
+    for label in labels:
+        name = file_name(label, "schedule")
+        while name in names.values():
+            name += "_"
+        names[label] = name
+    return names
+
+
 def draw_results(
     out_dir: Path,
     summary: pd.DataFrame,
@@ -312,12 +324,9 @@ def draw_results(
         delays_png(delays, out_dir / "delays.png")
         written.append(out_dir / "delays.png")
     stages = int(summary["stages"].iloc[0]) if not summary.empty else 1
-    used = set()
+    names = picture_names(timeline["label"].unique())
     for label, ops in timeline.groupby("label", sort=False):
-        name = f"gantt-{file_name(label, 'schedule')}"
-        while name in used:  # two labels that differ only in unsafe characters
-            name += "_"
-        used.add(name)
+        name = f"gantt-{names[label]}"
         schedule = ops["schedule"].iloc[0]
         clock = " (its pd clock)" if schedule == "rpd" else ""
         unit = clock_unit(summary)

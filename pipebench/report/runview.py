@@ -74,6 +74,19 @@ def print_summary(report, fmt: str) -> None:
     show_table(digest, title, caption, fmt, notes)
 
 
+def oom_warnings(summary: pd.DataFrame, gpu: str, memory_gb: float) -> list[str]:
+    """One line per schedule whose peak memory exceeds the GPU's (simulated all the same)."""
+    if "oom" not in summary:
+        return []
+    runs = summary[summary["seed"].notna() & summary["oom"]]
+    return [
+        f"pipebench run: warning: {label} needs {group['peak_memory_gb'].max():.1f} GB on a "
+        f"rank, more than the {memory_gb:g} GB of one {gpu}: out of memory (simulated anyway, "
+        "oom in summary.csv)"
+        for label, group in runs.groupby("label", sort=False)
+    ]
+
+
 def show_table(
     text: pd.DataFrame, title: str, caption: str, fmt: str, notes: list[str] | None = None
 ) -> None:
