@@ -299,3 +299,14 @@ def test_run_reports_peak_memory_and_flags_oom_exactly_above_the_memory(tmp_path
         assert summary.loc[worst, "oom"].all() == oom
         assert summary["oom"].tolist() == (summary["peak_memory_gb"] > peak * factor).tolist()
         assert ("out of memory" in err) == oom
+
+
+def test_a_ranks_bytes_spread_over_its_chunks_add_up_again():
+    """A program's chunks share their rank's sizes: each rank keeps its own static part,
+    and one micro-batch on one of zbv's two chunks per rank keeps half the rank's bytes."""
+    p, params, act = 4, np.array([10.0, 20.0, 30.0, 40.0]), 1000.0
+    trace = build_timeline("zbv", unit(p), 4 * p)
+    mem = memory_profile(trace, sizes(p, params=params, act=act))
+    assert np.array_equal(mem.static, 16 * params)
+    stats = stats_of(trace)
+    assert np.array_equal(mem.peak_activations, np.array(stats.rank_peak_activations) * act / 2)

@@ -70,6 +70,19 @@ class ChunkBytes:
             pending_w=np.asarray(w_bytes, dtype=np.float64),
         )
 
+    def spread(self, chunk_rank: np.ndarray) -> ChunkBytes:
+        """These per-rank bytes split evenly over the chunks each rank holds (a program's
+        chunks, as `timeline.program.chunk_costs` splits a rank's times); a chunk's input
+        stays the rank's."""
+        share = np.bincount(chunk_rank)[chunk_rank]
+        return ChunkBytes(
+            weights=self.weights[chunk_rank] / share,
+            static=self.static[chunk_rank] / share,
+            activations=self.activations[chunk_rank] / share,
+            boundary=self.boundary[chunk_rank],
+            pending_w=self.pending_w[chunk_rank] / share,
+        )
+
 
 @dataclass(frozen=True, eq=False)
 class MemoryProfile:
@@ -162,13 +175,18 @@ def _memory_sweep(
 
 
 def memory_profile(trace: Trace, chunks: ChunkBytes, until: float = -np.inf) -> MemoryProfile:
-    """Bytes held on every rank of `trace`, whose chunks hold `chunks`, and the total after
-    every change of the operations that start by `until` (for a picture)."""
+    """Bytes held on every rank of `trace`, whose chunks hold `chunks` (or whose ranks do,
+    spread over their chunks), and the total after every change of the operations that
+    start by `until` (for a picture)."""
     S = trace.stages
+    chunk_rank = np.arange(S) if trace.chunk_rank is None else trace.chunk_rank
+    if len(chunks.weights) == trace.ranks != S:
+        chunks = chunks.spread(chunk_rank)
     if len(chunks.weights) != S:
         raise ValueError(f"sizes of {len(chunks.weights)} chunks for a trace of {S}")
-    chunk_rank = np.arange(S) if trace.chunk_rank is None else trace.chunk_rank
-    sampled = int(np.count_nonzero((trace.start <= until) & (trace.rank >= 0)))
+    sampled = 0
+    if trace.n_ops and until >= trace.start[0]:
+        sampled = int(np.count_nonzero((trace.start <= until) & (trace.rank >= 0)))
     out = _memory_sweep(
         trace.ranks, S, trace.replicas, trace.recompute, trace.kind, trace.stage, trace.rank,
         trace.replica, trace.start, trace.end, trace.v_bwd, trace.upd_stage, trace.upd_replica,
