@@ -30,10 +30,12 @@ if TYPE_CHECKING:
     from pipebench.compare import Comparison
     from pipebench.experiment import Entry, Experiment
     from pipebench.runner import Outcome
+    from pipebench.scenario.hardware import Machine
     from pipebench.sweep.cache import CellCache
     from pipebench.sweep.execute import CellsDone
     from pipebench.sweep.plan import SweepPlan
     from pipebench.timeline import CostModel, RpdPlan, TimelineStats, Trace
+    from pipebench.timeline.memory import MemoryProfile
 
 
 def schedule_timeline(
@@ -48,6 +50,27 @@ def schedule_timeline(
 
     timeline = build_timeline(name, costs, microbatches, **options)
     return timeline, stats_of(timeline)
+
+
+def schedule_memory(
+    timeline: Trace | RpdPlan, machine: Machine, optimizer: str = "adamw", picture: bool = False
+) -> MemoryProfile:
+    """Bytes per rank of a simulated schedule whose costs came from `machine` (rpd: of its
+    pd clock), trained by `optimizer`; with `picture`, sampled over its Gantt chart's window."""
+    from pipebench.experiment import chunk_bytes
+    from pipebench.optim import OPTIMIZERS
+    from pipebench.timeline.memory import memory_profile
+
+    if optimizer not in OPTIMIZERS:
+        raise InputError(
+            "optimizer", f"unknown optimizer {optimizer!r}; known: {', '.join(OPTIMIZERS)}"
+        )
+    chunks = chunk_bytes(machine, optimizer)
+    if not picture:
+        return memory_profile(timeline.clock, chunks)
+    from pipebench.report.memory_plot import profile_for_picture
+
+    return profile_for_picture(timeline.clock, chunks)
 
 
 def schedule_options(name: str, stages: int, given: dict[str, object]) -> dict[str, object]:

@@ -5,6 +5,9 @@ from __future__ import annotations
 from rich.table import Table
 
 from pipebench.timeline import TimelineStats
+from pipebench.timeline.memory import MemoryProfile
+
+GB = 1e9
 
 
 def _fmt(value: object) -> str:
@@ -46,11 +49,7 @@ def stage_table(stats: TimelineStats, max_rows: int = 16) -> Table:
              "peak versions", "peak activations")  # fmt: skip
     for name in names:
         table.add_column(name, justify="right")
-    stages = list(range(stats.stages))
-    if len(stages) > max_rows:
-        half = max_rows // 2
-        stages = [*stages[:half], -1, *stages[-half:]]
-    for s in stages:
+    for s in _elided(stats.stages, max_rows):
         if s < 0:
             table.add_row("⋮", "", "", "", "", "")
             continue
@@ -77,5 +76,38 @@ def rank_table(stats: TimelineStats) -> Table:
             _fmt(stats.rank_bubble_fraction[r]),
             _fmt(stats.rank_peak_activations[r]),
             _fmt(stats.rank_peak_pending_w[r]),
+        )
+    return table
+
+
+def _elided(n: int, max_rows: int) -> list[int]:
+    """Row indices to show, -1 where the middle ones are left out."""
+    if n <= max_rows:
+        return list(range(n))
+    half = max_rows // 2
+    return [*range(half), -1, *range(n - half, n)]
+
+
+def memory_table(memory: MemoryProfile, capacity: float, max_rows: int = 16) -> Table:
+    """Bytes per rank in GB: what stays (weights, gradients, optimizer state), the peaks of
+    activations and pending W's, and the peak of the whole against the device's memory."""
+    table = Table(title=f"memory per rank (GB; the device holds {capacity / GB:g})")
+    names = ("rank", "weights (versions), grads, optimizer", "peak activations", "peak pending W", "peak",
+             "of the device")  # fmt: skip
+    for name in names:
+        table.add_column(name, justify="right")
+    for r in _elided(len(memory.peak), max_rows):
+        if r < 0:
+            table.add_row("⋮", *[""] * (len(names) - 1))
+            continue
+        over = memory.peak[r] > capacity
+        table.add_row(
+            str(r),
+            f"{(memory.static[r] + memory.peak_weights[r]) / GB:.2f}",
+            f"{memory.peak_activations[r] / GB:.2f}",
+            f"{memory.peak_pending_w[r] / GB:.2f}",
+            f"{memory.peak[r] / GB:.2f}",
+            f"{memory.peak[r] / capacity:.0%}" + (" OOM" if over else ""),
+            style="bold red" if over else None,
         )
     return table
