@@ -57,7 +57,7 @@ class Profile:
         """The measured row of `part` for `model`'s shape; `InputError` when absent."""
         key = (part, *_shape_key(model))
         if key not in self.rows:
-            have = sorted({(k[5], k[6]) for k in self.rows if k[1:5] == key[1:5]})
+            have = sorted({(k[6], k[7]) for k in self.rows if k[:6] == key[:6]})
             shown = ", ".join(f"seq {s} x micro-batch {m}" for s, m in have) or "none"
             raise InputError(
                 "profile",
@@ -88,7 +88,8 @@ def _parse(source: str, line: int, record: dict[str, str]) -> tuple[tuple, Profi
         except ValueError:
             value = math.nan
         whole = column not in TIMES
-        low = 0 if column in ("swiglu", "params", "saved_bytes", "backward_input_ms") else 1e-300
+        zero_ok = ("swiglu", "params", "saved_bytes", "backward_input_ms", "backward_weight_ms")
+        low = 0 if column in zero_ok else 1e-300
         if not math.isfinite(value) or value < low or (whole and value != int(value)):
             kind = "a whole number" if whole else "a number"
             raise InputError("profile", f"{where}: {column} must be {kind} >= {low:g}, got "

@@ -140,15 +140,15 @@ class CostModel:
             fwd[stage] *= factor
             bwd[stage] *= factor
         wg = None
-        if weight_grad is not None:
-            wg = _per_stage("weight_grad", weight_grad, stages)
+        if weight_grad is not None:  # W may take no time; I = backward - W must
+            wg = np.asarray(weight_grad, dtype=np.float64)
             if straggler is not None:
                 wg[straggler[0]] *= straggler[1]
-            if np.any(wg >= bwd):
-                r = int(np.argmax(wg >= bwd))
-                raise InputError(
-                    "weight_grad", f"must be less than the backward on rank {r}, got {wg[r]:g}"
-                )
+            bad = ~(np.isfinite(wg) & (wg >= 0) & (wg < bwd))
+            if wg.shape != (stages,) or bad.any():
+                r = int(np.argmax(bad)) if wg.shape == (stages,) else 0
+                raise InputError("weight_grad", f"one time per stage in [0, backward), got "
+                                 f"{_fmt(list(wg.ravel()))} (stage {r})")  # fmt: skip
         return cls(
             forward=fwd,
             backward=bwd,
