@@ -170,8 +170,16 @@ def schedule(
     layers_per_stage: Annotated[
         str | None, typer.Option(help="The model's layers per stage: 3,4,4,...; default even.")
     ] = None,
+    optimizer: Annotated[
+        str | None,
+        typer.Option(help="Optimizer whose state the memory counts (default adamw); with --model."),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     png: Annotated[Path | None, typer.Option(help="Also draw the Gantt chart to this PNG.")] = None,
+    memory_png: Annotated[
+        Path | None,
+        typer.Option(help="Also draw the memory of each rank over time to this PNG; with --model."),
+    ] = None,
     chrome_trace: Annotated[
         Path | None,
         typer.Option(help="Also write Chrome trace JSON (opens in Perfetto) to this file."),
@@ -193,12 +201,15 @@ def schedule(
         for name, value in options.items()
         if value is not None and value is not False  # a flag not given
     }
-    _check_exports({"png": png, "chrome_trace": chrome_trace, "torch_csv": torch_csv})
+    _check_exports({"png": png, "memory_png": memory_png, "chrome_trace": chrome_trace,
+                    "torch_csv": torch_csv})  # fmt: skip
     typed = {"forward": forward != "1", "backward": backward != "1", "comm": comm != 0.0,
              "update": update != 0.0, "allreduce": allreduce != 0.0}  # fmt: skip
     machine = _machine(
         stages, model, hardware, seq, micro_batch, precision, profile, layers_per_stage, typed
     )
+    if machine is None and (optimizer, memory_png) != (None, None):
+        raise InputError("optimizer" if optimizer else "memory_png", "needs --model (bytes)")
     slow = None if straggler is None else _straggler(straggler)
     if machine is not None:
         costs = machine.cost_model(jitter=jitter, seed=seed, straggler=slow)
@@ -215,6 +226,11 @@ def schedule(
             straggler=slow,
         )
     timeline, stats = api.schedule_timeline(name, costs, microbatches, **options)
+    memory = None
+    if machine is not None:
+        memory = api.schedule_memory(
+            timeline, machine, optimizer or "adamw", memory_png is not None
+        )
     # rpd is not a timeline: its pictures are those of the pd clock it runs on.
     trace = timeline.clock
     exports = {}
@@ -238,7 +254,15 @@ def schedule(
         from pipebench.report.plots import gantt_png
 
         gantt_png(trace, png, unit="cost units" if machine is None else "seconds")
+    if memory_png is not None:
+        from pipebench.report.memory_plot import memory_png as draw_memory
+
+        title = f"{trace.schedule}: {model} on {machine.hardware.name}, bytes per rank"
+        capacity = machine.hardware.memory_gb * 1e9
+        draw_memory(memory, trace.ranks, title, memory_png, capacity, unit="seconds")
     speed = {} if machine is None else _speed(machine, stats, trace.replicas)
+    if memory is not None:
+        speed["peak_memory_bytes"] = [round(float(b)) for b in memory.peak]
     if json_out:
         record = stats.as_dict() | {"options": api.schedule_options(name, stages, options)}
         print(json.dumps(record | speed, allow_nan=False))
@@ -263,6 +287,10 @@ def schedule(
     out.print(stage_table(stats))
     if stats.ranks != stats.stages or any(stats.rank_peak_pending_w or ()):
         out.print(rank_table(stats))  # chunks share ranks, or W's wait apart from their I
+    if memory is not None:
+        from pipebench.report.stats_view import memory_table
+
+        out.print(memory_table(memory, machine.hardware.memory_gb * 1e9))
 
 
 def _machine(
@@ -327,7 +355,7 @@ def _check_exports(files: dict[str, Path | None]) -> None:
         if path is None:
             continue
         check_file(path, option)
-        if option == "png" and path.suffix.lower() != ".png":
+        if option in ("png", "memory_png") and path.suffix.lower() != ".png":
             raise InputError(option, f"a file name ending in .png, got {str(path)!r}")
         other = seen.setdefault(os.path.realpath(path), option)
         if other != option:

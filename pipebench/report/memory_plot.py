@@ -43,10 +43,12 @@ def memory_png(
     fig, ax = plt.subplots(figsize=(12, 4.5))
     colours = plt.get_cmap("viridis")(np.linspace(0, 0.9, max(ranks, 1)))
     for r in range(ranks):
-        mine = profile.ranks == r
-        if not mine.any():
+        times, total = profile.times[profile.ranks == r], profile.total[profile.ranks == r]
+        if not len(times):
             continue
-        ax.step(profile.times[mine], profile.total[mine] / GB, where="post", linewidth=1.0,
+        # of the changes at one instant (a release, then the next acquisition), the last
+        last = np.append(times[1:] != times[:-1], True)
+        ax.step(times[last], total[last] / GB, where="post", linewidth=1.0,
                 color=colours[r], label=f"rank {r}" if r < MAX_LINES_NAMED else None)  # fmt: skip
     if capacity is not None:
         ax.axhline(capacity / GB, color="#D9534F", linestyle="--", label="device memory")

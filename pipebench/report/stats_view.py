@@ -92,8 +92,8 @@ def memory_table(memory: MemoryProfile, capacity: float, max_rows: int = 16) -> 
     """Bytes per rank in GB: what stays (weights, gradients, optimizer state), the peaks of
     activations and pending W's, and the peak of the whole against the device's memory."""
     table = Table(title=f"memory per rank (GB; the device holds {capacity / GB:g})")
-    names = ("rank", "weights (versions), grads, optimizer", "peak activations", "peak pending W", "peak",
-             "of the device")  # fmt: skip
+    names = ("rank", "weights (versions), grads, optimizer", "peak activations",
+             "peak pending W", "peak", "of the device")  # fmt: skip
     for name in names:
         table.add_column(name, justify="right")
     for r in _elided(len(memory.peak), max_rows):
