@@ -4,6 +4,7 @@ peak statistics, a plain-NumPy event sweep, and a measured H200 pipeline rank.""
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,10 @@ import pipebench
 from pipebench.api import load_experiment
 from pipebench.cli import main
 from pipebench.experiment import chunk_bytes
+from pipebench.hardware.gpus import gpu_preset
+from pipebench.hardware.model import model_preset
 from pipebench.optim import OPTIMIZERS, PRECISIONS, static_bytes_per_param
+from pipebench.scenario.hardware import build_machine
 from pipebench.timeline import CostModel, build_timeline, setup_schedule, stats_of
 from pipebench.timeline.budget import timeline_for
 from pipebench.timeline.memory import ChunkBytes, memory_profile
@@ -310,3 +314,55 @@ def test_a_ranks_bytes_spread_over_its_chunks_add_up_again():
     assert np.array_equal(mem.static, 16 * params)
     stats = stats_of(trace)
     assert np.array_equal(mem.peak_activations, np.array(stats.rank_peak_activations) * act / 2)
+
+
+# ---------------------------------------------------------------- in `pipebench schedule`
+
+GPT2 = ["--model", "gpt2-medium", "--hardware", "h200", "--seq", "1024", "--micro-batch", "8"]
+
+
+def _schedule(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(["schedule", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_schedule_reports_the_peaks_with_a_model_only(capsys, tmp_path):
+    code, plain, _ = _schedule(capsys, "pd", "-S", "4", "-M", "16", "--json")
+    assert code == 0 and "peak_memory_bytes" not in json.loads(plain)
+    peaks = {}
+    for optimizer in ("adamw", "sgd"):
+        code, out, _ = _schedule(
+            capsys, "pd", "-S", "4", "-M", "16", "--json", *GPT2, "--optimizer", optimizer
+        )
+        assert code == 0
+        peaks[optimizer] = np.array(json.loads(out)["peak_memory_bytes"])
+    code, out, _ = _schedule(capsys, "pd", "-S", "4", "-M", "16", "--json", *GPT2)
+    assert json.loads(out)["peak_memory_bytes"] == peaks["adamw"].tolist()  # the default
+    machine = build_machine(model_preset("gpt2-medium", seq=1024, micro_batch=8),
+                            gpu_preset("h200"), 4)  # fmt: skip
+    trace = build_timeline("pd", machine.cost_model(), 16)
+    expected = memory_profile(trace, chunk_bytes(machine, "adamw")).peak
+    assert peaks["adamw"].tolist() == [round(b) for b in expected]
+    # AdamW's two fp32 moments: 8 bytes per parameter more than SGD on every rank
+    assert np.array_equal(peaks["adamw"] - peaks["sgd"], 8 * machine.sizes.params)
+    png = tmp_path / "memory.png"
+    code, out, _ = _schedule(capsys, "pd", "-S", "4", "-M", "16", *GPT2, "--memory-png", str(png))
+    assert code == 0 and "memory per rank" in out
+    assert png.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--optimizer", "adamw"], "pipebench schedule: --optimizer: needs --model"),
+        (["--memory-png", "m.png"], "pipebench schedule: --memory-png: needs --model"),
+        ([*GPT2, "--optimizer", "adam"], "pipebench schedule: --optimizer: unknown optimizer"),
+        ([*GPT2, "--memory-png", "m.txt"], "pipebench schedule: --memory-png: a file name ending"),
+    ],
+)
+def test_schedule_refuses_memory_flags_it_cannot_use(capsys, tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _schedule(capsys, "pd", "-S", "2", "-M", "4", *args)
+    assert code == 2 and out == "" and err.startswith(message) and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
