@@ -116,7 +116,8 @@ def _memory_sweep(
         held[chunk_rank[c]] += R * weights[c]
     live = np.zeros(P)  # activations (or boundaries) of in-flight micro-batches
     waiting = np.zeros(P)  # pending W buffers
-    peak = base + held
+    level = base + held  # the total
+    peak = level.copy()
     peak_held = held.copy()
     peak_live = np.zeros(P)
     peak_waiting = np.zeros(P)
@@ -129,47 +130,51 @@ def _memory_sweep(
         if r < 0:  # AVG: no memory of its own
             continue
         c = stage[i]
-        q = replica[i]
         op = kind[i]
-        kept = boundary[c] if recompute else act[c]
         # acquired when the row starts
-        if op in FORWARDS:
-            live[r] += kept
-        elif op == BACKWARD and recompute:
-            live[r] += act[c]
+        if op in FORWARDS or (op == BACKWARD and recompute):
+            add = boundary[c] if recompute and op != BACKWARD else act[c]
+            live[r] += add
+            level[r] += add
+            peak_live[r] = max(peak_live[r], live[r])
         elif op == UPDATE:
-            old = offset[c, q] + current[c, q]
-            current[c, q] += 1
+            old = offset[c, replica[i]] + current[c, replica[i]]
+            current[c, replica[i]] += 1
             if uses[old] > 0:  # still stashed for a backward: both copies are held
                 held[r] += weights[c]
-        now = base[r] + held[r] + live[r] + waiting[r]
-        peak[r] = max(peak[r], now)
-        peak_held[r] = max(peak_held[r], held[r])
-        peak_live[r] = max(peak_live[r], live[r])
-        sample = start[i] <= until
+                level[r] += weights[c]
+                peak_held[r] = max(peak_held[r], held[r])
+        peak[r] = max(peak[r], level[r])
+        sample = n_samples > 0 and start[i] <= until
         if sample:
             times[k] = start[i]
             ranks[k] = r
-            total[k] = now
+            total[k] = level[r]
             k += 1
         # released (or, for W's buffers, acquired) when it ends
         if op in RELEASES:
-            live[r] -= kept + (act[c] if recompute and op == BACKWARD else 0.0)
-            v = offset[c, q] + v_bwd[i]
+            drop = act[c]
+            if recompute:  # the input kept, and the activations a recomputing B made
+                drop = boundary[c] + (act[c] if op == BACKWARD else 0.0)
+            live[r] -= drop
+            level[r] -= drop
+            v = offset[c, replica[i]] + v_bwd[i]
             uses[v] -= 1
-            if uses[v] == 0 and v_bwd[i] != current[c, q]:
+            if uses[v] == 0 and v_bwd[i] != current[c, replica[i]]:
                 held[r] -= weights[c]
-        if op == INPUT_GRAD:
-            waiting[r] += pend[c]
-            peak_waiting[r] = max(peak_waiting[r], waiting[r])
+                level[r] -= weights[c]
+            if op == INPUT_GRAD:
+                waiting[r] += pend[c]
+                level[r] += pend[c]
+                peak_waiting[r] = max(peak_waiting[r], waiting[r])
+                peak[r] = max(peak[r], level[r])
         elif op == WEIGHT_GRAD:
             waiting[r] -= pend[c]
-        now = base[r] + held[r] + live[r] + waiting[r]
-        peak[r] = max(peak[r], now)
+            level[r] -= pend[c]
         if sample:
             times[k] = end[i]
             ranks[k] = r
-            total[k] = now
+            total[k] = level[r]
             k += 1
     return peak, base, peak_held, peak_live, peak_waiting, times[:k], ranks[:k], total[:k]
 
