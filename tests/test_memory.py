@@ -276,16 +276,21 @@ MODEL_RUN = BASE.replace(
 ).replace("optimizer: {name: sgd, lr: 0.01}", "optimizer: {name: adamw, lr: 0.001}")
 
 
-def _run_model(tmp_path, capsys, hardware: str) -> tuple[pd.DataFrame, str]:
+def _run_model(tmp_path, capsys, hardware: str, plots: bool = False) -> tuple[pd.DataFrame, str]:
     out = tmp_path / "out"
     scenario = write(tmp_path, MODEL_RUN.replace("HARDWARE", hardware))
-    code = main(["run", str(scenario), "--out", str(out), "--quiet", "--no-plots"])
+    flags = [] if plots else ["--no-plots"]
+    code = main(["run", str(scenario), "--out", str(out), "--quiet", *flags])
     assert code == 0
+    if plots:  # a memory picture beside each Gantt chart
+        gantts = sorted(p.name[len("gantt-") :] for p in out.glob("gantt-*.png"))
+        assert sorted(p.name[len("memory-") :] for p in out.glob("memory-*.png")) == gantts
+        assert len(gantts) == 2
     return pd.read_csv(out / "summary.csv"), capsys.readouterr().err
 
 
 def test_run_reports_peak_memory_and_flags_oom_exactly_above_the_memory(tmp_path, capsys):
-    summary, err = _run_model(tmp_path, capsys, "h200")
+    summary, err = _run_model(tmp_path, capsys, "h200", plots=True)
     assert err == ""
     exp = load_experiment(write(tmp_path, MODEL_RUN.replace("HARDWARE", "h200")))
     for entry in exp.entries:
