@@ -2,6 +2,8 @@
 
     python benchmarks/roofline_fit.py            # the fit, to paste into H200_FIT
     python benchmarks/roofline_fit.py --check    # the errors of H200_FIT as shipped
+    python benchmarks/roofline_fit.py --check --profile h100.csv --hardware h100
+                                                 # against another GPU's measurements
 
 The fit minimises the sum of the 16th powers of the relative errors of forward, full
 backward and AdamW step, each over the tests' bound for its part (blocks 20%,
@@ -37,9 +39,9 @@ INITIAL = {
 POWER = 8  # least squares of the 16th powers: close to minimising the worst error
 
 
-def measured_rows() -> list[tuple[ModelShape, str, object]]:
-    """(shape, part, row) of every row of the built-in H200 profile."""
-    profile = load_profile("h200")
+def measured_rows(source: str = "h200") -> list[tuple[ModelShape, str, object]]:
+    """(shape, part, row) of every row of a profile (the built-in H200 one by default)."""
+    profile = load_profile(source)
     out = []
     for (part, h, heads, ffn, swiglu, vocab, seq, mb), row in profile.rows.items():
         shape = ModelShape(
@@ -50,29 +52,31 @@ def measured_rows() -> list[tuple[ModelShape, str, object]]:
     return out
 
 
-def errors(fit: RooflineFit, rows) -> np.ndarray:
+def errors(fit: RooflineFit, rows, gpu: str = "h200") -> np.ndarray:
     """Relative errors (predicted / measured - 1): forward, backward, I, W, AdamW per row."""
     out = []
     for shape, part, row in rows:
-        f, i, w = part_times(shape, part, GPUS["h200"], "bf16", fit)
-        u = update_time(row.params, GPUS["h200"], fit)
+        f, i, w = part_times(shape, part, GPUS[gpu], "bf16", fit)
+        u = update_time(row.params, GPUS[gpu], fit)
         out.append(
             [
                 f * 1e3 / row.forward_ms - 1,
                 (i + w) * 1e3 / row.backward_ms - 1,
                 i * 1e3 / max(row.backward_input_ms, 1e-4) - 1,
-                w * 1e3 / row.backward_weight_ms - 1,
+                w * 1e3 / max(row.backward_weight_ms, 1e-4) - 1,
                 u * 1e3 / row.adamw_ms - 1,
             ]
         )
     return np.array(out)
 
 
-def report(fit: RooflineFit, rows) -> None:
+def report(fit: RooflineFit, rows, gpu: str = "h200") -> None:
     for part in ("block", "embed", "head"):
         for big in (True, False):
             sel = [r for r in rows if r[1] == part and (r[0].tokens >= MIN_TOKENS) == big]
-            e = np.abs(errors(fit, sel))
+            if not sel:
+                continue
+            e = np.abs(errors(fit, sel, gpu))
             text = "  ".join(
                 f"{name} {np.median(e[:, k]):.1%}/{e[:, k].max():.1%}"
                 for k, name in enumerate(("F", "B", "I", "W", "AdamW"))
@@ -101,10 +105,12 @@ def fit(rows) -> RooflineFit:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="errors of H200_FIT only")
+    parser.add_argument("--profile", default="h200", help="measurements to check against")
+    parser.add_argument("--hardware", default="h200", choices=list(GPUS), help="their GPU")
     args = parser.parse_args()
-    rows = measured_rows()
+    rows = measured_rows(args.profile)
     if args.check:
-        report(H200_FIT, rows)
+        report(H200_FIT, rows, args.hardware)
         return
     fitted = fit(rows)
     print("H200_FIT = RooflineFit(")

@@ -354,6 +354,14 @@ def condensed(summary: pd.DataFrame, has_target: bool, has_optimum: bool) -> pd.
                     else first["steady_max_delay"]
                 ),
                 "bubble": f"{chosen['bubble_fraction'].mean():.3f}",
+                **(
+                    {
+                        "tokens/s": f"{chosen['tokens_per_second'].mean():,.0f}",
+                        "mfu": f"{chosen['mfu'].mean():.1%}",
+                    }
+                    if MACHINE_COLUMNS[0] in chosen
+                    else {}
+                ),
                 "div": f"{int(chosen['diverged'].sum())}/{len(chosen)}",
                 **({"memory": _memory(chosen)} if "peak_memory_gb" in chosen else {}),
             }

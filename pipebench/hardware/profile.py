@@ -136,7 +136,7 @@ def load_profile(name_or_path: str, base: Path | None = None) -> Profile:
     if name_or_path in BUILTIN:
         data = resources.files("pipebench.hardware").joinpath("data", BUILTIN[name_or_path])
         return read_profile(data.read_text(), name_or_path)
-    path = Path(name_or_path)
+    path = Path(name_or_path).expanduser()
     if base is not None and not path.is_absolute():
         path = base / path
     try:
