@@ -358,12 +358,12 @@ def condensed(summary: pd.DataFrame, has_target: bool, has_optimum: bool) -> pd.
                     {
                         "tokens/s": f"{chosen['tokens_per_second'].mean():,.0f}",
                         "mfu": f"{chosen['mfu'].mean():.1%}",
+                        "memory": _memory(chosen),
                     }
                     if MACHINE_COLUMNS[0] in chosen
                     else {}
                 ),
                 "div": f"{int(chosen['diverged'].sum())}/{len(chosen)}",
-                **({"memory": _memory(chosen)} if "peak_memory_gb" in chosen else {}),
             }
         )
     return pd.DataFrame(rows)

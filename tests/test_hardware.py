@@ -315,7 +315,7 @@ def test_a_run_with_a_model_is_in_seconds_with_tokens_per_second_and_mfu(tmp_pat
     import pandas as pd
 
     summary = pd.read_csv(tmp_path / "o" / "summary.csv")
-    assert list(summary.columns[-2:]) == ["tokens_per_second", "mfu"]
+    assert list(summary.columns[-4:]) == ["tokens_per_second", "mfu", "peak_memory_gb", "oom"]
     machine = build_machine(model_preset("gpt2-medium", seq=1024, micro_batch=4), GPUS["h100"], 4)
     for _, row in summary.iterrows():
         tps = row["microbatches"] * 4 * 1024 / row["sim_time"]
