@@ -209,7 +209,10 @@ def schedule(
         stages, model, hardware, seq, micro_batch, precision, profile, layers_per_stage, typed
     )
     if machine is None and (optimizer, memory_png) != (None, None):
-        raise InputError("optimizer" if optimizer else "memory_png", "needs --model (bytes)")
+        raise InputError(
+            "optimizer" if optimizer else "memory_png",
+            "needs --model (the model whose bytes it counts)",
+        )
     slow = None if straggler is None else _straggler(straggler)
     if machine is not None:
         costs = machine.cost_model(jitter=jitter, seed=seed, straggler=slow)
