@@ -314,10 +314,10 @@ def _machine(
     from pipebench.scenario.hardware import build_machine
 
     given = {"hardware": hardware, "seq": seq, "micro_batch": micro_batch, "profile": profile,
-             "layers_per_stage": layers_per_stage}  # fmt: skip
+             "layers_per_stage": layers_per_stage,
+             "precision": None if precision == "bf16" else precision}  # fmt: skip
     if model is None:
-        needs = [k for k, v in given.items() if v is not None] + (["precision"] if precision
-                                                                   != "bf16" else [])  # fmt: skip
+        needs = [k for k, v in given.items() if v is not None]
         if needs:
             raise InputError(needs[0], "needs --model (the model it is about)")
         return None

@@ -14,7 +14,7 @@ import pytest
 from pipebench.cli import main
 from pipebench.errors import InputError
 from pipebench.hardware.costs import analytic_costs, even_split, profile_costs
-from pipebench.hardware.gpus import GPUS, gpu_preset
+from pipebench.hardware.gpus import GPUS, custom_hardware, gpu_preset
 from pipebench.hardware.model import MODELS, ModelShape, model_preset
 from pipebench.hardware.profile import load_profile, read_profile
 from pipebench.hardware.roofline import H200_FIT, part_times
@@ -235,6 +235,18 @@ def test_hardware_presets_are_complete_and_unknown_ones_refused():
         assert min(hw.peak_tflops, hw.hbm_gbps, hw.memory_gb, hw.link_gbps) > 0
     with pytest.raises(InputError, match="did you mean 'h100'"):
         gpu_preset("h10")
+
+
+def test_hardware_from_its_numbers_or_over_a_preset():
+    numbers = {"peak_tflops": 100.0, "hbm_gbps": 1000.0, "memory_gb": 40.0, "link_gbps": 50.0,
+               "inter_node_gbps": 10.0}  # fmt: skip
+    own = custom_hardware(None, **numbers)
+    assert (own.peak_tflops, own.link_latency_us, own.gpus_per_node) == (100.0, 5.0, 8)
+    slower = custom_hardware("h100", link_gbps=25.0)
+    assert slower == dataclasses.replace(GPUS["h100"], name="h100*", link_gbps=25.0)
+    with pytest.raises(InputError, match="missing") as error:
+        custom_hardware(None, peak_tflops=1.0, hbm_gbps=1.0, memory_gb=1.0)
+    assert error.value.field == "hardware.link_gbps"
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:

@@ -6,7 +6,8 @@ Times, in one warmed-up process and back to back (best of --repeats, CPU time
 of the process), what `pipebench schedule NAME` computes: the costs, the
 timeline and its statistics. Once from typed unit costs (`CostModel.build`),
 once from a model on a GPU (GPT-2 XL's layer shape with 2 layers per stage on
-an H200: the roofline, and the measured H200 profile). The target (issue 15):
+an H200: the roofline, and the measured H200 profile); zb-h1 in mini-batches
+of 200. The target (issue 15):
 the model's costs add less than 10%.
 """
 
@@ -22,15 +23,15 @@ from pipebench.scenario.hardware import build_machine
 from pipebench.timeline import CostModel, build_timeline, stats_of
 
 
-def schedule_seconds(name: str, make_costs, microbatches: int, repeats: int) -> dict:
+def schedule_seconds(name: str, make_costs, microbatches: int, repeats: int, **options) -> dict:
     """Best CPU seconds of costs + timeline + statistics, and of the costs alone."""
-    build_timeline(name, make_costs(), 4 * 64)  # compile
+    build_timeline(name, make_costs(), 4 * options.get("accumulate", 64), **options)  # compile
     total, costs_only = [], []
     for _ in range(repeats):
         t0 = time.process_time()
         costs = make_costs()
         t1 = time.process_time()
-        stats_of(build_timeline(name, costs, microbatches))
+        stats_of(build_timeline(name, costs, microbatches, **options))
         t2 = time.process_time()
         total.append(t2 - t0)
         costs_only.append(t1 - t0)
@@ -56,11 +57,11 @@ def main() -> None:
         return build_machine(model, GPUS["h200"], S, profile="h200").cost_model()
 
     out = {}
-    for name in ("1f1b-flush", "zb-h1"):
-        base = schedule_seconds(name, unit, args.microbatches, args.repeats)
+    for name, options in (("1f1b-flush", {}), ("zb-h1", {"accumulate": 200})):
+        base = schedule_seconds(name, unit, args.microbatches, args.repeats, **options)
         row = {"unit costs": base}
         for label, make in (("roofline", roofline), ("h200 profile", profiled)):
-            got = schedule_seconds(name, make, args.microbatches, args.repeats)
+            got = schedule_seconds(name, make, args.microbatches, args.repeats, **options)
             got["added"] = f"{got['seconds'] / base['seconds'] - 1:+.1%}"
             row[label] = got
         out[name] = row
