@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +34,6 @@ from pipebench.timeline.trace import (
     UPDATE,
     WEIGHT_GRAD,
 )
-
-GB = 1e9
 
 
 def sizes(chunks: int, params=0.0, act=0.0, w=0.0, send=0.0, **kw) -> ChunkBytes:
@@ -126,12 +125,11 @@ def test_counts_agree_with_the_traces_peak_statistics(name, S, groups, seed):
     trace = _trace(name, S, groups, seed)
     stats = stats_of(trace)
     C = trace.stages
-    kind = "recompute" if trace.recompute else "act"
-    act = sizes(C, **{"act": 7.0} if kind == "act" else {"send": 7.0})
-    if kind == "recompute":
-        act = ChunkBytes(act.weights, act.static, act.activations, np.full(C, 7.0), act.pending_w)
+    held = sizes(C, act=7.0)  # what a micro-batch in flight keeps: under recompute, its input
+    if trace.recompute:
+        held = replace(held, activations=np.zeros(C), boundary=np.full(C, 7.0))
     assert np.array_equal(
-        memory_profile(trace, act).peak_activations, 7.0 * np.array(stats.rank_peak_activations)
+        memory_profile(trace, held).peak_activations, 7.0 * np.array(stats.rank_peak_activations)
     )
     assert np.array_equal(
         memory_profile(trace, sizes(C, w=5.0)).peak_pending_w,
