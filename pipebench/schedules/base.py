@@ -62,6 +62,22 @@ class Program:
     def chunks(self) -> int:
         return len(self.chunk_rank)
 
+    @property
+    def unit(self) -> int:
+        """A run is a whole number of mini-batches."""
+        return self.microbatches
+
+    recompute = False  # no pass reruns a forward
+
+    def replay_shape(self, microbatches: int) -> tuple[int, int, int]:
+        """(replicas, weight versions, micro-batches in flight) a replay holds, at most.
+
+        Every pass reads its chunk's current version (two while a step runs); a
+        mini-batch is in flight, two when ranks do not wait for each other (zb-h2).
+        """
+        per_batch = 1 if self.flush else 2
+        return 1, 2, min(per_batch * self.microbatches, microbatches)
+
     def rank_actions(self, rank: int) -> list[str]:
         """Rank `rank`'s actions as text, PyTorch's way (`2F0`, `1I3`; F&B as `(0F4;3B1)`)."""
         out = []
