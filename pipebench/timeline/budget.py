@@ -107,5 +107,5 @@ def stats_until(timeline: Trace | RpdPlan, until: float, iterations: int | None)
 
     stats = stats_of(timeline.cut(until, iterations))
     busy = busy_time(timeline.clock, until)
-    bubble = 1.0 - busy / (timeline.stages * until) if until > 0 else 0.0
+    bubble = 1.0 - busy / (timeline.clock.ranks * until) if until > 0 else 0.0
     return replace(stats, bubble_fraction=bubble)

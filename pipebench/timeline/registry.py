@@ -73,7 +73,7 @@ def setup_schedule(name: str, stages: int, given: dict[str, object]) -> Setup:
     """
     schedule = get_schedule(name)
     resolved = resolve_options(schedule, stages, given)
-    return Setup(schedule, stages, dict(given), resolved, schedule.form(stages, resolved))
+    return Setup(schedule.name, stages, dict(given), resolved, schedule.form(stages, resolved))
 
 
 def check_memory(stages: int, microbatches: int) -> None:

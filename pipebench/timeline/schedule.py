@@ -108,17 +108,13 @@ class Setup:
     """A schedule resolved once for a pipeline (`registry.setup_schedule`): what every
     later step reads, whatever form the schedule has."""
 
-    schedule: Schedule
+    name: str
     stages: int
     given: dict[str, object]  # the options as given (the rest are the schedule's defaults)
     options: dict[str, object]  # every option it takes, defaults filled in
     # how it is timed: rules (the greedy simulator) or a program (the program executor);
     # None for rpd, which is not a timeline
     form: Rules | Program | None
-
-    @property
-    def name(self) -> str:
-        return self.schedule.name
 
     @property
     def unit(self) -> int:
