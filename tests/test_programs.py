@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from pipebench.cli import main
 from pipebench.errors import InputError
 from pipebench.schedules.base import program_problem
-from pipebench.timeline import CostModel, build_timeline, stats_of
+from pipebench.timeline import CostModel, build_timeline, setup_schedule, stats_of
 from pipebench.timeline.registry import SCHEDULES, resolve_options
 from pipebench.timeline.simulate import jitter_factor
 from pipebench.timeline.trace import (
@@ -492,6 +492,12 @@ def test_torch_csv_in_refuses_bad_orders(text, says, tmp_path):
     assert info.value.field == "torch-csv"
 
 
+def test_torch_csv_without_a_file_is_refused_when_set_up():
+    with pytest.raises(InputError, match="torch-csv reads a file") as info:
+        setup_schedule("torch-csv", 2, {})
+    assert info.value.field == "path"
+
+
 def test_torch_csv_in_on_the_command_line(capsys, tmp_path):
     path = tmp_path / "dualpipev.csv"
     code, _, err = _cli(capsys, "schedule", "dualpipev", "-S", "2", "-M", "4",
@@ -544,17 +550,3 @@ def test_programs_too_large_to_build_are_refused():
     with pytest.raises(InputError, match="too large to build") as info:
         build_timeline("zbv", CostModel.build(2000), 4000, accumulate=2000)
     assert info.value.field == "accumulate"
-
-
-def test_training_runs_refuse_programs_in_one_line(capsys, tmp_path):
-    scenario = tmp_path / "s.yaml"
-    scenario.write_text(
-        "name: tiny\nseeds: [0]\n"
-        "objective: {kind: quadratic, examples: 40, dim: 8, batch_size: 4}\n"
-        "pipeline: {stages: 2, costs: {forward: 1, backward: 1}}\n"
-        "budget: {microbatches: 20}\noptimizer: {name: sgd, lr: 0.01}\n"
-        "schedules: [1f1b-flush, {name: zbv, accumulate: 4}]\n"
-    )
-    code, out, err = _cli(capsys, "validate", str(scenario))
-    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
-    assert "do not replay programs yet" in err
