@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 from pipebench.errors import InputError, did_you_mean
 from pipebench.limits import available_memory, memory_problem
 from pipebench.schedules import PROGRAM_SCHEDULES
-from pipebench.schedules.base import Program
+from pipebench.schedules.base import Program, Schedule
 from pipebench.timeline import gpipe, localsgd, naive, one_f_one_b, paci, pd, rpd, twobw
 from pipebench.timeline.options import OPTIONS
-from pipebench.timeline.schedule import Rules, Schedule, Setup
+from pipebench.timeline.schedule import Rules, Setup
 from pipebench.timeline.trace import MAX_MICROBATCHES, Trace, trace_need
 
 if TYPE_CHECKING:

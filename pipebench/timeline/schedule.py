@@ -10,14 +10,11 @@ in `simulate.py` is shared.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from pipebench.schedules.base import Program
+from pipebench.schedules.base import Form
 
 # How mini-batches (groups of micro-batches) are separated.
 BARRIER_NONE = 0  # micro-batches stream through
@@ -82,27 +79,6 @@ def one_f_one_b_caps(stages: int, inflight: object = "per-stage") -> np.ndarray:
     return np.arange(stages, 0, -1, dtype=np.int64)
 
 
-@dataclass(frozen=True)
-class Schedule:
-    """A named schedule: its description, its options with defaults, and its rules."""
-
-    name: str
-    summary: str
-    synchronous: bool
-    # Options and their defaults as plain expressions of S (called with the
-    # symbol "S" too, to spell defaults out in `pipebench list`).
-    defaults: Callable[[int | str], dict[str, object]] = field(default=lambda stages: {})
-    rules: Callable[[int, dict[str, object]], Rules] | None = None  # None: not a timeline (rpd)
-    # Schedules written as per-rank programs (pipebench/schedules) give this instead of rules.
-    program: Callable[[int, dict[str, object]], Program] | None = None
-
-    def form(self, stages: int, options: dict[str, object]) -> Rules | Program | None:
-        """What the schedule is on `stages` ranks with `options`: rules for the greedy
-        simulator, a program for the program executor, None for rpd's iteration plan."""
-        build = self.rules or self.program
-        return None if build is None else build(stages, options)
-
-
 @dataclass(frozen=True, eq=False)
 class Setup:
     """A schedule resolved once for a pipeline (`registry.setup_schedule`): what every
@@ -114,7 +90,7 @@ class Setup:
     options: dict[str, object]  # every option it takes, defaults filled in
     # how it is timed: rules (the greedy simulator) or a program (the program executor);
     # None for rpd, which is not a timeline
-    form: Rules | Program | None
+    form: Form | None
 
     @property
     def unit(self) -> int:
