@@ -313,7 +313,7 @@ def _check_trace(name, costs, M, options):
     compute = np.flatnonzero(np.isin(trace.kind, (FORWARD, BACKWARD, INPUT_GRAD, WEIGHT_GRAD)))
     k, c = trace.kind[compute], trace.stage[compute]
     wg = options.get("weight_grad", "half")
-    w = costs.backward / 2 if wg == "half" else np.full(p, wg)
+    w = costs.backward / 2 if wg == "half" else wg * costs.backward / costs.backward.mean()
     base = np.select(
         [k == FORWARD, k == BACKWARD, k == INPUT_GRAD, k == WEIGHT_GRAD],
         [costs.forward[place[c]], costs.backward[place[c]], (costs.backward - w)[place[c]],
@@ -407,6 +407,37 @@ def test_bad_program_options_are_one_line_errors(capsys, args, field):
     code, out, err = _cli(capsys, "schedule", *args)
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and field in err
+
+
+def _durations(trace) -> tuple[np.ndarray, np.ndarray]:
+    """(duration, rank) of every pass, ordered by (kind, chunk, micro-batch)."""
+    passes = np.flatnonzero(trace.kind != UPDATE)
+    order = np.lexsort((trace.mb[passes], trace.stage[passes], trace.kind[passes]))
+    rows = passes[order]
+    return trace.end[rows] - trace.start[rows], trace.rank[rows]
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [("zb-h1", {"weight_grad": 0.4}), ("dualpipev", {"weight_grad": 0.3, "overlap": 1.5})],
+)
+def test_a_straggler_slows_every_pass_of_its_rank(name, options):
+    """An explicit W and F&B time scale with the straggler's factor, as its F and B do."""
+    plain = build_timeline(name, CostModel.build(3, backward=1.5), 12, **options)
+    slow = CostModel.build(3, backward=1.5, straggler=(1, 2.5))
+    slowed = build_timeline(name, slow, 12, **options)
+    before, rank = _durations(plain)
+    after, _ = _durations(slowed)
+    assert np.allclose(after, np.where(rank == 1, 2.5, 1.0) * before, rtol=1e-14)
+
+
+def test_per_rank_costs_scale_an_explicit_weight_grad():
+    """W is given for the mean backward (2 here) and scales with each rank's."""
+    costs = CostModel.build(3, backward=[1.0, 2.0, 3.0])
+    trace = build_timeline("zb-h1", costs, 3, weight_grad=0.5)
+    w = trace.kind == WEIGHT_GRAD
+    spans = (trace.end - trace.start)[w]
+    assert np.allclose(spans, np.array([0.25, 0.5, 0.75])[trace.rank[w]], rtol=1e-14)
 
 
 def test_weight_grad_must_leave_an_input_gradient():

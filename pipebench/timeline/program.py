@@ -222,11 +222,18 @@ def _execute(
     return status, o_kind, o_stage, o_mb, o_start, o_end, o_v, o_vb, u_op, u_first, u_version
 
 
-def _per_rank(value: object, default: np.ndarray, ranks: int) -> np.ndarray:
-    """A schedule's duration option (one number for every rank) or its default."""
+def _per_rank(value: object, default: np.ndarray, cost: np.ndarray, slowdown: np.ndarray):
+    """A schedule's duration option, or its default, on every rank.
+
+    The one number is given for a rank of the typical `cost` (the mean of the
+    costs given, before the straggler's slow-down; exactly the one cost when
+    one was given) and scales with each rank's cost, the straggler's included.
+    """
     if isinstance(value, str):
         return default
-    return np.full(ranks, float(value))
+    given = cost / slowdown
+    typical = given[0] if np.all(given == given[0]) else given.mean()
+    return float(value) * (cost / typical)
 
 
 def chunk_costs(
@@ -236,21 +243,24 @@ def chunk_costs(
 
     `weight_grad` is the W part of a rank's backward (default half; I is the
     rest); `overlap` the time of the rank's F&B pairs (default forward +
-    backward, i.e. no gain from overlapping).
+    backward, i.e. no gain from overlapping). Both, given as one number, scale
+    with each rank's backward (forward + backward) like a straggler's passes.
     """
     P = program.ranks
     if costs.stages != P:
         raise InputError("stages", f"the program has {P} ranks, the costs {costs.stages}")
     per_rank = np.bincount(program.chunk_rank, minlength=P).astype(np.float64)
-    wg = _per_rank(weight_grad, costs.backward / 2, P)
+    slow = costs.slowdown
+    wg = _per_rank(weight_grad, costs.backward / 2, costs.backward, slow)
     bad = np.flatnonzero(wg >= costs.backward)
     if len(bad):
         raise InputError(
             "weight_grad",
             f"must be less than the backward ({costs.backward[bad[0]]:g} on rank {bad[0]}), "
-            f"got {wg[bad[0]]:g}: the input-gradient part I = backward - W must stay > 0",
+            f"got {wg[bad[0]]:g} there: the input-gradient part I = backward - W must stay > 0",
         )
-    pair = _per_rank(overlap, costs.forward + costs.backward, P)
+    both = costs.forward + costs.backward
+    pair = _per_rank(overlap, both, both, slow)
     share = per_rank[program.chunk_rank]
     return {
         "fcost": costs.forward[program.chunk_rank] / share,
