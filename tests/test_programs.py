@@ -177,6 +177,29 @@ def test_interleaved_order():
     assert [program.rank_actions(r) for r in range(2)] == _rows(expected)
 
 
+@pytest.mark.parametrize(("p", "m"), [(2, 2), (3, 6), (4, 4), (4, 12)])
+def test_interleaved_with_one_chunk_is_1f1b_with_megatrons_warm_up(p, m):
+    """chunks = 1 is not 1F1B's order: Megatron's (and PyTorch's) interleaved warm-up,
+    (v - 1)p + 2(p - 1 - r), is 2(p - 1 - r) forwards at v = 1, twice 1F1B's p - 1 - r
+    (docs/schedules.md says why). The rest is 1F1B's: alternate F and B, then drain.
+    At unit costs the iteration time is 1F1B's; rank r holds up to 2(p - r) - 1
+    activations instead of p - r."""
+    program = _program("interleaved-1f1b", p, accumulate=m, chunks=1)
+    for r in range(p):
+        w = min(2 * (p - 1 - r), m)
+        order = [f"{r}F{k}" for k in range(w)]
+        for k in range(m - w):
+            order += [f"{r}F{w + k}", f"{r}B{k}"]
+        order += [f"{r}B{k}" for k in range(m - w, m)]
+        assert program.rank_actions(r) == order
+    unit = CostModel.build(p)
+    interleaved = stats_of(build_timeline("interleaved-1f1b", unit, 8 * m, accumulate=m, chunks=1))
+    flush = stats_of(build_timeline("1f1b-flush", unit, 8 * m, accumulate=m))
+    assert interleaved.iteration_time == flush.iteration_time == 2 * (m + p - 1)
+    assert interleaved.rank_peak_activations == [min(2 * (p - r) - 1, m) for r in range(p)]
+    assert flush.peak_activations == [min(p - r, m) for r in range(p)]
+
+
 def test_zbv_order():
     """ZB-V, p = 2, m = 4: rank r holds chunks r and 3 - r (a V); 2(p - r) - 1 forwards of
     the first chunk, r pairs F(second) F(first), p - r rounds F I W of the second chunk."""
