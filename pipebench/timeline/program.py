@@ -27,7 +27,8 @@ from numba import njit
 from pipebench.errors import InputError
 from pipebench.schedules.base import PAIR, Program
 from pipebench.timeline.costs import CostModel
-from pipebench.timeline.simulate import _in_update_order, jitter_factor
+from pipebench.timeline.simulate import in_update_order, jitter_factor
+from pipebench.timeline.tournament import new_tree, set_key
 from pipebench.timeline.trace import (
     BACKWARD,
     FORWARD,
@@ -80,14 +81,7 @@ def _execute(
     gate = np.zeros(G)  # when the last of them finished
     # Tournament tree over ranks by (start of the rank's next action, rank); a
     # rank waiting for an input or for the flush has key inf.
-    T = 1
-    while T < P:
-        T *= 2
-    key = np.full(T, np.inf)
-    win = np.empty(2 * T, np.int64)
-    win[T:] = np.arange(T)
-    for i in range(T - 1, 0, -1):
-        win[i] = win[2 * i]
+    key, win = new_tree(P)
     dirty = np.empty(P + 2, np.int64)  # ranks whose key must be recomputed
     n_dirty = P
     dirty[:P] = np.arange(P)
@@ -126,18 +120,8 @@ def _execute(
                         else:
                             hop = comm if chunk_rank[c + 1] != r else 0.0
                             kr = max(kr, bend[c + 1, i] + hop)
-            if kr == key[r]:
-                continue
-            key[r] = kr
-            i = (r + T) >> 1  # replay the matches on the path from leaf r to the root
-            while i > 0:
-                x = win[2 * i]
-                y = win[2 * i + 1]
-                w = y if key[y] < key[x] else x  # x < y, so ties go to x
-                if w == win[i] and w != r:
-                    break
-                win[i] = w
-                i >>= 1
+            if kr != key[r]:
+                set_key(key, win, r, kr)
         r = win[1]
         t = key[r]
         if t == np.inf:
@@ -305,7 +289,7 @@ def execute(
     )  # fmt: skip
     if status == _DEADLOCK:
         raise RuntimeError(f"{name}: the program stopped before every action ran (deadlock)")
-    upd_op, upd_first, upd_version = _in_update_order(upd_op, upd_first, upd_version, stage, t1)
+    upd_op, upd_first, upd_version = in_update_order(upd_op, upd_first, upd_version, stage, t1)
     return Trace(
         schedule=name,
         stages=p.chunks,
