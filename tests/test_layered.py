@@ -2,7 +2,7 @@
 
 The reference walks the trace in Python keeping every weight version and
 every micro-batch's saved activations in dictionaries, and applies F, B, U
-and AVG as SCHEDULES.md says. The engine keeps ring buffers of versions and
+and AVG as docs/schedules.md says. The engine keeps ring buffers of versions and
 in-flight slots instead; both must give the same weights to the last bit.
 """
 
@@ -175,7 +175,7 @@ def test_the_transformer_matches_the_plain_reference(name, options):
 
 def test_stashing_matters_for_layered_objectives():
     """pd multiplies by the stashed weights, paci by the current ones: different runs here,
-    where for a block-linear objective they are the same (SCHEDULES.md)."""
+    where for a block-linear objective they are the same (docs/schedules.md)."""
     obj = mlp(3)
     pd_run = train("pd", obj, 3, lr=LR, costs=COSTS)[0]
     paci_run = train("paci", obj, 3, lr=LR, costs=COSTS)[0]

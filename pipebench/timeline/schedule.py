@@ -1,6 +1,6 @@
 """What a schedule is to the simulator: a handful of rules, plus its options.
 
-Every timeline schedule of SCHEDULES.md reduces to the same few knobs (how
+Every greedy schedule of docs/schedules.md reduces to the same few knobs (how
 many micro-batches a stage may hold, how many backwards an update sums,
 whether mini-batches are separated by a flush or an averaging round, which
 weight version a pass reads). A schedule file fills them in; the simulator
