@@ -48,9 +48,10 @@ def first_update_time(setup: Setup, costs: CostModel) -> float:
 
     Before it, every operation belongs to the first `unit` micro-batches or to
     the S after them, which the 1F1B caps let in: a run of that many more is
-    the endless run up to that update.
+    the endless run up to that update (rounded up to whole mini-batches, as a
+    program runs them).
     """
-    m = setup.unit + costs.stages + 1
+    m = _round_up(setup.unit + costs.stages + 1, setup.unit)
     return float(timeline_of(setup, costs, m).update_times[0])
 
 
