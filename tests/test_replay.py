@@ -320,7 +320,9 @@ def test_curve_starts_at_the_initial_loss_and_ends_at_the_final_model():
     assert np.all(np.diff(curve.updates) >= 0)
 
 
-@pytest.mark.parametrize("name", ["pd", "1f1b-flush", "2bw", "localsgd", "rpd", "zb-h2", "dualpipev"])
+@pytest.mark.parametrize(
+    "name", ["pd", "1f1b-flush", "2bw", "localsgd", "rpd", "zb-h2", "dualpipev"]
+)
 def test_a_time_budget_is_the_prefix_of_a_longer_run(name):
     obj = objective(stages=4)
     short, _, _ = train(name, obj, 4, lr=0.02, budget=("time", 60.0), points=12)
