@@ -51,8 +51,8 @@ def best_rate(name: str, costs: CostModel, microbatches: int, repeats: int, **op
     return {"schedule": name, "ops": rows, "seconds": round(best, 3), "ops_per_s": rows / best}
 
 
-def replay_cost(name: str, objective, ranks: int, microbatches: int, repeats: int, **options):
-    """Best-of-`repeats` CPU time of one replay of `name`, per trace row walked."""
+def _replayer(name: str, objective, ranks: int, microbatches: int, **options):
+    """(one replay of `name` as a function, trace rows it walks), compiled and warmed."""
     from pipebench.engine.replay import replay, size_replay
     from pipebench.optim import OPTIMIZERS, hyper_array
     from pipebench.timeline import setup_schedule
@@ -68,9 +68,7 @@ def replay_cost(name: str, objective, ranks: int, microbatches: int, repeats: in
         replay(sized, objective, sgd.code, hyper, 0, 100)
 
     once()  # compile
-    best = min(_cpu(once) for _ in range(repeats))
-    return {"schedule": name, "rows": sized.length, "cpu_s": round(best, 4),
-            "ns_per_row": round(1e9 * best / sized.length, 1)}  # fmt: skip
+    return once, sized.length
 
 
 def _cpu(work) -> float:
@@ -80,7 +78,8 @@ def _cpu(work) -> float:
 
 
 def replays(ranks: int, accumulate: int, microbatches: int, repeats: int) -> dict:
-    """Each synchronous program's replay against gpipe's on the same cut, both objectives."""
+    """Each synchronous program's replay against gpipe's on the same cut, both objectives:
+    the two alternate, best CPU time of `repeats` each."""
     from pipebench.objectives import build_objective
 
     out = {}
@@ -88,13 +87,26 @@ def replays(ranks: int, accumulate: int, microbatches: int, repeats: int) -> dic
         for name, options, per_rank in REPLAYED:
             chunks = per_rank * ranks
             objective = build_objective(SimpleNamespace(**spec), chunks, None)
-            gpipe = replay_cost("gpipe", objective, chunks, microbatches, repeats,
-                                accumulate=accumulate)  # fmt: skip
-            program = replay_cost(name, objective, ranks, microbatches, repeats,
-                                  accumulate=accumulate, **options)  # fmt: skip
-            ratio = program["ns_per_row"] / gpipe["ns_per_row"]
-            out[f"{label} {name}"] = {"gpipe": gpipe, name: program, "per row, program/gpipe":
-                                      round(ratio, 3)}  # fmt: skip
+            runs = {
+                "gpipe": _replayer("gpipe", objective, chunks, microbatches, accumulate=accumulate),
+                name: _replayer(
+                    name, objective, ranks, microbatches, accumulate=accumulate, **options
+                ),
+            }
+            best = dict.fromkeys(runs, float("inf"))
+            for _ in range(repeats):
+                for which, (once, _) in runs.items():
+                    best[which] = min(best[which], _cpu(once))
+            row = {
+                which: {"rows": rows, "cpu_s": round(best[which], 4),
+                        "us_per_row": round(1e6 * best[which] / rows, 3),
+                        "us_per_microbatch": round(1e6 * best[which] / microbatches, 2)}
+                for which, (_, rows) in runs.items()
+            }  # fmt: skip
+            row["per row, program/gpipe"] = round(
+                row[name]["us_per_row"] / row["gpipe"]["us_per_row"], 3
+            )
+            out[f"{label} {name}"] = row
     return out
 
 
@@ -108,7 +120,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.replay:
         sizes = (args.stages or 4, args.accumulate or 8, args.microbatches or 4_000)
-        print(json.dumps(replays(*sizes, args.repeats), indent=1))
+        print(json.dumps(replays(*sizes, args.repeats)))
         return
     args.stages = args.stages or 64
     args.microbatches = args.microbatches or 100_000
