@@ -35,6 +35,7 @@ from pipebench.scenario import (
     lr_select,
     lr_values,
 )
+from pipebench.scenario.hardware import Machine, build_machine
 from pipebench.timeline import CostModel, setup_schedule
 from pipebench.timeline.budget import first_update_time, planned_microbatches
 from pipebench.timeline.schedule import Setup
@@ -79,6 +80,7 @@ class Experiment:
     budget: float
     points: int
     target_loss: float | None
+    machine: Machine | None = None  # the model and GPU the costs come from, if any
 
     @property
     def name(self) -> str:
@@ -93,10 +95,32 @@ class Experiment:
         return self.cuts[entry.setup.chunks]
 
 
-def _costs(loaded: LoadedScenario) -> CostModel:
+def _machine(loaded: LoadedScenario) -> Machine | None:
+    """The scenario's model on its GPU, when it gives one."""
+    spec = loaded.scenario.pipeline
+    if spec.model is None or spec.hardware is None:
+        return None
+    try:
+        return build_machine(
+            spec.model.shape(),
+            spec.hardware.machine(),
+            spec.stages,
+            precision=spec.model.precision,
+            profile=spec.profile,
+            layers_per_stage=spec.layers_per_stage,
+            base=loaded.path.parent,
+        )
+    except InputError as error:
+        raise loaded.error(("pipeline", *error.field.split(".")), error.message) from None
+
+
+def _costs(loaded: LoadedScenario, machine: Machine | None) -> CostModel:
     spec = loaded.scenario.pipeline
     c = spec.costs
+    straggler = None if c.straggler is None else (c.straggler.stage, c.straggler.factor)
     try:
+        if machine is not None:
+            return machine.cost_model(jitter=c.jitter, seed=c.seed, straggler=straggler)
         return CostModel.build(
             spec.stages,
             forward=c.forward,
@@ -106,7 +130,7 @@ def _costs(loaded: LoadedScenario) -> CostModel:
             allreduce=c.allreduce,
             jitter=c.jitter,
             seed=c.seed,
-            straggler=None if c.straggler is None else (c.straggler.stage, c.straggler.factor),
+            straggler=straggler,
         )
     except InputError as error:
         path = ("pipeline", "stages") if error.field == "stages" else ("pipeline", "costs")
@@ -148,7 +172,8 @@ def resolve(loaded: LoadedScenario, seeds: int | None = None) -> Experiment:
     before the objective is built, and the budget against the first update.
     """
     scenario = loaded.scenario
-    costs = _costs(loaded)
+    machine = _machine(loaded)
+    costs = _costs(loaded, machine)
     entries = [_entry(loaded, i, costs.stages) for i in range(len(scenario.schedules))]
     budget = scenario.budget
     amount = float(getattr(budget, budget.kind))
@@ -195,6 +220,7 @@ def resolve(loaded: LoadedScenario, seeds: int | None = None) -> Experiment:
         budget=amount,
         points=scenario.record.points,
         target_loss=scenario.target_loss,
+        machine=machine,
     )
 
 

@@ -225,17 +225,19 @@ def chunk_costs(
 ) -> dict[str, np.ndarray]:
     """Durations per chunk: each rank's forward, backward, W and F&B split evenly over its chunks.
 
-    `weight_grad` is the W part of a rank's backward (default half; I is the
-    rest); `overlap` the time of the rank's F&B pairs (default forward +
-    backward, i.e. no gain from overlapping). Both, given as one number, scale
-    with each rank's backward (forward + backward) like a straggler's passes.
+    `weight_grad` is the W part of a rank's backward (default: the cost
+    model's, else half; I is the rest); `overlap` the time of the rank's F&B
+    pairs (default forward + backward, i.e. no gain from overlapping). Both,
+    given as one number, scale with each rank's backward (forward + backward)
+    like a straggler's passes.
     """
     P = program.ranks
     if costs.stages != P:
         raise InputError("stages", f"the program has {P} ranks, the costs {costs.stages}")
     per_rank = np.bincount(program.chunk_rank, minlength=P).astype(np.float64)
     slow = costs.slowdown
-    wg = _per_rank(weight_grad, costs.backward / 2, costs.backward, slow)
+    default = costs.backward / 2 if costs.weight_grad is None else costs.weight_grad
+    wg = _per_rank(weight_grad, default, costs.backward, slow)
     bad = np.flatnonzero(wg >= costs.backward)
     if len(bad):
         raise InputError(
