@@ -60,9 +60,9 @@ def _links(model: ModelShape, hardware: Hardware, stages: int, stage_params: flo
     latency = hardware.link_latency_us * 1e-6
     hop = hardware.link_gbps if stages <= hardware.gpus_per_node else hardware.inter_node_gbps
     comm = model.tokens * model.hidden * WIDE / (hop * 1e9) + latency
-    replicas = stages
-    ring = hardware.link_gbps if replicas * stages <= hardware.gpus_per_node else None
-    bandwidth = (ring or hardware.inter_node_gbps) * 1e9
+    replicas = stages  # LocalSGD's default
+    within = replicas * stages <= hardware.gpus_per_node
+    bandwidth = (hardware.link_gbps if within else hardware.inter_node_gbps) * 1e9
     steps = replicas - 1
     allreduce = 2 * steps / replicas * 4.0 * stage_params / bandwidth + 2 * steps * latency
     return comm, allreduce

@@ -79,11 +79,20 @@ class CostModel:
     allreduce: float = 0.0
     jitter: float = 0.0
     seed: int = 0
+    straggler: tuple[int, float] | None = None  # (stage, factor) applied to forward, backward
     weight_grad: np.ndarray | None = None
 
     @property
     def stages(self) -> int:
         return len(self.forward)
+
+    @property
+    def slowdown(self) -> np.ndarray:
+        """Per stage, the factor its forward and backward were slowed down by (the straggler's)."""
+        out = np.ones(self.stages)
+        if self.straggler is not None:
+            out[self.straggler[0]] = self.straggler[1]
+        return out
 
     def clock_check(self, microbatches: int, recompute: bool = False) -> tuple[str, str] | None:
         """(cost field to blame, why) when a run of `microbatches` cannot be timed in float64.
@@ -157,5 +166,6 @@ class CostModel:
             allreduce=_nonnegative("allreduce", allreduce),
             jitter=float(jitter),
             seed=int(seed),
+            straggler=None if straggler is None else (int(straggler[0]), float(straggler[1])),
             weight_grad=wg,
         )
