@@ -520,7 +520,7 @@ def validate(
     from pipebench import api
     from pipebench.engine.blas import one_blas_thread
 
-    with one_blas_thread(("numpy",)):  # the objective is built only to be checked, by NumPy
+    with one_blas_thread(("scipy", "numpy")):  # the objective is built only to be checked
         exp = api.load_experiment(scenario, overrides or [])
     lrs = sum(len(e.lrs) for e in exp.entries)
     line = (

@@ -36,10 +36,9 @@ def _openblas(package: str) -> tuple[ctypes.CDLL, str] | None:
 def one_blas_thread(packages: tuple[str, ...] = ("scipy",)) -> Iterator[None]:
     """Run the block with the OpenBLAS of `packages` on one thread, then restore their counts.
 
-    Runs pin scipy's (numba's products). `validate` pins NumPy's alone: its
+    Runs pin scipy's (numba's products); `validate` pins NumPy's too, whose
     two threads made the SVD of an objective's set-up take seconds on a
-    loaded machine, and `validate` runs no numba product (importing scipy
-    would cost it a third of its time).
+    loaded machine.
     """
     found = [lib for lib in map(_openblas, packages) if lib is not None]
     before = [getattr(lib, f"scipy_openblas_get_num_threads{sfx}")() for lib, sfx in found]

@@ -152,7 +152,7 @@ def _replay_trace(
         if end[i] > until:
             continue
         k = kind[i]
-        s = stage[i]
+        s = int(stage[i])  # int64, as in the plan and the loss: one compilation of each kernel
         r = replica[i]
         if k == FORWARD:
             slot = mb[i] % P
