@@ -152,12 +152,12 @@ def _replay_trace(
         if end[i] > until:
             continue
         k = kind[i]
-        s = int(stage[i])  # int64, as in the plan and the loss: one compilation of each kernel
+        s = np.int64(stage[i])  # int64 as in the plan (and mb below): kernels compiled once
         r = replica[i]
         if k == FORWARD:
             slot = mb[i] % P
             if s == 0:
-                draw_rows(sampling, seed, examples, batch, mb[i], rows[slot])
+                draw_rows(sampling, seed, examples, batch, np.int64(mb[i]), rows[slot])
             if len(layered) == 0:
                 if s == 0:
                     z[slot, :] = 0.0
@@ -184,7 +184,7 @@ def _replay_trace(
                 if hyper[DC] != 0.0:
                     before[lo:hi] = acc[r, lo:hi]
                 backward_block(X, rows[slot], nb, lo, hi, g[slot], w, l2, noise,
-                               seed, mb[i], acc[r])  # fmt: skip
+                               seed, np.int64(mb[i]), acc[r])  # fmt: skip
                 if hyper[DC] != 0.0:
                     compensate(acc[r], before, hist[r, cur[r, s] % H], w, hyper[DC], lo, hi)
             else:
