@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pandas as pd
-
 from pipebench import __version__
 from pipebench.errors import InputError
 from pipebench.outfolder import check_folder, replaced_folder

@@ -18,9 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-if TYPE_CHECKING:  # pandas loads with the first table: outfolder and the cli stay light
+if TYPE_CHECKING:  # numpy and pandas load with the first table: outfolder and the cli stay light
     import pandas as pd
 
 LONGEST_NAME = 80  # characters of a name made from a scenario name, label or key
@@ -62,6 +60,8 @@ def json_value(value: object) -> object:
     """
     if value is None or type(value).__name__ == "NAType":  # pandas.NA, without pandas
         return None
+    import numpy as np  # loaded already where cells are written; not by the cli's import
+
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     if isinstance(value, (int, np.integer)):

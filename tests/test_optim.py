@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from numba.core import config as numba_config
 
 from pipebench.optim import OPTIMIZERS, hyper_array
 from pipebench.optim.muon import newton_schulz
@@ -59,7 +63,7 @@ def test_muon_step_matches_its_definition():
     ref_m, ref_v = np.zeros(d), np.zeros(d)
     for t in range(1, 4):
         g = rng.standard_normal(d)
-        apply_step(MUON.code, hyper, t, 0, w, g, 1.0, m1, m2, last, mats, 0, d, w)
+        apply_step(MUON.code, hyper, t, 0, w, g, 1.0, m1, m2, last, (mats,), 0, d, w)
         # reference: Nesterov momentum, orthogonalised, scaled by sqrt(max(1, cols/rows))
         mat = slice(start, start + rows * cols)
         ref_buf = 0.95 * ref_buf + g[mat]
@@ -72,6 +76,25 @@ def test_muon_step_matches_its_definition():
             step = (ref_m[part] / (1 - 0.9**t)) / (np.sqrt(ref_v[part] / (1 - 0.95**t)) + 1e-8)
             ref_w[part] = old[part] - 0.01 * (step + 0.1 * old[part])
         assert np.allclose(w, ref_w, rtol=1e-12, atol=1e-14)
+
+
+NO_MUON = """
+import numpy as np
+from pipebench.optim import hyper_array, muon
+from pipebench.optim.step import apply_step
+w = np.ones(4)
+apply_step(0, hyper_array(0.1, {}), 1, 0, w, w, 1.0, w.copy(), w.copy(), w.copy(), (), 0, 4, w)
+print(len(apply_step.signatures), len(muon.muon_step.signatures), *w)
+"""
+
+
+@pytest.mark.skipif(numba_config.DISABLE_JIT, reason="compilation is numba's")
+def test_a_step_without_weight_matrices_does_not_compile_muon(tmp_path):
+    """A block-linear model passes no matrices (the empty tuple): compiled from an empty
+    cache, its steps leave Muon uncompiled, and SGD still steps (1 - 0.1 * 1)."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", NO_MUON], capture_output=True, text=True, env=env)
+    assert out.stdout.split() == ["1", "0", *["0.9"] * 4], out.stderr[-2000:]
 
 
 # muon is tested on its own: it needs weight matrices
@@ -88,7 +111,7 @@ def test_ef_adds_the_last_change_of_the_update(name):
     state_ref = [np.zeros(d), np.zeros(d), np.zeros(d)]
     state_ef = [np.zeros(d), np.zeros(d), np.zeros(d)]
     u_prev = np.zeros(d)
-    empty = np.zeros((0, 4), dtype=np.int64)
+    empty = ()  # no weight matrices
     for t in range(1, 5):
         g = rng.standard_normal(d)
         # the optimizer's update u_t from the corrected run's weights and state

@@ -6,8 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import PROGRAM_SCHEDULES, RULE_SCHEDULES
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from training import blocks, delays_at, numpy_gradient, objective, train
 
+from pipebench.engine.replay import _versions_needed
 from pipebench.report.torch_schedule import torch_csv_text
 from pipebench.timeline import CostModel, build_timeline, setup_schedule
 from pipebench.timeline.trace import BACKWARD, FORWARD
@@ -267,6 +270,18 @@ def test_rpd_far_past_the_delay_bound(delta):
         w[s] -= 0.01 * numpy_gradient(obj, point, k, 3)[s]
         iterates.append(w)
     np.testing.assert_allclose(curve.model, iterates[-1], **TIGHT)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 3), max_size=50), st.integers(0, 60))
+def test_rpd_keeps_the_most_versions_a_block_needs_at_once(drawn, window):
+    """One more than the most updates of one block within `window` consecutive
+    iterations, counted here window by window."""
+    block = np.array(drawn, dtype=np.int32)
+    most = 0
+    for end in range(len(block) if window > 0 else 0):
+        most = max(most, int(np.bincount(block[max(0, end - window + 1) : end + 1]).max()))
+    assert _versions_needed(block, window) == most + 1
 
 
 def momentum_reference(obj, lr, mu, nesterov, steps, seed):

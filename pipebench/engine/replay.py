@@ -106,15 +106,16 @@ def _replay_trace(
     if len(layered) == 0:
         X, _, y, loss, l2, noise, sampling, batch, off = linear
         examples, d = X.shape
-        mats = np.zeros((0, 4), np.int64)  # no weight matrices (Muon is for layered objectives)
+        mats = ()  # no weight matrices (Muon is for layered objectives: optim.step)
         nb = examples if sampling == SAMPLE_FULL else batch
         hist = np.zeros((R, H, d))
         z = np.zeros((P, nb))  # z[slot]: the running activations of a micro-batch
         g = np.zeros((P, nb))  # g[slot]: dLoss / dz, divided by the batch size
         w_vis, rec = new_recorder(examples, d)
     else:
-        (mlp_arch, lm_arch, off, act, saved_size, mats, init, df, dt, di, examples, _, sampling,
-         batch) = layered  # fmt: skip
+        (mlp_arch, lm_arch, off, act, saved_size, matrices, init, df, dt, di, examples, _,
+         sampling, batch) = layered  # fmt: skip
+        mats = (matrices,)
         d = len(init)
         nb = batch
         hist = np.empty((R, H, d))
@@ -169,12 +170,12 @@ def _replay_trace(
         if end[i] > until:
             continue
         k = kind[i]
-        s = stage[i]
+        s = np.int64(stage[i])  # int64 as in the plan (and mb below): kernels compiled once
         r = replica[i]
         if k in (FORWARD, PAIR_FORWARD):
             slot = mb[i] % P
             if s == 0:
-                draw_rows(sampling, seed, examples, batch, mb[i], rows[slot])
+                draw_rows(sampling, seed, examples, batch, np.int64(mb[i]), rows[slot])
             if len(layered) == 0:
                 if s == 0:
                     z[slot, :] = 0.0
@@ -201,7 +202,7 @@ def _replay_trace(
                 if hyper[DC] != 0.0:
                     before[lo:hi] = acc[r, lo:hi]
                 backward_block(X, rows[slot], nb, lo, hi, g[slot], w, l2, noise,
-                               seed, mb[i], acc[r])  # fmt: skip
+                               seed, np.int64(mb[i]), acc[r])  # fmt: skip
                 if hyper[DC] != 0.0:
                     compensate(acc[r], before, hist[r, cur[r, s] % H], w, hyper[DC], lo, hi)
             else:
@@ -239,7 +240,7 @@ def _replay_trace(
             lo, hi = off[s], off[s + 1]
             if len(layered) == 0:
                 backward_block(X, rows[slot], nb, lo, hi, g[slot], hist[r, v_bwd[i] % H], l2,
-                               noise, seed, mb[i], acc[r])  # fmt: skip
+                               noise, seed, np.int64(mb[i]), acc[r])  # fmt: skip
             else:
                 acc[r, lo:hi] += pending[slot, lo:hi]
             count[r, s] += 1
@@ -275,24 +276,29 @@ def _replay_trace(
 
 @njit(cache=True, nogil=True)
 def _replay_plan(
-    block, time, n_iter, S, mode, delta, plan_seed, pd_update_mb, pd_reads,
+    block, time, n_iter, S, mode, delta, plan_seed, pd_update_mb, pd_reads, lookback,
     linear, layered, seed, code, hyper, horizon, H, times, out_loss, out_updates, out_model, stop,
 ):  # fmt: skip
     """rpd: iteration k steps block[k] with the gradient at a point whose block j is
     the iterate from d_j iterations ago (forward and backward both there).
-    Returns (samples, iterations done). One of `linear` and `layered` is ()."""
+    Returns (samples, iterations done). One of `linear` and `layered` is ().
+
+    Version v of a block is kept in `hist[0, v % H]`, H being the most versions
+    of one block its reads can need at once, and the delays reach `lookback` - 1
+    iterations back (see `_size_plan`)."""
     if len(layered) == 0:
         X, _, y, loss, l2, noise, sampling, batch, off = linear
         examples, d = X.shape
-        mats = np.zeros((0, 4), np.int64)
+        mats = ()
         nb = examples if sampling == SAMPLE_FULL else batch
         hist = np.zeros((1, H, d))
         z = np.zeros(nb)
         g = np.zeros(nb)
         w_vis, rec = new_recorder(examples, d)
     else:
-        (mlp_arch, lm_arch, off, act, saved_size, mats, init, df, dt, di, examples, _, sampling,
-         batch) = layered  # fmt: skip
+        (mlp_arch, lm_arch, off, act, saved_size, matrices, init, df, dt, di, examples, _,
+         sampling, batch) = layered  # fmt: skip
+        mats = (matrices,)
         d = len(init)
         nb = batch
         hist = np.empty((1, H, d))
@@ -304,7 +310,7 @@ def _replay_plan(
         w_vis = np.zeros(d)
         rec = None  # the block-linear recorder's state
     version = np.zeros((1, S), np.int64)
-    checkpoints = new_checkpoints(H, S)
+    checkpoints = new_checkpoints(lookback, S)
     read = np.zeros(S, np.int64)  # read[j]: the version of block j iteration k reads
     point = np.zeros(d)  # the mixed point of an iteration
     never = np.full((1, S), -np.inf)
@@ -333,9 +339,9 @@ def _replay_plan(
                 return p, k
         if k == n_iter or (k % 64 == 0 and stop[0] != 0):
             break
-        keep_checkpoint(k, version, checkpoints)
+        keep_checkpoint(k, block[k], version, checkpoints)
         fill_delays(mode, delta, plan_seed, k, pd_update_mb, pd_reads, delays)
-        versions_read(k, delays, block, checkpoints, read)
+        versions_read(k, delays, checkpoints, read)
         draw_rows(sampling, seed, examples, batch, k, rows)
         for j in range(S):
             slot = read[j] % H
@@ -395,6 +401,7 @@ class SizedReplay:
     depth: int  # weight versions kept per stage
     slots: int  # micro-batches in flight (1 for rpd)
     horizon: np.ndarray  # (replicas, stages): optimizer steps each stage takes (cosine decay)
+    lookback: int = 1  # rpd: the largest delay it can draw, plus one
 
 
 @singledispatch
@@ -420,7 +427,9 @@ def _size_plan(plan: RpdPlan, until: float, iterations: int | None = None) -> Si
     n = iterations if iterations is not None else int(np.searchsorted(plan.time, until, "right"))
     # steps per stage: they depend on the seed's block draws
     horizon = np.bincount(plan.block[:n], minlength=plan.stages).reshape(1, -1).astype(np.int64)
-    return SizedReplay(plan, until, n, _plan_depth(plan, n), 1, horizon)
+    lookback = _plan_depth(plan, n)
+    depth = _versions_needed(plan.block[:n], lookback - 1)
+    return SizedReplay(plan, until, n, depth, 1, horizon, lookback)
 
 
 def _plan_depth(plan: RpdPlan, n: int) -> int:
@@ -432,6 +441,23 @@ def _plan_depth(plan: RpdPlan, n: int) -> int:
     if plan.delays == "pd":
         return _largest_pd_delay(plan.pd_reads, plan.pd_update_mb, n) + 1
     return min(plan.delta, n - 1) + 1
+
+
+def _versions_needed(block: np.ndarray, window: int) -> int:
+    """The most versions of one block rpd reads at once, when delays reach `window` back:
+    one more than the most updates of a block within `window` consecutive iterations.
+
+    Far fewer than `window` + 1 (about window / S + 1): the versions of every block
+    then fit in a ring of that many models, which the gathers of each iteration read
+    from cache (at S = 128: 1 MB, where one model per iterate took 67 MB).
+    """
+    if window == 0 or len(block) == 0:
+        return 1
+    order = np.argsort(block, kind="stable")  # the iterations, grouped by block
+    span = len(block) + window + 1  # keys below: blocks never overlap
+    key = block[order].astype(np.int64) * span + order
+    oldest = np.searchsorted(key, key - window + 1)  # first update of the window ending here
+    return int((np.arange(len(key)) - oldest).max()) + 2
 
 
 @njit(cache=True)
@@ -518,7 +544,7 @@ def _walk_plan(plan: RpdPlan, sized, objective, optimizer, record) -> tuple[int,
         objective = replace(objective, sampling=SAMPLING_CODES[plan.sampling])
     steps = (
         plan.block, plan.time, sized.length, plan.stages, plan.mode,
-        plan.delta, plan.seed, plan.pd_update_mb, plan.pd_reads,
+        plan.delta, plan.seed, plan.pd_update_mb, plan.pd_reads, sized.lookback,
     )  # fmt: skip
     linear, layered = _models(objective, plan.stages)
     n_pts, done = _replay_plan(*steps, linear, layered, *optimizer, *record)

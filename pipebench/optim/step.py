@@ -56,7 +56,11 @@ def apply_step(
     `grad[lo:hi] * scale` is the gradient; `m1`, `m2` the optimizer's state and
     `last` the previous update (for `ef`) of this block; `t` the block's step
     number, from 1, of `horizon` in the run; `mats` the model's weight
-    matrices (Muon). w_old and w_new may be the same array unless `ef` is on:
+    matrices for Muon: `(array,)` (muon.py's rows), or the empty tuple for a
+    block-linear model, which Muon does not train (experiment.py refuses it);
+    numba reads `len()` of a tuple as a constant, so such a run never compiles
+    Muon.
+    w_old and w_new may be the same array unless `ef` is on:
     the correction reads the update as w_old - w_new (the replay keeps two
     versions then). One level of calls: this runs once per block update.
     """
@@ -69,10 +73,10 @@ def apply_step(
     elif code == ADAMW:
         adamw_step(lr, hyper[BETA1], hyper[BETA2], hyper[EPS], hyper[DECAY], t,
                    w_old, grad, scale, m1, m2, lo, hi, w_new)  # fmt: skip
-    else:
+    elif len(mats) > 0:  # Muon
         muon_step(lr, hyper[MU], hyper[NESTEROV] != 0.0, int(hyper[NS_STEPS]), hyper[ADAM_LR] * f,
                   hyper[BETA1], hyper[BETA2], hyper[EPS], hyper[DECAY], t,
-                  w_old, grad, scale, m1, m2, mats, lo, hi, w_new)  # fmt: skip
+                  w_old, grad, scale, m1, m2, mats[0], lo, hi, w_new)  # fmt: skip
     if hyper[EF] != 0.0:  # w <- w - (2 u_t - u_{t-1}): the update plus its last change
         for j in range(lo, hi):
             u = w_old[j] - w_new[j]
