@@ -306,6 +306,8 @@ def test_rpd_equals_the_numpy_walk(params, delays):
         ("{name: pd, optimizer: {name: sgd, delay_lr: linear}}", "delay_lr"),
         ("{name: pd, optimizer: {name: sgd, delay_compensation: -1}}", "delay_compensation"),
         ("{name: pd, optimizer: {name: sgd, predict: 3}}", "predict"),
+        ("{name: pd, optimizer: {name: adamw, lookahead: true}}", "only to: momentum"),
+        ("{name: pd, optimizer: {name: momentum, lookahead: true, nesterov: true}}", "lookahead"),
     ],
 )
 def test_bad_corrections_are_one_line(tmp_path, capsys, entry, words):
@@ -317,3 +319,69 @@ def test_bad_corrections_are_one_line(tmp_path, capsys, entry, words):
     assert main(["validate", str(write(tmp_path, SCENARIO.replace("ENTRY", entry)))]) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.count("\n") == 1 and words in err, err
+
+
+def lookahead_walk(trace, obj, lr, mu, seed, until):
+    """Eq. 10 of Ajanthan et al. (2025) as written, per stage, on the base iterates w_t
+    (w_{-1} = w_0): a pass reading version v reads the look-ahead point w_v + γ (w_v −
+    w_{v−1}); step t is w_{t+1} = w_t + γ (w_t − w_{t−1}) − η (1 − γ) ḡ, ḡ the mean of the
+    gradients it applies. Returns the last look-ahead points (what the replay stores)."""
+    S = trace.stages
+    parts = blocks(obj, S)
+    base = [[np.zeros(p.stop - p.start)] for p in parts]
+
+    def ahead(s, v):
+        return base[s][v] + mu * (base[s][v] - base[s][max(v - 1, 0)])
+
+    read, pending = {}, [[] for _ in range(S)]
+    for i in range(trace.n_ops):
+        if trace.end[i] > until:
+            continue
+        k, s, m = trace.kind[i], trace.stage[i], trace.mb[i]
+        if k == FORWARD:
+            read[s, m] = ahead(s, trace.v_fwd[i])
+        elif k == BACKWARD:
+            point = np.concatenate([read[j, m] for j in range(S)])
+            w = ahead(s, trace.v_bwd[i])
+            pending[s].append(
+                numpy_gradient(obj, point, m, seed)[parts[s]] + obj.l2 * (w - read[s, m])
+            )
+        elif k == UPDATE:
+            t = len(base[s]) - 1
+            d = mu * (base[s][t] - base[s][max(t - 1, 0)])
+            base[s].append(base[s][t] + d - lr * (1 - mu) * np.mean(pending[s], axis=0))
+            pending[s] = []
+    return np.concatenate([ahead(s, len(base[s]) - 1) for s in range(S)])
+
+
+LOOKAHEAD = {"lookahead": True, "momentum": 0.9}
+
+
+@pytest.mark.parametrize(
+    "name,options", [("pd", {}), ("2bw", {}), ("2bw", {"accumulate": 6}), ("gpipe", {})]
+)
+def test_lookahead_equals_the_numpy_walk_of_its_equation(name, options):
+    obj = objective("quadratic", stages=4, l2=0.05)
+    curve, trace, until = train(
+        name, obj, 4, lr=0.05, seed=6, costs=COSTS, optimizer="momentum", params=LOOKAHEAD,
+        budget=("microbatches", 30), **options,
+    )  # fmt: skip
+    assert curve.diverged_at is None
+    np.testing.assert_allclose(
+        curve.model, lookahead_walk(trace, obj, 0.05, 0.9, 6, until), **TIGHT
+    )
+
+
+@pytest.mark.parametrize("name", ["gpipe", "pd"])
+def test_lookahead_is_nesterov_momentum_with_the_gradient_discounted(name):
+    """Eq. 10 in the look-ahead coordinates is PyTorch's Nesterov step at lr η (1 − γ)
+    (as the paper runs it); without delay, that is the paper's reduction to NAG (eq. 8)."""
+    obj = objective("quadratic", stages=4, l2=0.05)
+    ahead, _, _ = train(name, obj, 4, lr=0.05, seed=6, costs=COSTS, optimizer="momentum",
+                        params=LOOKAHEAD, budget=("microbatches", 30))  # fmt: skip
+    nesterov, _, _ = train(name, obj, 4, lr=0.05 * (1 - 0.9), seed=6, costs=COSTS,
+                           optimizer="momentum", params={"nesterov": True, "momentum": 0.9},
+                           budget=("microbatches", 30))  # fmt: skip
+    np.testing.assert_allclose(ahead.model, nesterov.model, rtol=1e-11, atol=1e-13)
+    plain, _, _ = run(name, {}, "momentum")
+    assert not np.allclose(plain.model, ahead.model)

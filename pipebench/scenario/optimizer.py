@@ -69,6 +69,7 @@ class OptimizerSpec(StrictModel):
     weight_decay: NonNegFloat | None = None
     ns_steps: Annotated[int, Field(ge=1, le=20)] | None = None
     adam_lr: PosFloat | None = None
+    lookahead: bool | None = None  # momentum: Nesterov's method for asynchronous pipelines
     # for every optimizer: lr warm-up and cosine decay over a stage's steps; delay correction
     warmup: Annotated[int, Field(ge=0)] = 0
     cosine: bool = False
@@ -99,6 +100,8 @@ class OptimizerSpec(StrictModel):
             if getattr(self, key) is not None and key not in takes:
                 users = [n for n, o in OPTIMIZERS.items() if key in o.defaults]
                 raise problem(f"does not apply to {self.name} (only to: {', '.join(users)})", key)
+        if self.lookahead and self.nesterov:
+            raise problem("is Nesterov's step already: leave nesterov out", "lookahead")
         return self
 
     def params(self) -> dict[str, float | bool]:
