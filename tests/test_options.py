@@ -16,7 +16,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 # a value other than the default, for every option (5 >= S holds 2bw's pipeline)
-OTHER_VALUES = (5, "max", "input", "batch", True, 3, {"name": "nesterov"})
+OTHER_VALUES = (5, "max", "input", "batch", True, 3, {"name": "nesterov"}, 0.5, 1)
 
 
 def _fits(name: str, option: str, value: object) -> bool:

@@ -49,8 +49,9 @@ from pipebench.optim.corrections import (
     remember_update,
     rescale_update,
 )
-from pipebench.optim.diloco import outer_state, synchronise
+from pipebench.optim.diloco import merge, outer_state, synchronise
 from pipebench.optim.step import (
+    ALPHA,
     DC,
     DELAY_LR,
     DELAY_LR_WARMUP,
@@ -129,7 +130,7 @@ def _replay_trace(
     predict = hyper[PREDICT] != 0.0
     pred, update, before = correction_buffers(predict, hyper[DC] != 0.0, P, R, d)
     lag = stage_delays(kind, stage, tau, n_rows, S)
-    theta, outer_mu, rounds = outer_state(hyper[OUTER_LR] != 0.0, hist)
+    theta, outer_mu, rounds, due = outer_state(hyper[OUTER_LR] != 0.0, hist, S)
     initial = _loss_at(-np.inf, linear, layered, hist, cur, last_u_end, w_vis, rec,
                        out_model)  # fmt: skip
     n_pts = len(times)
@@ -219,6 +220,10 @@ def _replay_trace(
                 rescale_update(hist[r, v % H], hist[r, (v + 1) % H], lo, hi, f)
             if predict:
                 remember_update(hist[r, v % H], hist[r, (v + 1) % H], lo, hi, update[r])
+            if due[r, s] > 0:  # streaming DiLoCo: the overlapped average arrives
+                due[r, s] -= 1
+                if due[r, s] == 0:
+                    merge(hist[r, (v + 1) % H], theta, hyper[ALPHA], lo, hi)
             acc[r, lo:hi] = 0.0
             count[r, s] = 0
             cur[r, s] = v + 1
@@ -226,7 +231,7 @@ def _replay_trace(
             updates += 1
         elif k == AVERAGE:
             if hyper[OUTER_LR] != 0.0:
-                synchronise(off, hist, cur, hyper, theta, outer_mu, rounds)
+                synchronise(off, hist, cur, hyper, theta, outer_mu, rounds, due)
             else:
                 average_replicas(off, hist, cur)
     return p, updates, done

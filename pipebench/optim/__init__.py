@@ -15,14 +15,16 @@ import numpy as np
 HYPER_FIELDS = ("lr", "momentum", "nesterov", "beta1", "beta2", "eps", "weight_decay",
                 "ns_steps", "adam_lr", "warmup", "cosine", "ef", "predict",
                 "delay_compensation", "outer_lr", "outer_momentum", "outer_nesterov",
-                "fragments", "delay_lr", "delay_lr_warmup", "quantize", "lookahead")  # fmt: skip
+                "fragments", "delay_lr", "delay_lr_warmup", "quantize", "lookahead",
+                "overlap_steps", "alpha")  # fmt: skip
 # Fields every optimizer takes: the lr schedule and the delay corrections.
 SHARED_FIELDS = ("warmup", "cosine", "ef", "predict", "delay_compensation", "delay_lr",
                  "delay_lr_warmup")  # fmt: skip
 # `delay_lr` values, coded in the hyper-parameter array by their position from 1.
 DELAY_LR_RULES = ("pipemare",)
 # Fields a schedule's options fill in: localsgd's outer optimizer (optim.diloco).
-SCHEDULE_FIELDS = ("outer_lr", "outer_momentum", "outer_nesterov", "fragments", "quantize")
+SCHEDULE_FIELDS = ("outer_lr", "outer_momentum", "outer_nesterov", "fragments", "quantize",
+                   "overlap_steps", "alpha")  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -30,10 +30,11 @@ PREDICT, DC, DELAY_LR, DELAY_LR_WARMUP, LOOKAHEAD = (
     HYPER_FIELDS.index(n)
     for n in ("predict", "delay_compensation", "delay_lr", "delay_lr_warmup", "lookahead")
 )
-OUTER_LR, OUTER_MU, OUTER_NESTEROV, FRAGMENTS, QUANTIZE = (
+OUTER_LR, OUTER_MU, OUTER_NESTEROV, FRAGMENTS, QUANTIZE, OVERLAP, ALPHA = (
     HYPER_FIELDS.index(n)
-    for n in ("outer_lr", "outer_momentum", "outer_nesterov", "fragments", "quantize")
-)
+    for n in ("outer_lr", "outer_momentum", "outer_nesterov", "fragments", "quantize",
+              "overlap_steps", "alpha")
+)  # fmt: skip
 
 
 @njit(cache=True)
