@@ -109,7 +109,7 @@ def test_outer_step_matches_a_numpy_walk(outer, fragments, quantize):
 def test_diloco_defaults_are_the_published_ones():
     assert outer_params({"outer": {"name": "nesterov"}}) == {
         "outer_lr": 0.7, "outer_momentum": 0.9, "outer_nesterov": 1.0, "fragments": 1.0,
-        "quantize": 0.0,
+        "quantize": 0.0, "overlap_steps": 0.0, "alpha": 0.0,
     }  # fmt: skip
     assert outer_params({"outer": None, "fragments": 1, "overlap_steps": 0, "alpha": 0.0}) == {}
 
