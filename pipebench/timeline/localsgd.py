@@ -11,7 +11,7 @@ def _rules(stages: int, options: dict[str, object]) -> Rules:
         raise InputError("replicas", f"must be <= {MAX_STAGES}, got {replicas}")
     if int(options["fragments"]) > stages:
         raise InputError("fragments", f"must be <= stages ({stages}), got {options['fragments']}")
-    overlap, local = int(options["overlap_steps"]), int(options["local_steps"])
+    overlap, local = int(options["overlap_steps"] or 0), int(options["local_steps"])
     if overlap > local:  # the average must be merged before the next round sends
         raise InputError("overlap_steps", f"must be <= local_steps ({local}), got {overlap}")
     return Rules(
@@ -39,8 +39,8 @@ SCHEDULE = Schedule(
         "outer": None,
         "fragments": 1,
         "quantize": None,
-        "overlap_steps": 0,
-        "alpha": 0.0,
+        "overlap_steps": None,
+        "alpha": None,
     },
     rules=_rules,
 )
