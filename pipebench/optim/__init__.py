@@ -16,10 +16,10 @@ HYPER_FIELDS = ("lr", "momentum", "nesterov", "beta1", "beta2", "eps", "weight_d
                 "ns_steps", "adam_lr", "warmup", "cosine", "ef", "predict",
                 "delay_compensation", "outer_lr", "outer_momentum", "outer_nesterov",
                 "fragments", "delay_lr", "delay_lr_warmup", "quantize", "lookahead",
-                "overlap_steps", "alpha")  # fmt: skip
+                "overlap_steps", "alpha", "delay_compensation_adaptive")  # fmt: skip
 # Fields every optimizer takes: the lr schedule and the delay corrections.
-SHARED_FIELDS = ("warmup", "cosine", "ef", "predict", "delay_compensation", "delay_lr",
-                 "delay_lr_warmup")  # fmt: skip
+SHARED_FIELDS = ("warmup", "cosine", "ef", "predict", "delay_compensation",
+                 "delay_compensation_adaptive", "delay_lr", "delay_lr_warmup")  # fmt: skip
 # `delay_lr` values, coded in the hyper-parameter array by their position from 1.
 DELAY_LR_RULES = ("pipemare",)
 # Fields a schedule's options fill in: localsgd's outer optimizer (optim.diloco).

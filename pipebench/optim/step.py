@@ -26,10 +26,11 @@ LR, MU, NESTEROV, BETA1, BETA2, EPS, DECAY, NS_STEPS, ADAM_LR, WARMUP, COSINE, E
 )  # fmt: skip
 # The staleness corrections around the step (optim.corrections) and localsgd's DiLoCo
 # (optim.diloco; quantize: bits, 0 for full precision).
-PREDICT, DC, DELAY_LR, DELAY_LR_WARMUP, LOOKAHEAD = (
+PREDICT, DC, DC_ADAPTIVE, DELAY_LR, DELAY_LR_WARMUP, LOOKAHEAD = (
     HYPER_FIELDS.index(n)
-    for n in ("predict", "delay_compensation", "delay_lr", "delay_lr_warmup", "lookahead")
-)
+    for n in ("predict", "delay_compensation", "delay_compensation_adaptive", "delay_lr",
+              "delay_lr_warmup", "lookahead")
+)  # fmt: skip
 OUTER_LR, OUTER_MU, OUTER_NESTEROV, FRAGMENTS, QUANTIZE, OVERLAP, ALPHA = (
     HYPER_FIELDS.index(n)
     for n in ("outer_lr", "outer_momentum", "outer_nesterov", "fragments", "quantize",
