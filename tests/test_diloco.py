@@ -213,3 +213,31 @@ def test_diloco_options_are_refused_where_they_make_no_sense(tmp_path, capsys, e
     assert main(["validate", str(write(tmp_path, SCENARIO.replace("ENTRY", entry)))]) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.count("\n") == 1 and words in err, err
+
+
+def union_length(intervals):
+    """Measure of a union of intervals, merged in plain Python."""
+    total, reach = 0.0, -np.inf
+    for a, b in sorted(intervals):
+        if b > reach:
+            total += b - max(a, reach)
+            reach = b
+    return total
+
+
+@pytest.mark.parametrize("tau", [0, 1, 2])
+def test_busy_time_counts_a_rank_once_while_an_average_overlaps_its_steps(tau):
+    from pipebench.timeline.stats import busy_time
+
+    costs = CostModel.build(3, allreduce=40.0)
+    _, trace, _ = run(objective(stages=3), costs=costs, overlap_steps=tau)
+    avg = [
+        (a, b) for a, b, k in zip(trace.start, trace.end, trace.kind, strict=True) if k == AVERAGE
+    ]
+    want = sum(
+        union_length(
+            avg + [(trace.start[i], trace.end[i]) for i in np.flatnonzero(trace.stage == s)]
+        )
+        for s in range(3)
+    )
+    assert busy_time(trace) == pytest.approx(want, rel=1e-12)
