@@ -17,7 +17,7 @@ With `overlap_steps: τ` (streaming DiLoCo's overlapping communication) the
 replicas do not wait for the new θ: each goes on from its own weights and
 merges θ into a synced stage's block after its τ-th next step of that stage,
 w ← α·w + (1 − α)·θ with `alpha` (0, the default: θ replaces w, as without
-overlap; streaming DiLoCo found α = 0.5 best).
+overlap).
 """
 
 from __future__ import annotations
