@@ -154,6 +154,22 @@ def schedule(
     straggler: Annotated[
         str | None, typer.Option(help="Slow one stage: STAGE:FACTOR, e.g. 3:1.5.")
     ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Costs in seconds from this model (gpt2-medium, llama3-8b, ...)."),
+    ] = None,
+    hardware: Annotated[
+        str | None, typer.Option(help="GPU the model runs on (h100, h200, ...); with --model.")
+    ] = None,
+    seq: Annotated[int | None, typer.Option(help="Sequence length of the model.")] = None,
+    micro_batch: Annotated[int | None, typer.Option(help="Sequences per micro-batch.")] = None,
+    precision: Annotated[str, typer.Option(help="bf16 (autocast, fp32 weights) or fp32.")] = "bf16",
+    profile: Annotated[
+        str | None, typer.Option(help="Measured costs: h200 or a CSV of `pipebench profile`.")
+    ] = None,
+    layers_per_stage: Annotated[
+        str | None, typer.Option(help="The model's layers per stage: 3,4,4,...; default even.")
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     png: Annotated[Path | None, typer.Option(help="Also draw the Gantt chart to this PNG.")] = None,
     chrome_trace: Annotated[
@@ -178,17 +194,26 @@ def schedule(
         if value is not None and value is not False  # a flag not given
     }
     _check_exports({"png": png, "chrome_trace": chrome_trace, "torch_csv": torch_csv})
-    costs = CostModel.build(
-        stages,
-        forward=_costs("forward", forward),
-        backward=_costs("backward", backward),
-        comm=comm,
-        update=update,
-        allreduce=allreduce,
-        jitter=jitter,
-        seed=seed,
-        straggler=None if straggler is None else _straggler(straggler),
+    typed = {"forward": forward != "1", "backward": backward != "1", "comm": comm != 0.0,
+             "update": update != 0.0, "allreduce": allreduce != 0.0}  # fmt: skip
+    machine = _machine(
+        stages, model, hardware, seq, micro_batch, precision, profile, layers_per_stage, typed
     )
+    slow = None if straggler is None else _straggler(straggler)
+    if machine is not None:
+        costs = machine.cost_model(jitter=jitter, seed=seed, straggler=slow)
+    else:
+        costs = CostModel.build(
+            stages,
+            forward=_costs("forward", forward),
+            backward=_costs("backward", backward),
+            comm=comm,
+            update=update,
+            allreduce=allreduce,
+            jitter=jitter,
+            seed=seed,
+            straggler=slow,
+        )
     timeline, stats = api.schedule_timeline(name, costs, microbatches, **options)
     # rpd is not a timeline: its pictures are those of the pd clock it runs on.
     trace = timeline.clock
@@ -212,10 +237,11 @@ def schedule(
     if png is not None:
         from pipebench.report.plots import gantt_png
 
-        gantt_png(trace, png)
+        gantt_png(trace, png, unit="cost units" if machine is None else "seconds")
+    speed = {} if machine is None else _speed(machine, stats, trace.replicas)
     if json_out:
         record = stats.as_dict() | {"options": api.schedule_options(name, stages, options)}
-        print(json.dumps(record, allow_nan=False))
+        print(json.dumps(record | speed, allow_nan=False))
         return
     from pipebench.report.gantt import gantt_text
     from pipebench.report.stats_view import rank_table, stage_table, summary_table
@@ -227,10 +253,71 @@ def schedule(
             style="dim",
         )
     out.print(gantt_text(trace, width=out.width))
+    if machine is not None:
+        out.print(
+            f"{model} on {machine.hardware.name} ({machine.source}), layers per stage "
+            f"{','.join(map(str, machine.split))}; clock in seconds: "
+            f"{speed['tokens_per_second']:,.0f} tokens/s, MFU {speed['mfu']:.1%}"
+        )
     out.print(summary_table(stats))
     out.print(stage_table(stats))
     if stats.ranks != stats.stages or any(stats.rank_peak_pending_w or ()):
         out.print(rank_table(stats))  # chunks share ranks, or W's wait apart from their I
+
+
+def _machine(
+    stages: int,
+    model: str | None,
+    hardware: str | None,
+    seq: int | None,
+    micro_batch: int | None,
+    precision: str,
+    profile: str | None,
+    layers_per_stage: str | None,
+    typed: dict[str, bool],
+):
+    """`schedule`'s model on a GPU, or None when --model is not given."""
+    from pipebench.hardware.gpus import gpu_preset
+    from pipebench.hardware.model import check_shape, model_preset
+    from pipebench.hardware.sizes import compute_bytes
+    from pipebench.scenario.hardware import build_machine
+
+    given = {"hardware": hardware, "seq": seq, "micro_batch": micro_batch, "profile": profile,
+             "layers_per_stage": layers_per_stage,
+             "precision": None if precision == "bf16" else precision}  # fmt: skip
+    if model is None:
+        needs = [k for k, v in given.items() if v is not None]
+        if needs:
+            raise InputError(needs[0], "needs --model (the model it is about)")
+        return None
+    clash = [k for k, v in typed.items() if v]
+    if clash:
+        raise InputError(clash[0], "comes from --model and --hardware; give one or the other")
+    if hardware is None:
+        raise InputError("hardware", "missing; --model runs on a GPU: give --hardware")
+    compute_bytes(precision)
+    sizes = {k: v for k, v in (("seq", seq), ("micro_batch", micro_batch)) if v is not None}
+    split = None
+    if layers_per_stage is not None:
+        try:
+            split = [int(x) for x in layers_per_stage.split(",")]
+        except ValueError:
+            raise InputError(
+                "layers_per_stage", f"whole numbers separated by commas, got {layers_per_stage!r}"
+            ) from None
+    shape = model_preset(model, **sizes)
+    if any(v < 1 for v in sizes.values()):
+        raise InputError(next(k for k, v in sizes.items() if v < 1), "must be >= 1")
+    return build_machine(
+        check_shape(shape), gpu_preset(hardware), stages, precision, profile, split
+    )
+
+
+def _speed(machine, stats, replicas: int) -> dict[str, float]:
+    """Tokens per second of the schedule's clock, and the MFU that makes on its GPUs."""
+    tokens_per_second = stats.microbatches * machine.tokens_per_microbatch / stats.makespan
+    gpus = len(machine.split) * replicas
+    return {"tokens_per_second": tokens_per_second, "mfu": machine.mfu(tokens_per_second, gpus)}
 
 
 def _check_exports(files: dict[str, Path | None]) -> None:
@@ -537,6 +624,28 @@ def validate(
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def profile(ctx: typer.Context) -> None:
+    """Measure a model's layers with PyTorch on this machine; writes a profile CSV.
+
+    Options (see `pipebench profile --help`): --model or the shape's fields,
+    --seq, --micro-batch 1,2,4,8, --precision, --device, --reps, --out FILE.
+    Needs the optional extra: pip install 'pipebench[profile]'.
+    """
+    try:
+        from pipebench.hardware import measure
+    except ImportError as error:
+        raise InputError(
+            "profile", f"needs PyTorch ({error}): pip install 'pipebench[profile]'"
+        ) from None
+    status = measure.main(list(ctx.args), prog="pipebench profile")
+    if status:
+        raise typer.Exit(status)
 
 
 @app.command("list", cls=Command)

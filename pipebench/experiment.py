@@ -24,7 +24,7 @@ from pipebench.limits import (
     replay_needs,
     row_text_bytes,
 )
-from pipebench.objectives import BlockLinear, Layered, build_objective
+from pipebench.objectives import LAYERED_KINDS, BlockLinear, Layered, build_objective
 from pipebench.objectives.blocklinear import SAMPLE_FULL
 from pipebench.optim import OPTIMIZERS, hyper_array
 from pipebench.optim.diloco import outer_params
@@ -35,9 +35,10 @@ from pipebench.scenario import (
     lr_select,
     lr_values,
 )
-from pipebench.timeline import CostModel, get_schedule, setup_schedule
+from pipebench.scenario.hardware import Machine, build_machine
+from pipebench.timeline import CostModel, setup_schedule
 from pipebench.timeline.budget import first_update_time, planned_microbatches
-from pipebench.timeline.schedule import BARRIER_NONE, VERSIONS_TWO_BW, Setup, auto_delta
+from pipebench.timeline.schedule import Setup
 from pipebench.timeline.trace import trace_need
 
 
@@ -69,13 +70,17 @@ class Entry:
 class Experiment:
     loaded: LoadedScenario
     costs: CostModel
-    objective: BlockLinear | Layered
+    objective: BlockLinear | Layered  # cut into one block per stage
+    # by chunk count: the objective cut into one block per chunk (programs may have several
+    # chunks per stage); the replay of an entry trains `objective_of(entry)`
+    cuts: dict[int, BlockLinear | Layered]
     entries: list[Entry]
     seeds: list[int]
     budget_kind: str
     budget: float
     points: int
     target_loss: float | None
+    machine: Machine | None = None  # the model and GPU the costs come from, if any
 
     @property
     def name(self) -> str:
@@ -85,11 +90,37 @@ class Experiment:
     def runs(self) -> int:
         return len(self.seeds) * sum(len(e.lrs) for e in self.entries)
 
+    def objective_of(self, entry: Entry) -> BlockLinear | Layered:
+        """What `entry` trains: the objective cut into one block per chunk of its schedule."""
+        return self.cuts[entry.setup.chunks]
 
-def _costs(loaded: LoadedScenario) -> CostModel:
+
+def _machine(loaded: LoadedScenario) -> Machine | None:
+    """The scenario's model on its GPU, when it gives one."""
+    spec = loaded.scenario.pipeline
+    if spec.model is None or spec.hardware is None:
+        return None
+    try:
+        return build_machine(
+            spec.model.shape(),
+            spec.hardware.machine(),
+            spec.stages,
+            precision=spec.model.precision,
+            profile=spec.profile,
+            layers_per_stage=spec.layers_per_stage,
+            base=loaded.path.parent,
+        )
+    except InputError as error:
+        raise loaded.error(("pipeline", *error.field.split(".")), error.message) from None
+
+
+def _costs(loaded: LoadedScenario, machine: Machine | None) -> CostModel:
     spec = loaded.scenario.pipeline
     c = spec.costs
+    straggler = None if c.straggler is None else (c.straggler.stage, c.straggler.factor)
     try:
+        if machine is not None:
+            return machine.cost_model(jitter=c.jitter, seed=c.seed, straggler=straggler)
         return CostModel.build(
             spec.stages,
             forward=c.forward,
@@ -99,7 +130,7 @@ def _costs(loaded: LoadedScenario) -> CostModel:
             allreduce=c.allreduce,
             jitter=c.jitter,
             seed=c.seed,
-            straggler=None if c.straggler is None else (c.straggler.stage, c.straggler.factor),
+            straggler=straggler,
         )
     except InputError as error:
         path = ("pipeline", "stages") if error.field == "stages" else ("pipeline", "costs")
@@ -117,7 +148,7 @@ def _entry(loaded: LoadedScenario, index: int, stages: int) -> Entry:
     except InputError as error:
         raise loaded.error((*where, error.field), error.message) from None
     optimizer: OptimizerSpec = spec.optimizer or scenario.optimizer
-    if optimizer.delay_lr is not None and setup.rules is None:
+    if optimizer.delay_lr is not None and setup.form is None:
         at = (*where, "optimizer") if spec.optimizer is not None else ("optimizer",)
         raise loaded.error((*at, "delay_lr"), f"does not apply to {spec.name}, whose delays "
                            "are drawn per iteration (only to timeline schedules)")  # fmt: skip
@@ -141,15 +172,18 @@ def resolve(loaded: LoadedScenario, seeds: int | None = None) -> Experiment:
     before the objective is built, and the budget against the first update.
     """
     scenario = loaded.scenario
-    costs = _costs(loaded)
+    machine = _machine(loaded)
+    costs = _costs(loaded, machine)
     entries = [_entry(loaded, i, costs.stages) for i in range(len(scenario.schedules))]
     budget = scenario.budget
     amount = float(getattr(budget, budget.kind))
     _check_needs(loaded, costs, entries, seeds)
     try:
-        objective = build_objective(scenario.objective, costs.stages, loaded.data_file())
+        cuts = _cuts(scenario.objective, [costs.stages, *(e.setup.chunks for e in entries)],
+                     loaded.data_file())  # fmt: skip
     except InputError as error:
         raise loaded.error(_objective_path(error.field), error.message) from None
+    objective = cuts[costs.stages]
     for entry in entries:
         if entry.setup.options.get("sampling", "objective") != "objective" and (
             objective.sampling == SAMPLE_FULL
@@ -179,13 +213,28 @@ def resolve(loaded: LoadedScenario, seeds: int | None = None) -> Experiment:
         loaded=loaded,
         costs=costs,
         objective=objective,
+        cuts=cuts,
         entries=entries,
         seeds=list(range(seeds)) if seeds is not None else scenario.seed_list,
         budget_kind=budget.kind,
         budget=amount,
         points=scenario.record.points,
         target_loss=scenario.target_loss,
+        machine=machine,
     )
+
+
+def _cuts(spec, counts: list[int], data_file) -> dict[int, BlockLinear | Layered]:
+    """The objective cut into each block count in `counts`.
+
+    A layered model is built per count (its layout follows its blocks); a
+    block-linear one is one vector that the replay cuts, built once, checked
+    against the largest count.
+    """
+    counts = sorted(set(counts))
+    if spec.kind in LAYERED_KINDS:
+        return {c: build_objective(spec, c, data_file) for c in counts}
+    return dict.fromkeys(counts, build_objective(spec, counts[-1], data_file))
 
 
 def _objective_path(field: str) -> tuple:
@@ -213,17 +262,19 @@ def _check_needs(
         grouped = [o for o in ("accumulate", "local_steps", "replicas") if o in setup.given]
         by_group = budget.kind != "microbatches" and setup.unit * 2 > m and grouped
         trace_field = (*where, grouped[0]) if by_group else ("budget", budget.kind)
-        needs.append(trace_need(trace_field, S, m))
+        needs.append(trace_need(trace_field, setup.chunks, m))
         clock = costs.clock_check(m, setup.recompute)
         if clock is not None:
             raise loaded.error(("pipeline", "costs", clock[0]), clock[1])
-        shape = _shape(setup, m)
+        shape = setup.replay_shape(m)
         # the options are to blame for a large shape when they make it larger than the defaults
         held = [o for o in ("replicas", "accumulate", "delta") if o in setup.given]
-        default = setup_schedule(setup.name, S, {})
-        larger = any(a > b for a, b in zip(shape, _shape(default, m), strict=True))
+        default = setup_schedule(setup.name, S, {}).replay_shape(m) if held else shape
+        larger = any(a > b for a, b in zip(shape, default, strict=True))
         field = (*where, held[0]) if held and larger else size_field
-        replays.append(replay_needs(entry.label, spec, S, params, rows, shape, field))
+        C = setup.chunks  # the objective is cut into a block per chunk
+        sized = (params, rows) if C == S else objective_needs(spec, C, loaded.data_file())[1:]
+        replays.append(replay_needs(entry.label, spec, C, *sized, shape, field))
     # every trace is held until the end; replays run one at a time (per worker)
     needs += max(replays, key=lambda pair: sum(need.bytes for need in pair))
     n_seeds = seeds if seeds is not None else len(scenario.seed_list)
@@ -244,31 +295,6 @@ def _check_needs(
     if isinstance(field, str):
         raise InputError(field, message)
     raise loaded.error(field, message)
-
-
-def _shape(setup: Setup, microbatches: int) -> tuple[int, int, int]:
-    """(replicas, weight versions, micro-batches in flight) a replay holds, at most."""
-    rules, stages = setup.rules, setup.stages
-    if get_schedule(setup.name).program is not None:
-        raise InputError(
-            "schedule",
-            f"{setup.name} is a program schedule: `pipebench schedule {setup.name}` simulates "
-            "it, but training runs do not replay programs yet",
-        )
-    if rules is None:  # rpd: one model, its iterates back to the delay bound
-        delta = setup.options["delta"]
-        bound = auto_delta(stages) if delta == "auto" else int(delta)
-        return 1, min(bound, stages * microbatches) + 1, 1
-    inflight = min(int(rules.cap.max()), microbatches)
-    # a stage reads versions at most `inflight` steps old; 2BW reads one of two, and
-    # without staleness (flushes, chained replicas) only the current one is read
-    if rules.versions == VERSIONS_TWO_BW:
-        versions = 3
-    elif rules.barrier != BARRIER_NONE or rules.chain_replicas:
-        versions = 2
-    else:
-        versions = inflight + 2
-    return rules.replicas, versions, inflight
 
 
 def _runs_field(scenario, entries: list[Entry], seeds: int | None, n_seeds: int, points: int):

@@ -74,9 +74,8 @@ def run_one(
     started = time.perf_counter()
     sized, stats = replays.per_seed[seed]
     entry = replays.entry
-    curve = replay(
-        sized, exp.objective, entry.optimizer_code, entry.hyper(lr), seed, exp.points, stop
-    )
+    objective = exp.objective_of(entry)
+    curve = replay(sized, objective, entry.optimizer_code, entry.hyper(lr), seed, exp.points, stop)
     return Outcome(
         entry=entry,
         seed=seed,

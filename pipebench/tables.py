@@ -29,6 +29,8 @@ SUMMARY_COLUMNS = [
     # added since
     "scenario_hash", "optimizer", "selected", "runs", "auc", "diverged_at", "mean_block_delay",
 ]  # fmt: skip
+# Added to the summary after the others when the scenario gives a model and a GPU
+MACHINE_COLUMNS = ["tokens_per_second", "mfu"]
 CURVE_COLUMNS = [
     "scenario",
     "schedule",
@@ -169,7 +171,19 @@ def _run_row(exp: Experiment, scenario_hash: str, o: Outcome) -> dict:
         "auc": _area(o.curve),
         "diverged_at": o.curve.diverged_at if diverged else np.nan,
         "mean_block_delay": o.stats.mean_block_delay,
-    }
+    } | (_machine_fields(exp, o) if exp.machine is not None else {})
+
+
+def clock_unit(summary: pd.DataFrame) -> str:
+    """What the clock counts: seconds when the costs came from a model on a GPU."""
+    return "seconds" if MACHINE_COLUMNS[0] in summary.columns else "cost units"
+
+
+def _machine_fields(exp: Experiment, o: Outcome) -> dict:
+    """Tokens of the big model per second of its clock, and its FLOPs over all GPUs' peak."""
+    tokens_per_second = o.curve.microbatches * exp.machine.tokens_per_microbatch / o.until
+    gpus = exp.costs.stages * o.first_rounds.replicas
+    return {"tokens_per_second": tokens_per_second, "mfu": exp.machine.mfu(tokens_per_second, gpus)}
 
 
 _MEAN = ["final_loss", "final_gap", "best_loss", "auc", "sim_time", "microbatches", "updates",
@@ -180,7 +194,7 @@ _MAX = ["max_delay", "steady_max_delay", "peak_versions"]
 def _aggregate(group: pd.DataFrame) -> dict:
     """The row over seeds: means, worst cases, and a time to target only if every seed got there."""
     row = group.iloc[0].to_dict()
-    row.update({c: group[c].mean() for c in _MEAN})
+    row.update({c: group[c].mean() for c in _MEAN + MACHINE_COLUMNS if c in group})
     row.update({c: group[c].max() for c in _MAX})
     reached = group["time_to_target"]
     row["time_to_target"] = reached.mean() if reached.notna().all() else np.nan
@@ -202,16 +216,15 @@ def summary_table(exp: Experiment, scenario_hash: str, outcomes: list[Outcome]) 
     best by the entry's `select` criterion; diverged learning rates are never
     selected.
     """
-    runs = pd.DataFrame(
-        [_run_row(exp, scenario_hash, o) for o in outcomes], columns=SUMMARY_COLUMNS
-    )
+    columns = SUMMARY_COLUMNS + (MACHINE_COLUMNS if exp.machine is not None else [])
+    runs = pd.DataFrame([_run_row(exp, scenario_hash, o) for o in outcomes], columns=columns)
     if runs.empty:
         return runs
     runs["seed"] = runs["seed"].astype("Int64")
     aggregates = [
         _aggregate(group) for _, group in runs.groupby(["label", "lr"], sort=False, dropna=False)
     ]
-    table = pd.concat([runs, pd.DataFrame(aggregates, columns=SUMMARY_COLUMNS)], ignore_index=True)
+    table = pd.concat([runs, pd.DataFrame(aggregates, columns=columns)], ignore_index=True)
     table["seed"] = table["seed"].astype("Int64")
     for entry in exp.entries:
         mine = table[(table["label"] == entry.label) & table["seed"].isna() & ~table["diverged"]]
@@ -331,6 +344,14 @@ def condensed(summary: pd.DataFrame, has_target: bool, has_optimum: bool) -> pd.
                     else first["steady_max_delay"]
                 ),
                 "bubble": f"{chosen['bubble_fraction'].mean():.3f}",
+                **(
+                    {
+                        "tokens/s": f"{chosen['tokens_per_second'].mean():,.0f}",
+                        "mfu": f"{chosen['mfu'].mean():.1%}",
+                    }
+                    if MACHINE_COLUMNS[0] in chosen
+                    else {}
+                ),
                 "div": f"{int(chosen['diverged'].sum())}/{len(chosen)}",
             }
         )

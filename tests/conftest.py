@@ -14,8 +14,9 @@ PROGRAM_SCHEDULES = tuple(
     name for name, s in SCHEDULES.items() if s.program is not None and name != "torch-csv"
 )
 ALL_SCHEDULES = tuple(SCHEDULES)
-# Schedules `run` trains today (programs are timed by `schedule` only, not yet replayed).
-TRAINABLE_SCHEDULES = tuple(name for name, s in SCHEDULES.items() if s.program is None)
+# Schedules given as rules, rpd included: their options are their own (programs take a
+# mini-batch size each must fit).
+RULE_SCHEDULES = tuple(name for name, s in SCHEDULES.items() if s.program is None)
 BUILT_IN_SCHEDULES = tuple(name for name in ALL_SCHEDULES if name != "torch-csv")
 
 

@@ -2,7 +2,7 @@
 
 The reference walks the trace in Python keeping every weight version and
 every micro-batch's saved activations in dictionaries, and applies F, B, U
-and AVG as SCHEDULES.md says. The engine keeps ring buffers of versions and
+and AVG as docs/schedules.md says. The engine keeps ring buffers of versions and
 in-flight slots instead; both must give the same weights to the last bit.
 """
 
@@ -23,8 +23,17 @@ from training import train
 from pipebench.objectives import build_objective
 from pipebench.objectives.blocklinear import draw_rows
 from pipebench.objectives.layered import Layered, stage_backward, stage_forward
-from pipebench.timeline import CostModel, RpdPlan
-from pipebench.timeline.trace import AVERAGE, BACKWARD, FORWARD, UPDATE
+from pipebench.timeline import CostModel, RpdPlan, setup_schedule
+from pipebench.timeline.trace import (
+    AVERAGE,
+    BACKWARD,
+    FORWARD,
+    INPUT_GRAD,
+    PAIR_BACKWARD,
+    PAIR_FORWARD,
+    UPDATE,
+    WEIGHT_GRAD,
+)
 
 LR = 0.05
 
@@ -37,15 +46,20 @@ def mlp(stages: int, **fields) -> Layered:
 
 
 def reference(trace, obj: Layered, seed: int, recompute: bool = False) -> np.ndarray:
-    """Final weights (replica average) of SGD along `trace`, every version kept."""
+    """Final weights (replica average) of SGD along `trace`, every version kept.
+
+    A program's trace is walked chunk by chunk (`stage` is the chunk): I runs the
+    chunk's backward, keeping its weight gradient until W adds it; the halves of
+    an F&B pair are a forward and a full backward.
+    """
     S, R, off, b = trace.stages, trace.replicas, obj.off, obj.batch_size
     versions = [[[obj.init[off[s] : off[s + 1]].copy()] for s in range(S)] for _ in range(R)]
     acc = np.zeros((R, obj.dim))
     count = np.zeros((R, S))
-    acts, saved, grads, rows = {}, {}, {}, {}
+    acts, saved, grads, rows, pending = {}, {}, {}, {}, {}
     for i in range(trace.n_ops):
         k, s, m, r = trace.kind[i], trace.stage[i], trace.mb[i], trace.replica[i]
-        if k == FORWARD:
+        if k in (FORWARD, PAIR_FORWARD):
             if s == 0:
                 rows[m] = np.zeros(b, np.int64)
                 draw_rows(obj.sampling, seed, obj.examples, b, m, rows[m])
@@ -55,17 +69,24 @@ def reference(trace, obj: Layered, seed: int, recompute: bool = False) -> np.nda
             stage_forward(*obj.archs, s, w, obj.data_f, obj.data_t, obj.data_i, rows[m],
                           acts.get((s, m), np.zeros(obj.act_size)), saved[s, m], out)  # fmt: skip
             acts[s + 1, m] = out
-        elif k == BACKWARD:
+        elif k in (BACKWARD, PAIR_BACKWARD, INPUT_GRAD):
             w = versions[r][s][trace.v_bwd[i]]
             x_in = acts.get((s, m), np.zeros(obj.act_size))
             if recompute:
                 stage_forward(*obj.archs, s, w, obj.data_f, obj.data_t, obj.data_i,
                               rows[m], x_in, saved[s, m], np.zeros(obj.act_size))  # fmt: skip
             g_in = np.zeros(obj.act_size)
+            if k == INPUT_GRAD:
+                pending[s, m] = into = np.zeros(off[s + 1] - off[s])
+            else:
+                into = acc[r, off[s] : off[s + 1]]
             stage_backward(*obj.archs, s, w, obj.data_f, obj.data_t, obj.data_i, rows[m],
                            saved[s, m], grads.get((s + 1, m), np.zeros(obj.act_size)), g_in,
-                           acc[r, off[s] : off[s + 1]])  # fmt: skip
+                           into)  # fmt: skip
             grads[s, m] = g_in
+            count[r, s] += k != INPUT_GRAD
+        elif k == WEIGHT_GRAD:
+            acc[r, off[s] : off[s + 1]] += pending.pop((s, m))
             count[r, s] += 1
         elif k == UPDATE:
             # the kernel's order of operations: (lr * sum) * (1 / count)
@@ -95,15 +116,40 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("name", "options"), CASES)
+# every synchronous program (p = 3; chunks 3 or 6)
+PROGRAMS = [
+    ("zb-h1", {"weight_grad": 0.6}),
+    ("zb-h2", {}),
+    ("interleaved-1f1b", {"chunks": 2}),
+    ("interleaved-1f1b", {"chunks": 3, "accumulate": 6}),
+    ("zbv", {}),
+    ("dualpipev", {"overlap": 2.5}),
+]
+
+
+@pytest.mark.parametrize(("name", "options"), CASES + PROGRAMS)
 def test_every_schedule_matches_the_plain_reference(name, options):
-    obj = mlp(3)
+    obj = mlp(setup_schedule(name, 3, options).chunks)  # one block per chunk
     curve, trace, until = train(name, obj, 3, lr=LR, seed=5, costs=COSTS,
                                 budget=("microbatches", 24), **options)  # fmt: skip
     assert until == trace.makespan
     expected = reference(trace, obj, 5, recompute=options.get("recompute", False))
     assert np.array_equal(curve.model, expected)
     assert curve.loss[-1] == pytest.approx(obj.loss(expected), rel=1e-12)
+
+
+@pytest.mark.parametrize(("name", "options"), PROGRAMS)
+def test_programs_are_minibatch_sgd_as_gpipe(name, options):
+    """A synchronous program on C chunks trains what gpipe does on C stages with the same
+    mini-batch (the order of the summed gradients differs: equal to rounding)."""
+    setup = setup_schedule(name, 3, options)
+    C, m = setup.chunks, setup.unit
+    obj = mlp(C)
+    budget = ("microbatches", 4 * m)
+    curve, _, _ = train(name, obj, 3, lr=LR, seed=3, costs=COSTS, budget=budget, **options)
+    flat, _, _ = train("gpipe", obj, C, lr=LR, seed=3, budget=budget, accumulate=m)
+    np.testing.assert_allclose(curve.model, flat.model, rtol=1e-12, atol=1e-13)
+    assert curve.block_updates == flat.block_updates == 4 * C
 
 
 def charlm(stages: int) -> Layered:
@@ -129,7 +175,7 @@ def test_the_transformer_matches_the_plain_reference(name, options):
 
 def test_stashing_matters_for_layered_objectives():
     """pd multiplies by the stashed weights, paci by the current ones: different runs here,
-    where for a block-linear objective they are the same (SCHEDULES.md)."""
+    where for a block-linear objective they are the same (docs/schedules.md)."""
     obj = mlp(3)
     pd_run = train("pd", obj, 3, lr=LR, costs=COSTS)[0]
     paci_run = train("paci", obj, 3, lr=LR, costs=COSTS)[0]

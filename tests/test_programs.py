@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from pipebench.cli import main
 from pipebench.errors import InputError
 from pipebench.schedules.base import program_problem
-from pipebench.timeline import CostModel, build_timeline, stats_of
+from pipebench.timeline import CostModel, build_timeline, setup_schedule, stats_of
 from pipebench.timeline.registry import SCHEDULES, resolve_options
 from pipebench.timeline.simulate import jitter_factor
 from pipebench.timeline.trace import (
@@ -177,6 +177,29 @@ def test_interleaved_order():
     assert [program.rank_actions(r) for r in range(2)] == _rows(expected)
 
 
+@pytest.mark.parametrize(("p", "m"), [(2, 2), (3, 6), (4, 4), (4, 12)])
+def test_interleaved_with_one_chunk_is_1f1b_with_megatrons_warm_up(p, m):
+    """chunks = 1 is not 1F1B's order: Megatron's (and PyTorch's) interleaved warm-up,
+    (v - 1)p + 2(p - 1 - r), is 2(p - 1 - r) forwards at v = 1, twice 1F1B's p - 1 - r
+    (docs/schedules.md says why). The rest is 1F1B's: alternate F and B, then drain.
+    At unit costs the iteration time is 1F1B's; rank r holds up to 2(p - r) - 1
+    activations instead of p - r."""
+    program = _program("interleaved-1f1b", p, accumulate=m, chunks=1)
+    for r in range(p):
+        w = min(2 * (p - 1 - r), m)
+        order = [f"{r}F{k}" for k in range(w)]
+        for k in range(m - w):
+            order += [f"{r}F{w + k}", f"{r}B{k}"]
+        order += [f"{r}B{k}" for k in range(m - w, m)]
+        assert program.rank_actions(r) == order
+    unit = CostModel.build(p)
+    interleaved = stats_of(build_timeline("interleaved-1f1b", unit, 8 * m, accumulate=m, chunks=1))
+    flush = stats_of(build_timeline("1f1b-flush", unit, 8 * m, accumulate=m))
+    assert interleaved.iteration_time == flush.iteration_time == 2 * (m + p - 1)
+    assert interleaved.rank_peak_activations == [min(2 * (p - r) - 1, m) for r in range(p)]
+    assert flush.peak_activations == [min(p - r, m) for r in range(p)]
+
+
 def test_zbv_order():
     """ZB-V, p = 2, m = 4: rank r holds chunks r and 3 - r (a V); 2(p - r) - 1 forwards of
     the first chunk, r pairs F(second) F(first), p - r rounds F I W of the second chunk."""
@@ -313,7 +336,7 @@ def _check_trace(name, costs, M, options):
     compute = np.flatnonzero(np.isin(trace.kind, (FORWARD, BACKWARD, INPUT_GRAD, WEIGHT_GRAD)))
     k, c = trace.kind[compute], trace.stage[compute]
     wg = options.get("weight_grad", "half")
-    w = costs.backward / 2 if wg == "half" else np.full(p, wg)
+    w = costs.backward / 2 if wg == "half" else wg * costs.backward / costs.backward.mean()
     base = np.select(
         [k == FORWARD, k == BACKWARD, k == INPUT_GRAD, k == WEIGHT_GRAD],
         [costs.forward[place[c]], costs.backward[place[c]], (costs.backward - w)[place[c]],
@@ -409,6 +432,37 @@ def test_bad_program_options_are_one_line_errors(capsys, args, field):
     assert len(err.strip().splitlines()) == 1 and field in err
 
 
+def _durations(trace) -> tuple[np.ndarray, np.ndarray]:
+    """(duration, rank) of every pass, ordered by (kind, chunk, micro-batch)."""
+    passes = np.flatnonzero(trace.kind != UPDATE)
+    order = np.lexsort((trace.mb[passes], trace.stage[passes], trace.kind[passes]))
+    rows = passes[order]
+    return trace.end[rows] - trace.start[rows], trace.rank[rows]
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [("zb-h1", {"weight_grad": 0.4}), ("dualpipev", {"weight_grad": 0.3, "overlap": 1.5})],
+)
+def test_a_straggler_slows_every_pass_of_its_rank(name, options):
+    """An explicit W and F&B time scale with the straggler's factor, as its F and B do."""
+    plain = build_timeline(name, CostModel.build(3, backward=1.5), 12, **options)
+    slow = CostModel.build(3, backward=1.5, straggler=(1, 2.5))
+    slowed = build_timeline(name, slow, 12, **options)
+    before, rank = _durations(plain)
+    after, _ = _durations(slowed)
+    assert np.allclose(after, np.where(rank == 1, 2.5, 1.0) * before, rtol=1e-14)
+
+
+def test_per_rank_costs_scale_an_explicit_weight_grad():
+    """W is given for the mean backward (2 here) and scales with each rank's."""
+    costs = CostModel.build(3, backward=[1.0, 2.0, 3.0])
+    trace = build_timeline("zb-h1", costs, 3, weight_grad=0.5)
+    w = trace.kind == WEIGHT_GRAD
+    spans = (trace.end - trace.start)[w]
+    assert np.allclose(spans, np.array([0.25, 0.5, 0.75])[trace.rank[w]], rtol=1e-14)
+
+
 def test_weight_grad_must_leave_an_input_gradient():
     with pytest.raises(InputError) as info:
         build_timeline("zbv", CostModel.build(2, backward=2.0), 8, weight_grad=2.0)
@@ -492,6 +546,12 @@ def test_torch_csv_in_refuses_bad_orders(text, says, tmp_path):
     assert info.value.field == "torch-csv"
 
 
+def test_torch_csv_without_a_file_is_refused_when_set_up():
+    with pytest.raises(InputError, match="torch-csv reads a file") as info:
+        setup_schedule("torch-csv", 2, {})
+    assert info.value.field == "path"
+
+
 def test_torch_csv_in_on_the_command_line(capsys, tmp_path):
     path = tmp_path / "dualpipev.csv"
     code, _, err = _cli(capsys, "schedule", "dualpipev", "-S", "2", "-M", "4",
@@ -544,17 +604,3 @@ def test_programs_too_large_to_build_are_refused():
     with pytest.raises(InputError, match="too large to build") as info:
         build_timeline("zbv", CostModel.build(2000), 4000, accumulate=2000)
     assert info.value.field == "accumulate"
-
-
-def test_training_runs_refuse_programs_in_one_line(capsys, tmp_path):
-    scenario = tmp_path / "s.yaml"
-    scenario.write_text(
-        "name: tiny\nseeds: [0]\n"
-        "objective: {kind: quadratic, examples: 40, dim: 8, batch_size: 4}\n"
-        "pipeline: {stages: 2, costs: {forward: 1, backward: 1}}\n"
-        "budget: {microbatches: 20}\noptimizer: {name: sgd, lr: 0.01}\n"
-        "schedules: [1f1b-flush, {name: zbv, accumulate: 4}]\n"
-    )
-    code, out, err = _cli(capsys, "validate", str(scenario))
-    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
-    assert "do not replay programs yet" in err

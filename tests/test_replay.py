@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import TRAINABLE_SCHEDULES
+from conftest import PROGRAM_SCHEDULES, RULE_SCHEDULES
 from training import blocks, delays_at, numpy_gradient, objective, train
 
-from pipebench.timeline import CostModel
+from pipebench.report.torch_schedule import torch_csv_text
+from pipebench.timeline import CostModel, build_timeline, setup_schedule
 from pipebench.timeline.trace import BACKWARD, FORWARD
 
 TIGHT = {"rtol": 1e-12, "atol": 1e-12}
@@ -32,7 +33,7 @@ def minibatch_sgd(obj, lr: float, groups: int, size: int, seed: int, delay: int 
 
 
 # 2bw keeps a one-step delay on one stage too
-@pytest.mark.parametrize("name", [name for name in TRAINABLE_SCHEDULES if name != "2bw"])
+@pytest.mark.parametrize("name", [name for name in RULE_SCHEDULES if name != "2bw"])
 @pytest.mark.parametrize("kind", ["quadratic", "logistic"])
 def test_one_stage_is_plain_sgd(name, kind):
     obj = objective(kind, l2=0.01)
@@ -82,6 +83,64 @@ def test_synchronous_schedules_are_minibatch_sgd(name, accumulate):
     M = 6 * accumulate
     curve, _, _ = train(name, obj, 4, lr=0.04, accumulate=accumulate, budget=("microbatches", M))
     np.testing.assert_allclose(curve.model, minibatch_sgd(obj, 0.04, 6, accumulate, 0), **TIGHT)
+
+
+def minibatch_iterates(obj, lr: float, groups: int, size: int, seed: int) -> list[np.ndarray]:
+    """W(0), ..., W(groups) of minibatch SGD."""
+    iterates = [np.zeros(obj.dim)]
+    for t in range(groups):
+        g = np.mean([numpy_gradient(obj, iterates[t], t * size + i, seed) for i in range(size)], 0)
+        iterates.append(iterates[-1] - lr * g)
+    return iterates
+
+
+# Every synchronous program, with the chunks it cuts the objective into (p = 3 ranks).
+PROGRAM_CASES = [
+    ("zb-h1", {"weight_grad": 0.5}),
+    ("zb-h2", {}),
+    ("interleaved-1f1b", {"chunks": 2}),
+    ("interleaved-1f1b", {"chunks": 3}),
+    ("zbv", {"weight_grad": 0.8}),
+    ("dualpipev", {"overlap": 3.0}),
+]
+RANKS3 = CostModel.build(3, forward=[1.0, 1.5, 0.8], backward=[2.0, 1.0, 1.6], comm=0.3)
+
+
+def test_program_cases_are_every_program():
+    assert {name for name, _ in PROGRAM_CASES} == set(PROGRAM_SCHEDULES)
+
+
+@pytest.mark.parametrize(("name", "options"), PROGRAM_CASES)
+@pytest.mark.parametrize("kind", ["quadratic", "logistic"])
+def test_programs_are_minibatch_sgd_after_every_step(name, options, kind):
+    """Cut after each block update in turn: every chunk holds the minibatch-SGD iterate of
+    as many steps as it has taken (the replay follows I, W and F&B chunk by chunk)."""
+    setup = setup_schedule(name, 3, options)
+    C, m = setup.chunks, setup.unit
+    obj = objective(kind, stages=C, l2=0.02, grad_noise=0.0)
+    iterates = minibatch_iterates(obj, 0.05, 3, m, 2)
+    parts = blocks(obj, C)
+    for k in range(1, 3 * C + 1):
+        curve, trace, until = train(name, obj, 3, lr=0.05, seed=2, costs=RANKS3,
+                                    budget=("updates", k), **options)  # fmt: skip
+        made = trace.upd_stage[trace.upd_time <= until]  # with the k-th, those ending with it
+        steps = np.bincount(made, minlength=C)
+        want = np.concatenate([iterates[steps[c]][parts[c]] for c in range(C)])
+        np.testing.assert_allclose(curve.model, want, **TIGHT)
+        assert curve.block_updates == len(made) >= k
+
+
+def test_a_torch_csv_round_trip_trains_the_same_weights(tmp_path):
+    obj = objective("logistic", stages=6, l2=0.01)
+    one = build_timeline("zbv", RANKS3, 6)
+    path = tmp_path / "zbv.csv"
+    path.write_text(torch_csv_text(one))
+    budget = ("microbatches", 18)
+    direct, _, _ = train("zbv", obj, 3, lr=0.05, seed=1, costs=RANKS3, budget=budget)
+    read, _, _ = train("torch-csv", obj, 3, lr=0.05, seed=1, costs=RANKS3, budget=budget,
+                       path=str(path))  # fmt: skip
+    assert np.array_equal(read.model, direct.model)
+    np.testing.assert_allclose(read.model, minibatch_sgd(obj, 0.05, 3, 6, 1), **TIGHT)
 
 
 @pytest.mark.parametrize("stages,accumulate", [(2, 2), (4, 4), (4, 6), (3, 7)])
@@ -261,7 +320,9 @@ def test_curve_starts_at_the_initial_loss_and_ends_at_the_final_model():
     assert np.all(np.diff(curve.updates) >= 0)
 
 
-@pytest.mark.parametrize("name", ["pd", "1f1b-flush", "2bw", "localsgd", "rpd"])
+@pytest.mark.parametrize(
+    "name", ["pd", "1f1b-flush", "2bw", "localsgd", "rpd", "zb-h2", "dualpipev"]
+)
 def test_a_time_budget_is_the_prefix_of_a_longer_run(name):
     obj = objective(stages=4)
     short, _, _ = train(name, obj, 4, lr=0.02, budget=("time", 60.0), points=12)

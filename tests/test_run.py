@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from test_scenario import BASE, write
@@ -60,6 +61,40 @@ def test_run_writes_results_and_prints_them(tmp_path, capsys):
     meta = json.loads((out / "meta.json").read_text())
     assert meta["seeds"] == [0, 1] and meta["runs"] == {"planned": 24, "completed": 24}
     assert meta["objective"]["f_star"] is not None and "numba" in meta
+
+
+SYNCHRONOUS = BASE.replace("  - pd\n", "").replace(
+    "  - {name: 2bw, accumulate: 2}\n",
+    "".join(
+        f"  - {{name: {name}, accumulate: 4{more}}}\n"
+        for name, more in [("1f1b-flush", ""), ("zb-h1", ""), ("zb-h2", ""),
+                           ("interleaved-1f1b", ", chunks: 2"), ("zbv", ""), ("dualpipev", "")]
+    ),
+)  # fmt: skip
+
+
+def test_programs_run_end_to_end_as_minibatch_sgd(tmp_path, capsys):
+    """A micro-batch budget gives every synchronous schedule of equal mini-batch the same
+    steps of minibatch SGD; they differ in time and bubble. The staleness corrections
+    change nothing there: every pass reads its chunk's current version (τ = 0)."""
+    code, stdout, out = run(capsys, tmp_path, SYNCHRONOUS, "--format", "csv", plots=True)
+    assert code == 0
+    summary = pd.read_csv(io.StringIO(stdout))
+    runs = summary[summary["seed"].notna()]
+    assert len(runs) == 6 * 2
+    for _, same in runs.groupby("seed"):
+        assert np.allclose(same["final_loss"], same["final_loss"].iloc[0], rtol=1e-12, atol=0)
+    flush = runs[runs["schedule"] == "1f1b-flush"]
+    zero_bubble = runs[runs["schedule"] == "zb-h1"]
+    assert (zero_bubble["sim_time"].to_numpy() < flush["sim_time"].to_numpy()).all()
+    assert (out / "gantt-dualpipev.png").read_bytes().startswith(PNG_MAGIC)
+    corrected = SYNCHRONOUS.replace(
+        "{name: sgd, lr: 0.01}",
+        "{name: sgd, lr: 0.01, predict: true, delay_compensation: 0.5, delay_lr: pipemare}",
+    )
+    code, _, again = run(capsys, tmp_path, corrected, name="corrected")
+    assert code == 0
+    assert (again / "curves.csv").read_bytes() == (out / "curves.csv").read_bytes()
 
 
 def test_divergence_is_a_row_and_never_selected(tmp_path, capsys):
@@ -244,7 +279,7 @@ def test_ctrl_c_writes_the_completed_runs_and_exits_130(tmp_path, finished):
 
 
 def test_no_jit_mode_gives_the_same_results(tmp_path):
-    small = BASE.replace("  - pd\n", "  - pd\n  - rpd\n  - localsgd\n").replace(
+    small = BASE.replace("  - pd\n", "  - pd\n  - rpd\n  - localsgd\n  - zbv\n").replace(
         "seeds: [0, 1]", "seed: 0"
     )
     path = write(tmp_path, small)

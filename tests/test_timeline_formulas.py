@@ -1,4 +1,4 @@
-"""Closed formulas of SCHEDULES.md in the unit model, and the rpd iteration plan."""
+"""Closed formulas of docs/schedules.md in the unit model, and the rpd iteration plan."""
 
 from __future__ import annotations
 

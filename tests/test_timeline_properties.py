@@ -1,6 +1,6 @@
 """Invariants every simulated timeline must satisfy, under random costs and options.
 
-The checker below re-derives each rule of SCHEDULES.md from the trace alone:
+The checker below re-derives each rule of docs/schedules.md from the trace alone:
 dependencies (with link latency), barriers, one operation per stage at a time,
 in-flight caps, durations, the update table, the versions read, and the greedy
 1F1B choice rule.
@@ -26,7 +26,7 @@ ONE_F_ONE_B = ("pd", "2bw", "paci", "1f1b-flush", "localsgd")
 
 @dataclass
 class Setup:
-    """What SCHEDULES.md says the simulator must do, from the user's inputs alone."""
+    """What docs/schedules.md says the simulator must do, from the user's inputs alone."""
 
     name: str
     S: int
@@ -255,7 +255,7 @@ def check_trace(tr, cfg: Setup) -> None:
             cols = slice(g * group, min((g + 1) * group, M))
             assert np.all(bs[:, cols].min(axis=1) >= fe[:, cols].max(axis=1))
 
-    # delays in block updates, from the definition in SCHEDULES.md: update k from
+    # delays in block updates, from the definition in docs/schedules.md: update k from
     # micro-batches first..last has delay k minus the fewest updates finished when one
     # of its forwards F(j, m) started; a forward reading an older version than the
     # current one (2bw) reads the last iterate that still had it (stats.py's rule)

@@ -1,9 +1,12 @@
 """The replay loop: a timeline walked in causal order with real arithmetic.
 
-`_replay_trace` applies F, B, U and AVG exactly as SCHEDULES.md says: a
+`_replay_trace` applies F, B, U and AVG exactly as docs/schedules.md says: a
 forward reads the weight version the trace records (vF), a backward
 multiplies by vB, an update steps the stage's optimizer with the mean of the
-gradients summed since its last step, AVG averages the replicas.
+gradients summed since its last step, AVG averages the replicas. A program's
+trace is walked the same way, chunk by chunk (its `stage` is the chunk): I
+makes the input gradient and keeps the weight gradient for W, which adds it
+into the step; the halves of an F&B pair are a forward and a full backward.
 `_replay_plan` does the same for rpd's iteration plan. Both sample the loss
 at fixed simulated times and stop at the first sign of divergence. Each
 kernel serves block-linear and layered objectives (layered.py): the walk is
@@ -62,7 +65,17 @@ from pipebench.optim.step import (
 )
 from pipebench.timeline.rpd import RpdPlan
 from pipebench.timeline.rpd_draws import fill_delays
-from pipebench.timeline.trace import AVERAGE, BACKWARD, FORWARD, UPDATE, Trace
+from pipebench.timeline.trace import (
+    AVERAGE,
+    BACKWARD,
+    FORWARD,
+    INPUT_GRAD,
+    PAIR_BACKWARD,
+    PAIR_FORWARD,
+    UPDATE,
+    WEIGHT_GRAD,
+    Trace,
+)
 
 
 @njit(cache=True)
@@ -118,6 +131,11 @@ def _replay_trace(
         scratch = np.zeros(act)
         w_vis = np.zeros(d)
         rec = None  # the block-linear recorder's state
+        # pending[slot]: the weight gradients a program's I passes made and its W's add
+        split = False
+        for i in range(n_rows):
+            split = split or kind[i] == INPUT_GRAD
+        pending = np.zeros((P if split else 0, d))
     cur = np.zeros((R, S), np.int64)
     last_u_end = np.full((R, S), -np.inf)
     acc = np.zeros((R, d))
@@ -154,7 +172,7 @@ def _replay_trace(
         k = kind[i]
         s = stage[i]
         r = replica[i]
-        if k == FORWARD:
+        if k in (FORWARD, PAIR_FORWARD):
             slot = mb[i] % P
             if s == 0:
                 draw_rows(sampling, seed, examples, batch, mb[i], rows[slot])
@@ -174,7 +192,7 @@ def _replay_trace(
                     w = predicted(w, tau[i], update[r, lo:hi], 0, hi - lo, pred[slot, lo:hi])
                 stage_forward(mlp_arch, lm_arch, s, w, df, dt, di, rows[slot], x[slot, s],
                               saved[slot, so[s] : so[s + 1]], x[slot, s + 1])  # fmt: skip
-        elif k == BACKWARD:
+        elif k in (BACKWARD, PAIR_BACKWARD):
             slot = mb[i] % P
             lo, hi = off[s], off[s + 1]
             if len(layered) == 0:
@@ -203,6 +221,29 @@ def _replay_trace(
                     w_now = hist[r, cur[r, s] % H, lo:hi]
                     compensate(acc[r, lo:hi], before[lo:hi], w_now, w, hyper, ms[r, lo:hi], 0,
                                hi - lo)  # fmt: skip
+            count[r, s] += 1
+            if s == 0:
+                done += 1
+        elif k == INPUT_GRAD:
+            # Block-linear: dLoss/dz, the whole input gradient, came with the last forward.
+            # Layered: the model's backward makes both gradients at once; the weight
+            # gradient waits in the micro-batch's pending buffer for its W.
+            if len(layered) != 0:
+                slot = mb[i] % P
+                lo, hi = off[s], off[s + 1]
+                w = hist[r, v_bwd[i] % H, lo:hi]
+                pending[slot, lo:hi] = 0.0
+                stage_backward(mlp_arch, lm_arch, s, w, df, dt, di, rows[slot],
+                               saved[slot, so[s] : so[s + 1]], gl[slot, s + 1], gl[slot, s],
+                               pending[slot, lo:hi])  # fmt: skip
+        elif k == WEIGHT_GRAD:
+            slot = mb[i] % P
+            lo, hi = off[s], off[s + 1]
+            if len(layered) == 0:
+                backward_block(X, rows[slot], nb, lo, hi, g[slot], hist[r, v_bwd[i] % H], l2,
+                               noise, seed, mb[i], acc[r])  # fmt: skip
+            else:
+                acc[r, lo:hi] += pending[slot, lo:hi]
             count[r, s] += 1
             if s == 0:
                 done += 1
@@ -467,6 +508,8 @@ def _walk_trace(t: Trace, sized, objective, optimizer, record) -> tuple[int, int
         sized.length, sized.until, t.stages, t.replicas,
     )  # fmt: skip
     linear, layered = _models(objective, t.stages)
+    if layered and objective.stages != t.stages:
+        raise ValueError(f"the objective has {objective.stages} blocks, the trace {t.stages}")
     hyper = optimizer[2]
     stale = hyper[PREDICT] != 0.0 or hyper[DELAY_LR] != 0.0
     tau = read_delays(t, sized.length) if stale else np.zeros(0, np.int64)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from pipebench.timeline.trace import BACKWARD, FORWARD, UPDATE, Trace
+from pipebench.timeline.trace import AVERAGE, FORWARD, PAIR_FORWARD, UPDATE, Trace
 
 
 @njit(cache=True)
@@ -19,7 +19,7 @@ def _needs(kind, stage, mb, replica, start, end, v_fwd, v_bwd, n_rows, until, S,
     """(history depth, in-flight slots) for replaying rows [0, n_rows) that end by `until`."""
     last_row = np.full(M, -1, np.int64)
     for i in range(n_rows):
-        if end[i] <= until and kind[i] in (FORWARD, BACKWARD):
+        if end[i] <= until and kind[i] != UPDATE and kind[i] != AVERAGE:
             last_row[mb[i]] = i
     cur = np.zeros((R, S), np.int64)
     max_lag = 0
@@ -31,10 +31,11 @@ def _needs(kind, stage, mb, replica, start, end, v_fwd, v_bwd, n_rows, until, S,
         if end[i] > until:
             continue
         k = kind[i]
-        if k in (FORWARD, BACKWARD):
-            v = v_fwd[i] if k == FORWARD else v_bwd[i]
+        if k != UPDATE and k != AVERAGE:  # a pass: F, B, or a program's I, W, F&B halves
+            forward = k in (FORWARD, PAIR_FORWARD)
+            v = v_fwd[i] if forward else v_bwd[i]
             max_lag = max(max_lag, cur[replica[i], stage[i]] - v)
-            if k == FORWARD and stage[i] == 0:
+            if forward and stage[i] == 0:
                 hi = max(hi, mb[i])
             while lo < M and last_row[lo] < i:
                 lo += 1

@@ -2,7 +2,7 @@
 
 Stage s adds `X[rows, block s] @ w_s` to a running activation `z`; the last
 stage applies the loss; the backward sends the same output gradient `g` to
-every stage, whose block gradient is `X[rows, block s]^T g` (SCHEDULES.md).
+every stage, whose block gradient is `X[rows, block s]^T g` (docs/schedules.md).
 Least squares and logistic regression differ only in the per-example loss,
 so one set of kernels serves both. The kernels take the whole parameter
 vector and a column range, so the replay can hand them any stored version.

@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.patches import Patch
 
 from pipebench.export import file_name, naming
-from pipebench.tables import at_selected_lr
+from pipebench.tables import at_selected_lr, clock_unit
 from pipebench.timeline.trace import (
     AVERAGE,
     BACKWARD,
@@ -58,18 +58,21 @@ def save_figure(fig: plt.Figure, path: Path, tight: bool = True) -> None:
             os.unlink(tmp)
 
 
-def gantt_png(trace: Trace, path: Path, max_ops: int = 200_000) -> None:
-    """Draw the Gantt chart of `trace` to `path`; a long trace is cut to its first `max_ops`."""
+def gantt_png(trace: Trace, path: Path, max_ops: int = 200_000, unit: str = "cost units") -> None:
+    """Draw the Gantt chart of `trace` to `path`; a long trace is cut to its first `max_ops`.
+
+    `unit`: what the clock counts (seconds when the costs are a model's on a GPU).
+    """
     shown = head(trace, np.inf, max_ops)
     cut = "" if shown.n_ops == trace.n_ops else f", first {shown.makespan:g} of {trace.makespan:g}"
     if trace.chunk_rank is None:
         title = f"{trace.schedule}: S={trace.stages}, M={trace.microbatches}{cut}"
         draw_gantt(shown.kind, shown.stage, shown.mb, shown.start, shown.end, trace.stages, title,
-                   path)  # fmt: skip
+                   path, unit=unit)  # fmt: skip
         return
     title = f"{trace.schedule}: {trace.ranks} ranks, {trace.stages} chunks, M={trace.microbatches}"
     draw_gantt(shown.kind, shown.rank, shown.mb, shown.start, shown.end, trace.ranks, title + cut,
-               path, chunk=shown.chunk, row_name="rank")  # fmt: skip
+               path, chunk=shown.chunk, row_name="rank", unit=unit)  # fmt: skip
 
 
 def draw_gantt(
@@ -84,6 +87,7 @@ def draw_gantt(
     max_labels_across: int = 100,
     chunk: np.ndarray | None = None,
     row_name: str = "stage",
+    unit: str = "cost units",
 ) -> None:
     """One bar per operation on its stage's row (AVG spans every row), coloured by kind.
 
@@ -120,7 +124,7 @@ def draw_gantt(
     ax.set_ylim(stages - 0.5, -0.5)
     ax.set_xlim(0, until)
     ax.set_ylabel(row_name)
-    ax.set_xlabel("simulated time (cost units)")
+    ax.set_xlabel(f"simulated time ({unit})")
     ax.set_title(title)
     if stages <= 32:
         ax.set_yticks(range(stages))
@@ -131,12 +135,14 @@ def draw_gantt(
     save_figure(fig, path, tight=False)
 
 
-def gantt_of_table(ops: pd.DataFrame, stages: int, title: str, path: Path) -> None:
+def gantt_of_table(
+    ops: pd.DataFrame, stages: int, title: str, path: Path, unit: str = "cost units"
+) -> None:
     """The Gantt chart of rows of `timeline.csv` (one schedule's)."""
     kind = ops["kind"].map({name: i for i, name in enumerate(KIND_NAMES)}).to_numpy()
     draw_gantt(
         kind, ops["stage"].to_numpy(), ops["mb"].to_numpy(), ops["start"].to_numpy(),
-        ops["end"].to_numpy(), stages, title, path,
+        ops["end"].to_numpy(), stages, title, path, unit=unit,
     )  # fmt: skip
 
 
@@ -163,7 +169,7 @@ def _by_seed(rows: pd.DataFrame, x: str, y: str) -> tuple[np.ndarray, np.ndarray
     return grid, np.vstack(ys)
 
 
-X_LABELS = {"sim_time": "simulated time (cost units)", "updates": "block updates"}
+X_LABELS = {"sim_time": "simulated time ({unit})", "updates": "block updates"}
 # Each schedule its own colour, line style and marker, so that equal curves stay visible.
 LINE_STYLES = ("-", "--", "-.", ":")
 MARKERS = "osD^vPX*<>"
@@ -240,7 +246,7 @@ def curves_figure(
             f"\ndotted: rounding floor {floor:.2g} = {ROUNDING_EPSILONS} ε × initial loss "
             f"{scale:.3g}; a smaller f − f* (zero or negative included) is drawn on it"
         )
-    ax.set_xlabel(X_LABELS[x])
+    ax.set_xlabel(X_LABELS[x].format(unit=clock_unit(summary)))
     ax.set_ylabel(f"f − f*  (f: {loss_label})" if gap else loss_label)
     scenario = summary["scenario"].iloc[0]
     band = f"mean over {n_seeds} seeds, band min–max" if n_seeds > 1 else "one seed"
@@ -311,7 +317,9 @@ def draw_results(
         used.add(name)
         schedule = ops["schedule"].iloc[0]
         clock = " (its pd clock)" if schedule == "rpd" else ""
-        title = f"{label}{clock}: S={stages}, first {ops['end'].max():g} time units"
-        gantt_of_table(ops, stages, title, out_dir / f"{name}.png")
+        unit = clock_unit(summary)
+        shown = "time units" if unit == "cost units" else unit
+        title = f"{label}{clock}: S={stages}, first {ops['end'].max():g} {shown}"
+        gantt_of_table(ops, stages, title, out_dir / f"{name}.png", unit=unit)
         written.append(out_dir / f"{name}.png")
     return written

@@ -11,7 +11,7 @@ import math
 import pandas as pd
 
 from pipebench.compare import REFERENCE_SCHEDULES, side_by_side
-from pipebench.tables import fmt_number
+from pipebench.tables import clock_unit, fmt_number
 
 
 def _names(rows: pd.DataFrame, column: str, unit: str = "") -> str:
@@ -53,7 +53,8 @@ def winner_lines(summary: pd.DataFrame, has_target: bool) -> list[str]:
         else "the first schedule (no synchronous one to compare with)"
     )
     fastest = reached[reached["time_to_target"] == reached["time_to_target"].min()]
-    line = f"fastest to target: {_names(reached, 'time_to_target', ' time units')}"
+    unit = " s" if clock_unit(summary) == "seconds" else " time units"
+    line = f"fastest to target: {_names(reached, 'time_to_target', unit)}"
     if math.isnan(ref["time_to_target"]):
         line += f"; {kind} {ref['label']} did not reach it in every seed"
     elif bool(fastest["reference"].any()):

@@ -103,7 +103,20 @@ class LoadedScenario:
         )
         digest = hashlib.sha256(json.dumps(record, sort_keys=True).encode())
         digest.update(self.data_digest())
+        profile = self.profile_file()
+        if profile is not None and profile.is_file():  # measured costs enter by content too
+            digest.update(hashlib.sha256(profile.read_bytes()).digest())
         return digest.hexdigest()[:16]
+
+    def profile_file(self) -> Path | None:
+        """The measured profile the costs come from, if a file (not a built-in one)."""
+        from pipebench.hardware.profile import BUILTIN
+
+        given = self.scenario.pipeline.profile
+        if given is None or given in BUILTIN:
+            return None
+        p = Path(given).expanduser()
+        return p if p.is_absolute() else self.path.parent / p
 
     def data_digest(self) -> bytes:
         """The SHA-256 of the objective's data file (empty when it reads none)."""

@@ -21,6 +21,7 @@ from pipebench.scenario.base import (
     problem,
     unknown,
 )
+from pipebench.scenario.hardware import MODEL_COSTS, MachineSpec
 from pipebench.scenario.objectives import ObjectiveSpec
 from pipebench.scenario.optimizer import LrSpec, OptimizerSpec, check_lr
 from pipebench.timeline.options import (
@@ -52,9 +53,17 @@ class CostsSpec(StrictModel):
     straggler: Straggler | None = None
 
 
-class PipelineSpec(StrictModel):
+class PipelineSpec(MachineSpec):
     stages: PosInt
     costs: CostsSpec = CostsSpec()
+
+    @model_validator(mode="after")
+    def _costs_or_model(self) -> PipelineSpec:
+        typed = sorted(self.costs.model_fields_set & set(MODEL_COSTS))
+        if self.model is not None and typed:
+            raise problem("comes from pipeline.model and hardware; give one or the other",
+                          f"costs.{typed[0]}")  # fmt: skip
+        return self
 
 
 class BudgetSpec(StrictModel):

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
 from pipebench.errors import InputError
-from pipebench.timeline.schedule import Schedule
-from pipebench.timeline.trace import (
+from pipebench.schedules.kinds import (
     BACKWARD,
     FORWARD,
     INPUT_GRAD,
@@ -26,6 +26,48 @@ from pipebench.timeline.trace import (
     PAIR_FORWARD,
     WEIGHT_GRAD,
 )
+
+
+class Form(Protocol):
+    """What a schedule is once resolved for a pipeline, whatever its form (greedy rules,
+    `timeline.schedule.Rules`, or a `Program`): what the budget, the memory checks
+    and the replay read of it."""
+
+    @property
+    def unit(self) -> int: ...  # micro-batches per mini-batch, group or round
+
+    @property
+    def chunks(self) -> int: ...  # blocks the objective is cut into
+
+    @property
+    def recompute(self) -> bool: ...  # a backward first reruns its stage's forward
+
+    def replay_shape(self, microbatches: int) -> tuple[int, int, int]: ...
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A named schedule: its description, its options with defaults, and how to build it.
+
+    The greedy schedules (pipebench/timeline) give `rules`, the programs (this
+    package) a `program`, rpd neither (it is not a timeline).
+    """
+
+    name: str
+    summary: str
+    synchronous: bool
+    # Options and their defaults as plain expressions of S (called with the
+    # symbol "S" too, to spell defaults out in `pipebench list`).
+    defaults: Callable[[int | str], dict[str, object]] = field(default=lambda stages: {})
+    rules: Callable[[int, dict[str, object]], Form] | None = None
+    program: Callable[[int, dict[str, object]], Program] | None = None
+
+    def form(self, stages: int, options: dict[str, object]) -> Form | None:
+        """What the schedule is on `stages` ranks with `options`: rules for the greedy
+        simulator, a program for the program executor, None for rpd's iteration plan."""
+        build = self.rules or self.program
+        return None if build is None else build(stages, options)
+
 
 # Program actions: F, B (full backward), I, W, and an F&B pair, stored under
 # PAIR_FORWARD with the backward's chunk and micro-batch beside the forward's.
@@ -61,6 +103,22 @@ class Program:
     @property
     def chunks(self) -> int:
         return len(self.chunk_rank)
+
+    @property
+    def unit(self) -> int:
+        """A run is a whole number of mini-batches."""
+        return self.microbatches
+
+    recompute = False  # no pass reruns a forward
+
+    def replay_shape(self, microbatches: int) -> tuple[int, int, int]:
+        """(replicas, weight versions, micro-batches in flight) a replay holds, at most.
+
+        Every pass reads its chunk's current version (two while a step runs); a
+        mini-batch is in flight, two when ranks do not wait for each other (zb-h2).
+        """
+        per_batch = 1 if self.flush else 2
+        return 1, 2, min(per_batch * self.microbatches, microbatches)
 
     def rank_actions(self, rank: int) -> list[str]:
         """Rank `rank`'s actions as text, PyTorch's way (`2F0`, `1I3`; F&B as `(0F4;3B1)`)."""

@@ -21,11 +21,11 @@ from pipebench.errors import InputError
 from pipebench.schedules.base import (
     PAIR,
     Program,
+    Schedule,
     deadlock_problem,
     program_problem,
 )
-from pipebench.timeline.schedule import Schedule
-from pipebench.timeline.trace import BACKWARD, FORWARD, INPUT_GRAD, WEIGHT_GRAD
+from pipebench.schedules.kinds import BACKWARD, FORWARD, INPUT_GRAD, WEIGHT_GRAD
 
 # PyTorch's action pattern narrowed to the computations pipebench has: `F`,
 # full backward `B`, input gradient `I`, weight gradient `W`, with a micro-batch

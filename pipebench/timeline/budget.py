@@ -48,9 +48,10 @@ def first_update_time(setup: Setup, costs: CostModel) -> float:
 
     Before it, every operation belongs to the first `unit` micro-batches or to
     the S after them, which the 1F1B caps let in: a run of that many more is
-    the endless run up to that update.
+    the endless run up to that update (rounded up to whole mini-batches, as a
+    program runs them).
     """
-    m = setup.unit + costs.stages + 1
+    m = _round_up(setup.unit + costs.stages + 1, setup.unit)
     return float(timeline_of(setup, costs, m).update_times[0])
 
 
@@ -107,5 +108,5 @@ def stats_until(timeline: Trace | RpdPlan, until: float, iterations: int | None)
 
     stats = stats_of(timeline.cut(until, iterations))
     busy = busy_time(timeline.clock, until)
-    bubble = 1.0 - busy / (timeline.stages * until) if until > 0 else 0.0
+    bubble = 1.0 - busy / (timeline.clock.ranks * until) if until > 0 else 0.0
     return replace(stats, bubble_fraction=bubble)

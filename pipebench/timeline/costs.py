@@ -67,7 +67,9 @@ class CostModel:
     """Per-stage forward/backward durations and the fixed costs of links, steps and averaging.
 
     `forward` and `backward` already include the straggler's slowdown; jitter
-    is applied per operation by the simulator.
+    is applied per operation by the simulator. `weight_grad`, when known (a
+    model's costs), is the W part of each rank's backward that split-backward
+    schedules run apart; otherwise they take half.
     """
 
     forward: np.ndarray
@@ -77,10 +79,20 @@ class CostModel:
     allreduce: float = 0.0
     jitter: float = 0.0
     seed: int = 0
+    straggler: tuple[int, float] | None = None  # (stage, factor) applied to forward, backward
+    weight_grad: np.ndarray | None = None
 
     @property
     def stages(self) -> int:
         return len(self.forward)
+
+    @property
+    def slowdown(self) -> np.ndarray:
+        """Per stage, the factor its forward and backward were slowed down by (the straggler's)."""
+        out = np.ones(self.stages)
+        if self.straggler is not None:
+            out[self.straggler[0]] = self.straggler[1]
+        return out
 
     def clock_check(self, microbatches: int, recompute: bool = False) -> tuple[str, str] | None:
         """(cost field to blame, why) when a run of `microbatches` cannot be timed in float64.
@@ -118,6 +130,7 @@ class CostModel:
         jitter: float = 0.0,
         seed: int = 0,
         straggler: tuple[int, float] | None = None,
+        weight_grad: Sequence[float] | None = None,
     ) -> CostModel:
         """Validate user-facing cost settings; raises `InputError` naming the bad field."""
         if not 1 <= stages <= MAX_STAGES:
@@ -135,6 +148,16 @@ class CostModel:
                 raise InputError("straggler", f"slow-down factor must be >= 1, got {factor}")
             fwd[stage] *= factor
             bwd[stage] *= factor
+        wg = None
+        if weight_grad is not None:  # W may take no time; I = backward - W must
+            wg = np.asarray(weight_grad, dtype=np.float64)
+            if straggler is not None:
+                wg[straggler[0]] *= straggler[1]
+            bad = ~(np.isfinite(wg) & (wg >= 0) & (wg < bwd))
+            if wg.shape != (stages,) or bad.any():
+                r = int(np.argmax(bad)) if wg.shape == (stages,) else 0
+                raise InputError("weight_grad", f"one time per stage in [0, backward), got "
+                                 f"{_fmt(list(wg.ravel()))} (stage {r})")  # fmt: skip
         return cls(
             forward=fwd,
             backward=bwd,
@@ -143,4 +166,6 @@ class CostModel:
             allreduce=_nonnegative("allreduce", allreduce),
             jitter=float(jitter),
             seed=int(seed),
+            straggler=None if straggler is None else (int(straggler[0]), float(straggler[1])),
+            weight_grad=wg,
         )

@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from pipebench.timeline.schedule import BARRIER_FLUSH, Rules, Schedule
+from pipebench.schedules.base import Schedule
+from pipebench.timeline.schedule import BARRIER_FLUSH, Rules
 
 
 def _rules(stages: int, options: dict[str, object]) -> Rules:

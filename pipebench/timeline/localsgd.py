@@ -1,7 +1,8 @@
 """LocalSGD: R pipelined replicas, each free of staleness, averaged every round."""
 
 from pipebench.errors import InputError
-from pipebench.timeline.schedule import BARRIER_AVERAGE, Rules, Schedule, one_f_one_b_caps
+from pipebench.schedules.base import Schedule
+from pipebench.timeline.schedule import BARRIER_AVERAGE, Rules, one_f_one_b_caps
 from pipebench.timeline.trace import MAX_STAGES
 
 

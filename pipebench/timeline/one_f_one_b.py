@@ -1,6 +1,7 @@
 """1F1B-flush (PipeDream-Flush): 1F1B inside a mini-batch, one step, flush."""
 
-from pipebench.timeline.schedule import BARRIER_FLUSH, Rules, Schedule, one_f_one_b_caps
+from pipebench.schedules.base import Schedule
+from pipebench.timeline.schedule import BARRIER_FLUSH, Rules, one_f_one_b_caps
 
 
 def _rules(stages: int, options: dict[str, object]) -> Rules:

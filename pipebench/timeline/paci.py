@@ -1,6 +1,7 @@
 """PACI: local accumulation, no stashing; the backward uses the weights current then."""
 
-from pipebench.timeline.schedule import VERSIONS_CURRENT, Rules, Schedule, one_f_one_b_caps
+from pipebench.schedules.base import Schedule
+from pipebench.timeline.schedule import VERSIONS_CURRENT, Rules, one_f_one_b_caps
 
 
 def _rules(stages: int, options: dict[str, object]) -> Rules:

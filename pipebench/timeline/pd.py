@@ -1,6 +1,7 @@
 """PipeDream: 1F1B without flush, a step after every backward, weight stashing."""
 
-from pipebench.timeline.schedule import VERSIONS_STASH, Rules, Schedule, one_f_one_b_caps
+from pipebench.schedules.base import Schedule
+from pipebench.timeline.schedule import VERSIONS_STASH, Rules, one_f_one_b_caps
 
 
 def _rules(stages: int, options: dict[str, object]) -> Rules:

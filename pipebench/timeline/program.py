@@ -27,7 +27,8 @@ from numba import njit
 from pipebench.errors import InputError
 from pipebench.schedules.base import PAIR, Program
 from pipebench.timeline.costs import CostModel
-from pipebench.timeline.simulate import _in_update_order, jitter_factor
+from pipebench.timeline.simulate import in_update_order, jitter_factor
+from pipebench.timeline.tournament import new_tree, set_key
 from pipebench.timeline.trace import (
     BACKWARD,
     FORWARD,
@@ -80,14 +81,7 @@ def _execute(
     gate = np.zeros(G)  # when the last of them finished
     # Tournament tree over ranks by (start of the rank's next action, rank); a
     # rank waiting for an input or for the flush has key inf.
-    T = 1
-    while T < P:
-        T *= 2
-    key = np.full(T, np.inf)
-    win = np.empty(2 * T, np.int64)
-    win[T:] = np.arange(T)
-    for i in range(T - 1, 0, -1):
-        win[i] = win[2 * i]
+    key, win = new_tree(P)
     dirty = np.empty(P + 2, np.int64)  # ranks whose key must be recomputed
     n_dirty = P
     dirty[:P] = np.arange(P)
@@ -126,18 +120,8 @@ def _execute(
                         else:
                             hop = comm if chunk_rank[c + 1] != r else 0.0
                             kr = max(kr, bend[c + 1, i] + hop)
-            if kr == key[r]:
-                continue
-            key[r] = kr
-            i = (r + T) >> 1  # replay the matches on the path from leaf r to the root
-            while i > 0:
-                x = win[2 * i]
-                y = win[2 * i + 1]
-                w = y if key[y] < key[x] else x  # x < y, so ties go to x
-                if w == win[i] and w != r:
-                    break
-                win[i] = w
-                i >>= 1
+            if kr != key[r]:
+                set_key(key, win, r, kr)
         r = win[1]
         t = key[r]
         if t == np.inf:
@@ -222,11 +206,18 @@ def _execute(
     return status, o_kind, o_stage, o_mb, o_start, o_end, o_v, o_vb, u_op, u_first, u_version
 
 
-def _per_rank(value: object, default: np.ndarray, ranks: int) -> np.ndarray:
-    """A schedule's duration option (one number for every rank) or its default."""
+def _per_rank(value: object, default: np.ndarray, cost: np.ndarray, slowdown: np.ndarray):
+    """A schedule's duration option, or its default, on every rank.
+
+    The one number is given for a rank of the typical `cost` (the mean of the
+    costs given, before the straggler's slow-down; exactly the one cost when
+    one was given) and scales with each rank's cost, the straggler's included.
+    """
     if isinstance(value, str):
         return default
-    return np.full(ranks, float(value))
+    given = cost / slowdown
+    typical = given[0] if np.all(given == given[0]) else given.mean()
+    return float(value) * (cost / typical)
 
 
 def chunk_costs(
@@ -234,23 +225,28 @@ def chunk_costs(
 ) -> dict[str, np.ndarray]:
     """Durations per chunk: each rank's forward, backward, W and F&B split evenly over its chunks.
 
-    `weight_grad` is the W part of a rank's backward (default half; I is the
-    rest); `overlap` the time of the rank's F&B pairs (default forward +
-    backward, i.e. no gain from overlapping).
+    `weight_grad` is the W part of a rank's backward (default: the cost
+    model's, else half; I is the rest); `overlap` the time of the rank's F&B
+    pairs (default forward + backward, i.e. no gain from overlapping). Both,
+    given as one number, scale with each rank's backward (forward + backward)
+    like a straggler's passes.
     """
     P = program.ranks
     if costs.stages != P:
         raise InputError("stages", f"the program has {P} ranks, the costs {costs.stages}")
     per_rank = np.bincount(program.chunk_rank, minlength=P).astype(np.float64)
-    wg = _per_rank(weight_grad, costs.backward / 2, P)
+    slow = costs.slowdown
+    default = costs.backward / 2 if costs.weight_grad is None else costs.weight_grad
+    wg = _per_rank(weight_grad, default, costs.backward, slow)
     bad = np.flatnonzero(wg >= costs.backward)
     if len(bad):
         raise InputError(
             "weight_grad",
             f"must be less than the backward ({costs.backward[bad[0]]:g} on rank {bad[0]}), "
-            f"got {wg[bad[0]]:g}: the input-gradient part I = backward - W must stay > 0",
+            f"got {wg[bad[0]]:g} there: the input-gradient part I = backward - W must stay > 0",
         )
-    pair = _per_rank(overlap, costs.forward + costs.backward, P)
+    both = costs.forward + costs.backward
+    pair = _per_rank(overlap, both, both, slow)
     share = per_rank[program.chunk_rank]
     return {
         "fcost": costs.forward[program.chunk_rank] / share,
@@ -295,7 +291,7 @@ def execute(
     )  # fmt: skip
     if status == _DEADLOCK:
         raise RuntimeError(f"{name}: the program stopped before every action ran (deadlock)")
-    upd_op, upd_first, upd_version = _in_update_order(upd_op, upd_first, upd_version, stage, t1)
+    upd_op, upd_first, upd_version = in_update_order(upd_op, upd_first, upd_version, stage, t1)
     return Trace(
         schedule=name,
         stages=p.chunks,

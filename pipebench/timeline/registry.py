@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from functools import singledispatch
 from typing import TYPE_CHECKING
 
 from pipebench.errors import InputError, did_you_mean
 from pipebench.limits import available_memory, memory_problem
 from pipebench.schedules import PROGRAM_SCHEDULES
+from pipebench.schedules.base import Program, Schedule
 from pipebench.timeline import gpipe, localsgd, naive, one_f_one_b, paci, pd, rpd, twobw
 from pipebench.timeline.options import OPTIONS
-from pipebench.timeline.schedule import Schedule, Setup
+from pipebench.timeline.schedule import Rules, Setup
 from pipebench.timeline.trace import MAX_MICROBATCHES, Trace, trace_need
 
 if TYPE_CHECKING:
@@ -63,15 +65,15 @@ def resolve_options(schedule: Schedule, stages: int, given: dict[str, object]) -
 
 
 def setup_schedule(name: str, stages: int, given: dict[str, object]) -> Setup:
-    """Schedule `name` on `stages` with the options `given` over its defaults, and its rules.
+    """Schedule `name` on `stages` with the options `given` over its defaults, and its form
+    (rules or program).
 
-    Refuses options that do not apply or are out of range, and rules the
-    pipeline cannot run (an `InputError` naming the option).
+    Refuses options that do not apply or are out of range, and rules or
+    programs the pipeline cannot run (an `InputError` naming the option).
     """
     schedule = get_schedule(name)
     resolved = resolve_options(schedule, stages, given)
-    rules = None if schedule.rules is None else schedule.rules(stages, resolved)
-    return Setup(schedule.name, stages, dict(given), resolved, rules)
+    return Setup(schedule.name, stages, dict(given), resolved, schedule.form(stages, resolved))
 
 
 def check_memory(stages: int, microbatches: int) -> None:
@@ -92,20 +94,34 @@ def build_timeline(
 
 def timeline_of(setup: Setup, costs: CostModel, microbatches: int) -> Trace | RpdPlan:
     """Simulate a resolved schedule (or draw rpd's iteration plan) for `microbatches`."""
-    from pipebench.timeline.simulate import simulate  # numba: only when a timeline is built
+    _check_size(setup.chunks, microbatches)
+    return _timed(setup.form, setup, costs, microbatches)
 
-    _check_size(costs.stages, microbatches)
-    build_program = get_schedule(setup.name).program
-    if build_program is not None:
-        from pipebench.timeline.program import execute
 
-        program = build_program(setup.stages, setup.options)
-        check_memory(program.chunks, microbatches)  # F, I, W per chunk and micro-batch
-        wg, overlap = setup.options.get("weight_grad", "half"), setup.options.get("overlap", "sum")
-        return execute(setup.name, program, costs, microbatches, wg, overlap)
-    if setup.rules is None:
-        return rpd.plan(costs, microbatches, **setup.options)
-    return simulate(setup.name, setup.rules, costs, microbatches)
+# One executor per form of schedule (the numba modules load only when a timeline is built).
+@singledispatch
+def _timed(form: object, setup: Setup, costs: CostModel, microbatches: int) -> Trace | RpdPlan:
+    raise TypeError(f"no executor for {type(form).__name__}")
+
+
+@_timed.register(type(None))
+def _drawn(form: None, setup: Setup, costs: CostModel, microbatches: int) -> RpdPlan:
+    return rpd.plan(costs, microbatches, **setup.options)
+
+
+@_timed.register(Rules)
+def _simulated(rules: Rules, setup: Setup, costs: CostModel, microbatches: int) -> Trace:
+    from pipebench.timeline.simulate import simulate
+
+    return simulate(setup.name, rules, costs, microbatches)
+
+
+@_timed.register(Program)
+def _executed(program: Program, setup: Setup, costs: CostModel, microbatches: int) -> Trace:
+    from pipebench.timeline.program import execute
+
+    wg, overlap = setup.options.get("weight_grad", "half"), setup.options.get("overlap", "sum")
+    return execute(setup.name, program, costs, microbatches, wg, overlap)
 
 
 def _check_size(stages: int, microbatches: int) -> None:

@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from pipebench.schedules.base import Schedule
 from pipebench.timeline import pd
 from pipebench.timeline.options import DELAY_MODES
-from pipebench.timeline.schedule import Schedule, auto_delta
+from pipebench.timeline.schedule import auto_delta
 from pipebench.timeline.trace import Trace
 
 if TYPE_CHECKING:

@@ -1,6 +1,6 @@
 """What a schedule is to the simulator: a handful of rules, plus its options.
 
-Every timeline schedule of SCHEDULES.md reduces to the same few knobs (how
+Every greedy schedule of docs/schedules.md reduces to the same few knobs (how
 many micro-batches a stage may hold, how many backwards an update sums,
 whether mini-batches are separated by a flush or an averaging round, which
 weight version a pass reads). A schedule file fills them in; the simulator
@@ -10,14 +10,11 @@ in `simulate.py` is shared.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from pipebench.schedules.base import Program
+from pipebench.schedules.base import Form
 
 # How mini-batches (groups of micro-batches) are separated.
 BARRIER_NONE = 0  # micro-batches stream through
@@ -47,6 +44,29 @@ class Rules:
     avg_overlap: int = 0  # inner steps an AVG overlaps (streaming DiLoCo's τ; 0: it blocks)
     avg_fragments: int = 1  # AVG round k syncs the stages s with s mod F = k mod F
 
+    @property
+    def chunks(self) -> int:
+        """Model chunks: one per stage."""
+        return len(self.cap)
+
+    @property
+    def unit(self) -> int:
+        """Micro-batches per mini-batch, update group or round."""
+        return max(self.group, self.accumulate, 1)
+
+    def replay_shape(self, microbatches: int) -> tuple[int, int, int]:
+        """(replicas, weight versions, micro-batches in flight) a replay holds, at most."""
+        inflight = min(int(self.cap.max()), microbatches)
+        # a stage reads versions at most `inflight` steps old; 2BW reads one of two, and
+        # without staleness (flushes, chained replicas) only the current one is read
+        if self.versions == VERSIONS_TWO_BW:
+            versions = 3
+        elif self.barrier != BARRIER_NONE or self.chain_replicas:
+            versions = 2
+        else:
+            versions = inflight + 2
+        return self.replicas, versions, inflight
+
 
 def one_f_one_b_caps(stages: int, inflight: object = "per-stage") -> np.ndarray:
     """The 1F1B in-flight limit: stage s holds at most S - s micro-batches.
@@ -61,43 +81,41 @@ def one_f_one_b_caps(stages: int, inflight: object = "per-stage") -> np.ndarray:
     return np.arange(stages, 0, -1, dtype=np.int64)
 
 
-@dataclass(frozen=True)
-class Schedule:
-    """A named schedule: its description, its options with defaults, and its rules."""
-
-    name: str
-    summary: str
-    synchronous: bool
-    # Options and their defaults as plain expressions of S (called with the
-    # symbol "S" too, to spell defaults out in `pipebench list`).
-    defaults: Callable[[int | str], dict[str, object]] = field(default=lambda stages: {})
-    rules: Callable[[int, dict[str, object]], Rules] | None = None  # None: not a timeline (rpd)
-    # Schedules written as per-rank programs (pipebench/schedules) give this instead of rules.
-    program: Callable[[int, dict[str, object]], Program] | None = None
-
-
 @dataclass(frozen=True, eq=False)
 class Setup:
     """A schedule resolved once for a pipeline (`registry.setup_schedule`): what every
-    later step reads."""
+    later step reads, whatever form the schedule has."""
 
     name: str
     stages: int
     given: dict[str, object]  # the options as given (the rest are the schedule's defaults)
     options: dict[str, object]  # every option it takes, defaults filled in
-    rules: Rules | None  # None: not a timeline (rpd), or a program (built when it is timed)
+    # how it is timed: rules (the greedy simulator) or a program (the program executor);
+    # None for rpd, which is not a timeline
+    form: Form | None
 
     @property
     def unit(self) -> int:
         """Micro-batches per mini-batch, update group or round: the unit a run is rounded to."""
-        if self.rules is None:
-            return 1
-        return max(self.rules.group, self.rules.accumulate, 1)
+        return 1 if self.form is None else self.form.unit
+
+    @property
+    def chunks(self) -> int:
+        """Blocks the objective is cut into: one per stage, or a program's chunks."""
+        return self.stages if self.form is None else self.form.chunks
 
     @property
     def recompute(self) -> bool:
         """Whether a backward first reruns its stage's forward (paci's option)."""
-        return self.rules is not None and self.rules.recompute
+        return self.form is not None and self.form.recompute
+
+    def replay_shape(self, microbatches: int) -> tuple[int, int, int]:
+        """(replicas, weight versions, micro-batches in flight) a replay holds, at most."""
+        if self.form is None:  # rpd: one model, its iterates back to the delay bound
+            delta = self.options["delta"]
+            bound = auto_delta(self.stages) if delta == "auto" else int(delta)
+            return 1, min(bound, self.stages * microbatches) + 1, 1
+        return self.form.replay_shape(microbatches)
 
 
 def auto_delta(stages: int) -> int:

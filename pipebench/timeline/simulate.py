@@ -29,6 +29,7 @@ from pipebench.timeline.schedule import (
     VERSIONS_TWO_BW,
     Rules,
 )
+from pipebench.timeline.tournament import new_tree, set_key
 from pipebench.timeline.trace import AVERAGE, BACKWARD, FORWARD, UPDATE, Trace
 
 _INF = np.inf
@@ -98,15 +99,8 @@ def _simulate(
     rounds = 0
 
     # Tournament tree over stages by (key, stage), key = earliest start of the
-    # stage's next operation: leaves P..2P-1, win[i] = the winner below node i.
-    P = 1
-    while P < S:
-        P *= 2
-    key = np.full(P, _INF)
-    win = np.empty(2 * P, np.int64)
-    win[P:] = np.arange(P)
-    for i in range(P - 1, 0, -1):
-        win[i] = win[2 * i]
+    # stage's next operation.
+    key, win = new_tree(S)
 
     row = 0
     n_u = 0
@@ -144,18 +138,8 @@ def _simulate(
                     kj = max(kj, free[j])
             ready_f[j] = tf
             ready_b[j] = tb
-            if kj == key[j]:
-                continue
-            key[j] = kj
-            i = (j + P) >> 1  # replay the matches on the path from leaf j to the root
-            while i > 0:
-                a = win[2 * i]
-                b = win[2 * i + 1]
-                w = b if key[b] < key[a] else a  # a < b, so ties go to a
-                if w == win[i] and w != j:
-                    break  # same winner with the same key: nothing above changes
-                win[i] = w
-                i >>= 1
+            if kj != key[j]:
+                set_key(key, win, j, kj)
 
         s = win[1]
         t = key[s]
@@ -265,7 +249,7 @@ def _simulate(
     return status, row, n_u, kind, stage, mbs, rep, start, end, vf, vb, u_op, u_first, u_version
 
 
-def _in_update_order(upd_op, upd_first, upd_version, stage, end):
+def in_update_order(upd_op, upd_first, upd_version, stage, end):
     """The update rows ordered by (end, stage), the global order of block updates.
 
     Steps are scheduled in (start, stage) order, which is the same unless
@@ -306,7 +290,7 @@ def simulate(name: str, rules: Rules, costs: CostModel, microbatches: int) -> Tr
         raise RuntimeError(f"{name}: a forward needed a weight version not produced yet")
     assert n_rows == n_ops and n_u == n_upd, (n_rows, n_ops, n_u, n_upd)
     kind, stage, mb, replica, start, end, v_fwd, v_bwd, upd_op, upd_first, upd_version = arrays
-    upd_op, upd_first, upd_version = _in_update_order(upd_op, upd_first, upd_version, stage, end)
+    upd_op, upd_first, upd_version = in_update_order(upd_op, upd_first, upd_version, stage, end)
     return Trace(
         schedule=name,
         stages=stages,

@@ -1,7 +1,7 @@
 """Statistics of a timeline, computed from the trace alone.
 
 Delay is counted in block updates, the measure of the PipeDream papers
-(SCHEDULES.md): number every block update in time order, k = 0, 1, ...; the
+(docs/schedules.md, Statistics): number every block update in time order, k = 0, 1, ...; the
 delay of block j in the update made from micro-batch m is k minus the index
 of the iterate that block j was read from, and the update's delay is the
 maximum over blocks. The iterate read is the number of block updates that

@@ -16,20 +16,35 @@ import numpy as np
 
 from pipebench.limits import Need
 
-# Operation kinds, as stored in `Trace.kind`. The greedy schedules use the
-# first four; programs (pipebench/schedules) split the backward into its
-# input-gradient part I and weight-gradient part W, and write an F&B pair (a
-# forward overlapped with a full backward on one rank) as two rows with the
-# same start and end: its forward half and its backward half.
-FORWARD = 0
-BACKWARD = 1
-UPDATE = 2
-AVERAGE = 3
-INPUT_GRAD = 4
-WEIGHT_GRAD = 5
-PAIR_FORWARD = 6
-PAIR_BACKWARD = 7
-KIND_NAMES = ("F", "B", "U", "AVG", "I", "W", "F&B:F", "F&B:B")
+# Operation kinds, as stored in `Trace.kind` (defined with the schedules, which
+# are written in them)
+from pipebench.schedules.kinds import (
+    AVERAGE as AVERAGE,
+)
+from pipebench.schedules.kinds import (
+    BACKWARD as BACKWARD,
+)
+from pipebench.schedules.kinds import (
+    FORWARD as FORWARD,
+)
+from pipebench.schedules.kinds import (
+    INPUT_GRAD as INPUT_GRAD,
+)
+from pipebench.schedules.kinds import (
+    KIND_NAMES as KIND_NAMES,
+)
+from pipebench.schedules.kinds import (
+    PAIR_BACKWARD as PAIR_BACKWARD,
+)
+from pipebench.schedules.kinds import (
+    PAIR_FORWARD as PAIR_FORWARD,
+)
+from pipebench.schedules.kinds import (
+    UPDATE as UPDATE,
+)
+from pipebench.schedules.kinds import (
+    WEIGHT_GRAD as WEIGHT_GRAD,
+)
 
 # Storage: stage and replica ids are int16, micro-batches int32; an operation
 # row takes 33 bytes, an update row 16 more.

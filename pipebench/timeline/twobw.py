@@ -1,7 +1,8 @@
 """PipeDream-2BW: averaged groups of micro-batches, exactly one update of delay."""
 
 from pipebench.errors import InputError
-from pipebench.timeline.schedule import VERSIONS_TWO_BW, Rules, Schedule, one_f_one_b_caps
+from pipebench.schedules.base import Schedule
+from pipebench.timeline.schedule import VERSIONS_TWO_BW, Rules, one_f_one_b_caps
 
 
 def _rules(stages: int, options: dict[str, object]) -> Rules:

@@ -2,7 +2,7 @@
 
 The engine runs every stage's forward and backward separately, per micro-batch,
 and under paci the backward multiplies by weights newer than the forward's
-(SCHEDULES.md). So each backward takes every weight from its `params` argument
+(docs/schedules.md). So each backward takes every weight from its `params` argument
 and every activation (layer inputs, pre-activations, attention probabilities,
 LayerNorm statistics) from what the forward saved; with the forward's params it
 is the exact gradient. The kernels are hand-written numba over flat arrays so
