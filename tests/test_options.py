@@ -18,8 +18,9 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 # a value other than the default, for every option (5 >= S holds 2bw's pipeline; 12, a
-# multiple of S = 4 and > 2S, is a mini-batch every program takes)
-OTHER_VALUES = (5, "max", "input", "batch", True, 3, {"name": "nesterov"}, 12)
+# multiple of S = 4 and > 2S, is a mini-batch every program takes; 0.5 a fraction, 1 the
+# overlap that localsgd's default local_steps allows)
+OTHER_VALUES = (5, "max", "input", "batch", True, 3, {"name": "nesterov"}, 12, 0.5, 1)
 
 
 def _fits(name: str, option: str, value: object) -> bool:

@@ -52,8 +52,9 @@ from pipebench.optim.corrections import (
     remember_update,
     rescale_update,
 )
-from pipebench.optim.diloco import outer_state, synchronise
+from pipebench.optim.diloco import merge, outer_state, synchronise
 from pipebench.optim.step import (
+    ALPHA,
     DC,
     DELAY_LR,
     DELAY_LR_WARMUP,
@@ -146,9 +147,9 @@ def _replay_trace(
     steps = np.zeros((R, S), np.int64)
     rows = np.zeros((P, nb), np.int64)
     predict = hyper[PREDICT] != 0.0
-    pred, update, before = correction_buffers(predict, hyper[DC] != 0.0, P, R, d)
+    pred, update, before, ms = correction_buffers(predict, hyper, P, R, d)
     lag = stage_delays(kind, stage, tau, n_rows, S)
-    theta, outer_mu, rounds = outer_state(hyper[OUTER_LR] != 0.0, hist)
+    theta, outer_mu, rounds, due = outer_state(hyper[OUTER_LR] != 0.0, hist, S)
     initial = _loss_at(-np.inf, linear, layered, hist, cur, last_u_end, w_vis, rec,
                        out_model)  # fmt: skip
     n_pts = len(times)
@@ -204,7 +205,7 @@ def _replay_trace(
                 backward_block(X, rows[slot], nb, lo, hi, g[slot], w, l2, noise,
                                seed, np.int64(mb[i]), acc[r])  # fmt: skip
                 if hyper[DC] != 0.0:
-                    compensate(acc[r], before, hist[r, cur[r, s] % H], w, hyper[DC], lo, hi)
+                    compensate(acc[r], before, hist[r, cur[r, s] % H], w, hyper, ms[r], lo, hi)
             else:
                 w = hist[r, v_bwd[i] % H, lo:hi]
                 if predict:
@@ -219,7 +220,8 @@ def _replay_trace(
                                gl[slot, s + 1], gl[slot, s], acc[r, lo:hi])  # fmt: skip
                 if hyper[DC] != 0.0:
                     w_now = hist[r, cur[r, s] % H, lo:hi]
-                    compensate(acc[r, lo:hi], before[lo:hi], w_now, w, hyper[DC], 0, hi - lo)
+                    compensate(acc[r, lo:hi], before[lo:hi], w_now, w, hyper, ms[r, lo:hi], 0,
+                               hi - lo)  # fmt: skip
             count[r, s] += 1
             if s == 0:
                 done += 1
@@ -261,6 +263,10 @@ def _replay_trace(
                 rescale_update(hist[r, v % H], hist[r, (v + 1) % H], lo, hi, f)
             if predict:
                 remember_update(hist[r, v % H], hist[r, (v + 1) % H], lo, hi, update[r])
+            if due[r, s] > 0:  # streaming DiLoCo: the overlapped average arrives
+                due[r, s] -= 1
+                if due[r, s] == 0:
+                    merge(hist[r, (v + 1) % H], theta, hyper[ALPHA], lo, hi)
             acc[r, lo:hi] = 0.0
             count[r, s] = 0
             cur[r, s] = v + 1
@@ -268,7 +274,7 @@ def _replay_trace(
             updates += 1
         elif k == AVERAGE:
             if hyper[OUTER_LR] != 0.0:
-                synchronise(off, hist, cur, hyper, theta, outer_mu, rounds)
+                synchronise(off, hist, cur, hyper, theta, outer_mu, rounds, due)
             else:
                 average_replicas(off, hist, cur)
     return p, updates, done
@@ -322,7 +328,7 @@ def _replay_plan(
     last = np.zeros(d)
     steps = np.zeros(S, np.int64)
     predict = hyper[PREDICT] != 0.0
-    _, update, before = correction_buffers(predict, hyper[DC] != 0.0, 0, 1, d)
+    _, update, before, ms = correction_buffers(predict, hyper, 0, 1, d)
     initial = _loss_at(-np.inf, linear, layered, hist, version, never, w_vis, rec,
                        out_model)  # fmt: skip
     n_pts = len(times)
@@ -367,7 +373,7 @@ def _replay_plan(
                                grad[off[j] : off[j + 1]])  # fmt: skip
         v = version[0, s]
         if hyper[DC] != 0.0:  # grad[lo:hi] held nothing before this backward
-            compensate(grad, before, hist[0, v % H], point, hyper[DC], lo, hi)
+            compensate(grad, before, hist[0, v % H], point, hyper, ms[0], lo, hi)
         steps[s] += 1
         apply_step(code, hyper, steps[s], horizon[0, s], hist[0, v % H], grad, 1.0, m1, m2, last,
                    mats, lo, hi, hist[0, (v + 1) % H])  # fmt: skip

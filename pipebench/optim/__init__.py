@@ -15,14 +15,16 @@ import numpy as np
 HYPER_FIELDS = ("lr", "momentum", "nesterov", "beta1", "beta2", "eps", "weight_decay",
                 "ns_steps", "adam_lr", "warmup", "cosine", "ef", "predict",
                 "delay_compensation", "outer_lr", "outer_momentum", "outer_nesterov",
-                "fragments", "delay_lr", "delay_lr_warmup", "quantize")  # fmt: skip
+                "fragments", "delay_lr", "delay_lr_warmup", "quantize", "lookahead",
+                "overlap_steps", "alpha", "delay_compensation_adaptive")  # fmt: skip
 # Fields every optimizer takes: the lr schedule and the delay corrections.
-SHARED_FIELDS = ("warmup", "cosine", "ef", "predict", "delay_compensation", "delay_lr",
-                 "delay_lr_warmup")  # fmt: skip
+SHARED_FIELDS = ("warmup", "cosine", "ef", "predict", "delay_compensation",
+                 "delay_compensation_adaptive", "delay_lr", "delay_lr_warmup")  # fmt: skip
 # `delay_lr` values, coded in the hyper-parameter array by their position from 1.
 DELAY_LR_RULES = ("pipemare",)
 # Fields a schedule's options fill in: localsgd's outer optimizer (optim.diloco).
-SCHEDULE_FIELDS = ("outer_lr", "outer_momentum", "outer_nesterov", "fragments", "quantize")
+SCHEDULE_FIELDS = ("outer_lr", "outer_momentum", "outer_nesterov", "fragments", "quantize",
+                   "overlap_steps", "alpha")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -37,8 +39,9 @@ OPTIMIZERS: dict[str, OptimizerInfo] = {
     "sgd": OptimizerInfo(0, "plain SGD: w -= lr g", {}),
     "momentum": OptimizerInfo(
         1,
-        "heavy-ball momentum (v = mu v + g; w -= lr v), or Nesterov (w -= lr (g + mu v))",
-        {"momentum": 0.9, "nesterov": False},
+        "heavy-ball momentum (v = mu v + g; w -= lr v), or Nesterov (w -= lr (g + mu v)), or "
+        "the look-ahead of asynchronous pipelines (lookahead: Ajanthan et al. 2025)",
+        {"momentum": 0.9, "nesterov": False, "lookahead": False},
         state=1,
     ),
     "adamw": OptimizerInfo(

@@ -9,7 +9,10 @@ the weights its gradient will be applied to when the update direction holds.
 Delay compensation (`delay_compensation: λ`; DC-ASGD, Zheng et al. 2017): a
 micro-batch's gradient g, taken at w_read, becomes g + λ · g ⊙ g ⊙ (w_now −
 w_read), the first-order Taylor term with the Hessian's diagonal
-approximated by g ⊙ g.
+approximated by g ⊙ g. DC-ASGD-a (`delay_compensation_adaptive`, the same
+paper) divides λ, per coordinate, by √(MS + ε), MS ← m·MS + (1 − m)·g ⊙ g
+the running mean square of the stage's micro-batch gradients (m = 0.95,
+ε = 1e-7, the values its implementations use).
 
 Learning-rate rescheduling by delay (`delay_lr: pipemare`; PipeMare, Yang et
 al. 2021, its technique 1): step k of a stage whose delay is τ uses the step
@@ -22,11 +25,17 @@ Each helper works on one block [lo, hi) and is neutral at its neutral value
 (τ = 0, λ = 0) because the replay does not call it then.
 """
 
+import math
+
 import numpy as np
 from numba import njit
 
+from pipebench.optim.step import DC, DC_ADAPTIVE
+
 # tau code of a backward that reuses the prediction its forward made (weight stashing)
 REUSE = -1
+# DC-ASGD-a's running mean square: its decay m and the ε under its square root
+MS_DECAY, MS_EPS = 0.95, 1e-7
 
 
 @njit(cache=True)
@@ -49,22 +58,30 @@ def remember_update(w_old, w_new, lo, hi, update) -> None:
 
 
 @njit(cache=True)
-def compensate(acc, before, w_now, w_read, lam, lo, hi) -> None:
+def compensate(acc, before, w_now, w_read, hyper, ms, lo, hi) -> None:
     """DC-ASGD on the gradient a backward just added to acc (acc − before):
-    acc += lam · g ⊙ g ⊙ (w_now − w_read) over the block."""
+    acc += λ · g ⊙ g ⊙ (w_now − w_read) over the block, λ = hyper[DC], divided by
+    √(ms + ε) after ms takes in g ⊙ g when DC-ASGD-a is on."""
+    adaptive = hyper[DC_ADAPTIVE] != 0.0
     for j in range(lo, hi):
         g = acc[j] - before[j]
+        lam = hyper[DC]
+        if adaptive:
+            ms[j] = MS_DECAY * ms[j] + (1.0 - MS_DECAY) * g * g
+            lam = lam / math.sqrt(ms[j] + MS_EPS)
         acc[j] += lam * g * g * (w_now[j] - w_read[j])
 
 
 @njit(cache=True)
-def correction_buffers(predict, dc, slots, replicas, d):
+def correction_buffers(predict, hyper, slots, replicas, d):
     """(predictions per micro-batch slot, last update per replica, gradient before a
-    backward): empty unless the correction that uses them is on."""
+    backward, DC-ASGD-a's mean square per replica): empty unless the correction that
+    uses them is on."""
     pred = np.zeros((slots if predict else 0, d))
     update = np.zeros((replicas if predict else 0, d))
-    before = np.zeros(d if dc else 0)
-    return pred, update, before
+    before = np.zeros(d if hyper[DC] != 0.0 else 0)
+    ms = np.zeros((replicas, d if hyper[DC_ADAPTIVE] != 0.0 else 0))
+    return pred, update, before, ms
 
 
 @njit(cache=True)

@@ -13,6 +13,11 @@ locally. One fragment is plain DiLoCo. With `quantize: b`, each replica sends
 its pseudo-gradient θ − w_r rounded to b bits: a symmetric uniform grid of
 2^(b−1) − 1 steps each side of 0, scaled per stage block to its largest
 magnitude (streaming DiLoCo sends 4-bit floats; this is the plain integer grid).
+With `overlap_steps: τ` (streaming DiLoCo's overlapping communication) the
+replicas do not wait for the new θ: each goes on from its own weights and
+merges θ into a synced stage's block after its τ-th next step of that stage,
+w ← α·w + (1 − α)·θ with `alpha` (0, the default: θ replaces w, as without
+overlap).
 """
 
 from __future__ import annotations
@@ -20,7 +25,15 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from pipebench.optim.step import FRAGMENTS, OUTER_LR, OUTER_MU, OUTER_NESTEROV, QUANTIZE
+from pipebench.optim.step import (
+    ALPHA,
+    FRAGMENTS,
+    OUTER_LR,
+    OUTER_MU,
+    OUTER_NESTEROV,
+    OVERLAP,
+    QUANTIZE,
+)
 
 # DiLoCo's published outer optimizer; plain SGD defaults to the plain average.
 OUTER_DEFAULTS = {"sgd": {"lr": 1.0, "momentum": 0.0}, "nesterov": {"lr": 0.7, "momentum": 0.9}}
@@ -31,8 +44,9 @@ def outer_params(options: dict[str, object]) -> dict[str, float]:
     outer = options.get("outer")
     fragments = options.get("fragments")
     quantize = options.get("quantize")
-    if outer is None and fragments in (None, 1) and quantize is None:  # plain averaging
-        return {}
+    overlap, alpha = options.get("overlap_steps") or 0, options.get("alpha") or 0.0
+    if outer is None and fragments in (None, 1) and quantize is None and not overlap and not alpha:
+        return {}  # plain averaging
     outer = dict(outer or {"name": "sgd"})
     values = OUTER_DEFAULTS[str(outer["name"])] | {k: v for k, v in outer.items() if k != "name"}
     return {
@@ -41,20 +55,31 @@ def outer_params(options: dict[str, object]) -> dict[str, float]:
         "outer_nesterov": float(outer["name"] == "nesterov"),
         "fragments": float(fragments or 1),
         "quantize": float(quantize or 0),
+        "overlap_steps": float(overlap),
+        "alpha": float(alpha),
     }
 
 
 @njit(cache=True)
-def outer_state(on, hist):
-    """(global weights θ, outer momentum, rounds done): θ starts at the initial weights."""
+def outer_state(on, hist, S):
+    """(global weights θ, outer momentum, rounds done, steps of each replica and stage
+    until θ is merged): θ starts at the initial weights."""
     d = hist.shape[2] if on else 0
     theta = hist[0, 0, :d].copy()
-    return theta, np.zeros(d), np.zeros(1, np.int64)
+    return theta, np.zeros(d), np.zeros(1, np.int64), np.zeros((hist.shape[0], S), np.int64)
 
 
 @njit(cache=True)
-def synchronise(off, hist, cur, hyper, theta, momentum, rounds) -> None:
-    """AVG with an outer step, on this round's fragment of the stages."""
+def merge(w, theta, alpha, lo, hi) -> None:
+    """w ← θ + α (w − θ) on [lo, hi): θ mixed with the local weights (α = 0: replaced)."""
+    for j in range(lo, hi):
+        w[j] = theta[j] if alpha == 0.0 else theta[j] + alpha * (w[j] - theta[j])
+
+
+@njit(cache=True)
+def synchronise(off, hist, cur, hyper, theta, momentum, rounds, due) -> None:
+    """AVG with an outer step, on this round's fragment of the stages; θ is merged at
+    once, or after τ more steps (`due`, counted down by the replay's updates)."""
     R, H = hist.shape[0], hist.shape[1]
     lr, mu, nesterov = hyper[OUTER_LR], hyper[OUTER_MU], hyper[OUTER_NESTEROV] != 0.0
     fragments = int(hyper[FRAGMENTS])
@@ -83,5 +108,8 @@ def synchronise(off, hist, cur, hyper, theta, momentum, rounds) -> None:
             momentum[j] = m
             direction = delta + mu * m if nesterov else m
             theta[j] = mean + (delta - lr * direction)
-            for r in range(R):
-                hist[r, cur[r, s] % H, j] = theta[j]
+        for r in range(R):
+            if hyper[OVERLAP] == 0.0:
+                merge(hist[r, cur[r, s] % H], theta, hyper[ALPHA], off[s], off[s + 1])
+            else:
+                due[r, s] = int(hyper[OVERLAP])

@@ -2,7 +2,8 @@
 
 Besides dispatching on the optimizer, a step applies what every optimizer
 shares: the learning-rate schedule (linear warm-up, cosine decay over the
-steps the stage takes in the run) and the delay correction `ef`.
+steps the stage takes in the run) and the delay correction `ef`; momentum's
+`lookahead` (optim.momentum) replaces its step.
 """
 
 import math
@@ -11,7 +12,7 @@ from numba import njit
 
 from pipebench.optim import HYPER_FIELDS, OPTIMIZERS
 from pipebench.optim.adamw import adamw_step
-from pipebench.optim.momentum import momentum_step
+from pipebench.optim.momentum import lookahead_step, momentum_step
 from pipebench.optim.muon import muon_step
 from pipebench.optim.sgd import sgd_step
 
@@ -25,13 +26,16 @@ LR, MU, NESTEROV, BETA1, BETA2, EPS, DECAY, NS_STEPS, ADAM_LR, WARMUP, COSINE, E
 )  # fmt: skip
 # The staleness corrections around the step (optim.corrections) and localsgd's DiLoCo
 # (optim.diloco; quantize: bits, 0 for full precision).
-PREDICT, DC, DELAY_LR, DELAY_LR_WARMUP = (
-    HYPER_FIELDS.index(n) for n in ("predict", "delay_compensation", "delay_lr", "delay_lr_warmup")
-)
-OUTER_LR, OUTER_MU, OUTER_NESTEROV, FRAGMENTS, QUANTIZE = (
+PREDICT, DC, DC_ADAPTIVE, DELAY_LR, DELAY_LR_WARMUP, LOOKAHEAD = (
     HYPER_FIELDS.index(n)
-    for n in ("outer_lr", "outer_momentum", "outer_nesterov", "fragments", "quantize")
-)
+    for n in ("predict", "delay_compensation", "delay_compensation_adaptive", "delay_lr",
+              "delay_lr_warmup", "lookahead")
+)  # fmt: skip
+OUTER_LR, OUTER_MU, OUTER_NESTEROV, FRAGMENTS, QUANTIZE, OVERLAP, ALPHA = (
+    HYPER_FIELDS.index(n)
+    for n in ("outer_lr", "outer_momentum", "outer_nesterov", "fragments", "quantize",
+              "overlap_steps", "alpha")
+)  # fmt: skip
 
 
 @njit(cache=True)
@@ -68,6 +72,8 @@ def apply_step(
     lr = hyper[LR] * f
     if code == SGD:
         sgd_step(lr, w_old, grad, scale, lo, hi, w_new)
+    elif code == MOMENTUM and hyper[LOOKAHEAD] != 0.0:
+        lookahead_step(lr, hyper[MU], w_old, grad, scale, m1, lo, hi, w_new)
     elif code == MOMENTUM:
         momentum_step(lr, hyper[MU], hyper[NESTEROV] != 0.0, w_old, grad, scale, m1, lo, hi, w_new)
     elif code == ADAMW:

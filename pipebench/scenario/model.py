@@ -24,7 +24,17 @@ from pipebench.scenario.base import (
 from pipebench.scenario.hardware import MODEL_COSTS, MachineSpec
 from pipebench.scenario.objectives import ObjectiveSpec
 from pipebench.scenario.optimizer import LrSpec, OptimizerSpec, check_lr
-from pipebench.timeline.options import BOUND, CHOICE, COUNT, FLAG, MAPPING, OPTIONS, TEXT, TIME
+from pipebench.timeline.options import (
+    BOUND,
+    CHOICE,
+    COUNT,
+    FLAG,
+    FRACTION,
+    MAPPING,
+    OPTIONS,
+    TEXT,
+    TIME,
+)
 
 
 class Straggler(StrictModel):
@@ -87,6 +97,7 @@ _OPTION_TYPES: dict[str, Any] = {
     CHOICE: str,
     FLAG: bool,
     MAPPING: dict[str, Any],
+    FRACTION: float | int,
     TIME: float | str,
     TEXT: str,
 }

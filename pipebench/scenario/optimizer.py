@@ -69,12 +69,14 @@ class OptimizerSpec(StrictModel):
     weight_decay: NonNegFloat | None = None
     ns_steps: Annotated[int, Field(ge=1, le=20)] | None = None
     adam_lr: PosFloat | None = None
+    lookahead: bool | None = None  # momentum: Nesterov's method for asynchronous pipelines
     # for every optimizer: lr warm-up and cosine decay over a stage's steps; delay correction
     warmup: Annotated[int, Field(ge=0)] = 0
     cosine: bool = False
     ef: bool = False
     predict: bool = False  # weight prediction by each micro-batch's staleness (SpecTrain)
     delay_compensation: NonNegFloat = 0.0  # DC-ASGD's lambda
+    delay_compensation_adaptive: bool = False  # DC-ASGD-a: lambda over the gradient's RMS
     delay_lr: Literal["pipemare"] | None = None  # each stage's lr scaled down by its delay
     delay_lr_warmup: Annotated[int, Field(ge=1)] = 100  # steps until the full lr (PipeMare's K)
 
@@ -99,6 +101,12 @@ class OptimizerSpec(StrictModel):
             if getattr(self, key) is not None and key not in takes:
                 users = [n for n, o in OPTIMIZERS.items() if key in o.defaults]
                 raise problem(f"does not apply to {self.name} (only to: {', '.join(users)})", key)
+        if self.delay_compensation_adaptive and self.delay_compensation == 0.0:
+            raise problem(
+                "scales delay_compensation: give it λ0 > 0", "delay_compensation_adaptive"
+            )
+        if self.lookahead and self.nesterov:
+            raise problem("is Nesterov's step already: leave nesterov out", "lookahead")
         return self
 
     def params(self) -> dict[str, float | bool]:

@@ -12,6 +12,9 @@ def _rules(stages: int, options: dict[str, object]) -> Rules:
         raise InputError("replicas", f"must be <= {MAX_STAGES}, got {replicas}")
     if int(options["fragments"]) > stages:
         raise InputError("fragments", f"must be <= stages ({stages}), got {options['fragments']}")
+    overlap, local = int(options["overlap_steps"] or 0), int(options["local_steps"])
+    if overlap > local:  # the average must be merged before the next round sends
+        raise InputError("overlap_steps", f"must be <= local_steps ({local}), got {overlap}")
     return Rules(
         cap=one_f_one_b_caps(stages, options["inflight"]),
         accumulate=1,
@@ -20,13 +23,15 @@ def _rules(stages: int, options: dict[str, object]) -> Rules:
         replicas=replicas,
         chain_replicas=True,
         avg_share=int(options["quantize"] or 32) / 32 / int(options["fragments"]),
+        avg_overlap=overlap,
+        avg_fragments=int(options["fragments"]),
     )
 
 
 SCHEDULE = Schedule(
     name="localsgd",
     summary="LocalSGD: `replicas` pipelined models, `local_steps` each, then AVG (drain + refill); "
-    "DiLoCo with `outer`, streaming DiLoCo with `fragments`",
+    "DiLoCo with `outer`, streaming DiLoCo with `fragments`, `overlap_steps` and `alpha`",
     synchronous=False,
     defaults=lambda stages: {
         "replicas": stages,
@@ -35,6 +40,8 @@ SCHEDULE = Schedule(
         "outer": None,
         "fragments": 1,
         "quantize": None,
+        "overlap_steps": None,
+        "alpha": None,
     },
     rules=_rules,
 )

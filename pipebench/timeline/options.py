@@ -24,6 +24,7 @@ BOUND = "bound"  # an integer >= 0, or 'auto'
 CHOICE = "choice"  # one of `choices()`
 FLAG = "flag"  # true or false
 MAPPING = "mapping"  # a mapping, checked by the option's own `check`
+FRACTION = "fraction"  # a number in [0, 1)
 # localsgd's outer optimizers (optim.diloco steps them).
 OUTER_NAMES = ("sgd", "nesterov")
 
@@ -42,6 +43,10 @@ def _outer(value: object) -> str | None:
     if lr <= 0 or not 0 <= mu < 1:
         return f"a mapping with lr > 0 and 0 <= momentum < 1, got lr={lr}, momentum={mu}"
     return None
+
+
+def _steps(value: object) -> str | None:
+    return "an integer >= 0, got 'auto'" if value == "auto" else None
 
 
 def _bits(value: object) -> str | None:
@@ -83,6 +88,9 @@ class Option:
             ok, allowed = isinstance(value, bool), "true or false"
         elif self.kind == MAPPING:
             ok, allowed = True, ""
+        elif self.kind == FRACTION:
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            ok, allowed = number and 0 <= value < 1, "a number in [0, 1)"  # type: ignore[operator]
         elif self.kind == TIME:
             word = self.choices()[0] if self.choices else ""
             number = isinstance(value, int | float) and not isinstance(value, bool)
@@ -134,6 +142,14 @@ OPTIONS: dict[str, Option] = {
         Option(
             "quantize", COUNT, "LocalSGD: bits of the pseudo-gradients.", flag=False, check=_bits
         ),
+        Option(
+            "overlap_steps",
+            BOUND,
+            "LocalSGD: inner steps the average overlaps (streaming DiLoCo's tau).",
+            flag=False,
+            check=_steps,
+        ),
+        Option("alpha", FRACTION, "LocalSGD: local share of the merge.", flag=False),
         Option("chunks", COUNT, "Model chunks per rank (interleaved-1f1b, default 2)."),
         Option(
             "weight_grad",

@@ -41,6 +41,8 @@ class Rules:
     versions: int = VERSIONS_STASH
     recompute: bool = False  # the backward first reruns the stage's forward
     avg_share: float = 1.0  # the share of the model one AVG sends (its all-reduce cost)
+    avg_overlap: int = 0  # inner steps an AVG overlaps (streaming DiLoCo's τ; 0: it blocks)
+    avg_fragments: int = 1  # AVG round k syncs the stages s with s mod F = k mod F
 
     @property
     def chunks(self) -> int:

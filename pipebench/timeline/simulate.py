@@ -49,8 +49,11 @@ def jitter_factor(jitter: float, seed: int, kind: int, stage: int, mb: int) -> f
 def _simulate(
     fwd, bwd, comm, upd_cost, avg_cost, jitter, seed, M,
     cap, accumulate, group, barrier, forwards_first, replicas, chain, versions, recompute,
-    n_ops, n_upd,
+    overlap, fragments, n_ops, n_upd,
 ):  # fmt: skip
+    """`overlap` (streaming DiLoCo's τ): the AVG does not hold the next round back; the
+    τ-th step after it of each stage it syncs (round k: s mod `fragments` = k mod
+    `fragments`), in each replica, starts no earlier than its end."""
     # One function on purpose: numba pays a reference-count round trip for
     # every array handed to a helper, which would triple the cost per operation.
     S = len(fwd)
@@ -91,6 +94,9 @@ def _simulate(
     open_group = 0  # groups up to this one may enter stage 0
     gate = 0.0  # when the open group may enter
     closed = 0  # stages that have stepped for the open group's last micro-batch
+    merge_left = np.zeros((S, R), np.int64)  # steps until the overlapped AVG is merged
+    avg_end = 0.0
+    rounds = 0
 
     # Tournament tree over stages by (key, stage), key = earliest start of the
     # stage's next operation.
@@ -106,6 +112,8 @@ def _simulate(
                 tf = _INF
                 tb = _INF
                 kj = free[j]
+                if merge_left[j, pending_u[j]] == 1:  # it merges the average: wait for it
+                    kj = max(kj, avg_end)
             else:
                 tf = _INF
                 m = next_f[j]
@@ -140,6 +148,8 @@ def _simulate(
         if pending_u[s] != _NONE:
             r = pending_u[s]
             pending_u[s] = _NONE
+            if merge_left[s, r] > 0:
+                merge_left[s, r] -= 1
             version[s, r] += 1
             last = acc_first[s, r] + acc_count[s, r] - 1
             kind[row] = UPDATE
@@ -175,8 +185,14 @@ def _simulate(
                         end[row] = gate + avg_cost
                         vf[row] = _NONE
                         vb[row] = _NONE
-                        gate += avg_cost
-                        free[:] = gate
+                        avg_end = gate + avg_cost
+                        if overlap == 0:
+                            gate = avg_end
+                            free[:] = gate
+                        else:
+                            for j in range(rounds % fragments, S, fragments):
+                                merge_left[j, :] = overlap
+                        rounds += 1
                         row += 1
                         lo, hi = 0, S
                     else:
@@ -266,7 +282,7 @@ def simulate(name: str, rules: Rules, costs: CostModel, microbatches: int) -> Tr
         costs.jitter, costs.seed, microbatches,
         cap, rules.accumulate, rules.group, rules.barrier, rules.forwards_first,
         rules.replicas, rules.chain_replicas, rules.versions, rules.recompute,
-        n_ops, n_upd,
+        rules.avg_overlap, rules.avg_fragments, n_ops, n_upd,
     )  # fmt: skip
     if status == _DEADLOCK:
         raise RuntimeError(f"{name}: the simulation stopped before every micro-batch finished")

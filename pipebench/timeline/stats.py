@@ -224,17 +224,35 @@ def _stage_sweep(S, R, kind, stage, replica, v_fwd, v_bwd, upd_stage, upd_replic
 
 
 @njit(cache=True)
-def _busy_time(S, kind, start, end, until):
+def _inside_average(i, kind, rank, start, end, until, out) -> None:
+    """Add to out[rank] the time each rank computes during AVG row i, counted once: only
+    an overlapped AVG (localsgd's `overlap_steps`) has any, the rows after it that start
+    before it ends (rows are in start order)."""
+    j = i + 1
+    while j < len(kind) and start[j] < min(end[i], until):
+        if kind[j] != AVERAGE and kind[j] != PAIR_BACKWARD:
+            out[rank[j]] += min(end[j], end[i], until) - start[j]
+        j += 1
+
+
+@njit(cache=True)
+def _busy_time(S, kind, rank, start, end, until):
     busy = 0.0
+    inside = np.zeros(S)
     for i in range(len(kind)):
         if start[i] < until and kind[i] != PAIR_BACKWARD:  # an F&B is timed by its F row
             busy += (min(end[i], until) - start[i]) * (S if kind[i] == AVERAGE else 1)
+            if kind[i] == AVERAGE:
+                inside[:] = 0.0
+                _inside_average(i, kind, rank, start, end, until, inside)
+                busy -= inside.sum()
     return busy
 
 
 def busy_time(trace: Trace, until: float = np.inf) -> float:
-    """Rank-time spent working before `until`: every operation, AVG once per rank."""
-    return float(_busy_time(trace.ranks, trace.kind, trace.start, trace.end, until))
+    """Rank-time spent working before `until`: every operation, AVG once per rank (less
+    what a rank computes while an overlapped AVG runs)."""
+    return float(_busy_time(trace.ranks, trace.kind, trace.rank, trace.start, trace.end, until))
 
 
 @njit(cache=True)
@@ -252,8 +270,11 @@ def _rank_sweep(P, kind, rank, start, end):
     peak_w = np.zeros(P, np.int64)
     for i in range(len(kind)):
         r = rank[i]
-        if r < 0:  # AVG occupies every rank
+        if r < 0:  # AVG occupies every rank, less what it overlaps
             busy += end[i] - start[i]
+            inside = np.zeros(P)
+            _inside_average(i, kind, rank, start, end, np.inf, inside)
+            busy -= inside
             continue
         k = kind[i]
         if k != PAIR_BACKWARD:
