@@ -9,7 +9,7 @@
 # folder; its first run there compiles), in the setting that code can run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-py=$(realpath "${PYTHON:-.venv/bin/python}")
+py=$(realpath -s "${PYTHON:-.venv/bin/python}")  # -s: a venv's python is a link
 reference=${REFERENCE:-/work/.mirror/vectozavr+randomized-pipedream/repo}
 before_commit=48598c4  # the last commit before issue 16's rpd and start-up changes
 scratch=$(mktemp -d)

@@ -19,7 +19,7 @@ from pipebench.objectives import LAYERED_KINDS
 # benchmarks/perf/README.md; its kernels as module:name)
 FAMILIES: dict[str, tuple[int, tuple[str, ...]]] = {
     "timeline": (
-        7,
+        16,
         (
             "pipebench.timeline.simulate:_simulate",
             "pipebench.timeline.stats:_stage_sweep",
@@ -27,7 +27,7 @@ FAMILIES: dict[str, tuple[int, tuple[str, ...]]] = {
         ),
     ),
     "block-linear": (
-        14,
+        27,
         (
             "pipebench.engine.replay:_replay_trace",
             "pipebench.engine.replay:_replay_plan",
