@@ -15,11 +15,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-# Commands import what they need (pipebench.api: numba, pandas) when they run,
-# so that --help and list start fast.
+# Commands import what they need (pipebench.api: numba, pandas; rich for their
+# output) when they run, so that --help and list start fast.
 from pipebench import __version__, interrupts
 from pipebench.errors import InputError, ScenarioError, shorten_numbers
 from pipebench.outfolder import check_file, check_folder, os_error_text
@@ -36,7 +34,8 @@ EXIT_INTERRUPTED = 130
 
 
 class _PlainFlags:
-    """Help that shows no value type beside a flag (typer >= 0.26 prints `<bool>` there)."""
+    """Help that shows no value type beside a flag (typer >= 0.26 prints `<bool>` there),
+    and a `--help` flag that is False when not given."""
 
     def get_params(self, ctx: object) -> list:
         params = super().get_params(ctx)
@@ -45,9 +44,22 @@ class _PlainFlags:
                 param.metavar = ""
         return params
 
+    def get_help_option(self, ctx: object) -> object:
+        # typer (0.29) coerces a flag's value through pydantic unless it is a bool: a
+        # `--help` left at None would load pydantic in every command (a tenth of a second).
+        option = super().get_help_option(ctx)
+        if option is not None and option.default is None:
+            option.default = False
+        return option
+
 
 class Command(_PlainFlags, typer.core.TyperCommand):
     """Every `pipebench` command."""
+
+    def get_short_help_str(self, limit: int = 45) -> str:
+        """The command's first paragraph whole in `pipebench --help`, wrapped, not cut
+        at `limit` with '...'."""
+        return " ".join((self.help or "").split("\n\n")[0].split())
 
 
 class Group(_PlainFlags, typer.core.TyperGroup):
@@ -60,6 +72,8 @@ app = typer.Typer(
     help="Benchmark pipeline-parallel training schedules on a simulated clock.",
     add_completion=False,
     no_args_is_help=True,
+    # Plain help: typer's rich help imports a Markdown parser, a third of `--help`'s time.
+    rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
 
@@ -272,6 +286,8 @@ def schedule(
         return
     from pipebench.report.gantt import gantt_text
     from pipebench.report.stats_view import rank_table, stage_table, summary_table
+
+    from rich.console import Console
 
     out = Console()
     if not timeline.is_timeline:
@@ -604,6 +620,8 @@ def reproduce(
         if not write_data(listing, fmt):
             print_table(listing, "reproductions", "time: estimate on 2 cores, numba cache warm")
         return
+    from rich.console import Console
+
     _check_common(fmt, None, workers, out=out)
     names = list(REPRODUCTIONS) if name is None else [name]
     show = sys.stderr.isatty() and not quiet
@@ -662,6 +680,7 @@ def _count(n: int, noun: str) -> str:
 
 
 @app.command(
+    cls=Command,
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     add_help_option=False,
 )
@@ -686,9 +705,11 @@ def profile(ctx: typer.Context) -> None:
 @app.command("list", cls=Command)
 def list_cmd() -> None:
     """List the schedules, objectives and optimizers with a line each."""
+    from rich.console import Console
+    from rich.table import Table
+
     from pipebench.objectives import OBJECTIVE_KINDS
-    from pipebench.optim import OPTIMIZERS
-    from pipebench.scenario import shared_optimizer_defaults
+    from pipebench.optim import OPTIMIZERS, SHARED_DEFAULTS
     from pipebench.timeline import SCHEDULES
 
     out = Console()
@@ -713,7 +734,7 @@ def list_cmd() -> None:
     for name, info in OPTIMIZERS.items():
         params = ", ".join(f"{k}={v}" for k, v in info.defaults.items()) or "none"
         optimizers.add_row(name, f"{info.summary}\n[dim]{params}[/dim]")
-    shared = ", ".join(f"{k}={v}" for k, v in shared_optimizer_defaults().items())
+    shared = ", ".join(f"{k}={v}" for k, v in SHARED_DEFAULTS.items())
     optimizers.caption = f"every optimizer also takes {shared} (lr schedule; delay corrections)"
     out.print(optimizers)
 

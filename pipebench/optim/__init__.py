@@ -8,8 +8,10 @@ Hyper-parameters travel as one float array laid out as `HYPER_FIELDS`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 # Layout of the hyper-parameter array every kernel receives (optim.step reads the positions).
 HYPER_FIELDS = ("lr", "momentum", "nesterov", "beta1", "beta2", "eps", "weight_decay",
@@ -17,9 +19,19 @@ HYPER_FIELDS = ("lr", "momentum", "nesterov", "beta1", "beta2", "eps", "weight_d
                 "delay_compensation", "outer_lr", "outer_momentum", "outer_nesterov",
                 "fragments", "delay_lr", "delay_lr_warmup", "quantize", "lookahead",
                 "overlap_steps", "alpha", "delay_compensation_adaptive")  # fmt: skip
-# Fields every optimizer takes: the lr schedule and the delay corrections.
-SHARED_FIELDS = ("warmup", "cosine", "ef", "predict", "delay_compensation",
-                 "delay_compensation_adaptive", "delay_lr", "delay_lr_warmup")  # fmt: skip
+# Fields every optimizer takes, with their defaults: the lr schedule and the delay
+# corrections (`scenario.OptimizerSpec` declares them with these defaults).
+SHARED_DEFAULTS: dict[str, int | float | bool | str | None] = {
+    "warmup": 0,
+    "cosine": False,
+    "ef": False,
+    "predict": False,
+    "delay_compensation": 0.0,
+    "delay_compensation_adaptive": False,
+    "delay_lr": None,
+    "delay_lr_warmup": 100,
+}
+SHARED_FIELDS = tuple(SHARED_DEFAULTS)
 # `delay_lr` values, coded in the hyper-parameter array by their position from 1.
 DELAY_LR_RULES = ("pipemare",)
 # Fields a schedule's options fill in: localsgd's outer optimizer (optim.diloco).
@@ -97,5 +109,7 @@ def static_bytes_per_param(optimizer: str, precision: str) -> int:
 
 def hyper_array(lr: float, params: dict[str, float | bool]) -> np.ndarray:
     """The float array the kernels read: lr, then every field (0 where it does not apply)."""
+    import numpy as np  # here: `pipebench list` reads this module's tables without NumPy
+
     values = {"lr": lr, **params}
     return np.array([float(values.get(name, 0.0)) for name in HYPER_FIELDS])

@@ -24,7 +24,6 @@ from pipebench.scenario.optimizer import (
     OptimizerSpec,
     lr_select,
     lr_values,
-    shared_optimizer_defaults,
 )
 from pipebench.scenario.overrides import parse_override
 
@@ -45,5 +44,4 @@ __all__ = [
     "lr_select",
     "lr_values",
     "parse_override",
-    "shared_optimizer_defaults",
 ]

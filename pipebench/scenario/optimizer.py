@@ -14,6 +14,7 @@ from pipebench.optim import (
     HYPER_FIELDS,
     OPTIMIZERS,
     SCHEDULE_FIELDS,
+    SHARED_DEFAULTS,
     SHARED_FIELDS,
 )
 from pipebench.scenario.base import NonNegFloat, PosFloat, StrictModel, problem, unknown
@@ -71,14 +72,19 @@ class OptimizerSpec(StrictModel):
     adam_lr: PosFloat | None = None
     lookahead: bool | None = None  # momentum: Nesterov's method for asynchronous pipelines
     # for every optimizer: lr warm-up and cosine decay over a stage's steps; delay correction
-    warmup: Annotated[int, Field(ge=0)] = 0
-    cosine: bool = False
-    ef: bool = False
-    predict: bool = False  # weight prediction by each micro-batch's staleness (SpecTrain)
-    delay_compensation: NonNegFloat = 0.0  # DC-ASGD's lambda
-    delay_compensation_adaptive: bool = False  # DC-ASGD-a: lambda over the gradient's RMS
-    delay_lr: Literal["pipemare"] | None = None  # each stage's lr scaled down by its delay
-    delay_lr_warmup: Annotated[int, Field(ge=1)] = 100  # steps until the full lr (PipeMare's K)
+    # (their defaults: `optim.SHARED_DEFAULTS`)
+    warmup: Annotated[int, Field(ge=0)] = SHARED_DEFAULTS["warmup"]
+    cosine: bool = SHARED_DEFAULTS["cosine"]
+    ef: bool = SHARED_DEFAULTS["ef"]
+    # weight prediction by each micro-batch's staleness (SpecTrain)
+    predict: bool = SHARED_DEFAULTS["predict"]
+    delay_compensation: NonNegFloat = SHARED_DEFAULTS["delay_compensation"]  # DC-ASGD's lambda
+    # DC-ASGD-a: lambda over the gradient's RMS
+    delay_compensation_adaptive: bool = SHARED_DEFAULTS["delay_compensation_adaptive"]
+    # each stage's lr scaled down by its delay
+    delay_lr: Literal["pipemare"] | None = SHARED_DEFAULTS["delay_lr"]
+    # steps until the full lr (PipeMare's K)
+    delay_lr_warmup: Annotated[int, Field(ge=1)] = SHARED_DEFAULTS["delay_lr_warmup"]
 
     @field_validator("name")
     @classmethod
@@ -116,8 +122,3 @@ class OptimizerSpec(StrictModel):
         shared = {k: getattr(self, k) for k in SHARED_FIELDS}
         rule = shared["delay_lr"]
         return own | shared | {"delay_lr": 0 if rule is None else DELAY_LR_RULES.index(rule) + 1}
-
-
-def shared_optimizer_defaults() -> dict[str, object]:
-    """The fields every optimizer takes (`optim.SHARED_FIELDS`) with their declared defaults."""
-    return {k: OptimizerSpec.model_fields[k].default for k in SHARED_FIELDS}
