@@ -284,10 +284,10 @@ def schedule(
         record = stats.as_dict() | {"options": api.schedule_options(name, stages, options)}
         print(json.dumps(record | speed, allow_nan=False))
         return
+    from rich.console import Console
+
     from pipebench.report.gantt import gantt_text
     from pipebench.report.stats_view import rank_table, stage_table, summary_table
-
-    from rich.console import Console
 
     out = Console()
     if not timeline.is_timeline:
