@@ -25,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "benchmarks" / "scenarios" / "quickstart.yaml"
-HEAVY = ("numba", "pandas", "pydantic", "matplotlib", "yaml")
+HEAVY = ("numba", "scipy", "pandas", "pydantic", "matplotlib", "yaml", "numpy", "rich.markdown")
 
 PROBE = """
 import sys
