@@ -87,7 +87,7 @@ def forward_block(X, rows, nrows, lo, hi, w, z) -> None:
     Four rows' sums advance side by side, each over the columns in order
     (the same sums as one dot product per row): four independent chains of
     additions that the processor overlaps, where one would wait on each add.
-    Columns are unsigned indices (`_columns`): numba then skips the
+    Columns are unsigned indices (`unsigned_range`): numba then skips the
     negative-index fix-up on every load.
     """
     quads = nrows - nrows % 4
