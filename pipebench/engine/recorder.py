@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from pipebench.objectives.blocklinear import mean_loss
+from pipebench.objectives.blocklinear import mean_loss, unsigned_range
 
 
 @njit(cache=True)
@@ -55,9 +55,9 @@ def sample_loss(XT, y, loss, l2, off, w, w_rec, z_full, part) -> float:
         if not moved:
             continue
         part[:] = 0.0  # part[i]: example i's change over this block
-        for j in range(lo, hi):
+        for j in unsigned_range(lo, hi):
             change = w[j] - w_rec[j]
-            for i in range(n):
+            for i in unsigned_range(0, n):
                 part[i] += XT[j, i] * change
         for i in range(n):
             z_full[i] += part[i]

@@ -73,18 +73,28 @@ def draw_rows(mode: int, seed: int, n: int, b: int, draw: int, out: np.ndarray) 
 
 
 @njit(cache=True)
+def unsigned_range(lo: int, hi: int):
+    """range(lo, hi), 0 <= lo <= hi, as unsigned integers: numba adds the length to a
+    negative signed index before each load, a select that costs instructions per load
+    and stops a loop from vectorising; an unsigned index has no such fix-up."""
+    return range(np.uint64(lo), np.uint64(hi))
+
+
+@njit(cache=True)
 def forward_block(X, rows, nrows, lo, hi, w, z) -> None:
     """z[k] += X[rows[k], lo:hi] . w[lo:hi]: one stage's forward.
 
     Four rows' sums advance side by side, each over the columns in order
     (the same sums as one dot product per row): four independent chains of
     additions that the processor overlaps, where one would wait on each add.
+    Columns are unsigned indices (`unsigned_range`): numba then skips the
+    negative-index fix-up on every load.
     """
     quads = nrows - nrows % 4
     for k in range(0, quads, 4):
         r0, r1, r2, r3 = rows[k], rows[k + 1], rows[k + 2], rows[k + 3]
         a0 = a1 = a2 = a3 = 0.0  # X[row, j], not row views: views cost a reference count each
-        for j in range(lo, hi):
+        for j in unsigned_range(lo, hi):
             wj = w[j]
             a0 += X[r0, j] * wj
             a1 += X[r1, j] * wj
@@ -97,7 +107,7 @@ def forward_block(X, rows, nrows, lo, hi, w, z) -> None:
     for k in range(quads, nrows):
         row = rows[k]
         acc = 0.0
-        for j in range(lo, hi):
+        for j in unsigned_range(lo, hi):
             acc += X[row, j] * w[j]
         z[k] += acc
 
@@ -163,7 +173,7 @@ def backward_block(X, rows, nrows, lo, hi, g, w, l2, noise, seed, draw, acc) -> 
     for k in range(nrows):
         row = rows[k]
         gk = g[k]
-        for j in range(lo, hi):
+        for j in unsigned_range(lo, hi):  # vectorised: no index fix-up in the loop
             acc[j] += X[row, j] * gk
     for j in range(lo, hi):
         acc[j] += l2 * w[j]
