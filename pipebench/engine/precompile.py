@@ -18,6 +18,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable
 
@@ -56,6 +57,9 @@ def empty_replay(setup: Setup) -> SizedReplay:
 def _compile(runs: list[Run]) -> None:
     """The child: compile each run's replay kernel into numba's cache, print nothing."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    # Fresh streams: the parent's may have been locked mid-write by another thread (the
+    # progress bar's) when it forked, and a warning or the final flush would wait forever.
+    sys.stdout = sys.stderr = open(os.devnull, "w")  # closed by the exit
     try:
         for setup, *inputs in runs:
             kernel, types = replay_signature(empty_replay(setup), *inputs)
