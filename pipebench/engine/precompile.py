@@ -59,13 +59,14 @@ def _compile(runs: list[Run]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     # Fresh streams: the parent's may have been locked mid-write by another thread (the
     # progress bar's) when it forked, and a warning or the final flush would wait forever.
-    sys.stdout = sys.stderr = open(os.devnull, "w")  # closed by the exit
-    try:
-        for setup, *inputs in runs:
-            kernel, types = replay_signature(empty_replay(setup), *inputs)
-            kernel.compile(types)
-    except Exception:  # the parent then compiles for itself
-        os._exit(1)
+    with open(os.devnull, "w") as quiet:
+        sys.stdout = sys.stderr = quiet
+        try:
+            for setup, *inputs in runs:
+                kernel, types = replay_signature(empty_replay(setup), *inputs)
+                kernel.compile(types)
+        except Exception:  # the parent then compiles for itself
+            os._exit(1)
 
 
 def compile_replays_aside(objective_kind: str, runs: list[Run]) -> Callable[[np.ndarray], None]:
