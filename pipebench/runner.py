@@ -19,6 +19,7 @@ import numpy as np
 
 from pipebench import interrupts
 from pipebench.engine.blas import one_blas_thread
+from pipebench.engine.precompile import compile_replays_aside
 from pipebench.engine.replay import Curve, SizedReplay, replay, size_replay
 from pipebench.experiment import Entry, Experiment, chunk_bytes
 from pipebench.timeline import TimelineStats, Trace
@@ -99,6 +100,22 @@ def run_one(
     )
 
 
+def _run_compiled(
+    compiled: Callable[[np.ndarray], None],
+    exp: Experiment,
+    replays: EntryReplays,
+    seed: int,
+    lr: float,
+    stop: np.ndarray,
+) -> Outcome | None:
+    """`run_one` once the replay kernels compiled aside are in numba's cache; None when
+    Ctrl-C came first (the run would be discarded)."""
+    compiled(stop)
+    if stop[0] != 0:
+        return None
+    return run_one(exp, replays, seed, lr, stop)
+
+
 def run_experiment(
     exp: Experiment,
     workers: int,
@@ -111,6 +128,12 @@ def run_experiment(
     far are returned with `True`.
     """
     stop = np.zeros(1, dtype=np.int64)
+    # a cold cache: the replay kernels compiled in a child while the timelines are simulated
+    compiled = compile_replays_aside(
+        exp.objective.kind,
+        [(e.setup, exp.objective_of(e), e.optimizer_code, e.hyper(e.lrs[0]), exp.seeds[0])
+         for e in exp.entries],
+    )  # fmt: skip
     done: dict[tuple[int, int, int], Outcome] = {}
     pending: dict[Future, tuple[int, int, int]] = {}
     interrupted = False
@@ -123,7 +146,9 @@ def run_experiment(
                         on_prepared(entry)
                     for si, seed in enumerate(exp.seeds):
                         for li, lr in enumerate(entry.lrs):
-                            future = pool.submit(run_one, exp, replays, seed, lr, stop)
+                            future = pool.submit(
+                                _run_compiled, compiled, exp, replays, seed, lr, stop
+                            )
                             pending[future] = (entry.index, si, li)
                 while pending:
                     finished, _ = wait(pending, return_when=FIRST_COMPLETED)

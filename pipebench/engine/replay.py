@@ -21,11 +21,12 @@ without copies.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import singledispatch
 
 import numpy as np
-from numba import njit
+from numba import njit, typeof
 
 from pipebench.engine.iterates import keep_checkpoint, new_checkpoints, versions_read
 from pipebench.engine.layered import layered_loss_at, objective_tuple
@@ -474,6 +475,29 @@ def _largest_pd_delay(pd_reads, pd_update_mb, n):
     return worst
 
 
+def _kernel_inputs(
+    sized: SizedReplay,
+    objective: BlockLinear | Layered,
+    optimizer_code: int,
+    hyper: np.ndarray,
+    seed: int,
+    points: int,
+    stop: np.ndarray | None,
+) -> tuple[tuple, tuple]:
+    """(optimizer, record): the kernels' arguments about the step and the loss samples."""
+    times = np.linspace(0.0, sized.until, points + 1)
+    out_loss = np.full(points + 1, np.nan)
+    out_updates = np.zeros(points + 1, dtype=np.int64)
+    out_model = np.zeros(objective.dim)
+    stop = np.zeros(1, dtype=np.int64) if stop is None else stop
+    # ef, predict and delay_lr read each update as old - new weights: two separate versions
+    two = hyper[EF] != 0.0 or hyper[PREDICT] != 0.0 or hyper[DELAY_LR] != 0.0
+    depth = max(sized.depth, 2) if two else sized.depth
+    return (seed, optimizer_code, hyper, sized.horizon, depth), (
+        times, out_loss, out_updates, out_model, stop,
+    )  # fmt: skip
+
+
 def replay(
     sized: SizedReplay,
     objective: BlockLinear | Layered,
@@ -486,17 +510,11 @@ def replay(
     """Train `objective` along the sized timeline; the loss is sampled `points` times
     evenly over the run (after time 0) and once at time 0.
     """
-    times = np.linspace(0.0, sized.until, points + 1)
-    out_loss = np.full(points + 1, np.nan)
-    out_updates = np.zeros(points + 1, dtype=np.int64)
-    out_model = np.zeros(objective.dim)
-    stop = np.zeros(1, dtype=np.int64) if stop is None else stop
-    # ef, predict and delay_lr read each update as old - new weights: two separate versions
-    two = hyper[EF] != 0.0 or hyper[PREDICT] != 0.0 or hyper[DELAY_LR] != 0.0
-    depth = max(sized.depth, 2) if two else sized.depth
-    optimizer = (seed, optimizer_code, hyper, sized.horizon, depth)
-    record = (times, out_loss, out_updates, out_model, stop)
-    n_pts, updates, microbatches = _walk(sized.timeline, sized, objective, optimizer, record)
+    optimizer, record = _kernel_inputs(sized, objective, optimizer_code, hyper, seed, points, stop)
+    times, out_loss, out_updates, out_model, _ = record
+    kernel, args = _kernel(sized.timeline, sized, objective, optimizer, record)
+    n_pts, updates, *rest = kernel(*args)
+    microbatches = rest[0] if rest else updates  # rpd: one minibatch gradient per iteration
     blew_up = bool(diverged(out_loss[n_pts - 1], out_loss[0]))
     return Curve(
         times=times[:n_pts],
@@ -507,6 +525,20 @@ def replay(
         diverged_at=float(times[n_pts - 1]) if blew_up else None,
         model=out_model,
     )
+
+
+def replay_signature(
+    sized: SizedReplay,
+    objective: BlockLinear | Layered,
+    optimizer_code: int,
+    hyper: np.ndarray,
+    seed: int,
+) -> tuple[Callable, tuple]:
+    """The replay kernel `replay` would call for these inputs, and its numba argument
+    types: what compiling it ahead of the run needs (engine.precompile)."""
+    optimizer, record = _kernel_inputs(sized, objective, optimizer_code, hyper, seed, 1, None)
+    kernel, args = _kernel(sized.timeline, sized, objective, optimizer, record)
+    return kernel, tuple(typeof(a) for a in args)
 
 
 def _models(objective: BlockLinear | Layered, stages: int) -> tuple[tuple, tuple]:
@@ -522,13 +554,13 @@ def _models(objective: BlockLinear | Layered, stages: int) -> tuple[tuple, tuple
 
 
 @singledispatch
-def _walk(timeline, sized, objective, optimizer, record) -> tuple[int, int, int]:
-    """Run the replay kernel of `timeline`'s form; (samples, updates, micro-batches)."""
+def _kernel(timeline, sized, objective, optimizer, record) -> tuple[Callable, tuple]:
+    """The replay kernel of `timeline`'s form and its arguments."""
     raise TypeError(f"no replay for {type(timeline).__name__}")
 
 
-@_walk.register(Trace)
-def _walk_trace(t: Trace, sized, objective, optimizer, record) -> tuple[int, int, int]:
+@_kernel.register(Trace)
+def _trace_kernel(t: Trace, sized, objective, optimizer, record) -> tuple[Callable, tuple]:
     trace = (
         t.kind, t.stage, t.mb, t.replica, t.start, t.end, t.v_fwd, t.v_bwd,
         sized.length, sized.until, t.stages, t.replicas,
@@ -539,13 +571,12 @@ def _walk_trace(t: Trace, sized, objective, optimizer, record) -> tuple[int, int
     hyper = optimizer[2]
     stale = hyper[PREDICT] != 0.0 or hyper[DELAY_LR] != 0.0
     tau = read_delays(t, sized.length) if stale else np.zeros(0, np.int64)
-    return _replay_trace(
-        *trace, linear, layered, t.recompute, *optimizer, sized.slots, tau, *record
-    )
+    args = (*trace, linear, layered, t.recompute, *optimizer, sized.slots, tau, *record)
+    return _replay_trace, args
 
 
-@_walk.register(RpdPlan)
-def _walk_plan(plan: RpdPlan, sized, objective, optimizer, record) -> tuple[int, int, int]:
+@_kernel.register(RpdPlan)
+def _plan_kernel(plan: RpdPlan, sized, objective, optimizer, record) -> tuple[Callable, tuple]:
     if plan.sampling != "objective":
         objective = replace(objective, sampling=SAMPLING_CODES[plan.sampling])
     steps = (
@@ -553,5 +584,4 @@ def _walk_plan(plan: RpdPlan, sized, objective, optimizer, record) -> tuple[int,
         plan.delta, plan.seed, plan.pd_update_mb, plan.pd_reads, sized.lookback,
     )  # fmt: skip
     linear, layered = _models(objective, plan.stages)
-    n_pts, done = _replay_plan(*steps, linear, layered, *optimizer, *record)
-    return n_pts, done, done
+    return _replay_plan, (*steps, linear, layered, *optimizer, *record)

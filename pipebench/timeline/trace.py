@@ -53,6 +53,9 @@ MAX_MICROBATCHES = 2**31 - 1
 BYTES_PER_OP = 33
 TRACE_BYTES_PER_OP = 3 * BYTES_PER_OP + 12  # F, B, one U per pair; the statistics' tables
 OP_FIELDS = ("kind", "stage", "mb", "replica", "start", "end", "v_fwd", "v_bwd")
+# the executors' dtypes (simulate.py, program.py): the replay kernels are compiled for them
+OP_DTYPES = (np.int8, np.int16, np.int32, np.int16, np.float64, np.float64, np.int32, np.int32)
+UPD_DTYPES = (np.int64, np.int32, np.int32)  # upd_op, upd_first, upd_version
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,0 +1,91 @@
+"""The replay kernels compiled in a forked child while the parent simulates the timelines.
+
+A first run after installation compiles two independent groups of numba
+kernels, one after the other: the timeline's (simulator, statistics, sizing)
+and the replay's, each about half of the wait (benchmarks/perf/README.md,
+"Issue 16, fourth round: compile"). When numba's cache lacks the replay
+kernels of a run's objective form, a forked child compiles them for the
+run's own argument types (those of a replay of no operations, so nothing is
+simulated) into the on-disk cache while the parent simulates; the parent
+waits for the child before its first replay, which then loads them from the
+cache. numba writes a cache file under a temporary name and renames it, so a
+reader never sees half of one; should the child fail, the parent compiles
+what it needs itself, as without it.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+
+import numpy as np
+from numba.core import config
+
+from pipebench.engine.compiling import can_compile_aside, family_cold
+from pipebench.engine.replay import SizedReplay, replay_signature
+from pipebench.objectives import LAYERED_KINDS, BlockLinear, Layered
+from pipebench.timeline.rpd import RpdPlan
+from pipebench.timeline.schedule import Setup
+from pipebench.timeline.trace import OP_DTYPES, UPD_DTYPES, Trace
+
+# What a replay is called with besides its timeline: the schedule, what it trains
+# (the objective cut for it), the optimizer's code and hyper-parameters, the seed.
+Run = tuple[Setup, BlockLinear | Layered, int, np.ndarray, int]
+
+
+def empty_replay(setup: Setup) -> SizedReplay:
+    """A replay of no operations on a timeline of `setup`'s form, typed as a real one."""
+    stages = setup.chunks
+    ops = (np.zeros(0, dtype) for dtype in OP_DTYPES)
+    updates = (np.zeros(0, dtype) for dtype in UPD_DTYPES)
+    trace = Trace(setup.name, stages, 0, 1, *ops, *updates, recompute=setup.recompute)
+    horizon = np.zeros((1, stages), np.int64)
+    if setup.form is not None:
+        return SizedReplay(trace, 0.0, 0, 1, 1, horizon)
+    # rpd (rpd.plan): its blocks as `draw_blocks` makes them, the rest from the pd trace
+    plan = RpdPlan(
+        stages, 0, 0, "zero", 0, trace, np.zeros(0, np.int32), trace.upd_time,
+        np.zeros((0, 0), np.int64), trace.upd_last,
+    )  # fmt: skip
+    return SizedReplay(plan, 0.0, 0, 1, 1, horizon)
+
+
+def _compile(runs: list[Run]) -> None:
+    """The child: compile each run's replay kernel into numba's cache, print nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    # Fresh streams: the parent's may have been locked mid-write by another thread (the
+    # progress bar's) when it forked, and a warning or the final flush would wait forever.
+    with open(os.devnull, "w") as quiet:
+        sys.stdout = sys.stderr = quiet
+        try:
+            for setup, *inputs in runs:
+                kernel, types = replay_signature(empty_replay(setup), *inputs)
+                kernel.compile(types)
+        except Exception:  # the parent then compiles for itself
+            os._exit(1)
+
+
+def compile_replays_aside(objective_kind: str, runs: list[Run]) -> Callable[[np.ndarray], None]:
+    """Start compiling the replay kernels of `runs` in a child when the cache lacks them and
+    a second core can take it. Returns the wait to call, from any thread, before a replay:
+    it returns when the child is done or the run's `stop` flag is set (Ctrl-C)."""
+    family = "layered" if objective_kind in LAYERED_KINDS else "block-linear"
+    if config.DISABLE_JIT or not can_compile_aside() or not family_cold(family):
+        return lambda stop: None
+    forms = {setup.form is None: (setup, *inputs) for setup, *inputs in reversed(runs)}
+    child = multiprocessing.get_context("fork").Process(
+        target=_compile, args=(list(forms.values()),), daemon=True
+    )
+    child.start()
+    lock = threading.Lock()
+
+    def wait(stop: np.ndarray) -> None:
+        with lock:  # one join at a time: concurrent waits on one child are not safe
+            while child.is_alive() and stop[0] == 0:
+                child.join(0.1)
+
+    return wait

@@ -1,0 +1,77 @@
+"""The replay kernels compiled aside (engine/precompile.py) are those the run calls.
+
+The child compiles each kernel for the argument types of a replay of no
+operations; if these differed from a real replay's in any argument, the run
+would compile again after waiting for the child. Types are compared with
+numba's own `typeof`, as its dispatcher types a call; nothing is compiled.
+Whether the child saves time is measured, not tested (benchmarks/perf/bench_compile.py).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipebench.api import load_experiment
+from pipebench.engine import compiling, precompile
+from pipebench.engine.precompile import empty_replay
+from pipebench.engine.replay import replay_signature
+from pipebench.runner import entry_replays
+
+SCENARIO = """name: forms
+objective: {objective}
+pipeline: {{stages: 2}}
+budget: {{microbatches: 4}}
+optimizer: {{name: sgd, lr: 0.01}}
+schedules: {schedules}
+"""
+OBJECTIVES = {
+    "block-linear": "{kind: quadratic, examples: 20, dim: 8, batch_size: 2}",
+    "mlp": "{kind: mlp, width: 8, inputs: 4, outputs: 2, examples: 16, batch_size: 2}",
+}
+
+
+@pytest.mark.parametrize("objective", sorted(OBJECTIVES))
+@pytest.mark.parametrize(
+    "schedules",
+    [
+        "[pd, rpd, gpipe, zbv]",
+        "[{name: paci, recompute: true}, {name: rpd, delays: pd, sampling: shuffle}]",
+        "[{name: pd, optimizer: {name: adamw, predict: true, delay_lr: pipemare}}]",
+    ],
+)
+def test_an_empty_replay_types_the_kernel_as_the_real_one(
+    tmp_path: Path, objective: str, schedules: str
+) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(SCENARIO.format(objective=OBJECTIVES[objective], schedules=schedules))
+    exp = load_experiment(path)
+    for entry in exp.entries:
+        sized, _ = entry_replays(exp, entry).per_seed[exp.seeds[0]]
+        inputs = (exp.objective_of(entry), entry.optimizer_code, entry.hyper(0.01), 0)
+        real = replay_signature(sized, *inputs)
+        assert replay_signature(empty_replay(entry.setup), *inputs) == real, entry.label
+
+
+@pytest.mark.parametrize("aside", [True, False])
+def test_the_notice_counts_side_by_side_families_once(
+    monkeypatch: pytest.MonkeyPatch, aside: bool
+) -> None:
+    monkeypatch.setattr(compiling.config, "DISABLE_JIT", False)
+    monkeypatch.setattr(compiling, "family_cold", lambda family: True)
+    monkeypatch.setattr(compiling, "can_compile_aside", lambda: aside)
+    timeline, replay = (compiling.FAMILIES[f][0] for f in ("timeline", "block-linear"))
+    expected = max(timeline, replay) if aside else timeline + replay
+    assert f"about {expected} s on 2 idle cores" in compiling.compile_notice("quadratic")
+
+
+def test_nothing_is_compiled_aside_when_the_cache_holds_the_kernels(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(precompile, "family_cold", lambda family: False)
+    wait = precompile.compile_replays_aside("quadratic", [])
+    assert multiprocessing.active_children() == []
+    assert wait(np.zeros(1, np.int64)) is None
