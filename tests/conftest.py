@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import pipebench
+from pipebench.engine.blas import one_blas_thread
 from pipebench.timeline import SCHEDULES, CostModel
 from pipebench.timeline.trace import BACKWARD, FORWARD, UPDATE
 
@@ -40,6 +43,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         name = item.path.name
         item.add_marker(pytest.mark.xdist_group("layered" if name in LAYERED_FILES else name))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_blas_thread_per_worker() -> Iterator[None]:
+    """Each xdist worker keeps NumPy's and scipy's OpenBLAS on one thread: the workers
+    already share the cores, and OpenBLAS's idle threads spin (pipebench.engine.blas)."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        yield
+        return
+    with one_blas_thread(("scipy", "numpy")):
+        yield
 
 
 def unit(stages: int) -> CostModel:
