@@ -30,19 +30,6 @@ BUILT_IN_SCHEDULES = tuple(name for name in ALL_SCHEDULES if name != "torch-csv"
 # runs that same code and reads its numba cache; from the work tree's root it would import
 # the sources beside the tests and compile every kernel a second time into their cache.
 PACKAGE_HOME = Path(pipebench.__file__).resolve().parent.parent
-# The files that replay layered objectives (mlp, charlm): their kernels take minutes to
-# compile from an empty cache. pytest-xdist gives them to one worker, one after the other,
-# so the later files read what the first compiled; two workers would each compile them.
-LAYERED_FILES = frozenset(
-    {"test_charlm.py", "test_corrections.py", "test_diloco.py", "test_layered.py"}
-)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """One xdist group per test file (`--dist loadgroup`), the layered files in one."""
-    for item in items:
-        name = item.path.name
-        item.add_marker(pytest.mark.xdist_group("layered" if name in LAYERED_FILES else name))
 
 
 @pytest.fixture(scope="session", autouse=True)
