@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-import numpy as np
+import os
+from collections.abc import Iterator
+from pathlib import Path
 
+import numpy as np
+import pytest
+
+import pipebench
+from pipebench.engine.blas import one_blas_thread
 from pipebench.timeline import SCHEDULES, CostModel
 from pipebench.timeline.trace import BACKWARD, FORWARD, UPDATE
 
@@ -18,6 +25,22 @@ ALL_SCHEDULES = tuple(SCHEDULES)
 # mini-batch size each must fit).
 RULE_SCHEDULES = tuple(name for name, s in SCHEDULES.items() if s.program is None)
 BUILT_IN_SCHEDULES = tuple(name for name in ALL_SCHEDULES if name != "torch-csv")
+# The folder holding the pipebench under test: site-packages after a plain install (as CI
+# installs it), the work tree after an editable one. `python -m pipebench` started from it
+# runs that same code and reads its numba cache; from the work tree's root it would import
+# the sources beside the tests and compile every kernel a second time into their cache.
+PACKAGE_HOME = Path(pipebench.__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_blas_thread_per_worker() -> Iterator[None]:
+    """Each xdist worker keeps NumPy's and scipy's OpenBLAS on one thread: the workers
+    already share the cores, and OpenBLAS's idle threads spin (pipebench.engine.blas)."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        yield
+        return
+    with one_blas_thread(("scipy", "numpy")):
+        yield
 
 
 def unit(stages: int) -> CostModel:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from conftest import PACKAGE_HOME
 
 from pipebench.cli import main
 from pipebench.timeline import SCHEDULES
@@ -154,9 +153,11 @@ def test_missing_png_folder_is_bad_input(capsys, tmp_path):
 
 
 def _subprocess(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]))
     return subprocess.run(
-        [sys.executable, "-m", "pipebench", *args], capture_output=True, text=True, env=env
+        [sys.executable, "-m", "pipebench", *args],
+        capture_output=True,
+        text=True,
+        cwd=PACKAGE_HOME,
     )
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import PACKAGE_HOME
 from test_scenario import BASE, write
 
 from pipebench.cli import main
@@ -204,6 +205,7 @@ def _subprocess(args: list[str], env: dict | None = None, **kwargs) -> subproces
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env={**os.environ, **(env or {})},
+        cwd=PACKAGE_HOME,
         **kwargs,
     )
 

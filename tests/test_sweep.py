@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import PACKAGE_HOME
 
 from pipebench.cli import main
 from pipebench.report.sweep_plot import final_points
@@ -298,7 +299,9 @@ def test_ctrl_c_keeps_finished_cells_and_a_rerun_computes_only_the_rest(referenc
     out = tmp_path / "out"
     command = [sys.executable, "-m", "pipebench", "sweep", str(folder / "s.yaml"), *GRID,
                "--out", str(out), "--workers", "1", "--quiet", "--no-plots"]  # fmt: skip
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=PACKAGE_HOME
+    )
     cells = out / "cells"
     deadline = time.monotonic() + 120
     while not (cells.is_dir() and any(not p.name.startswith(".") for p in cells.iterdir())):
@@ -315,7 +318,7 @@ def test_ctrl_c_keeps_finished_cells_and_a_rerun_computes_only_the_rest(referenc
     assert not [p for p in cells.iterdir() if p.name.startswith(".")]  # no partial entry left
     stamps = {p: p.stat().st_mtime_ns for p in cells.rglob("*")}
 
-    rerun = subprocess.run(command, capture_output=True, timeout=300)
+    rerun = subprocess.run(command, capture_output=True, timeout=300, cwd=PACKAGE_HOME)
     assert rerun.returncode == 0, rerun.stderr
     second = meta(out)
     computed = {c["key"] for c in second["cell_list"] if c["source"] == "computed"}
