@@ -27,17 +27,17 @@ from types import SimpleNamespace
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_charlm import B, D, H, L, S, T, numpy_seconds, products  # noqa: E402
+from bench_charlm import B, D, H, L, S, T, numpy_seconds, products
 
-from pipebench.engine.blas import one_blas_thread  # noqa: E402
-from pipebench.engine.replay import replay, size_replay  # noqa: E402
-from pipebench.objectives import build_objective  # noqa: E402
-from pipebench.objectives.charlm import blocks, layers  # noqa: E402
-from pipebench.objectives.charlm.views import _block_saved, _block_tensors, _scratch  # noqa: E402
-from pipebench.objectives.layered import stage_backward, stage_forward  # noqa: E402
-from pipebench.optim import OPTIMIZERS, hyper_array  # noqa: E402
-from pipebench.optim.step import apply_step  # noqa: E402
-from pipebench.timeline import CostModel, build_timeline  # noqa: E402
+from pipebench.engine.blas import one_blas_thread
+from pipebench.engine.replay import replay, size_replay
+from pipebench.objectives import build_objective
+from pipebench.objectives.charlm import blocks, layers
+from pipebench.objectives.charlm.views import _block_saved, _block_tensors, _scratch
+from pipebench.objectives.layered import stage_backward, stage_forward
+from pipebench.optim import OPTIMIZERS, hyper_array
+from pipebench.optim.step import apply_step
+from pipebench.timeline import CostModel, build_timeline
 
 
 def cpu(fn, reps: int) -> float:
@@ -77,9 +77,21 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--slots", type=int, default=8, help="micro-batches in flight")
     args = parser.parse_args()
-    spec = SimpleNamespace(kind="charlm", corpus="shakespeare", layers=L, width=D, heads=H,
-                           context=T, batch_size=B, validation=0.1, eval_windows=16,
-                           sampling="uniform", symbols=16, length=200_000, seed=0)  # fmt: skip
+    spec = SimpleNamespace(
+        kind="charlm",
+        corpus="shakespeare",
+        layers=L,
+        width=D,
+        heads=H,
+        context=T,
+        batch_size=B,
+        validation=0.1,
+        eval_windows=16,
+        sampling="uniform",
+        symbols=16,
+        length=200_000,
+        seed=0,
+    )
     obj = build_objective(spec, S, None)
     trace = build_timeline("pd", CostModel.build(S), args.microbatches)
     prepared = size_replay(trace, trace.makespan)
@@ -109,15 +121,33 @@ def main() -> None:
         e = np.zeros((0, 0))
 
         def fwd(s):
-            return lambda i: stage_forward(*arch, s, w[off[s] : off[s + 1]], e, e, obj.data_i,
-                                           rows[i % P], x[i % P, s], saved[i % P, so[s] : so[s + 1]],
-                                           x[i % P, s + 1])  # fmt: skip
+            return lambda i: stage_forward(
+                *arch,
+                s,
+                w[off[s] : off[s + 1]],
+                e,
+                e,
+                obj.data_i,
+                rows[i % P],
+                x[i % P, s],
+                saved[i % P, so[s] : so[s + 1]],
+                x[i % P, s + 1],
+            )
 
         def bwd(s):
-            return lambda i: stage_backward(*arch, s, w[off[s] : off[s + 1]], e, e, obj.data_i,
-                                            rows[i % P], saved[i % P, so[s] : so[s + 1]],
-                                            gl[i % P, s + 1], gl[i % P, s],
-                                            acc[off[s] : off[s + 1]])  # fmt: skip
+            return lambda i: stage_backward(
+                *arch,
+                s,
+                w[off[s] : off[s + 1]],
+                e,
+                e,
+                obj.data_i,
+                rows[i % P],
+                saved[i % P, so[s] : so[s + 1]],
+                gl[i % P, s + 1],
+                gl[i % P, s],
+                acc[off[s] : off[s + 1]],
+            )
 
         for s in range(S):  # fill every slot's saved activations
             for i in range(P):
@@ -132,8 +162,12 @@ def main() -> None:
         mats = (obj.matrices,)
         for s in range(S):
             lo, hi = off[s], off[s + 1]
-            stage[f"U{s}"] = cpu(lambda i, lo=lo, hi=hi: apply_step(
-                adamw.code, hyper, 10, 1000, w, acc, 1.0, m1, m2, last, mats, lo, hi, w2), reps)  # fmt: skip
+            stage[f"U{s}"] = cpu(
+                lambda i, lo=lo, hi=hi: apply_step(
+                    adamw.code, hyper, 10, 1000, w, acc, 1.0, m1, m2, last, mats, lo, hi, w2
+                ),
+                reps,
+            )
         out["stage_ms"] = {k: round(1e3 * v, 3) for k, v in stage.items()}
         for part in "FBU":
             out[f"{part}_ms_sum"] = round(1e3 * sum(v for k, v in stage.items() if k[0] == part), 2)
@@ -149,7 +183,7 @@ def main() -> None:
         workb = np.empty(int(lm[8]))
         N = B * T
         sv = [saved[i, so[s] : so[s] + bs] for i in range(P)]
-        g1, b1, wqkv, bqkv, wo, bo, g2, b2, wfc, bfc, wproj, bproj = _block_tensors(lm, p)
+        g1, b1, wqkv, bqkv, wo, bo, g2, _, wfc, bfc, wproj, bproj = _block_tensors(lm, p)
         dparts = _block_tensors(lm, g_p)
         sav = [_block_saved(lm, sv[i], B) for i in range(P)]
         gin = [gl[i, s + 1, : N * D].reshape(N, D) for i in range(P)]
@@ -162,8 +196,9 @@ def main() -> None:
         dy = np.zeros((N, D))
         dln = np.zeros((N, D))
         ms = {
-            "ln_fwd": lambda i: layers.layernorm_forward(sav[i % P][0], g1, b1, sav[i % P][1],
-                                                         sav[i % P][2], sav[i % P][3]),
+            "ln_fwd": lambda i: layers.layernorm_forward(
+                sav[i % P][0], g1, b1, sav[i % P][1], sav[i % P][2], sav[i % P][3]
+            ),
             "lin_qkv_fwd": lambda i: layers.linear_forward(sav[i % P][3], wqkv, bqkv, qkv),
             "attn_fwd": lambda i: layers.attention_forward(qkv, *sav[i % P][4:9]),
             "lin_o_fwd": lambda i: layers.linear_forward(sav[i % P][8], wo, bo, dx),
@@ -171,22 +206,34 @@ def main() -> None:
             "gelu_fwd": lambda i: gelu_forward(sav[i % P][12], sav[i % P][13], a),
             "gelu_apply": lambda i: layers.gelu_apply(sav[i % P][12], sav[i % P][13], a),
             "lin_proj_fwd": lambda i: layers.linear_forward(a, wproj, bproj, dx),
-            "lin_proj_bwd": lambda i: layers.linear_backward(gin[i % P], a, wproj, da, dparts[10],
-                                                             dparts[11], tmp[: 4 * D * D].reshape(D, 4 * D)),
+            "lin_proj_bwd": lambda i: layers.linear_backward(
+                gin[i % P], a, wproj, da, dparts[10], dparts[11], tmp[: 4 * D * D].reshape(D, 4 * D)
+            ),
             "gelu_bwd": lambda i: layers.gelu_backward(da, sav[i % P][12], sav[i % P][13], da),
-            "lin_fc_bwd": lambda i: layers.linear_backward(da, sav[i % P][11], wfc, dln, dparts[8],
-                                                           dparts[9], tmp.reshape(4 * D, D)),
-            "ln_bwd": lambda i: layers.layernorm_backward(dln, sav[i % P][9], sav[i % P][10], g2, dx,
-                                                          dparts[6], dparts[7]),
-            "lin_o_bwd": lambda i: layers.linear_backward(gin[i % P], sav[i % P][8], wo, dy, dparts[4],
-                                                          dparts[5], tmp[: D * D].reshape(D, D)),
+            "lin_fc_bwd": lambda i: layers.linear_backward(
+                da, sav[i % P][11], wfc, dln, dparts[8], dparts[9], tmp.reshape(4 * D, D)
+            ),
+            "ln_bwd": lambda i: layers.layernorm_backward(
+                dln, sav[i % P][9], sav[i % P][10], g2, dx, dparts[6], dparts[7]
+            ),
+            "lin_o_bwd": lambda i: layers.linear_backward(
+                gin[i % P], sav[i % P][8], wo, dy, dparts[4], dparts[5], tmp[: D * D].reshape(D, D)
+            ),
             "attn_bwd": lambda i: layers.attention_backward(dy, *sav[i % P][4:8], dqkv),
-            "lin_qkv_bwd": lambda i: layers.linear_backward(dqkv, sav[i % P][3], wqkv, dln, dparts[2],
-                                                            dparts[3], tmp[: 3 * D * D].reshape(3 * D, D)),
+            "lin_qkv_bwd": lambda i: layers.linear_backward(
+                dqkv,
+                sav[i % P][3],
+                wqkv,
+                dln,
+                dparts[2],
+                dparts[3],
+                tmp[: 3 * D * D].reshape(3 * D, D),
+            ),
             "block_fwd": lambda i: blocks._block_forward(lm, p, sv[i % P], dx, B, work),
-            "block_bwd": lambda i: blocks._block_backward(lm, p, sv[i % P], gin[i % P], dx, g_p, B,
-                                                          workb[2 * N * D :]),
-        }  # fmt: skip
+            "block_bwd": lambda i: blocks._block_backward(
+                lm, p, sv[i % P], gin[i % P], dx, g_p, B, workb[2 * N * D :]
+            ),
+        }
         for fn in ms.values():
             fn(0)
         out["block_kernels_ms"] = {k: round(1e3 * cpu(fn, reps), 3) for k, fn in ms.items()}
