@@ -19,38 +19,55 @@ _GELU_A = 0.044715
 
 # e^y for y <= 0 in plain arithmetic (libm's exp and tanh are calls, which LLVM cannot
 # vectorise; this is ~10x faster in the GELU and softmax loops): y = r - k ln2 with
-# |r| <= ln2 / 2, e^r by its Taylor series to r^13 (error < 1e-17), 2^-k from a table.
+# |r| <= ln2 / 2, e^r by its Taylor series to r^13 (error < 1e-17), 2^-k exactly as the
+# product of 2^-(2^i) over the set bits i of k. Selects, where a table lookup (a gather)
+# kept the loops from vectorising; k stays a float (a float-to-int64 conversion does not
+# vectorise either). Same values as e^y computed with an integer k and a table.
 _LN2_HI = 6.93147180369123816490e-01  # ln 2 split so that k * _LN2_HI is exact
 _LN2_LO = 1.90821492927058770002e-10
 _INV_LN2 = 1.0 / math.log(2.0)
 _EXP_FLOOR = -708.0  # e^y below this would be subnormal; 3e-308 is as good as 0 here
-_POW2_NEG = 2.0 ** -np.arange(1022.0)
+_HALVINGS = tuple((float(2**i), 2.0 ** -(2**i)) for i in range(9, -1, -1))  # k < 1024
+_TANH_HALVINGS = _HALVINGS[4:]  # k < 64: tanh's e^(-2|u|), |u| <= 20, has k <= 58
 
 
 @njit(inline="always")
-def _exp_parts(y):
-    """(q, s) with e^y = s (1 + q), s = 2^-k, for y <= 0: e^y = s + q s, e^y - 1 = q s + (s - 1)."""
+def _pow2_neg(k, halvings):
+    """2^-k for an integer-valued float 0 <= k < 2 * halvings[0][0], exactly."""
+    s = 1.0
+    for bit, factor in halvings:
+        c = k >= bit
+        k = k - bit if c else k
+        s = s * factor if c else s
+    return s
+
+
+@njit(inline="always")
+def _exp_parts(y, halvings):
+    """(q, s) with e^y = s (1 + q), s = 2^-k, for y <= 0: e^y = s + q s, e^y - 1 = q s + (s - 1).
+
+    `halvings` must cover the k of every y passed (_HALVINGS covers y >= _EXP_FLOOR)."""
     y = max(y, _EXP_FLOOR)
-    k = int(-y * _INV_LN2 + 0.5)
+    k = np.floor(-y * _INV_LN2 + 0.5)
     r = (y + k * _LN2_HI) + k * _LN2_LO
     # e^r - 1 = r (1 + r/2 (1 + r/3 (1 + ... (1 + r/13)))), Horner from the inside out
     q = 1.0 + r * (1.0 / 13.0)
     for i in range(12, 1, -1):
         q = 1.0 + r * (1.0 / i) * q
-    return r * q, _POW2_NEG[k]
+    return r * q, _pow2_neg(k, halvings)
 
 
 @njit(inline="always")
 def _exp_nonpos(y):
     """e^y for y <= 0."""
-    q, s = _exp_parts(y)
+    q, s = _exp_parts(y, _HALVINGS)
     return s + q * s
 
 
 @njit(inline="always")
 def _tanh(u):
     """tanh(u) = -m / (2 + m) with m = e^(-2|u|) - 1 (no cancellation near 0); +-1 past 20."""
-    q, s = _exp_parts(-2.0 * min(abs(u), 20.0))
+    q, s = _exp_parts(-2.0 * min(abs(u), 20.0), _TANH_HALVINGS)
     m = q * s + (s - 1.0)
     return math.copysign(-m / (2.0 + m), u)
 
@@ -145,13 +162,16 @@ def linear_backward(dout, x, w, dx, dw, db, tmp):
 
 
 @kernel
-def gelu_tanh(h, t):
-    """t = tanh(sqrt(2/pi) (h + 0.044715 h^3)): kept so the backward needs no tanh."""
+def gelu_forward(h, t, a):
+    """t = tanh(sqrt(2/pi) (h + 0.044715 h^3)), kept so the backward needs no tanh, and
+    a = gelu(h) = h (1 + t) / 2, in one pass."""
     N, M = h.shape
     for n in range(N):
         for m in range(M):
             v = h[n, m]
-            t[n, m] = _tanh(_GELU_C * (v + _GELU_A * v * v * v))
+            tv = _tanh(_GELU_C * (v + _GELU_A * v * v * v))
+            t[n, m] = tv
+            a[n, m] = 0.5 * v * (1.0 + tv)
 
 
 @kernel
@@ -224,10 +244,8 @@ def attention_forward(qkv, q, k, v, att, y):
             for j in range(i + 1):
                 total += p[i, j]
             inv = 1.0 / total
-            for j in range(i + 1):
-                p[i, j] *= inv
-            for j in range(i + 1, T):
-                p[i, j] = 0.0
+            for j in range(T):  # one select-loop, not a short memset call per row
+                p[i, j] = p[i, j] * inv if j <= i else 0.0
         np.dot(p, v[bh], o)
         _put(o, y, row, col)
 
@@ -253,10 +271,8 @@ def attention_backward(dy, q, k, v, att, dqkv):
             inner = 0.0
             for j in range(i + 1):
                 inner += ds[i, j] * p[i, j]
-            for j in range(i + 1):
-                ds[i, j] = p[i, j] * (ds[i, j] - inner) * scale
-            for j in range(i + 1, T):
-                ds[i, j] = 0.0
+            for j in range(T):
+                ds[i, j] = p[i, j] * (ds[i, j] - inner) * scale if j <= i else 0.0
         np.dot(ds, k[bh], o)
         _put(o, dqkv, row, col)
         np.dot(ds.T, q[bh], o)
