@@ -282,7 +282,7 @@ def test_no_jit_matches_jit():
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
