@@ -161,6 +161,12 @@ def linear_backward(dout, x, w, dx, dw, db, tmp):
             db[m] += dout[n, m]
 
 
+@njit(inline="always")
+def _gelu(v, t):
+    """gelu(v) = v (1 + t) / 2 from t = tanh(sqrt(2/pi) (v + 0.044715 v^3))."""
+    return 0.5 * v * (1.0 + t)
+
+
 @kernel
 def gelu_forward(h, t, a):
     """t = tanh(sqrt(2/pi) (h + 0.044715 h^3)), kept so the backward needs no tanh, and
@@ -171,7 +177,7 @@ def gelu_forward(h, t, a):
             v = h[n, m]
             tv = _tanh(_GELU_C * (v + _GELU_A * v * v * v))
             t[n, m] = tv
-            a[n, m] = 0.5 * v * (1.0 + tv)
+            a[n, m] = _gelu(v, tv)
 
 
 @kernel
@@ -180,7 +186,7 @@ def gelu_apply(h, t, a):
     N, M = h.shape
     for n in range(N):
         for m in range(M):
-            a[n, m] = 0.5 * h[n, m] * (1.0 + t[n, m])
+            a[n, m] = _gelu(h[n, m], t[n, m])
 
 
 @kernel
