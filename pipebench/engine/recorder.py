@@ -67,10 +67,10 @@ def sample_loss(XT, y, loss, l2, off, w, w_rec, z_full, part) -> float:
                 a = a + XT[j + 2, i] * c2
                 part[i] = a + XT[j + 3, i] * c3
             j += 4
-        for j in range(j, hi):
-            change = w[j] - w_rec[j]
+        for col in range(j, hi):  # the block's last width % 4 columns
+            change = w[col] - w_rec[col]
             for i in unsigned_range(0, n):
-                part[i] += XT[j, i] * change
+                part[i] += XT[col, i] * change
         for i in range(n):
             z_full[i] += part[i]
         for j in range(lo, hi):
