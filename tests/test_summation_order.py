@@ -1,0 +1,71 @@
+"""The block-linear kernels' sums, bit for bit, against the same sums in plain Python.
+
+The kernels group their additions for speed (several columns or rows per pass), but
+each output must still be the one ordered sum a plain loop gives, rounded at the same
+steps: that is what keeps every run's CSVs byte-identical across such changes. Python
+floats are IEEE doubles, so a plain loop is an exact reference.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipebench.engine.recorder import sample_loss
+from pipebench.objectives.blocklinear import LOSS_SQUARED, backward_block, mean_loss
+
+WIDTHS = [1, 3, 4, 5, 8, 11]  # below, at and around the kernels' group of four
+
+
+def ordered_sample(XT, w, w_rec, z, off) -> np.ndarray:
+    """X (w - w_rec) added to z block by block, each example's block summed column by column."""
+    z = z.copy()
+    for s in range(len(off) - 1):
+        cols = range(off[s], off[s + 1])
+        if all(w[j] == w_rec[j] for j in cols):
+            continue
+        for i in range(XT.shape[1]):
+            part = 0.0
+            for j in cols:
+                part += float(XT[j, i]) * (float(w[j]) - float(w_rec[j]))
+            z[i] = float(z[i]) + part
+    return z
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_loss_sample_sums_each_block_in_column_order(width):
+    rng = np.random.default_rng(width)
+    stages, n = 3, 13
+    d = stages * width
+    off = np.arange(0, d + 1, width, dtype=np.int64)
+    XT = rng.standard_normal((d, n))
+    y = rng.standard_normal(n)
+    w_rec = rng.standard_normal(d)
+    z = rng.standard_normal(n) * 1e-3  # small: the blocks' sums set the low bits
+    w = w_rec + rng.standard_normal(d)
+    w[off[1] : off[2]] = w_rec[off[1] : off[2]]  # a block that did not move
+    expected_z = ordered_sample(XT, w, w_rec, z, off)
+    z_full, rec = z.copy(), w_rec.copy()
+    value = sample_loss(XT, y, LOSS_SQUARED, 0.01, off, w, rec, z_full, np.zeros(n))
+    assert np.array_equal(z_full, expected_z)
+    assert np.array_equal(rec, w)
+    assert value == mean_loss(LOSS_SQUARED, expected_z, y, 0.01, w)
+
+
+@pytest.mark.parametrize("nrows", [1, 3, 4, 5, 8, 10])
+def test_block_gradient_adds_rows_in_order(nrows):
+    rng = np.random.default_rng(nrows)
+    X = rng.standard_normal((20, 9))
+    rows = rng.integers(0, 20, nrows).astype(np.int64)
+    g = rng.standard_normal(nrows)
+    w = rng.standard_normal(9)
+    acc = rng.standard_normal(9)
+    lo, hi, l2 = 2, 7, 0.1
+    expected = acc.copy()
+    for j in range(lo, hi):
+        a = float(acc[j])
+        for k in range(nrows):
+            a += float(X[rows[k], j]) * float(g[k])
+        expected[j] = a + l2 * float(w[j])
+    backward_block(X, rows, nrows, lo, hi, g, w, l2, 0.0, 0, 0, acc)
+    assert np.array_equal(acc, expected)
