@@ -108,6 +108,7 @@ def plan(
     """The iteration plan for S * microbatches block updates, seeded by `costs.seed`."""
     import numpy as np
 
+    from pipebench.timeline.interpret import kernel_for
     from pipebench.timeline.rpd_draws import draw_blocks
     from pipebench.timeline.simulate import simulate
     from pipebench.timeline.stats import read_iterates
@@ -117,7 +118,7 @@ def plan(
     rules = pd.SCHEDULE.rules(stages, pd.SCHEDULE.defaults(stages))
     trace = simulate("pd", rules, costs, microbatches)
     reads = read_iterates(trace)[0] if delays == "pd" else np.zeros((0, 0), dtype=np.int64)
-    block = draw_blocks(costs.seed, stages, trace.n_updates)
+    block = kernel_for(draw_blocks, trace.n_updates)(costs.seed, stages, trace.n_updates)
     return RpdPlan(
         stages=stages,
         microbatches=microbatches,

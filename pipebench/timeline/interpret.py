@@ -1,0 +1,43 @@
+"""Tiny timelines in Python: a process's first call of any compiled kernel costs about a second.
+
+Numba's first dispatch in a process, even of a kernel its cache holds,
+initialises its CPU target: it imports its array and linear-algebra
+implementations, scipy's BLAS among them (1.1 s of `pipebench validate`'s
+1.6 s on an idle 2-core machine). A time budget is checked against each
+schedule's first update, a run of a few hundred operations, which the
+kernels' own Python code times in a few milliseconds each, to the same bits:
+the kernels use no fast-math, and this is the code NUMBA_DISABLE_JIT=1 runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cache
+from types import FunctionType
+
+# Operations a run may have for its kernel to be interpreted: about 0.2 s in Python on
+# an idle 2-core machine (40 us per operation), under numba's first dispatch.
+INTERPRET_UP_TO = 5_000
+
+
+def kernel_for(kernel: Callable, operations: int) -> Callable:
+    """`kernel`, or its Python code when the run is tiny and this process has not yet
+    called the compiled kernel (after that, calling it costs microseconds)."""
+    if operations > INTERPRET_UP_TO or getattr(kernel, "signatures", None):
+        return kernel
+    return interpreted(kernel)
+
+
+@cache
+def interpreted(kernel: Callable) -> Callable:
+    """The Python function of a numba kernel, calling the Python of the kernels it calls."""
+    func = getattr(kernel, "py_func", kernel)
+    callees = {
+        name: interpreted(value)
+        for name in func.__code__.co_names
+        if hasattr(value := func.__globals__.get(name), "py_func")
+    }
+    if not callees:
+        return func
+    namespace = func.__globals__ | callees  # the module's globals, helper kernels interpreted
+    return FunctionType(func.__code__, namespace, func.__name__, func.__defaults__)
