@@ -15,16 +15,21 @@ from collections.abc import Callable
 from functools import cache
 from types import FunctionType
 
-# Operations a run may have for its kernel to be interpreted: about 0.2 s in Python on
-# an idle 2-core machine (40 us per operation), under numba's first dispatch.
-INTERPRET_UP_TO = 5_000
+# Operations a process interprets in all before it calls the compiled kernels: about
+# 0.1 s in Python (some 12 us per operation on a 2-core machine at load 6), well under
+# numba's first dispatch, and what a `run` that compiles later pays at most. The
+# first-update checks of the quickstart (ten schedules, 8 stages) take 4,789.
+INTERPRET_UP_TO = 10_000
+_interpreted = 0  # operations this process has interpreted so far
 
 
 def kernel_for(kernel: Callable, operations: int) -> Callable:
-    """`kernel`, or its Python code when the run is tiny and this process has not yet
-    called the compiled kernel (after that, calling it costs microseconds)."""
-    if operations > INTERPRET_UP_TO or getattr(kernel, "signatures", None):
+    """`kernel`, or its Python code while this process has not called the compiled kernel
+    and has interpreted fewer than `INTERPRET_UP_TO` operations, this run's included."""
+    global _interpreted
+    if getattr(kernel, "signatures", None) or _interpreted + operations > INTERPRET_UP_TO:
         return kernel
+    _interpreted += operations
     return interpreted(kernel)
 
 
