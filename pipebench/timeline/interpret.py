@@ -2,11 +2,12 @@
 
 Numba's first dispatch in a process, even of a kernel its cache holds,
 initialises its CPU target: it imports its array and linear-algebra
-implementations, scipy's BLAS among them (1.1 s of `pipebench validate`'s
-1.6 s on an idle 2-core machine). A time budget is checked against each
-schedule's first update, a run of a few hundred operations, which the
-kernels' own Python code times in a few milliseconds each, to the same bits:
-the kernels use no fast-math, and this is the code NUMBA_DISABLE_JIT=1 runs.
+implementations, scipy's BLAS among them, 0.7-0.9 s of CPU time, a third of
+`pipebench validate` (benchmarks/perf/README.md). A time budget is checked
+against each schedule's first update, a run of a few hundred operations,
+which the kernels' own Python code times in a few milliseconds each, to the
+same bits: the kernels use no fast-math, and this is the code
+NUMBA_DISABLE_JIT=1 runs.
 """
 
 from __future__ import annotations
