@@ -25,7 +25,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "benchmarks" / "scenarios" / "quickstart.yaml"
-HEAVY = ("numba", "scipy", "pandas", "pydantic", "matplotlib", "yaml", "numpy", "rich.markdown")
+# numba.np.arraymath: loaded when numba's CPU target initialises (a process's first dispatch)
+HEAVY = (
+    "numba",
+    "numba.np.arraymath",
+    "scipy",
+    "pandas",
+    "pydantic",
+    "matplotlib",
+    "yaml",
+    "numpy",
+    "rich.markdown",
+)
 
 PROBE = """
 import sys

@@ -13,9 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Protocol
 
 from pipebench.errors import InputError
 from pipebench.schedules.kinds import (
@@ -26,6 +24,9 @@ from pipebench.schedules.kinds import (
     PAIR_FORWARD,
     WEIGHT_GRAD,
 )
+
+if TYPE_CHECKING:  # NumPy loads where programs are built: `pipebench list` needs none
+    import numpy as np
 
 
 class Form(Protocol):
@@ -134,11 +135,15 @@ class Program:
 
 def looped_placement(ranks: int, per_rank: int) -> np.ndarray:
     """Chunk c on rank c mod p (Megatron's interleaving)."""
+    import numpy as np
+
     return np.arange(ranks * per_rank, dtype=np.int64) % ranks
 
 
 def v_placement(ranks: int) -> np.ndarray:
     """Two chunks per rank in a V: rank r holds chunks r and 2p - 1 - r."""
+    import numpy as np
+
     down = np.arange(ranks, dtype=np.int64)
     return np.concatenate([down, down[::-1]])
 
@@ -208,6 +213,8 @@ class ProgramBuilder:
 
     def done(self, flush: bool = True) -> Program:
         """The program, keeping only actions on micro-batches of this mini-batch."""
+        import numpy as np
+
         m = self.microbatches
         rows = [[a for a in actions if a[2] < m] for actions in self.ranks]
         flat = np.array([a for actions in rows for a in actions], dtype=np.int64).reshape(-1, 5)
@@ -232,6 +239,8 @@ def program_problem(program: Program) -> str | None:
     or one I and one W, all on the rank holding the chunk, in the order
     F, then I or B, then W.
     """
+    import numpy as np
+
     C, m = program.chunks, program.microbatches
     seen = np.full((3, C, m), -1, dtype=np.int64)  # position of F, of I/B, of W
     for r in range(program.ranks):

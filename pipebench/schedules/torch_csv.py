@@ -15,8 +15,6 @@ import io
 import re
 from pathlib import Path
 
-import numpy as np
-
 from pipebench.errors import InputError
 from pipebench.schedules.base import (
     PAIR,
@@ -80,6 +78,8 @@ def parse_torch_csv(text: str) -> list[list[tuple]]:
 
 def program_from_rows(rows: list[list[tuple]]) -> Program:
     """The program of `parse_torch_csv`'s rows; an `InputError` says what is wrong."""
+    import numpy as np
+
     placed: dict[int, int] = {}
     flat = []
     offsets = [0]

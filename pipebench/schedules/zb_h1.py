@@ -10,13 +10,13 @@ work: per mini-batch m(F + I + W) + (p - 1)(F + I - W), with the same
 peak activations as 1F1B (p on rank 0, an activation lives until its W).
 """
 
-import numpy as np
-
 from pipebench.schedules.base import Program, ProgramBuilder, check_accumulate, program_schedule
 
 
 def build(ranks: int, options: dict[str, object]) -> Program:
     m = check_accumulate("zb-h1", ranks, options, least=1)
+    import numpy as np  # here: `pipebench list` loads the schedules without NumPy
+
     b = ProgramBuilder(np.arange(ranks, dtype=np.int64), m)
     for r in range(ranks):
         warmup = min(ranks - 1 - r, m)

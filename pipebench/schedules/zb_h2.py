@@ -15,8 +15,6 @@ wait for theirs, then a W). Per mini-batch, in steady state:
 m(F + I + W) + (p - 1) max(0, F + I - 2W).
 """
 
-import numpy as np
-
 from pipebench.schedules.base import (
     Program,
     ProgramBuilder,
@@ -28,6 +26,8 @@ from pipebench.schedules.base import (
 
 def build(ranks: int, options: dict[str, object]) -> Program:
     m = check_accumulate("zb-h2", ranks, options, least=1)
+    import numpy as np  # here: `pipebench list` loads the schedules without NumPy
+
     b = ProgramBuilder(np.arange(ranks, dtype=np.int64), m)
     for r in range(ranks):
         warmup = min(2 * (ranks - r) - 1, m)

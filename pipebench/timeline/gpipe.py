@@ -1,12 +1,12 @@
 """GPipe: all forwards of a mini-batch, then all backwards, one step, flush."""
 
-import numpy as np
-
 from pipebench.schedules.base import Schedule
 from pipebench.timeline.schedule import BARRIER_FLUSH, Rules
 
 
 def _rules(stages: int, options: dict[str, object]) -> Rules:
+    import numpy as np  # here: `pipebench list` loads the schedules without NumPy
+
     minibatch = int(options["accumulate"])
     return Rules(
         cap=np.full(stages, minibatch, dtype=np.int64),

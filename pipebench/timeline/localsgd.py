@@ -3,10 +3,11 @@
 from pipebench.errors import InputError
 from pipebench.schedules.base import Schedule
 from pipebench.timeline.schedule import BARRIER_AVERAGE, Rules, one_f_one_b_caps
-from pipebench.timeline.trace import MAX_STAGES
 
 
 def _rules(stages: int, options: dict[str, object]) -> Rules:
+    from pipebench.timeline.trace import MAX_STAGES  # NumPy: not for `pipebench list`
+
     replicas = int(options["replicas"])
     if replicas > MAX_STAGES:
         raise InputError("replicas", f"must be <= {MAX_STAGES}, got {replicas}")

@@ -1,12 +1,12 @@
 """Naive pipelining: one micro-batch in the pipeline at a time; plain SGD."""
 
-import numpy as np
-
 from pipebench.schedules.base import Schedule
 from pipebench.timeline.schedule import Rules
 
 
 def _rules(stages: int, options: dict[str, object]) -> Rules:
+    import numpy as np  # here: `pipebench list` loads the schedules without NumPy
+
     return Rules(cap=np.ones(stages, dtype=np.int64), accumulate=1)
 
 

@@ -27,6 +27,7 @@ from numba import njit
 from pipebench.errors import InputError
 from pipebench.schedules.base import PAIR, Program
 from pipebench.timeline.costs import CostModel
+from pipebench.timeline.interpret import kernel_for
 from pipebench.timeline.simulate import in_update_order, jitter_factor
 from pipebench.timeline.tournament import new_tree, set_key
 from pipebench.timeline.trace import (
@@ -284,7 +285,8 @@ def execute(
     p = program
     n_upd = G * p.chunks
     n_rows = G * (len(p.kind) + int(np.count_nonzero(p.kind == PAIR))) + n_upd
-    status, kind, stage, mb, t0, t1, v, v_bwd, upd_op, upd_first, upd_version = _execute(
+    run = kernel_for(_execute, n_rows)
+    status, kind, stage, mb, t0, t1, v, v_bwd, upd_op, upd_first, upd_version = run(
         p.kind, p.chunk, p.mb, p.pair_chunk, p.pair_mb, p.offsets, p.chunk_rank, by_rank,
         rank_first, c["fcost"], c["icost"], c["wcost"], c["bcost"], c["paircost"], c["ucost"],
         costs.comm, costs.jitter, costs.seed, G, m, p.flush, n_rows, n_upd,

@@ -12,11 +12,11 @@ from pipebench.schedules.base import Program, Schedule
 from pipebench.timeline import gpipe, localsgd, naive, one_f_one_b, paci, pd, rpd, twobw
 from pipebench.timeline.options import OPTIONS
 from pipebench.timeline.schedule import Rules, Setup
-from pipebench.timeline.trace import MAX_MICROBATCHES, Trace, trace_need
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # traces (NumPy) load when one is built: `pipebench list` needs none
     from pipebench.timeline.costs import CostModel
     from pipebench.timeline.rpd import RpdPlan
+    from pipebench.timeline.trace import Trace
 
 SCHEDULES: dict[str, Schedule] = {
     s.name: s
@@ -78,6 +78,8 @@ def setup_schedule(name: str, stages: int, given: dict[str, object]) -> Setup:
 
 def check_memory(stages: int, microbatches: int) -> None:
     """Refuse, up front, a trace that cannot fit in this machine's memory."""
+    from pipebench.timeline.trace import trace_need
+
     problem = memory_problem([trace_need("microbatches", stages, microbatches)], available_memory())
     if problem is not None:
         raise InputError("microbatches", problem[1])
@@ -125,6 +127,8 @@ def _executed(program: Program, setup: Setup, costs: CostModel, microbatches: in
 
 
 def _check_size(stages: int, microbatches: int) -> None:
+    from pipebench.timeline.trace import MAX_MICROBATCHES
+
     if not 1 <= microbatches <= MAX_MICROBATCHES:
         raise InputError("microbatches", f"must be in 1..{MAX_MICROBATCHES}, got {microbatches}")
     check_memory(stages, microbatches)

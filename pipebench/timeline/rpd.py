@@ -16,17 +16,17 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from pipebench.schedules.base import Schedule
 from pipebench.timeline import pd
 from pipebench.timeline.options import DELAY_MODES
 from pipebench.timeline.schedule import auto_delta
-from pipebench.timeline.trace import Trace
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # NumPy and traces load where plans are made: `pipebench list` needs none
+    import numpy as np
+
     from pipebench.timeline.costs import CostModel
     from pipebench.timeline.stats import TimelineStats
+    from pipebench.timeline.trace import Trace
 
 
 @dataclass(frozen=True, eq=False)
@@ -106,6 +106,9 @@ def plan(
     sampling: str = "objective",
 ) -> RpdPlan:
     """The iteration plan for S * microbatches block updates, seeded by `costs.seed`."""
+    import numpy as np
+
+    from pipebench.timeline.interpret import kernel_for
     from pipebench.timeline.rpd_draws import draw_blocks
     from pipebench.timeline.simulate import simulate
     from pipebench.timeline.stats import read_iterates
@@ -115,7 +118,7 @@ def plan(
     rules = pd.SCHEDULE.rules(stages, pd.SCHEDULE.defaults(stages))
     trace = simulate("pd", rules, costs, microbatches)
     reads = read_iterates(trace)[0] if delays == "pd" else np.zeros((0, 0), dtype=np.int64)
-    block = draw_blocks(costs.seed, stages, trace.n_updates)
+    block = kernel_for(draw_blocks, trace.n_updates)(costs.seed, stages, trace.n_updates)
     return RpdPlan(
         stages=stages,
         microbatches=microbatches,
@@ -138,6 +141,8 @@ def plan_stats(plan: RpdPlan) -> TimelineStats:
     (there is no separate backward); the iterate history must hold the largest
     delay plus one versions; activations do not apply.
     """
+    import numpy as np
+
     from pipebench.timeline.rpd_draws import plan_delays
     from pipebench.timeline.stats import TimelineStats, busy_time, delay_summary
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from pipebench.schedules.base import Form
+
+if TYPE_CHECKING:  # NumPy loads where rules are made: `pipebench list` needs none
+    import numpy as np
 
 # How mini-batches (groups of micro-batches) are separated.
 BARRIER_NONE = 0  # micro-batches stream through
@@ -76,6 +78,8 @@ def one_f_one_b_caps(stages: int, inflight: object = "per-stage") -> np.ndarray:
     needs no cap of its own: it can only hold micro-batches that stage 0
     forwarded and has not yet backwarded, so a cap of S there never binds.
     """
+    import numpy as np
+
     if inflight == "input":
         return np.full(stages, stages, dtype=np.int64)
     return np.arange(stages, 0, -1, dtype=np.int64)

@@ -22,6 +22,7 @@ from numba import njit
 from pipebench.errors import InputError
 from pipebench.hashrng import uniform01
 from pipebench.timeline.costs import CostModel
+from pipebench.timeline.interpret import kernel_for
 from pipebench.timeline.schedule import (
     BARRIER_AVERAGE,
     BARRIER_NONE,
@@ -277,7 +278,7 @@ def simulate(name: str, rules: Rules, costs: CostModel, microbatches: int) -> Tr
     # A stage never holds more than every micro-batch: the ring buffers need no more
     # (a mini-batch of 10^12 in a run of 20 micro-batches is 20).
     cap = np.minimum(rules.cap, microbatches)
-    status, n_rows, n_u, *arrays = _simulate(
+    status, n_rows, n_u, *arrays = kernel_for(_simulate, n_ops)(
         costs.forward, costs.backward, costs.comm, costs.update, costs.allreduce * rules.avg_share,
         costs.jitter, costs.seed, microbatches,
         cap, rules.accumulate, rules.group, rules.barrier, rules.forwards_first,
