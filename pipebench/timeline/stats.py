@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from numba import njit
 
+from pipebench.timeline.loops import smallest, total
 from pipebench.timeline.trace import (
     AVERAGE,
     BACKWARD,
@@ -41,6 +42,7 @@ from pipebench.timeline.trace import (
 # W still needs after I is counted apart, as pending W's.
 FORWARDS = (FORWARD, PAIR_FORWARD)
 RELEASES = (BACKWARD, INPUT_GRAD, PAIR_BACKWARD)
+_NEVER = np.iinfo(np.int64).max  # no iterate read yet
 
 
 @njit(cache=True)
@@ -69,7 +71,8 @@ def _read_iterates(
         maker[offset[u_stage[u], u_rep[u]] + u_version[u] - 1] = k_rep[u]
     keep_all = reads.shape[1] > 1
     if not keep_all:
-        reads[:] = np.iinfo(np.int64).max
+        for m in range(len(reads)):
+            reads[m, 0] = _NEVER
     finished = np.zeros(R, np.int64)
     p = 0
     for i in range(len(kind)):
@@ -108,7 +111,7 @@ def _range_min(values, first, last):
     """min(values[first[i] : last[i] + 1]) for every i."""
     out = np.empty(len(first), values.dtype)
     for i in range(len(first)):
-        out[i] = values[first[i] : last[i] + 1].min()
+        out[i] = smallest(values[first[i] : last[i] + 1])
     return out
 
 
@@ -124,7 +127,7 @@ def _block_delay_sums(reads, first, last, k):
     out = np.zeros(reads.shape[1], np.int64)
     for u in range(len(first)):
         for j in range(reads.shape[1]):
-            out[j] += k[u] - reads[first[u] : last[u] + 1, j].min()
+            out[j] += k[u] - smallest(reads[first[u] : last[u] + 1, j])
     return out
 
 
@@ -152,7 +155,7 @@ def _update_staleness(S, M, kind, stage, mb, v_fwd, upd_stage, upd_first, upd_la
     out = np.empty(len(upd_stage), np.int64)
     for u in range(len(upd_stage)):
         s = upd_stage[u]
-        out[u] = upd_version[u] - 1 - read[s, upd_first[u] : upd_last[u] + 1].min()
+        out[u] = upd_version[u] - 1 - smallest(read[s, upd_first[u] : upd_last[u] + 1])
     return out
 
 
@@ -196,8 +199,11 @@ def _stage_sweep(S, R, kind, stage, replica, v_fwd, v_bwd, upd_stage, upd_replic
     """
     offset, uses = version_uses(S, R, kind, stage, replica, v_bwd, upd_stage, upd_replica)
     current = np.zeros((S, R), np.int64)
-    held = np.full(S, R, np.int64)
-    peak_versions = np.full(S, R, np.int64)
+    held = np.empty(S, np.int64)  # every replica's current version to start with
+    peak_versions = np.empty(S, np.int64)
+    for s in range(S):
+        held[s] = R
+        peak_versions[s] = R
     level = np.zeros(S, np.int64)
     peak_act = np.zeros(S, np.int64)
     drift = np.zeros(S, np.int64)
@@ -243,9 +249,10 @@ def _busy_time(S, kind, rank, start, end, until):
         if start[i] < until and kind[i] != PAIR_BACKWARD:  # an F&B is timed by its F row
             busy += (min(end[i], until) - start[i]) * (S if kind[i] == AVERAGE else 1)
             if kind[i] == AVERAGE:
-                inside[:] = 0.0
+                for r in range(S):
+                    inside[r] = 0.0
                 _inside_average(i, kind, rank, start, end, until, inside)
-                busy -= inside.sum()
+                busy -= total(inside)
     return busy
 
 
@@ -264,6 +271,7 @@ def _rank_sweep(P, kind, rank, start, end):
     A pending W is an I whose W has not yet run: the buffers W still needs.
     """
     busy = np.zeros(P)
+    inside = np.empty(P)
     level = np.zeros(P, np.int64)
     peak = np.zeros(P, np.int64)
     pending = np.zeros(P, np.int64)
@@ -271,10 +279,12 @@ def _rank_sweep(P, kind, rank, start, end):
     for i in range(len(kind)):
         r = rank[i]
         if r < 0:  # AVG occupies every rank, less what it overlaps
-            busy += end[i] - start[i]
-            inside = np.zeros(P)
+            for q in range(P):
+                inside[q] = 0.0
             _inside_average(i, kind, rank, start, end, np.inf, inside)
-            busy -= inside
+            for q in range(P):
+                busy[q] += end[i] - start[i]
+                busy[q] -= inside[q]
             continue
         k = kind[i]
         if k != PAIR_BACKWARD:
