@@ -306,3 +306,28 @@ def test_rpd_stats_follow_the_delays():
     assert mx.peak_versions == [delta + 1] * S  # the history must hold delta + 1 iterates
     zero = stats_of(build_timeline("rpd", unit(S), M, delays="zero"))
     assert zero.max_delay == 0 and zero.mean_delay == 0.0
+
+
+# ---------------------------------------------------------------- compilation
+
+
+def test_timeline_kernels_pass_uniform01_no_int_literal():
+    """numba compiles a called kernel once per literal argument: the jitter's kinds and
+    rpd's stream numbers are int64 scalars, so `uniform01` is compiled once for the
+    timeline, not once per kind and stream (a first run's compile time)."""
+    from numba import types
+    from numba.core import config
+
+    from pipebench.hashrng import uniform01
+    from pipebench.timeline.simulate import jitter_factor
+
+    if config.DISABLE_JIT:
+        pytest.skip("nothing is compiled with NUMBA_DISABLE_JIT=1")
+    costs = CostModel.build(3, jitter=0.1)
+    stats_of(build_timeline("pd", costs, 6))
+    stats_of(build_timeline("rpd", costs, 6))
+    assert jitter_factor.signatures
+    for sig in jitter_factor.signatures:
+        assert not any(isinstance(t, types.Literal) for t in sig), sig
+    for sig in uniform01.signatures:  # rpd's streams are 11 and 12 (the replay's others)
+        assert not (isinstance(sig[1], types.Literal) and sig[1].literal_value in (11, 12)), sig

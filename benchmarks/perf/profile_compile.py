@@ -1,6 +1,7 @@
 """Where a cold first run's compilation goes: CPU seconds and compilations per kernel.
 
 Run:  python benchmarks/perf/profile_compile.py [block-linear|mlp|charlm] [--top 30]
+      python benchmarks/perf/profile_compile.py --timelines [SCENARIO.yaml]
 
 Runs a tiny scenario (pd and rpd, 2 stages, 4 micro-batches) of the family in
 this process with an empty numba cache, listening to numba's own compile
@@ -9,6 +10,12 @@ CPU seconds excluding the kernels it compiled in turn (exclusive) and
 including them, and how many times it was compiled (once per type
 signature). numba's and NumPy's own implementations appear by module:name
 (`arrayobj:impl` is the array operations the kernels use).
+
+`--timelines` profiles what the parent process of a cold `run` compiles while a
+forked child compiles the replay kernels (engine/precompile.py): loading the
+scenario (which simulates each schedule's first update under a time budget) and
+each entry's timeline, statistics, sizing and memory profile, with no replay. It
+takes the family's tiny scenario or a scenario file (e.g. quickstart.yaml).
 """
 
 from __future__ import annotations
@@ -35,10 +42,25 @@ schedules: [pd, rpd]
 """
 
 
+def timelines_only(scenario: Path) -> int:
+    """What a run's parent computes besides the replays (runner.entry_replays, every entry)."""
+    from pipebench.api import load_experiment
+    from pipebench.runner import entry_replays
+
+    exp = load_experiment(scenario)
+    for entry in exp.entries:
+        entry_replays(exp, entry)
+    return 0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("family", nargs="?", choices=sorted(OBJECTIVES), default="block-linear")
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument(
+        "--timelines", nargs="?", const="", metavar="SCENARIO",
+        help="the parent's side of a run only: timelines, statistics, sizing (no replay)",
+    )  # fmt: skip
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp())
     os.environ["NUMBA_CACHE_DIR"] = str(tmp / "numba")  # before numba loads: a cold cache
@@ -68,11 +90,18 @@ def main() -> None:
     scenario = tmp / "profile.yaml"
     scenario.write_text(SCENARIO.format(objective=OBJECTIVES[args.family]))
     started, wall = time.process_time(), time.perf_counter()
-    status = pipebench(["run", str(scenario), "--out", str(tmp / "out"), "--quiet", "--no-plots"])
+    if args.timelines is None:
+        out = ["--out", str(tmp / "out"), "--quiet", "--no-plots"]
+        status = pipebench(["run", str(scenario), *out])
+    else:
+        status = timelines_only(Path(args.timelines) if args.timelines else scenario)
     cpu, wall = time.process_time() - started, time.perf_counter() - wall
     compiling = sum(exclusive.values())
+    what = (
+        args.family if args.timelines is None else f"timelines of {args.timelines or args.family}"
+    )
     print(
-        f"{args.family}: exit {status}, {cpu:.1f} s CPU ({wall:.1f} s wall) for the run, "
+        f"{what}: exit {status}, {cpu:.1f} s CPU ({wall:.1f} s wall) for the run, "
         f"{compiling:.1f} s CPU compiling; load average {os.getloadavg()[0]:.1f}"
     )
     print(f"{'kernel':44s} {'exclusive':>9s} {'inclusive':>9s} {'compiled':>8s}")

@@ -19,13 +19,16 @@ from numba.core import config
 from pipebench.objectives import LAYERED_KINDS
 
 # family: (seconds its compilation takes on the project's idle 2-core machine; its
-# kernels as module:name). The timeline's 16 s were measured alone; a replay family's
+# kernels as module:name). The timeline's 9 s: 16 s measured alone on the idle machine
+# before issue 16's fifth round, scaled by that round's cut of its compile CPU time
+# (`bench_compile.py --families timeline`, 22.4 to 12.5 s at load 6; README, "Issue 16,
+# fifth round: compile-timeline"), not measured idle. A replay family's
 # figure is the first run's wait with its kernels compiled in the child beside the
 # timeline's (benchmarks/perf/README.md, "Issue 16, fourth round: idle retake"), which
 # is the longer of the two: 31 s block-linear, 88 s layered.
 FAMILIES: dict[str, tuple[int, tuple[str, ...]]] = {
     "timeline": (
-        16,
+        9,
         (
             "pipebench.timeline.simulate:_simulate",
             "pipebench.timeline.stats:_stage_sweep",

@@ -17,7 +17,9 @@ from pipebench.timeline.trace import AVERAGE, FORWARD, PAIR_FORWARD, UPDATE, Tra
 @njit(cache=True)
 def _needs(kind, stage, mb, replica, start, end, v_fwd, v_bwd, n_rows, until, S, R, M):
     """(history depth, in-flight slots) for replaying rows [0, n_rows) that end by `until`."""
-    last_row = np.full(M, -1, np.int64)
+    last_row = np.empty(M, np.int64)
+    for m in range(M):  # a loop, not np.full: one array implementation less to compile
+        last_row[m] = -1
     for i in range(n_rows):
         if end[i] <= until and kind[i] != UPDATE and kind[i] != AVERAGE:
             last_row[mb[i]] = i

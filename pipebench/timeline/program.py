@@ -73,8 +73,12 @@ def _execute(
     # that can be in flight at once (slot (g & 1) * m + j), tagged with g.
     fend = np.empty((C, 2 * m))
     bend = np.empty((C, 2 * m))
-    ftag = np.full((C, 2 * m), -1, np.int64)
-    btag = np.full((C, 2 * m), -1, np.int64)
+    ftag = np.empty((C, 2 * m), np.int64)
+    btag = np.empty((C, 2 * m), np.int64)
+    for c in range(C):  # loops, not np.full: each array implementation compiles apart
+        for i in range(2 * m):
+            ftag[c, i] = -1
+            btag[c, i] = -1
     free = np.zeros(P)
     batch = np.zeros(P, np.int64)
     at = np.zeros(P, np.int64)
@@ -85,7 +89,8 @@ def _execute(
     key, win = new_tree(P)
     dirty = np.empty(P + 2, np.int64)  # ranks whose key must be recomputed
     n_dirty = P
-    dirty[:P] = np.arange(P)
+    for r in range(P):
+        dirty[r] = r
     row = 0
     n_u = 0
     while True:
@@ -152,7 +157,8 @@ def _execute(
                 gate[g] = max(gate[g], t + d)
                 if flush and stepped[g] == P:
                     n_dirty = P
-                    dirty[:P] = np.arange(P)
+                    for q in range(P):
+                        dirty[q] = q
         else:
             a = offsets[r] + k
             kd = kind[a]

@@ -10,9 +10,12 @@ import numpy as np
 from numba import njit
 
 from pipebench.hashrng import uniform01
+from pipebench.timeline.loops import largest
 
-_STAGE_STREAM = 11
-_DELAY_STREAM = 12
+# int64 scalars, not int literals: numba would compile `uniform01` once per literal
+_STAGE_STREAM = np.int64(11)
+_DELAY_STREAM = np.int64(12)
+_NO_COLUMN = np.int64(0)
 
 
 @njit(cache=True)
@@ -35,7 +38,7 @@ def draw_blocks(seed, stages, iterations):
     """The block each of `iterations` iterations updates, uniform over the stages."""
     out = np.empty(iterations, np.int32)
     for k in range(iterations):
-        out[k] = int(uniform01(seed, _STAGE_STREAM, k, 0) * stages)
+        out[k] = int(uniform01(seed, _STAGE_STREAM, k, _NO_COLUMN) * stages)
     return out
 
 
@@ -50,7 +53,8 @@ def plan_delays(mode, delta, seed, block, pd_update_mb, pd_reads, stages):
     d = np.empty(stages, np.int64)
     for k in range(n):
         fill_delays(mode, delta, seed, k, pd_update_mb, pd_reads, d)
-        worst[k] = d.max()
+        worst[k] = largest(d)
         own[block[k]] = max(own[block[k]], d[block[k]])
-        total += d
+        for j in range(stages):
+            total[j] += d[j]
     return worst, own, total

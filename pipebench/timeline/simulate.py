@@ -23,6 +23,7 @@ from pipebench.errors import InputError
 from pipebench.hashrng import uniform01
 from pipebench.timeline.costs import CostModel
 from pipebench.timeline.interpret import kernel_for
+from pipebench.timeline.loops import largest
 from pipebench.timeline.schedule import (
     BARRIER_AVERAGE,
     BARRIER_NONE,
@@ -36,6 +37,9 @@ from pipebench.timeline.trace import AVERAGE, BACKWARD, FORWARD, UPDATE, Trace
 _INF = np.inf
 _NONE = -1
 _OK, _DEADLOCK, _VERSION_NOT_READY = 0, 1, 2
+# The kinds as int64 scalars, not int literals: numba compiles a called kernel once per
+# literal argument (`uniform01` once per kind, the jitter's stream).
+_F, _B = np.int64(FORWARD), np.int64(BACKWARD)
 
 
 @njit(cache=True)
@@ -75,7 +79,7 @@ def _simulate(
     # indexed by m & (W - 1): a stage never looks further back than its
     # in-flight cap plus the replica count, so W larger than both is enough.
     W = 1
-    while cap.max() + R + 2 > W:
+    while largest(cap) + R + 2 > W:
         W *= 2
     ring = W - 1
     fend = np.empty((S, W))
@@ -85,13 +89,18 @@ def _simulate(
     next_f = np.zeros(S, np.int64)  # forwards and backwards run in micro-batch order
     next_b = np.zeros(S, np.int64)
     inflight = np.zeros(S, np.int64)
-    last_fb = np.full(S, _NONE, np.int64)
-    pending_u = np.full(S, _NONE, np.int64)  # replica whose step is due, or -1
+    last_fb = np.empty(S, np.int64)
+    pending_u = np.empty(S, np.int64)  # replica whose step is due, or -1
+    ready_f = np.empty(S)  # when the stage's next F and B are ready
+    ready_b = np.empty(S)
+    for j in range(S):  # loops, not np.full: each array implementation compiles apart
+        last_fb[j] = _NONE
+        pending_u[j] = _NONE
+        ready_f[j] = _INF
+        ready_b[j] = _INF
     version = np.zeros((S, R), np.int32)
     acc_count = np.zeros((S, R), np.int64)
     acc_first = np.zeros((S, R), np.int64)
-    ready_f = np.full(S, _INF)  # when the stage's next F and B are ready
-    ready_b = np.full(S, _INF)
     open_group = 0  # groups up to this one may enter stage 0
     gate = 0.0  # when the open group may enter
     closed = 0  # stages that have stepped for the open group's last micro-batch
@@ -176,7 +185,7 @@ def _simulate(
                 if closed == S:
                     closed = 0
                     open_group += 1
-                    gate = free.max()
+                    gate = largest(free)
                     if barrier == BARRIER_AVERAGE:
                         kind[row] = AVERAGE
                         stage[row] = _NONE
@@ -189,10 +198,12 @@ def _simulate(
                         avg_end = gate + avg_cost
                         if overlap == 0:
                             gate = avg_end
-                            free[:] = gate
+                            for j in range(S):
+                                free[j] = gate
                         else:
                             for j in range(rounds % fragments, S, fragments):
-                                merge_left[j, :] = overlap
+                                for q in range(R):
+                                    merge_left[j, q] = overlap
                         rounds += 1
                         row += 1
                         lo, hi = 0, S
@@ -203,7 +214,7 @@ def _simulate(
             m = next_b[s]
             r = m % R
             d = bwd[s] + (fwd[s] if recompute else 0.0)
-            d *= jitter_factor(jitter, seed, BACKWARD, s, m)
+            d *= jitter_factor(jitter, seed, _B, s, m)
             kind[row] = BACKWARD
             vf[row] = fver[s, m & ring]
             vb[row] = version[s, r] if versions == VERSIONS_CURRENT else fver[s, m & ring]
@@ -220,7 +231,7 @@ def _simulate(
         else:
             m = next_f[s]
             r = m % R
-            d = fwd[s] * jitter_factor(jitter, seed, FORWARD, s, m)
+            d = fwd[s] * jitter_factor(jitter, seed, _F, s, m)
             v = version[s, r]
             if versions == VERSIONS_TWO_BW:
                 v = max(m // accumulate - 1, 0)
@@ -245,8 +256,10 @@ def _simulate(
         last_fb[s] = kind[row]
         row += 1
 
-    if status == _OK and np.any(next_b != M):
-        status = _DEADLOCK
+    if status == _OK:
+        for j in range(S):
+            if next_b[j] != M:
+                status = _DEADLOCK
     return status, row, n_u, kind, stage, mbs, rep, start, end, vf, vb, u_op, u_first, u_version
 
 

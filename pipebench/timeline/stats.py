@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from numba import njit
 
+from pipebench.timeline.loops import smallest, total
 from pipebench.timeline.trace import (
     AVERAGE,
     BACKWARD,
@@ -41,14 +42,15 @@ from pipebench.timeline.trace import (
 # W still needs after I is counted apart, as pending W's.
 FORWARDS = (FORWARD, PAIR_FORWARD)
 RELEASES = (BACKWARD, INPUT_GRAD, PAIR_BACKWARD)
+_NEVER = np.iinfo(np.int64).max  # later than any iterate
 
 
 @njit(cache=True)
 def _read_iterates(
     S, R, kind, stage, mb, rep, start, v_fwd, u_stage, u_rep, u_version, u_end, reads
 ):
-    """Fill `reads` with the iterate index each F(j, m) read block j from, and return
-    each update's index k. `reads` is (M, S), or (M, 1) to keep only the minimum over j."""
+    """Fill the (M, S) table `reads` with the iterate index each F(j, m) read block j
+    from, and return each update's index k."""
     n_upd = len(u_stage)
     k_rep = np.empty(n_upd, np.int64)
     count = np.zeros(R, np.int64)
@@ -67,9 +69,6 @@ def _read_iterates(
     maker = np.empty(total, np.int64)  # index k of the update that made version v + 1
     for u in range(n_upd):
         maker[offset[u_stage[u], u_rep[u]] + u_version[u] - 1] = k_rep[u]
-    keep_all = reads.shape[1] > 1
-    if not keep_all:
-        reads[:] = np.iinfo(np.int64).max
     finished = np.zeros(R, np.int64)
     p = 0
     for i in range(len(kind)):
@@ -84,17 +83,14 @@ def _read_iterates(
         v = v_fwd[i]
         if v < made[j, r]:
             n = min(n, maker[offset[j, r] + v])
-        if keep_all:
-            reads[mb[i], j] = n
-        else:
-            reads[mb[i], 0] = min(reads[mb[i], 0], n)
+        reads[mb[i], j] = n
     return k_rep
 
 
-def read_iterates(trace: Trace, per_block: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Iterate index read by each F(j, m) as an (M, S) table (or (M, 1): the minimum
-    over blocks), and each update's index k in its replica's numbering."""
-    reads = np.empty((trace.microbatches, trace.stages if per_block else 1), dtype=np.int64)
+def read_iterates(trace: Trace) -> tuple[np.ndarray, np.ndarray]:
+    """Iterate index read by each F(j, m) as an (M, S) table, and each update's index k
+    in its replica's numbering."""
+    reads = np.empty((trace.microbatches, trace.stages), dtype=np.int64)
     k = _read_iterates(
         trace.stages, trace.replicas, trace.kind, trace.stage, trace.mb, trace.replica,
         trace.start, trace.v_fwd, trace.upd_stage, trace.upd_replica, trace.upd_version,
@@ -104,37 +100,33 @@ def read_iterates(trace: Trace, per_block: bool = True) -> tuple[np.ndarray, np.
 
 
 @njit(cache=True)
-def _range_min(values, first, last):
-    """min(values[first[i] : last[i] + 1]) for every i."""
-    out = np.empty(len(first), values.dtype)
-    for i in range(len(first)):
-        out[i] = values[first[i] : last[i] + 1].min()
-    return out
+def _delays(reads, first, last, k):
+    """Per update u, its delay: k[u] minus the oldest iterate any block was read from for
+    its micro-batches first[u] .. last[u]; and per block j, the sum over updates of
+    k[u] - min(reads[first[u] : last[u] + 1, j]), block j's own delay."""
+    delays = np.empty(len(first), np.int64)
+    sums = np.zeros(reads.shape[1], np.int64)
+    for u in range(len(first)):
+        oldest = _NEVER
+        for j in range(reads.shape[1]):
+            read = smallest(reads[first[u] : last[u] + 1, j])
+            sums[j] += k[u] - read
+            oldest = min(oldest, read)
+        delays[u] = k[u] - oldest
+    return delays, sums
+
+
+def delay_tables(trace: Trace) -> tuple[np.ndarray, np.ndarray]:
+    """Delay of every update in block updates, in update order; and per block j, the sum
+    over updates of its own delay (k minus the iterate block j was read from, the oldest
+    over the update's micro-batches), whose mean over updates is `stage_mean_delay`."""
+    reads, k = read_iterates(trace)
+    return _delays(reads, trace.upd_first, trace.upd_last, k)
 
 
 def update_delays(trace: Trace) -> np.ndarray:
     """Delay of every update in block updates, in update order."""
-    oldest, k = read_iterates(trace, per_block=False)
-    return k - _range_min(oldest[:, 0], trace.upd_first, trace.upd_last)
-
-
-@njit(cache=True)
-def _block_delay_sums(reads, first, last, k):
-    """Per block j, the sum over updates u of k[u] - min(reads[first[u] : last[u] + 1, j])."""
-    out = np.zeros(reads.shape[1], np.int64)
-    for u in range(len(first)):
-        for j in range(reads.shape[1]):
-            out[j] += k[u] - reads[first[u] : last[u] + 1, j].min()
-    return out
-
-
-def block_delay_means(trace: Trace) -> np.ndarray:
-    """Per block j, its mean delay over updates: k minus the iterate block j was read
-    from (the oldest over the update's micro-batches). Their mean is `mean_block_delay`."""
-    if trace.n_updates == 0:
-        return np.zeros(trace.stages)
-    reads, k = read_iterates(trace, per_block=True)
-    return _block_delay_sums(reads, trace.upd_first, trace.upd_last, k) / trace.n_updates
+    return delay_tables(trace)[0]
 
 
 def steady_updates(trace: Trace) -> np.ndarray:
@@ -145,23 +137,32 @@ def steady_updates(trace: Trace) -> np.ndarray:
 
 @njit(cache=True)
 def _update_staleness(S, M, kind, stage, mb, v_fwd, upd_stage, upd_first, upd_last, upd_version):
+    """Per update its staleness, and per stage the largest (0 where it has no update)."""
     read = np.zeros((S, M), np.int32)
     for i in range(len(kind)):
         if kind[i] in FORWARDS:
             read[stage[i], mb[i]] = v_fwd[i]
     out = np.empty(len(upd_stage), np.int64)
+    worst = np.zeros(S, np.int64)
     for u in range(len(upd_stage)):
         s = upd_stage[u]
-        out[u] = upd_version[u] - 1 - read[s, upd_first[u] : upd_last[u] + 1].min()
-    return out
+        out[u] = upd_version[u] - 1 - smallest(read[s, upd_first[u] : upd_last[u] + 1])
+        worst[s] = max(worst[s], out[u])
+    return out, worst
 
 
-def update_staleness(trace: Trace) -> np.ndarray:
-    """Per update: the stage's version before the step minus the oldest version it read."""
+def staleness_tables(trace: Trace) -> tuple[np.ndarray, np.ndarray]:
+    """Per update: the stage's version before the step minus the oldest version it read;
+    per stage, the largest of its updates' (0 where it has none)."""
     return _update_staleness(
         trace.stages, trace.microbatches, trace.kind, trace.stage, trace.mb, trace.v_fwd,
         trace.upd_stage, trace.upd_first, trace.upd_last, trace.upd_version,
     )  # fmt: skip
+
+
+def update_staleness(trace: Trace) -> np.ndarray:
+    """Per update: the stage's version before the step minus the oldest version it read."""
+    return staleness_tables(trace)[0]
 
 
 @njit(cache=True)
@@ -196,8 +197,11 @@ def _stage_sweep(S, R, kind, stage, replica, v_fwd, v_bwd, upd_stage, upd_replic
     """
     offset, uses = version_uses(S, R, kind, stage, replica, v_bwd, upd_stage, upd_replica)
     current = np.zeros((S, R), np.int64)
-    held = np.full(S, R, np.int64)
-    peak_versions = np.full(S, R, np.int64)
+    held = np.empty(S, np.int64)  # every replica's current version to start with
+    peak_versions = np.empty(S, np.int64)
+    for s in range(S):
+        held[s] = R
+        peak_versions[s] = R
     level = np.zeros(S, np.int64)
     peak_act = np.zeros(S, np.int64)
     drift = np.zeros(S, np.int64)
@@ -243,9 +247,10 @@ def _busy_time(S, kind, rank, start, end, until):
         if start[i] < until and kind[i] != PAIR_BACKWARD:  # an F&B is timed by its F row
             busy += (min(end[i], until) - start[i]) * (S if kind[i] == AVERAGE else 1)
             if kind[i] == AVERAGE:
-                inside[:] = 0.0
+                for r in range(S):
+                    inside[r] = 0.0
                 _inside_average(i, kind, rank, start, end, until, inside)
-                busy -= inside.sum()
+                busy -= total(inside)
     return busy
 
 
@@ -264,6 +269,7 @@ def _rank_sweep(P, kind, rank, start, end):
     A pending W is an I whose W has not yet run: the buffers W still needs.
     """
     busy = np.zeros(P)
+    inside = np.empty(P)
     level = np.zeros(P, np.int64)
     peak = np.zeros(P, np.int64)
     pending = np.zeros(P, np.int64)
@@ -271,10 +277,12 @@ def _rank_sweep(P, kind, rank, start, end):
     for i in range(len(kind)):
         r = rank[i]
         if r < 0:  # AVG occupies every rank, less what it overlaps
-            busy += end[i] - start[i]
-            inside = np.zeros(P)
+            for q in range(P):
+                inside[q] = 0.0
             _inside_average(i, kind, rank, start, end, np.inf, inside)
-            busy -= inside
+            for q in range(P):
+                busy[q] += end[i] - start[i]
+                busy[q] -= inside[q]
             continue
         k = kind[i]
         if k != PAIR_BACKWARD:
@@ -306,15 +314,6 @@ def iteration_time(trace: Trace) -> float | None:
         return None
     k = (len(times) - 1) // 2
     return float(times[k + 1] - times[k])
-
-
-@njit(cache=True)
-def _max_by(group, values, n):
-    """out[g] = max of values where group == g (0 where there are none)."""
-    out = np.zeros(n, np.int64)
-    for i in range(len(group)):
-        out[group[i]] = max(out[group[i]], values[i])
-    return out
 
 
 @dataclass(frozen=True)
@@ -372,9 +371,9 @@ def timeline_stats(trace: Trace) -> TimelineStats:
         S, trace.replicas, trace.kind, trace.stage, trace.replica, trace.v_fwd, trace.v_bwd,
         trace.upd_stage, trace.upd_replica,
     )  # fmt: skip
-    staleness = _max_by(trace.upd_stage, update_staleness(trace), S)
-    delays = update_delays(trace)
-    block_means = block_delay_means(trace)
+    staleness = staleness_tables(trace)[1]
+    delays, block_sums = delay_tables(trace)
+    block_means = block_sums / trace.n_updates if trace.n_updates else np.zeros(S)
     max_d, mean_d, steady_max, steady_mean = delay_summary(delays, steady_updates(trace))
     return TimelineStats(
         schedule=trace.schedule,
