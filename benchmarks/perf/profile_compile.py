@@ -1,6 +1,7 @@
 """Where a cold first run's compilation goes: CPU seconds and compilations per kernel.
 
 Run:  python benchmarks/perf/profile_compile.py [block-linear|mlp|charlm] [--top 30]
+      python benchmarks/perf/profile_compile.py mlp --replay [--scenario FILE]
 
 Runs a tiny scenario (pd and rpd, 2 stages, 4 micro-batches) of the family in
 this process with an empty numba cache, listening to numba's own compile
@@ -9,6 +10,12 @@ CPU seconds excluding the kernels it compiled in turn (exclusive) and
 including them, and how many times it was compiled (once per type
 signature). numba's and NumPy's own implementations appear by module:name
 (`arrayobj:impl` is the array operations the kernels use).
+
+A run on a cold cache compiles its replay kernels in a forked child
+(engine/precompile.py), whose compile events this process does not see: the
+profile of `run` is the parent's. `--replay` compiles instead, in this
+process, exactly what that child compiles (every replay signature of the
+scenario's entries, or of `--scenario FILE`'s), and nothing else.
 """
 
 from __future__ import annotations
@@ -39,6 +46,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("family", nargs="?", choices=sorted(OBJECTIVES), default="block-linear")
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--replay", action="store_true", help="the compiling child's work only")
+    parser.add_argument("--scenario", type=Path, help="this scenario instead (with --replay)")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp())
     os.environ["NUMBA_CACHE_DIR"] = str(tmp / "numba")  # before numba loads: a cold cache
@@ -65,14 +74,23 @@ def main() -> None:
                 stack[-1][2] += spent
 
     event.register("numba:compile", Listener())
-    scenario = tmp / "profile.yaml"
-    scenario.write_text(SCENARIO.format(objective=OBJECTIVES[args.family]))
+    scenario = args.scenario or tmp / "profile.yaml"
+    if args.scenario is None:
+        scenario.write_text(SCENARIO.format(objective=OBJECTIVES[args.family]))
     started, wall = time.process_time(), time.perf_counter()
-    status = pipebench(["run", str(scenario), "--out", str(tmp / "out"), "--quiet", "--no-plots"])
+    if args.replay:
+        from pipebench.api import load_experiment
+        from pipebench.engine.precompile import compile_replays, replay_runs
+
+        compile_replays(replay_runs(load_experiment(scenario)))
+        status = 0
+    else:
+        command = ["run", str(scenario), "--out", str(tmp / "out"), "--quiet", "--no-plots"]
+        status = pipebench(command)
     cpu, wall = time.process_time() - started, time.perf_counter() - wall
     compiling = sum(exclusive.values())
     print(
-        f"{args.family}: exit {status}, {cpu:.1f} s CPU ({wall:.1f} s wall) for the run, "
+        f"{args.scenario or args.family}{' (replay kernels)' * args.replay}: exit {status}, {cpu:.1f} s CPU ({wall:.1f} s wall) for the run, "
         f"{compiling:.1f} s CPU compiling; load average {os.getloadavg()[0]:.1f}"
     )
     print(f"{'kernel':44s} {'exclusive':>9s} {'inclusive':>9s} {'compiled':>8s}")
