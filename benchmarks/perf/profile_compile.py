@@ -89,8 +89,9 @@ def main() -> None:
         status = pipebench(command)
     cpu, wall = time.process_time() - started, time.perf_counter() - wall
     compiling = sum(exclusive.values())
+    what = f"{args.scenario or args.family}{' (replay kernels)' * args.replay}"
     print(
-        f"{args.scenario or args.family}{' (replay kernels)' * args.replay}: exit {status}, {cpu:.1f} s CPU ({wall:.1f} s wall) for the run, "
+        f"{what}: exit {status}, {cpu:.1f} s CPU ({wall:.1f} s wall) for the run, "
         f"{compiling:.1f} s CPU compiling; load average {os.getloadavg()[0]:.1f}"
     )
     print(f"{'kernel':44s} {'exclusive':>9s} {'inclusive':>9s} {'compiled':>8s}")

@@ -45,7 +45,7 @@ FAMILIES: dict[str, tuple[int, tuple[str, ...]]] = {
         (
             "pipebench.engine.replay:_replay_trace",
             "pipebench.engine.replay:_replay_plan",
-            "pipebench.engine.layered:layered_loss_at",  # compiled by the layered form only
+            "pipebench.objectives.layered:stage_backward",  # by the layered form only
         ),
     ),
 }

@@ -60,10 +60,10 @@ def apply_step(
     `grad[lo:hi] * scale` is the gradient; `m1`, `m2` the optimizer's state and
     `last` the previous update (for `ef`) of this block; `t` the block's step
     number, from 1, of `horizon` in the run; `mats` the model's weight
-    matrices for Muon: `(array,)` (muon.py's rows), or the empty tuple for a
-    block-linear model, which Muon does not train (experiment.py refuses it);
-    numba reads `len()` of a tuple as a constant, so such a run never compiles
-    Muon.
+    matrices for Muon: `(array,)` (muon.py's rows), or the empty tuple for
+    any other optimizer (the replay passes them to Muon's runs only; Muon does not
+    train a block-linear model: experiment.py refuses it); numba reads `len()` of a
+    tuple as a constant, so no other run compiles Muon.
     w_old and w_new may be the same array unless `ef` is on:
     the correction reads the update as w_old - w_new (the replay keeps two
     versions then). One level of calls: this runs once per block update.
