@@ -62,6 +62,7 @@ from pipebench.optim.step import (
     MUON,
     PREDICT,
     apply_step,
+    moment_buffers,
 )
 from pipebench.timeline.rpd import RpdPlan
 from pipebench.timeline.rpd_draws import fill_delays
@@ -97,14 +98,15 @@ def _loss_at(t, linear, layered, hist, cur, last_u_end, w_vis, rec, out_model):
 @njit(cache=True, nogil=True)
 def _replay_trace(
     kind, stage, mb, replica, start, end, v_fwd, v_bwd, n_rows, until, S, R,
-    linear, layered, recompute, seed, code, hyper, mats, horizon, H, P, tau, prediction,
+    linear, layered, recompute, seed, hyper, moments, mats, horizon, H, P, tau, prediction,
     compensation, outer, times, out_loss, out_updates, out_model, stop,
 ):  # fmt: skip
     """Replay rows [0, n_rows) that end by `until`; returns (samples, updates, micro-batches).
 
     `tau` is each row's staleness when weights are predicted or the lr follows the
-    delay, else empty. `mats` is `(the weight matrices,)` for Muon, else empty, so that
-    no other run compiles Muon (optim.step). `prediction`, `compensation` (the
+    delay, else empty. `moments` (the optimizer's state, per replica) and `mats` (the
+    weight matrices for Muon, else empty) tell `optim.step.apply_step` the optimizer
+    at compile time. `prediction`, `compensation` (the
     staleness corrections' buffers: optim.corrections) and `outer` (DiLoCo's state:
     optim.diloco) are None when the run does not use them: numba decides `is not None`
     of an argument at compile time, so a run compiles only the corrections it uses.
@@ -149,8 +151,6 @@ def _replay_trace(
     last_u_end = np.full((R, S), -np.inf)
     acc = np.zeros((R, d))
     count = np.zeros((R, S), np.int64)
-    m1 = np.zeros((R, d))
-    m2 = np.zeros((R, d))
     last = np.zeros((R, d))
     steps = np.zeros((R, S), np.int64)
     rows = np.zeros((P, nb), np.int64)
@@ -268,8 +268,8 @@ def _replay_trace(
             steps[r, s] += 1
             lo, hi = off[s], off[s + 1]
             apply_step(
-                code, hyper, steps[r, s], horizon[r, s], hist[r, v % H], acc[r], 1.0 / count[r, s],
-                m1[r], m2[r], last[r], mats, lo, hi, hist[r, (v + 1) % H],
+                hyper, steps[r, s], horizon[r, s], hist[r, v % H], acc[r], 1.0 / count[r, s],
+                moments, last, r, mats, lo, hi, hist[r, (v + 1) % H],
             )  # fmt: skip
             if hyper[DELAY_LR] != 0.0:
                 f = pipemare_factor(lag[s], steps[r, s], hyper[DELAY_LR_WARMUP])
@@ -299,7 +299,7 @@ def _replay_trace(
 @njit(cache=True, nogil=True)
 def _replay_plan(
     block, time, n_iter, S, mode, delta, plan_seed, pd_update_mb, pd_reads, lookback,
-    linear, layered, seed, code, hyper, mats, horizon, H, prediction, compensation,
+    linear, layered, seed, hyper, moments, mats, horizon, H, prediction, compensation,
     times, out_loss, out_updates, out_model, stop,
 ):  # fmt: skip
     """rpd: iteration k steps block[k] with the gradient at a point whose block j is
@@ -338,9 +338,7 @@ def _replay_plan(
     delays = np.zeros(S, np.int64)
     rows = np.zeros(nb, np.int64)
     grad = np.zeros(d)
-    m1 = np.zeros(d)
-    m2 = np.zeros(d)
-    last = np.zeros(d)
+    last = np.zeros((1, d))
     steps = np.zeros(S, np.int64)
     initial = _loss_at(-np.inf, linear, layered, hist, version, never, w_vis, rec,
                        out_model)  # fmt: skip
@@ -390,7 +388,7 @@ def _replay_plan(
             before, ms = compensation
             compensate(grad, before, hist[0, v % H], point, hyper, ms[0], lo, hi)
         steps[s] += 1
-        apply_step(code, hyper, steps[s], horizon[0, s], hist[0, v % H], grad, 1.0, m1, m2, last,
+        apply_step(hyper, steps[s], horizon[0, s], hist[0, v % H], grad, 1.0, moments, last, 0,
                    mats, lo, hi, hist[0, (v + 1) % H])  # fmt: skip
         if prediction is not None:
             remember_update(hist[0, v % H], hist[0, (v + 1) % H], lo, hi, prediction[1][0])
@@ -507,9 +505,10 @@ def _kernel_inputs(
     # ef, predict and delay_lr read each update as old - new weights: two separate versions
     two = hyper[EF] != 0.0 or hyper[PREDICT] != 0.0 or hyper[DELAY_LR] != 0.0
     depth = max(sized.depth, 2) if two else sized.depth
+    moments = moment_buffers(optimizer_code, sized.horizon.shape[0], objective.dim)
     muon = optimizer_code == MUON and isinstance(objective, Layered)
     mats = (objective.matrices,) if muon else ()
-    return (seed, optimizer_code, hyper, mats, sized.horizon, depth), (
+    return (seed, hyper, moments, mats, sized.horizon, depth), (
         times, out_loss, out_updates, out_model, stop,
     )  # fmt: skip
 
@@ -589,7 +588,7 @@ def _trace_kernel(t: Trace, sized, objective, optimizer, record) -> tuple[Callab
     linear, layered = _models(objective, t.stages)
     if layered and objective.stages != t.stages:
         raise ValueError(f"the objective has {objective.stages} blocks, the trace {t.stages}")
-    hyper = optimizer[2]
+    hyper = optimizer[1]
     stale = hyper[PREDICT] != 0.0 or hyper[DELAY_LR] != 0.0
     tau = read_delays(t, sized.length) if stale else np.zeros(0, np.int64)
     d = objective.dim
@@ -609,5 +608,5 @@ def _plan_kernel(plan: RpdPlan, sized, objective, optimizer, record) -> tuple[Ca
         plan.delta, plan.seed, plan.pd_update_mb, plan.pd_reads, sized.lookback,
     )  # fmt: skip
     linear, layered = _models(objective, plan.stages)
-    corrections = correction_buffers(optimizer[2], 0, 1, objective.dim)
+    corrections = correction_buffers(optimizer[1], 0, 1, objective.dim)
     return _replay_plan, (*steps, linear, layered, *optimizer, *corrections, *record)
