@@ -19,7 +19,7 @@ import numpy as np
 
 from pipebench import interrupts
 from pipebench.engine.blas import one_blas_thread
-from pipebench.engine.precompile import compile_replays_aside, replay_runs
+from pipebench.engine.precompile import compile_replays_aside, replay_runs, scenario_switches
 from pipebench.engine.replay import Curve, SizedReplay, replay, size_replay
 from pipebench.experiment import Entry, Experiment, chunk_bytes
 from pipebench.timeline import TimelineStats, Trace
@@ -86,7 +86,9 @@ def run_one(
     sized, stats = replays.per_seed[seed]
     entry = replays.entry
     objective = exp.objective_of(entry)
-    curve = replay(sized, objective, entry.optimizer_code, entry.hyper(lr), seed, exp.points, stop)
+    hyper = entry.hyper(lr)
+    on = scenario_switches(exp)  # the kernel the scenario's runs share
+    curve = replay(sized, objective, entry.optimizer_code, hyper, seed, exp.points, stop, on)
     return Outcome(
         entry=entry,
         seed=seed,

@@ -37,8 +37,9 @@ if TYPE_CHECKING:
     from pipebench.experiment import Experiment
 
 # What a replay is called with besides its timeline: the schedule, what it trains
-# (the objective cut for it), the optimizer's code and hyper-parameters, the seed.
-Run = tuple[Setup, BlockLinear | Layered, int, np.ndarray, int]
+# (the objective cut for it), the optimizer's code and hyper-parameters, the seed, the
+# corrections its kernel is compiled for (`scenario_switches`).
+Run = tuple[Setup, BlockLinear | Layered, int, np.ndarray, int, np.ndarray]
 
 
 def empty_replay(setup: Setup) -> SizedReplay:
@@ -58,11 +59,19 @@ def empty_replay(setup: Setup) -> SizedReplay:
     return SizedReplay(plan, 0.0, 0, 1, 1, horizon)
 
 
+def scenario_switches(exp: Experiment) -> np.ndarray:
+    """The corrections some run of `exp` uses (hyper-parameter fields not 0 in some
+    entry): every run's replay kernel is compiled for these (`engine.replay.replay`),
+    so that a scenario comparing corrections compiles one kernel, not one per mix."""
+    return np.any([e.hyper(e.lrs[0]) != 0.0 for e in exp.entries], axis=0).astype(float)
+
+
 def replay_runs(exp: Experiment) -> list[Run]:
     """What each entry of `exp` calls its replay with (its first lr and seed: the types
     are the same for the others)."""
+    on = scenario_switches(exp)
     return [
-        (e.setup, exp.objective_of(e), e.optimizer_code, e.hyper(e.lrs[0]), exp.seeds[0])
+        (e.setup, exp.objective_of(e), e.optimizer_code, e.hyper(e.lrs[0]), exp.seeds[0], on)
         for e in exp.entries
     ]
 

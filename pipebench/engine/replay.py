@@ -56,10 +56,12 @@ from pipebench.optim.corrections import (
 from pipebench.optim.diloco import merge, outer_state, synchronise
 from pipebench.optim.step import (
     ALPHA,
+    DC,
     DELAY_LR,
     DELAY_LR_WARMUP,
     EF,
     MUON,
+    OUTER_LR,
     PREDICT,
     apply_step,
     moment_buffers,
@@ -106,10 +108,11 @@ def _replay_trace(
     `tau` is each row's staleness when weights are predicted or the lr follows the
     delay, else empty. `moments` (the optimizer's state, per replica) and `mats` (the
     weight matrices for Muon, else empty) tell `optim.step.apply_step` the optimizer
-    at compile time. `prediction`, `compensation` (the
-    staleness corrections' buffers: optim.corrections) and `outer` (DiLoCo's state:
-    optim.diloco) are None when the run does not use them: numba decides `is not None`
-    of an argument at compile time, so a run compiles only the corrections it uses.
+    at compile time. `prediction`, `compensation` (the staleness corrections'
+    buffers: optim.corrections) and `outer` (DiLoCo's state: optim.diloco) are None
+    when no run of the scenario uses them (`switches` in `replay`): numba decides
+    `is not None` of an argument at compile time, so a scenario compiles only the
+    corrections it uses, in one kernel for all its runs.
 
     One of `linear` (a block-linear objective) and `layered` is the empty
     tuple: numba reads `len()` of a tuple argument as a constant and prunes
@@ -186,7 +189,7 @@ def _replay_trace(
                 if s == 0:
                     z[slot, :] = 0.0
                 w = hist[r, v_fwd[i] % H]
-                if prediction is not None:
+                if prediction is not None and hyper[PREDICT] != 0.0:
                     pred, update = prediction
                     w = predicted(w, tau[i], update[r], off[s], off[s + 1], pred[slot])
                 forward_block(X, rows[slot], nb, off[s], off[s + 1], w, z[slot])
@@ -195,7 +198,7 @@ def _replay_trace(
             else:
                 lo, hi = off[s], off[s + 1]
                 w = hist[r, v_fwd[i] % H, lo:hi]
-                if prediction is not None:
+                if prediction is not None and hyper[PREDICT] != 0.0:
                     pred, update = prediction
                     w = predicted(w, tau[i], update[r, lo:hi], 0, hi - lo, pred[slot, lo:hi])
                 stage_forward(mlp_arch, lm_arch, s, w, df, dt, di, rows[slot], x[slot, s],
@@ -205,23 +208,23 @@ def _replay_trace(
             lo, hi = off[s], off[s + 1]
             if len(layered) == 0:
                 w = hist[r, v_bwd[i] % H]
-                if prediction is not None:
+                if prediction is not None and hyper[PREDICT] != 0.0:
                     pred, update = prediction
                     w = predicted(w, tau[i], update[r], lo, hi, pred[slot])
-                if compensation is not None:
+                if compensation is not None and hyper[DC] != 0.0:
                     before, ms = compensation
                     before[lo:hi] = acc[r, lo:hi]
                 backward_block(X, rows[slot], nb, lo, hi, g[slot], w, l2, noise,
                                seed, np.int64(mb[i]), acc[r])  # fmt: skip
-                if compensation is not None:
+                if compensation is not None and hyper[DC] != 0.0:
                     before, ms = compensation
                     compensate(acc[r], before, hist[r, cur[r, s] % H], w, hyper, ms[r], lo, hi)
             else:
                 w = hist[r, v_bwd[i] % H, lo:hi]
-                if prediction is not None:
+                if prediction is not None and hyper[PREDICT] != 0.0:
                     pred, update = prediction
                     w = predicted(w, tau[i], update[r, lo:hi], 0, hi - lo, pred[slot, lo:hi])
-                if compensation is not None:
+                if compensation is not None and hyper[DC] != 0.0:
                     before, ms = compensation
                     before[lo:hi] = acc[r, lo:hi]
                 store = saved[slot, so[s] : so[s + 1]]
@@ -230,7 +233,7 @@ def _replay_trace(
                                   store, scratch)  # fmt: skip
                 stage_backward(mlp_arch, lm_arch, s, w, df, dt, di, rows[slot], store,
                                gl[slot, s + 1], gl[slot, s], acc[r, lo:hi])  # fmt: skip
-                if compensation is not None:
+                if compensation is not None and hyper[DC] != 0.0:
                     before, ms = compensation
                     w_now = hist[r, cur[r, s] % H, lo:hi]
                     compensate(acc[r, lo:hi], before[lo:hi], w_now, w, hyper, ms[r, lo:hi], 0,
@@ -269,12 +272,12 @@ def _replay_trace(
             lo, hi = off[s], off[s + 1]
             apply_step(
                 hyper, steps[r, s], horizon[r, s], hist[r, v % H], acc[r], 1.0 / count[r, s],
-                moments, last, r, mats, lo, hi, hist[r, (v + 1) % H],
+                moments, last, np.int64(r), mats, lo, hi, hist[r, (v + 1) % H],
             )  # fmt: skip
             if hyper[DELAY_LR] != 0.0:
                 f = pipemare_factor(lag[s], steps[r, s], hyper[DELAY_LR_WARMUP])
                 rescale_update(hist[r, v % H], hist[r, (v + 1) % H], lo, hi, f)
-            if prediction is not None:
+            if prediction is not None and hyper[PREDICT] != 0.0:
                 remember_update(hist[r, v % H], hist[r, (v + 1) % H], lo, hi, prediction[1][r])
             if outer is not None:
                 theta, _, _, due = outer
@@ -288,7 +291,7 @@ def _replay_trace(
             last_u_end[r, s] = end[i]
             updates += 1
         elif k == AVERAGE:
-            if outer is not None:
+            if outer is not None and hyper[OUTER_LR] != 0.0:
                 theta, outer_mu, rounds, due = outer
                 synchronise(off, hist, cur, hyper, theta, outer_mu, rounds, due)
             else:
@@ -364,7 +367,7 @@ def _replay_plan(
             slot = read[j] % H
             for c in range(off[j], off[j + 1]):
                 point[c] = hist[0, slot, c]
-            if prediction is not None:
+            if prediction is not None and hyper[PREDICT] != 0.0:
                 tau = version[0, j] - read[j]
                 predicted(point, tau, prediction[1][0], off[j], off[j + 1], point)
         s = block[k]
@@ -384,13 +387,13 @@ def _replay_plan(
                                saved[j, : saved_size[j]], gl[j + 1], gl[j],
                                grad[off[j] : off[j + 1]])  # fmt: skip
         v = version[0, s]
-        if compensation is not None:  # grad[lo:hi] held nothing before this backward
+        if compensation is not None and hyper[DC] != 0.0:  # grad[lo:hi] was 0 before
             before, ms = compensation
             compensate(grad, before, hist[0, v % H], point, hyper, ms[0], lo, hi)
         steps[s] += 1
-        apply_step(hyper, steps[s], horizon[0, s], hist[0, v % H], grad, 1.0, moments, last, 0,
-                   mats, lo, hi, hist[0, (v + 1) % H])  # fmt: skip
-        if prediction is not None:
+        apply_step(hyper, steps[s], horizon[0, s], hist[0, v % H], grad, 1.0, moments, last,
+                   np.int64(0), mats, lo, hi, hist[0, (v + 1) % H])  # fmt: skip
+        if prediction is not None and hyper[PREDICT] != 0.0:
             remember_update(hist[0, v % H], hist[0, (v + 1) % H], lo, hi, prediction[1][0])
         grad[lo:hi] = 0.0
         version[0, s] = v + 1
@@ -521,13 +524,20 @@ def replay(
     seed: int,
     points: int,
     stop: np.ndarray | None = None,
+    switches: np.ndarray | None = None,
 ) -> Curve:
     """Train `objective` along the sized timeline; the loss is sampled `points` times
     evenly over the run (after time 0) and once at time 0.
+
+    `switches` (laid out as `hyper`; default `hyper`) says which corrections the
+    kernel is compiled for, those whose field is not 0: a scenario passes the union
+    of its runs' (`engine.precompile.scenario_switches`), so that they share one
+    kernel; a run uses those its own `hyper` turns on.
     """
     optimizer, record = _kernel_inputs(sized, objective, optimizer_code, hyper, seed, points, stop)
     times, out_loss, out_updates, out_model, _ = record
-    kernel, args = _kernel(sized.timeline, sized, objective, optimizer, record)
+    on = hyper if switches is None else switches
+    kernel, args = _kernel(sized.timeline, sized, objective, optimizer, record, on)
     n_pts, updates, *rest = kernel(*args)
     microbatches = rest[0] if rest else updates  # rpd: one minibatch gradient per iteration
     blew_up = bool(diverged(out_loss[n_pts - 1], out_loss[0]))
@@ -548,11 +558,13 @@ def replay_signature(
     optimizer_code: int,
     hyper: np.ndarray,
     seed: int,
+    switches: np.ndarray | None = None,
 ) -> tuple[Callable, tuple]:
     """The replay kernel `replay` would call for these inputs, and its numba argument
     types: what compiling it ahead of the run needs (engine.precompile)."""
     optimizer, record = _kernel_inputs(sized, objective, optimizer_code, hyper, seed, 1, None)
-    kernel, args = _kernel(sized.timeline, sized, objective, optimizer, record)
+    on = hyper if switches is None else switches
+    kernel, args = _kernel(sized.timeline, sized, objective, optimizer, record, on)
     return kernel, tuple(typeof(a) for a in args)
 
 
@@ -574,13 +586,13 @@ def _initial(objective: BlockLinear | Layered) -> np.ndarray:
 
 
 @singledispatch
-def _kernel(timeline, sized, objective, optimizer, record) -> tuple[Callable, tuple]:
+def _kernel(timeline, sized, objective, optimizer, record, on) -> tuple[Callable, tuple]:
     """The replay kernel of `timeline`'s form and its arguments."""
     raise TypeError(f"no replay for {type(timeline).__name__}")
 
 
 @_kernel.register(Trace)
-def _trace_kernel(t: Trace, sized, objective, optimizer, record) -> tuple[Callable, tuple]:
+def _trace_kernel(t: Trace, sized, objective, optimizer, record, on) -> tuple[Callable, tuple]:
     trace = (
         t.kind, t.stage, t.mb, t.replica, t.start, t.end, t.v_fwd, t.v_bwd,
         sized.length, sized.until, t.stages, t.replicas,
@@ -592,15 +604,15 @@ def _trace_kernel(t: Trace, sized, objective, optimizer, record) -> tuple[Callab
     stale = hyper[PREDICT] != 0.0 or hyper[DELAY_LR] != 0.0
     tau = read_delays(t, sized.length) if stale else np.zeros(0, np.int64)
     d = objective.dim
-    corrections = correction_buffers(hyper, sized.slots, t.replicas, d)
-    outer = outer_state(hyper, _initial(objective), t.replicas, t.stages)
+    corrections = correction_buffers(on, sized.slots, t.replicas, d)
+    outer = outer_state(on, _initial(objective), t.replicas, t.stages)
     args = (*trace, linear, layered, t.recompute, *optimizer, sized.slots, tau, *corrections,
             outer, *record)  # fmt: skip
     return _replay_trace, args
 
 
 @_kernel.register(RpdPlan)
-def _plan_kernel(plan: RpdPlan, sized, objective, optimizer, record) -> tuple[Callable, tuple]:
+def _plan_kernel(plan: RpdPlan, sized, objective, optimizer, record, on) -> tuple[Callable, tuple]:
     if plan.sampling != "objective":
         objective = replace(objective, sampling=SAMPLING_CODES[plan.sampling])
     steps = (
@@ -608,5 +620,5 @@ def _plan_kernel(plan: RpdPlan, sized, objective, optimizer, record) -> tuple[Ca
         plan.delta, plan.seed, plan.pd_update_mb, plan.pd_reads, sized.lookback,
     )  # fmt: skip
     linear, layered = _models(objective, plan.stages)
-    corrections = correction_buffers(optimizer[1], 0, 1, objective.dim)
+    corrections = correction_buffers(on, 0, 1, objective.dim)
     return _replay_plan, (*steps, linear, layered, *optimizer, *corrections, *record)
