@@ -21,8 +21,11 @@ from pipebench.objectives import LAYERED_KINDS
 # family: (seconds its compilation takes on the project's idle 2-core machine; its
 # kernels as module:name). The timeline's 16 s were measured alone; a replay family's
 # figure is the first run's wait with its kernels compiled in the child beside the
-# timeline's (benchmarks/perf/README.md, "Issue 16, fourth round: idle retake"), which
-# is the longer of the two: 31 s block-linear, 88 s layered.
+# timeline's. Measured idle at 31 s block-linear, 88 s layered, the child the longer
+# (benchmarks/perf/README.md, "Issue 16, fourth round: idle retake"); the child's
+# share (27 s, 84 s) scaled by its CPU seconds after the fifth round's pruning ("Issue
+# 16, fifth round: compile-replay": x0.66, x0.72), plus the 4 s those first runs
+# spent beyond it: 22 s and 64 s, estimates not yet retaken idle.
 FAMILIES: dict[str, tuple[int, tuple[str, ...]]] = {
     "timeline": (
         16,
@@ -33,7 +36,7 @@ FAMILIES: dict[str, tuple[int, tuple[str, ...]]] = {
         ),
     ),
     "block-linear": (
-        31,
+        22,
         (
             "pipebench.engine.replay:_replay_trace",
             "pipebench.engine.replay:_replay_plan",
@@ -41,7 +44,7 @@ FAMILIES: dict[str, tuple[int, tuple[str, ...]]] = {
         ),
     ),
     "layered": (
-        88,
+        64,
         (
             "pipebench.engine.replay:_replay_trace",
             "pipebench.engine.replay:_replay_plan",
