@@ -41,7 +41,7 @@ SCHEDULE_FIELDS = ("outer_lr", "outer_momentum", "outer_nesterov", "fragments", 
 
 @dataclass(frozen=True)
 class OptimizerInfo:
-    code: int  # the optimizer's number: its moments (optim.step.MOMENTS), its kernel's name
+    code: int  # the number optim.step reads (MOMENTS) and the replay passes Muon its matrices by
     summary: str
     defaults: dict[str, float | bool]  # the hyper-parameters it takes, besides lr
     state: int = 0  # fp32 values it keeps per parameter (moments), for memory in bytes
