@@ -21,11 +21,9 @@ from pipebench.objectives import LAYERED_KINDS
 # family: (seconds its compilation takes on the project's idle 2-core machine; its
 # kernels as module:name). The timeline's 16 s were measured alone; a replay family's
 # figure is the first run's wait with its kernels compiled in the child beside the
-# timeline's. Measured idle at 31 s block-linear, 88 s layered, the child the longer
-# (benchmarks/perf/README.md, "Issue 16, fourth round: idle retake"); the child's
-# share (27 s, 84 s) scaled by its CPU seconds after the fifth round's pruning ("Issue
-# 16, fifth round: compile-replay": x0.66, x0.72), plus the 4 s those first runs
-# spent beyond it: 22 s and 64 s, estimates not yet retaken idle.
+# timeline's, the longer of the two: `bench_compile.py` (cold minus warm) at load
+# 1.1-1.5 after the fifth round's pruning, 20 s block-linear, 61 s layered
+# (benchmarks/perf/README.md, "Issue 16, fifth round: compile-replay").
 FAMILIES: dict[str, tuple[int, tuple[str, ...]]] = {
     "timeline": (
         16,
@@ -36,7 +34,7 @@ FAMILIES: dict[str, tuple[int, tuple[str, ...]]] = {
         ),
     ),
     "block-linear": (
-        22,
+        20,
         (
             "pipebench.engine.replay:_replay_trace",
             "pipebench.engine.replay:_replay_plan",
@@ -44,7 +42,7 @@ FAMILIES: dict[str, tuple[int, tuple[str, ...]]] = {
         ),
     ),
     "layered": (
-        64,
+        61,
         (
             "pipebench.engine.replay:_replay_trace",
             "pipebench.engine.replay:_replay_plan",
