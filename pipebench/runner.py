@@ -19,7 +19,7 @@ import numpy as np
 
 from pipebench import interrupts
 from pipebench.engine.blas import one_blas_thread
-from pipebench.engine.precompile import compile_replays_aside
+from pipebench.engine.precompile import compile_replays_aside, replay_runs, scenario_switches
 from pipebench.engine.replay import Curve, SizedReplay, replay, size_replay
 from pipebench.experiment import Entry, Experiment, chunk_bytes
 from pipebench.timeline import TimelineStats, Trace
@@ -86,7 +86,9 @@ def run_one(
     sized, stats = replays.per_seed[seed]
     entry = replays.entry
     objective = exp.objective_of(entry)
-    curve = replay(sized, objective, entry.optimizer_code, entry.hyper(lr), seed, exp.points, stop)
+    hyper = entry.hyper(lr)
+    on = scenario_switches(exp)  # the kernel the scenario's runs share
+    curve = replay(sized, objective, entry.optimizer_code, hyper, seed, exp.points, stop, on)
     return Outcome(
         entry=entry,
         seed=seed,
@@ -129,11 +131,7 @@ def run_experiment(
     """
     stop = np.zeros(1, dtype=np.int64)
     # a cold cache: the replay kernels compiled in a child while the timelines are simulated
-    compiled = compile_replays_aside(
-        exp.objective.kind,
-        [(e.setup, exp.objective_of(e), e.optimizer_code, e.hyper(e.lrs[0]), exp.seeds[0])
-         for e in exp.entries],
-    )  # fmt: skip
+    compiled = compile_replays_aside(exp.objective.kind, replay_runs(exp))
     done: dict[tuple[int, int, int], Outcome] = {}
     pending: dict[Future, tuple[int, int, int]] = {}
     interrupted = False

@@ -15,7 +15,7 @@ from numba.core import config as numba_config
 
 from pipebench.optim import OPTIMIZERS, hyper_array
 from pipebench.optim.muon import newton_schulz
-from pipebench.optim.step import apply_step, lr_factor
+from pipebench.optim.step import apply_step, lr_factor, moment_buffers
 
 MUON = OPTIMIZERS["muon"]
 
@@ -58,12 +58,12 @@ def test_muon_step_matches_its_definition():
     params = MUON.defaults | {"adam_lr": 0.01, "weight_decay": 0.1}
     hyper = hyper_array(0.02, params)
     w = rng.standard_normal(d)
-    m1, m2, last = np.zeros(d), np.zeros(d), np.zeros(d)
+    moments, last = moment_buffers(MUON.code, 1, d), np.zeros((1, d))
     ref_w, ref_buf = w.copy(), np.zeros(rows * cols)
     ref_m, ref_v = np.zeros(d), np.zeros(d)
     for t in range(1, 4):
         g = rng.standard_normal(d)
-        apply_step(MUON.code, hyper, t, 0, w, g, 1.0, m1, m2, last, (mats,), 0, d, w)
+        apply_step(hyper, t, 0, w, g, 1.0, moments, last, 0, (mats,), 0, d, w)
         # reference: Nesterov momentum, orthogonalised, scaled by sqrt(max(1, cols/rows))
         mat = slice(start, start + rows * cols)
         ref_buf = 0.95 * ref_buf + g[mat]
@@ -78,23 +78,25 @@ def test_muon_step_matches_its_definition():
         assert np.allclose(w, ref_w, rtol=1e-12, atol=1e-14)
 
 
-NO_MUON = """
+ONLY_SGD = """
 import numpy as np
-from pipebench.optim import hyper_array, muon
+from pipebench.optim import adamw, hyper_array, momentum, muon
 from pipebench.optim.step import apply_step
 w = np.ones(4)
-apply_step(0, hyper_array(0.1, {}), 1, 0, w, w, 1.0, w.copy(), w.copy(), w.copy(), (), 0, 4, w)
-print(len(apply_step.signatures), len(muon.muon_step.signatures), *w)
+apply_step(hyper_array(0.1, {}), 1, 0, w, w, 1.0, (), np.zeros((1, 4)), 0, (), 0, 4, w)
+others = (muon.muon_step, adamw.adamw_step, momentum.momentum_step, momentum.lookahead_step)
+print(len(apply_step.signatures), *(len(kernel.signatures) for kernel in others), *w)
 """
 
 
 @pytest.mark.skipif(numba_config.DISABLE_JIT, reason="compilation is numba's")
-def test_a_step_without_weight_matrices_does_not_compile_muon(tmp_path):
-    """A block-linear model passes no matrices (the empty tuple): compiled from an empty
-    cache, its steps leave Muon uncompiled, and SGD still steps (1 - 0.1 * 1)."""
+def test_an_sgd_step_compiles_no_other_optimizer(tmp_path):
+    """SGD keeps no moments (the empty tuple) and gets no weight matrices: compiled from
+    an empty cache, its steps leave every other optimizer uncompiled, and SGD still
+    steps (1 - 0.1 * 1)."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
-    out = subprocess.run([sys.executable, "-c", NO_MUON], capture_output=True, text=True, env=env)
-    assert out.stdout.split() == ["1", "0", *["0.9"] * 4], out.stderr[-2000:]
+    out = subprocess.run([sys.executable, "-c", ONLY_SGD], capture_output=True, text=True, env=env)
+    assert out.stdout.split() == ["1", "0", "0", "0", "0", *["0.9"] * 4], out.stderr[-2000:]
 
 
 # muon is tested on its own: it needs weight matrices
@@ -108,19 +110,19 @@ def test_ef_adds_the_last_change_of_the_update(name):
     corrected = hyper_array(0.1, info.defaults | {"ef": True})
     w_ref, w_ef = rng.standard_normal(d), None
     w_ef = w_ref.copy()
-    state_ref = [np.zeros(d), np.zeros(d), np.zeros(d)]
-    state_ef = [np.zeros(d), np.zeros(d), np.zeros(d)]
+    state_ref = [moment_buffers(info.code, 1, d), np.zeros((1, d)), 0]
+    state_ef = [moment_buffers(info.code, 1, d), np.zeros((1, d)), 0]
     u_prev = np.zeros(d)
     empty = ()  # no weight matrices
     for t in range(1, 5):
         g = rng.standard_normal(d)
         # the optimizer's update u_t from the corrected run's weights and state
         probe = w_ef.copy()
-        apply_step(info.code, plain, t, 0, w_ef, g, 1.0, *state_ref, empty, 0, d, probe)
+        apply_step(plain, t, 0, w_ef, g, 1.0, *state_ref, empty, 0, d, probe)
         u = w_ef - probe
         expected = w_ef - (2 * u - u_prev) if t > 1 else w_ef - u
         stepped = np.empty(d)  # a separate version, as the replay keeps under ef
-        apply_step(info.code, corrected, t, 0, w_ef, g, 1.0, *state_ef, empty, 0, d, stepped)
+        apply_step(corrected, t, 0, w_ef, g, 1.0, *state_ef, empty, 0, d, stepped)
         assert np.allclose(stepped, expected, rtol=1e-13, atol=1e-15)
         w_ef = stepped
         u_prev = u

@@ -41,6 +41,7 @@ OBJECTIVES = {
         "[pd, rpd, gpipe, zbv]",
         "[{name: paci, recompute: true}, {name: rpd, delays: pd, sampling: shuffle}]",
         "[{name: pd, optimizer: {name: adamw, predict: true, delay_lr: pipemare}}]",
+        "[pd, {name: 2bw, optimizer: {name: momentum, delay_compensation: 0.1}}, localsgd]",
     ],
 )
 def test_an_empty_replay_types_the_kernel_as_the_real_one(
@@ -51,7 +52,8 @@ def test_an_empty_replay_types_the_kernel_as_the_real_one(
     exp = load_experiment(path)
     for entry in exp.entries:
         sized, _ = entry_replays(exp, entry).per_seed[exp.seeds[0]]
-        inputs = (exp.objective_of(entry), entry.optimizer_code, entry.hyper(0.01), 0)
+        on = precompile.scenario_switches(exp)
+        inputs = (exp.objective_of(entry), entry.optimizer_code, entry.hyper(0.01), 0, on)
         real = replay_signature(sized, *inputs)
         assert replay_signature(empty_replay(entry.setup), *inputs) == real, entry.label
 

@@ -36,7 +36,7 @@ from pipebench.objectives.charlm import blocks, layers
 from pipebench.objectives.charlm.views import _block_saved, _block_tensors, _scratch
 from pipebench.objectives.layered import stage_backward, stage_forward
 from pipebench.optim import OPTIMIZERS, hyper_array
-from pipebench.optim.step import apply_step
+from pipebench.optim.step import apply_step, moment_buffers
 from pipebench.timeline import CostModel, build_timeline
 
 
@@ -157,14 +157,13 @@ def main() -> None:
         for s in range(S):
             stage[f"F{s}"] = cpu(fwd(s), reps)
             stage[f"B{s}"] = cpu(bwd(s), reps)
-        m1, m2, last = np.zeros_like(w), np.zeros_like(w), np.zeros_like(w)
+        moments, last = moment_buffers(adamw.code, 1, len(w)), np.zeros((1, len(w)))
         w2 = w.copy()
-        mats = (obj.matrices,)
         for s in range(S):
             lo, hi = off[s], off[s + 1]
             stage[f"U{s}"] = cpu(
                 lambda i, lo=lo, hi=hi: apply_step(
-                    adamw.code, hyper, 10, 1000, w, acc, 1.0, m1, m2, last, mats, lo, hi, w2
+                    hyper, 10, 1000, w, acc, 1.0, moments, last, 0, (), lo, hi, w2
                 ),
                 reps,
             )

@@ -2,6 +2,7 @@
 
 Run:  python benchmarks/perf/profile_compile.py [block-linear|mlp|charlm] [--top 30]
       python benchmarks/perf/profile_compile.py --timelines [SCENARIO.yaml]
+      python benchmarks/perf/profile_compile.py mlp --replay [--scenario FILE]
 
 Runs a tiny scenario (pd and rpd, 2 stages, 4 micro-batches) of the family in
 this process with an empty numba cache, listening to numba's own compile
@@ -16,6 +17,9 @@ forked child compiles the replay kernels (engine/precompile.py): loading the
 scenario (which simulates each schedule's first update under a time budget) and
 each entry's timeline, statistics, sizing and memory profile, with no replay. It
 takes the family's tiny scenario or a scenario file (e.g. quickstart.yaml).
+`--replay` profiles the other side: it compiles, in this process, exactly what
+that child compiles (every replay signature of the scenario's entries, or of
+`--scenario FILE`'s), and nothing else.
 """
 
 from __future__ import annotations
@@ -61,6 +65,8 @@ def main() -> None:
         "--timelines", nargs="?", const="", metavar="SCENARIO",
         help="the parent's side of a run only: timelines, statistics, sizing (no replay)",
     )  # fmt: skip
+    parser.add_argument("--replay", action="store_true", help="the compiling child's work only")
+    parser.add_argument("--scenario", type=Path, help="this scenario instead of the family's")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp())
     os.environ["NUMBA_CACHE_DIR"] = str(tmp / "numba")  # before numba loads: a cold cache
@@ -87,19 +93,24 @@ def main() -> None:
                 stack[-1][2] += spent
 
     event.register("numba:compile", Listener())
-    scenario = tmp / "profile.yaml"
-    scenario.write_text(SCENARIO.format(objective=OBJECTIVES[args.family]))
+    scenario = args.scenario or Path(args.timelines or tmp / "profile.yaml")
+    if scenario == tmp / "profile.yaml":
+        scenario.write_text(SCENARIO.format(objective=OBJECTIVES[args.family]))
     started, wall = time.process_time(), time.perf_counter()
-    if args.timelines is None:
-        out = ["--out", str(tmp / "out"), "--quiet", "--no-plots"]
-        status = pipebench(["run", str(scenario), *out])
+    if args.replay:
+        from pipebench.api import load_experiment
+        from pipebench.engine.precompile import compile_replays, replay_runs
+
+        compile_replays(replay_runs(load_experiment(scenario)))
+        status, part = 0, " (replay kernels)"
+    elif args.timelines is not None:
+        status, part = timelines_only(scenario), " (timelines)"
     else:
-        status = timelines_only(Path(args.timelines) if args.timelines else scenario)
+        out = ["--out", str(tmp / "out"), "--quiet", "--no-plots"]
+        status, part = pipebench(["run", str(scenario), *out]), ""
     cpu, wall = time.process_time() - started, time.perf_counter() - wall
     compiling = sum(exclusive.values())
-    what = (
-        args.family if args.timelines is None else f"timelines of {args.timelines or args.family}"
-    )
+    what = f"{args.scenario or args.timelines or args.family}{part}"
     print(
         f"{what}: exit {status}, {cpu:.1f} s CPU ({wall:.1f} s wall) for the run, "
         f"{compiling:.1f} s CPU compiling; load average {os.getloadavg()[0]:.1f}"

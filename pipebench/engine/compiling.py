@@ -24,8 +24,9 @@ from pipebench.objectives import LAYERED_KINDS
 # (`bench_compile.py --families timeline`, 22.4 to 12.5 s at load 6; README, "Issue 16,
 # fifth round: compile-timeline"), not measured idle. A replay family's
 # figure is the first run's wait with its kernels compiled in the child beside the
-# timeline's (benchmarks/perf/README.md, "Issue 16, fourth round: idle retake"), which
-# is the longer of the two: 31 s block-linear, 88 s layered.
+# timeline's, the longer of the two: `bench_compile.py` (cold minus warm) at load
+# 1.1-1.5 after the fifth round's pruning, 20 s block-linear, 61 s layered
+# (benchmarks/perf/README.md, "Issue 16, fifth round: compile-replay").
 FAMILIES: dict[str, tuple[int, tuple[str, ...]]] = {
     "timeline": (
         9,
@@ -36,7 +37,7 @@ FAMILIES: dict[str, tuple[int, tuple[str, ...]]] = {
         ),
     ),
     "block-linear": (
-        31,
+        20,
         (
             "pipebench.engine.replay:_replay_trace",
             "pipebench.engine.replay:_replay_plan",
@@ -44,11 +45,11 @@ FAMILIES: dict[str, tuple[int, tuple[str, ...]]] = {
         ),
     ),
     "layered": (
-        88,
+        61,
         (
             "pipebench.engine.replay:_replay_trace",
             "pipebench.engine.replay:_replay_plan",
-            "pipebench.engine.layered:layered_loss_at",  # compiled by the layered form only
+            "pipebench.objectives.layered:stage_backward",  # by the layered form only
         ),
     ),
 }

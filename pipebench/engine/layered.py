@@ -1,4 +1,4 @@
-"""What the replay hands a layered objective, and its recorded loss.
+"""What the replay hands a layered objective.
 
 The walk over the trace is `replay.py`'s, one kernel for both forms of
 objective; what differs is the work of F and B. F(s, m) runs stage s at
@@ -8,30 +8,18 @@ multiplies by version vB: the stashed weights for pd and 2bw (vB = vF), the
 current ones for paci, which reuses the forward's saved activations, or
 recomputes them first with the current weights when `recompute` is set. Loss
 samples run the whole model at the visible weights on the objective's fixed
-evaluation set.
+evaluation set (`replay._loss_at`).
 """
 
 from __future__ import annotations
 
-from numba import njit
-
-from pipebench.engine.recorder import visible_model
-from pipebench.objectives.layered import Layered, eval_loss
-
-
-@njit(cache=True)
-def layered_loss_at(t, ob, hist, cur, last_u_end, w_vis, out_model) -> float:
-    """The recorded loss at the weights visible at time t (copied to out_model)."""
-    mlp_arch, lm_arch, off, act, saved_size, _, _, df, dt, di, _, ev, _, batch = ob
-    visible_model(t, off, hist, cur, last_u_end, w_vis)
-    out_model[:] = w_vis
-    return eval_loss(mlp_arch, lm_arch, off, act, saved_size, w_vis, df, dt, di, ev, batch)
+from pipebench.objectives.layered import Layered
 
 
 def objective_tuple(obj: Layered) -> tuple:
     """What the kernels receive of a layered objective, in the order they unpack it."""
     return (
-        *obj.archs, obj.off, obj.act_size, obj.saved_size, obj.matrices, obj.init,
+        *obj.archs, obj.off, obj.act_size, obj.saved_size, obj.init,
         obj.data_f, obj.data_t, obj.data_i, obj.examples, obj.eval_rows, obj.sampling,
         obj.batch_size,
     )  # fmt: skip

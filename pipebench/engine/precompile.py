@@ -21,6 +21,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numba.core import config
@@ -32,9 +33,13 @@ from pipebench.timeline.rpd import RpdPlan
 from pipebench.timeline.schedule import Setup
 from pipebench.timeline.trace import OP_DTYPES, UPD_DTYPES, Trace
 
+if TYPE_CHECKING:
+    from pipebench.experiment import Experiment
+
 # What a replay is called with besides its timeline: the schedule, what it trains
-# (the objective cut for it), the optimizer's code and hyper-parameters, the seed.
-Run = tuple[Setup, BlockLinear | Layered, int, np.ndarray, int]
+# (the objective cut for it), the optimizer's code and hyper-parameters, the seed, the
+# corrections its kernel is compiled for (`scenario_switches`).
+Run = tuple[Setup, BlockLinear | Layered, int, np.ndarray, int, np.ndarray]
 
 
 def empty_replay(setup: Setup) -> SizedReplay:
@@ -54,17 +59,42 @@ def empty_replay(setup: Setup) -> SizedReplay:
     return SizedReplay(plan, 0.0, 0, 1, 1, horizon)
 
 
+def scenario_switches(exp: Experiment) -> np.ndarray:
+    """The corrections some run of `exp` uses (hyper-parameter fields not 0 in some
+    entry): every run's replay kernel is compiled for these (`engine.replay.replay`),
+    so that a scenario comparing corrections compiles one kernel, not one per mix."""
+    return np.any([e.hyper(e.lrs[0]) != 0.0 for e in exp.entries], axis=0).astype(float)
+
+
+def replay_runs(exp: Experiment) -> list[Run]:
+    """What each entry of `exp` calls its replay with (its first lr and seed: the types
+    are the same for the others)."""
+    on = scenario_switches(exp)
+    return [
+        (e.setup, exp.objective_of(e), e.optimizer_code, e.hyper(e.lrs[0]), exp.seeds[0], on)
+        for e in exp.entries
+    ]
+
+
+def compile_replays(runs: list[Run]) -> None:
+    """Compile the replay kernels `runs` call, once per distinct signature."""
+    signatures = {}
+    for setup, *inputs in runs:
+        kernel, types = replay_signature(empty_replay(setup), *inputs)
+        signatures[kernel, types] = None
+    for kernel, types in signatures:
+        kernel.compile(types)
+
+
 def _compile(runs: list[Run]) -> None:
-    """The child: compile each run's replay kernel into numba's cache, print nothing."""
+    """The child: compile the runs' replay kernels into numba's cache, print nothing."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     # Fresh streams: the parent's may have been locked mid-write by another thread (the
     # progress bar's) when it forked, and a warning or the final flush would wait forever.
     with open(os.devnull, "w") as quiet:
         sys.stdout = sys.stderr = quiet
         try:
-            for setup, *inputs in runs:
-                kernel, types = replay_signature(empty_replay(setup), *inputs)
-                kernel.compile(types)
+            compile_replays(runs)
         except Exception:  # the parent then compiles for itself
             os._exit(1)
 
@@ -76,10 +106,7 @@ def compile_replays_aside(objective_kind: str, runs: list[Run]) -> Callable[[np.
     family = "layered" if objective_kind in LAYERED_KINDS else "block-linear"
     if config.DISABLE_JIT or not can_compile_aside() or not family_cold(family):
         return lambda stop: None
-    forms = {setup.form is None: (setup, *inputs) for setup, *inputs in reversed(runs)}
-    child = multiprocessing.get_context("fork").Process(
-        target=_compile, args=(list(forms.values()),), daemon=True
-    )
+    child = multiprocessing.get_context("fork").Process(target=_compile, args=(runs,), daemon=True)
     child.start()
     lock = threading.Lock()
 

@@ -92,7 +92,8 @@ def take_sample(t, XT, y, loss, l2, off, hist, cur, last_u_end, w_vis, rec, out_
     w_rec, z_full, part = rec
     visible_model(t, off, hist, cur, last_u_end, w_vis)
     value = sample_loss(XT, y, loss, l2, off, w_vis, w_rec, z_full, part)
-    out_model[:] = w_rec
+    for j in range(len(w_rec)):  # a loop: `out_model[:] = w_rec` compiles numba's shape
+        out_model[j] = w_rec[j]  # check, whose message takes seconds of string code to build
     return value
 
 

@@ -29,9 +29,9 @@ import numpy as np
 from numba import njit, typeof
 
 from pipebench.engine.iterates import keep_checkpoint, new_checkpoints, versions_read
-from pipebench.engine.layered import layered_loss_at, objective_tuple
+from pipebench.engine.layered import objective_tuple
 from pipebench.engine.operations import average_replicas, diverged, steps_running
-from pipebench.engine.recorder import block_offsets, new_recorder, take_sample
+from pipebench.engine.recorder import block_offsets, new_recorder, take_sample, visible_model
 from pipebench.engine.replay_size import replay_needs
 from pipebench.engine.staleness import read_delays, stage_delays
 from pipebench.objectives.blocklinear import (
@@ -44,7 +44,7 @@ from pipebench.objectives.blocklinear import (
     forward_point,
     output_gradient,
 )
-from pipebench.objectives.layered import Layered, stage_backward, stage_forward
+from pipebench.objectives.layered import Layered, eval_loss, stage_backward, stage_forward
 from pipebench.optim.corrections import (
     compensate,
     correction_buffers,
@@ -60,9 +60,11 @@ from pipebench.optim.step import (
     DELAY_LR,
     DELAY_LR_WARMUP,
     EF,
+    MUON,
     OUTER_LR,
     PREDICT,
     apply_step,
+    moment_buffers,
 )
 from pipebench.timeline.rpd import RpdPlan
 from pipebench.timeline.rpd_draws import fill_delays
@@ -82,23 +84,35 @@ from pipebench.timeline.trace import (
 @njit(cache=True)
 def _loss_at(t, linear, layered, hist, cur, last_u_end, w_vis, rec, out_model):
     """The recorded loss at the weights visible at time t (copied to out_model); `rec` is
-    the block-linear recorder's state (recorder.py)."""
+    the block-linear recorder's state (recorder.py). A layered objective's loss runs the
+    whole model at those weights on its fixed evaluation set, here and not in a helper
+    of its own: each kernel level recompiles the code of every kernel below it."""
     if len(layered) == 0:
         _, XT, y, loss, l2, _, _, _, off = linear
         return take_sample(t, XT, y, loss, l2, off, hist, cur, last_u_end, w_vis, rec, out_model)
-    return layered_loss_at(t, layered, hist, cur, last_u_end, w_vis, out_model)
+    mlp_arch, lm_arch, off, act, saved_size, _, df, dt, di, _, ev, _, batch = layered
+    visible_model(t, off, hist, cur, last_u_end, w_vis)
+    for j in range(len(w_vis)):  # a loop: see recorder.take_sample
+        out_model[j] = w_vis[j]
+    return eval_loss(mlp_arch, lm_arch, off, act, saved_size, w_vis, df, dt, di, ev, batch)
 
 
 @njit(cache=True, nogil=True)
 def _replay_trace(
     kind, stage, mb, replica, start, end, v_fwd, v_bwd, n_rows, until, S, R,
-    linear, layered, recompute, seed, code, hyper, horizon, H, P, tau,
-    times, out_loss, out_updates, out_model, stop,
+    linear, layered, recompute, seed, hyper, moments, mats, horizon, H, P, tau, prediction,
+    compensation, outer, times, out_loss, out_updates, out_model, stop,
 ):  # fmt: skip
     """Replay rows [0, n_rows) that end by `until`; returns (samples, updates, micro-batches).
 
     `tau` is each row's staleness when weights are predicted or the lr follows the
-    delay, else empty.
+    delay, else empty. `moments` (the optimizer's state, per replica) and `mats` (the
+    weight matrices for Muon, else empty) tell `optim.step.apply_step` the optimizer
+    at compile time. `prediction`, `compensation` (the staleness corrections'
+    buffers: optim.corrections) and `outer` (DiLoCo's state: optim.diloco) are None
+    when no run of the scenario uses them (`switches` in `replay`): numba decides
+    `is not None` of an argument at compile time, so a scenario compiles only the
+    corrections it uses, in one kernel for all its runs.
 
     One of `linear` (a block-linear objective) and `layered` is the empty
     tuple: numba reads `len()` of a tuple argument as a constant and prunes
@@ -108,16 +122,14 @@ def _replay_trace(
     if len(layered) == 0:
         X, _, y, loss, l2, noise, sampling, batch, off = linear
         examples, d = X.shape
-        mats = ()  # no weight matrices (Muon is for layered objectives: optim.step)
         nb = examples if sampling == SAMPLE_FULL else batch
         hist = np.zeros((R, H, d))
         z = np.zeros((P, nb))  # z[slot]: the running activations of a micro-batch
         g = np.zeros((P, nb))  # g[slot]: dLoss / dz, divided by the batch size
         w_vis, rec = new_recorder(examples, d)
     else:
-        (mlp_arch, lm_arch, off, act, saved_size, matrices, init, df, dt, di, examples, _,
-         sampling, batch) = layered  # fmt: skip
-        mats = (matrices,)
+        (mlp_arch, lm_arch, off, act, saved_size, init, df, dt, di, examples, _, sampling,
+         batch) = layered  # fmt: skip
         d = len(init)
         nb = batch
         hist = np.empty((R, H, d))
@@ -142,15 +154,10 @@ def _replay_trace(
     last_u_end = np.full((R, S), -np.inf)
     acc = np.zeros((R, d))
     count = np.zeros((R, S), np.int64)
-    m1 = np.zeros((R, d))
-    m2 = np.zeros((R, d))
     last = np.zeros((R, d))
     steps = np.zeros((R, S), np.int64)
     rows = np.zeros((P, nb), np.int64)
-    predict = hyper[PREDICT] != 0.0
-    pred, update, before, ms = correction_buffers(predict, hyper, P, R, d)
     lag = stage_delays(kind, stage, tau, n_rows, S)
-    theta, outer_mu, rounds, due = outer_state(hyper[OUTER_LR] != 0.0, hist, S)
     initial = _loss_at(-np.inf, linear, layered, hist, cur, last_u_end, w_vis, rec,
                        out_model)  # fmt: skip
     n_pts = len(times)
@@ -182,7 +189,8 @@ def _replay_trace(
                 if s == 0:
                     z[slot, :] = 0.0
                 w = hist[r, v_fwd[i] % H]
-                if predict:
+                if prediction is not None and hyper[PREDICT] != 0.0:
+                    pred, update = prediction
                     w = predicted(w, tau[i], update[r], off[s], off[s + 1], pred[slot])
                 forward_block(X, rows[slot], nb, off[s], off[s + 1], w, z[slot])
                 if s == S - 1:
@@ -190,7 +198,8 @@ def _replay_trace(
             else:
                 lo, hi = off[s], off[s + 1]
                 w = hist[r, v_fwd[i] % H, lo:hi]
-                if predict:
+                if prediction is not None and hyper[PREDICT] != 0.0:
+                    pred, update = prediction
                     w = predicted(w, tau[i], update[r, lo:hi], 0, hi - lo, pred[slot, lo:hi])
                 stage_forward(mlp_arch, lm_arch, s, w, df, dt, di, rows[slot], x[slot, s],
                               saved[slot, so[s] : so[s + 1]], x[slot, s + 1])  # fmt: skip
@@ -199,19 +208,24 @@ def _replay_trace(
             lo, hi = off[s], off[s + 1]
             if len(layered) == 0:
                 w = hist[r, v_bwd[i] % H]
-                if predict:
+                if prediction is not None and hyper[PREDICT] != 0.0:
+                    pred, update = prediction
                     w = predicted(w, tau[i], update[r], lo, hi, pred[slot])
-                if hyper[DC] != 0.0:
+                if compensation is not None and hyper[DC] != 0.0:
+                    before, ms = compensation
                     before[lo:hi] = acc[r, lo:hi]
                 backward_block(X, rows[slot], nb, lo, hi, g[slot], w, l2, noise,
                                seed, np.int64(mb[i]), acc[r])  # fmt: skip
-                if hyper[DC] != 0.0:
+                if compensation is not None and hyper[DC] != 0.0:
+                    before, ms = compensation
                     compensate(acc[r], before, hist[r, cur[r, s] % H], w, hyper, ms[r], lo, hi)
             else:
                 w = hist[r, v_bwd[i] % H, lo:hi]
-                if predict:
+                if prediction is not None and hyper[PREDICT] != 0.0:
+                    pred, update = prediction
                     w = predicted(w, tau[i], update[r, lo:hi], 0, hi - lo, pred[slot, lo:hi])
-                if hyper[DC] != 0.0:
+                if compensation is not None and hyper[DC] != 0.0:
+                    before, ms = compensation
                     before[lo:hi] = acc[r, lo:hi]
                 store = saved[slot, so[s] : so[s + 1]]
                 if recompute:
@@ -219,7 +233,8 @@ def _replay_trace(
                                   store, scratch)  # fmt: skip
                 stage_backward(mlp_arch, lm_arch, s, w, df, dt, di, rows[slot], store,
                                gl[slot, s + 1], gl[slot, s], acc[r, lo:hi])  # fmt: skip
-                if hyper[DC] != 0.0:
+                if compensation is not None and hyper[DC] != 0.0:
+                    before, ms = compensation
                     w_now = hist[r, cur[r, s] % H, lo:hi]
                     compensate(acc[r, lo:hi], before[lo:hi], w_now, w, hyper, ms[r, lo:hi], 0,
                                hi - lo)  # fmt: skip
@@ -256,25 +271,28 @@ def _replay_trace(
             steps[r, s] += 1
             lo, hi = off[s], off[s + 1]
             apply_step(
-                code, hyper, steps[r, s], horizon[r, s], hist[r, v % H], acc[r], 1.0 / count[r, s],
-                m1[r], m2[r], last[r], mats, lo, hi, hist[r, (v + 1) % H],
+                hyper, steps[r, s], horizon[r, s], hist[r, v % H], acc[r], 1.0 / count[r, s],
+                moments, last, np.int64(r), mats, lo, hi, hist[r, (v + 1) % H],
             )  # fmt: skip
             if hyper[DELAY_LR] != 0.0:
                 f = pipemare_factor(lag[s], steps[r, s], hyper[DELAY_LR_WARMUP])
                 rescale_update(hist[r, v % H], hist[r, (v + 1) % H], lo, hi, f)
-            if predict:
-                remember_update(hist[r, v % H], hist[r, (v + 1) % H], lo, hi, update[r])
-            if due[r, s] > 0:  # streaming DiLoCo: the overlapped average arrives
-                due[r, s] -= 1
-                if due[r, s] == 0:
-                    merge(hist[r, (v + 1) % H], theta, hyper[ALPHA], lo, hi)
+            if prediction is not None and hyper[PREDICT] != 0.0:
+                remember_update(hist[r, v % H], hist[r, (v + 1) % H], lo, hi, prediction[1][r])
+            if outer is not None:
+                theta, _, _, due = outer
+                if due[r, s] > 0:  # streaming DiLoCo: the overlapped average arrives
+                    due[r, s] -= 1
+                    if due[r, s] == 0:
+                        merge(hist[r, (v + 1) % H], theta, hyper[ALPHA], lo, hi)
             acc[r, lo:hi] = 0.0
             count[r, s] = 0
             cur[r, s] = v + 1
             last_u_end[r, s] = end[i]
             updates += 1
         elif k == AVERAGE:
-            if hyper[OUTER_LR] != 0.0:
+            if outer is not None and hyper[OUTER_LR] != 0.0:
+                theta, outer_mu, rounds, due = outer
                 synchronise(off, hist, cur, hyper, theta, outer_mu, rounds, due)
             else:
                 average_replicas(off, hist, cur)
@@ -284,7 +302,8 @@ def _replay_trace(
 @njit(cache=True, nogil=True)
 def _replay_plan(
     block, time, n_iter, S, mode, delta, plan_seed, pd_update_mb, pd_reads, lookback,
-    linear, layered, seed, code, hyper, horizon, H, times, out_loss, out_updates, out_model, stop,
+    linear, layered, seed, hyper, moments, mats, horizon, H, prediction, compensation,
+    times, out_loss, out_updates, out_model, stop,
 ):  # fmt: skip
     """rpd: iteration k steps block[k] with the gradient at a point whose block j is
     the iterate from d_j iterations ago (forward and backward both there).
@@ -296,16 +315,14 @@ def _replay_plan(
     if len(layered) == 0:
         X, _, y, loss, l2, noise, sampling, batch, off = linear
         examples, d = X.shape
-        mats = ()
         nb = examples if sampling == SAMPLE_FULL else batch
         hist = np.zeros((1, H, d))
         z = np.zeros(nb)
         g = np.zeros(nb)
         w_vis, rec = new_recorder(examples, d)
     else:
-        (mlp_arch, lm_arch, off, act, saved_size, matrices, init, df, dt, di, examples, _,
-         sampling, batch) = layered  # fmt: skip
-        mats = (matrices,)
+        (mlp_arch, lm_arch, off, act, saved_size, init, df, dt, di, examples, _, sampling,
+         batch) = layered  # fmt: skip
         d = len(init)
         nb = batch
         hist = np.empty((1, H, d))
@@ -324,12 +341,8 @@ def _replay_plan(
     delays = np.zeros(S, np.int64)
     rows = np.zeros(nb, np.int64)
     grad = np.zeros(d)
-    m1 = np.zeros(d)
-    m2 = np.zeros(d)
-    last = np.zeros(d)
+    last = np.zeros((1, d))
     steps = np.zeros(S, np.int64)
-    predict = hyper[PREDICT] != 0.0
-    _, update, before, ms = correction_buffers(predict, hyper, 0, 1, d)
     initial = _loss_at(-np.inf, linear, layered, hist, version, never, w_vis, rec,
                        out_model)  # fmt: skip
     n_pts = len(times)
@@ -354,8 +367,9 @@ def _replay_plan(
             slot = read[j] % H
             for c in range(off[j], off[j + 1]):
                 point[c] = hist[0, slot, c]
-            if predict:
-                predicted(point, version[0, j] - read[j], update[0], off[j], off[j + 1], point)
+            if prediction is not None and hyper[PREDICT] != 0.0:
+                tau = version[0, j] - read[j]
+                predicted(point, tau, prediction[1][0], off[j], off[j + 1], point)
         s = block[k]
         lo, hi = off[s], off[s + 1]
         if len(layered) == 0:
@@ -373,13 +387,14 @@ def _replay_plan(
                                saved[j, : saved_size[j]], gl[j + 1], gl[j],
                                grad[off[j] : off[j + 1]])  # fmt: skip
         v = version[0, s]
-        if hyper[DC] != 0.0:  # grad[lo:hi] held nothing before this backward
+        if compensation is not None and hyper[DC] != 0.0:  # grad[lo:hi] was 0 before
+            before, ms = compensation
             compensate(grad, before, hist[0, v % H], point, hyper, ms[0], lo, hi)
         steps[s] += 1
-        apply_step(code, hyper, steps[s], horizon[0, s], hist[0, v % H], grad, 1.0, m1, m2, last,
-                   mats, lo, hi, hist[0, (v + 1) % H])  # fmt: skip
-        if predict:
-            remember_update(hist[0, v % H], hist[0, (v + 1) % H], lo, hi, update[0])
+        apply_step(hyper, steps[s], horizon[0, s], hist[0, v % H], grad, 1.0, moments, last,
+                   np.int64(0), mats, lo, hi, hist[0, (v + 1) % H])  # fmt: skip
+        if prediction is not None and hyper[PREDICT] != 0.0:
+            remember_update(hist[0, v % H], hist[0, (v + 1) % H], lo, hi, prediction[1][0])
         grad[lo:hi] = 0.0
         version[0, s] = v + 1
     return p, n_iter
@@ -493,7 +508,10 @@ def _kernel_inputs(
     # ef, predict and delay_lr read each update as old - new weights: two separate versions
     two = hyper[EF] != 0.0 or hyper[PREDICT] != 0.0 or hyper[DELAY_LR] != 0.0
     depth = max(sized.depth, 2) if two else sized.depth
-    return (seed, optimizer_code, hyper, sized.horizon, depth), (
+    moments = moment_buffers(optimizer_code, sized.horizon.shape[0], objective.dim)
+    muon = optimizer_code == MUON and isinstance(objective, Layered)
+    mats = (objective.matrices,) if muon else ()
+    return (seed, hyper, moments, mats, sized.horizon, depth), (
         times, out_loss, out_updates, out_model, stop,
     )  # fmt: skip
 
@@ -506,13 +524,20 @@ def replay(
     seed: int,
     points: int,
     stop: np.ndarray | None = None,
+    switches: np.ndarray | None = None,
 ) -> Curve:
     """Train `objective` along the sized timeline; the loss is sampled `points` times
     evenly over the run (after time 0) and once at time 0.
+
+    `switches` (laid out as `hyper`; default `hyper`) says which corrections the
+    kernel is compiled for, those whose field is not 0: a scenario passes the union
+    of its runs' (`engine.precompile.scenario_switches`), so that they share one
+    kernel; a run uses those its own `hyper` turns on.
     """
     optimizer, record = _kernel_inputs(sized, objective, optimizer_code, hyper, seed, points, stop)
     times, out_loss, out_updates, out_model, _ = record
-    kernel, args = _kernel(sized.timeline, sized, objective, optimizer, record)
+    on = hyper if switches is None else switches
+    kernel, args = _kernel(sized.timeline, sized, objective, optimizer, record, on)
     n_pts, updates, *rest = kernel(*args)
     microbatches = rest[0] if rest else updates  # rpd: one minibatch gradient per iteration
     blew_up = bool(diverged(out_loss[n_pts - 1], out_loss[0]))
@@ -533,11 +558,13 @@ def replay_signature(
     optimizer_code: int,
     hyper: np.ndarray,
     seed: int,
+    switches: np.ndarray | None = None,
 ) -> tuple[Callable, tuple]:
     """The replay kernel `replay` would call for these inputs, and its numba argument
     types: what compiling it ahead of the run needs (engine.precompile)."""
     optimizer, record = _kernel_inputs(sized, objective, optimizer_code, hyper, seed, 1, None)
-    kernel, args = _kernel(sized.timeline, sized, objective, optimizer, record)
+    on = hyper if switches is None else switches
+    kernel, args = _kernel(sized.timeline, sized, objective, optimizer, record, on)
     return kernel, tuple(typeof(a) for a in args)
 
 
@@ -553,14 +580,19 @@ def _models(objective: BlockLinear | Layered, stages: int) -> tuple[tuple, tuple
     return linear, ()
 
 
+def _initial(objective: BlockLinear | Layered) -> np.ndarray:
+    """The weights a replay starts from (block-linear: zero)."""
+    return objective.init if isinstance(objective, Layered) else np.zeros(objective.dim)
+
+
 @singledispatch
-def _kernel(timeline, sized, objective, optimizer, record) -> tuple[Callable, tuple]:
+def _kernel(timeline, sized, objective, optimizer, record, on) -> tuple[Callable, tuple]:
     """The replay kernel of `timeline`'s form and its arguments."""
     raise TypeError(f"no replay for {type(timeline).__name__}")
 
 
 @_kernel.register(Trace)
-def _trace_kernel(t: Trace, sized, objective, optimizer, record) -> tuple[Callable, tuple]:
+def _trace_kernel(t: Trace, sized, objective, optimizer, record, on) -> tuple[Callable, tuple]:
     trace = (
         t.kind, t.stage, t.mb, t.replica, t.start, t.end, t.v_fwd, t.v_bwd,
         sized.length, sized.until, t.stages, t.replicas,
@@ -568,15 +600,19 @@ def _trace_kernel(t: Trace, sized, objective, optimizer, record) -> tuple[Callab
     linear, layered = _models(objective, t.stages)
     if layered and objective.stages != t.stages:
         raise ValueError(f"the objective has {objective.stages} blocks, the trace {t.stages}")
-    hyper = optimizer[2]
+    hyper = optimizer[1]
     stale = hyper[PREDICT] != 0.0 or hyper[DELAY_LR] != 0.0
     tau = read_delays(t, sized.length) if stale else np.zeros(0, np.int64)
-    args = (*trace, linear, layered, t.recompute, *optimizer, sized.slots, tau, *record)
+    d = objective.dim
+    corrections = correction_buffers(on, sized.slots, t.replicas, d)
+    outer = outer_state(on, _initial(objective), t.replicas, t.stages)
+    args = (*trace, linear, layered, t.recompute, *optimizer, sized.slots, tau, *corrections,
+            outer, *record)  # fmt: skip
     return _replay_trace, args
 
 
 @_kernel.register(RpdPlan)
-def _plan_kernel(plan: RpdPlan, sized, objective, optimizer, record) -> tuple[Callable, tuple]:
+def _plan_kernel(plan: RpdPlan, sized, objective, optimizer, record, on) -> tuple[Callable, tuple]:
     if plan.sampling != "objective":
         objective = replace(objective, sampling=SAMPLING_CODES[plan.sampling])
     steps = (
@@ -584,4 +620,5 @@ def _plan_kernel(plan: RpdPlan, sized, objective, optimizer, record) -> tuple[Ca
         plan.delta, plan.seed, plan.pd_update_mb, plan.pd_reads, sized.lookback,
     )  # fmt: skip
     linear, layered = _models(objective, plan.stages)
-    return _replay_plan, (*steps, linear, layered, *optimizer, *record)
+    corrections = correction_buffers(on, 0, 1, objective.dim)
+    return _replay_plan, (*steps, linear, layered, *optimizer, *corrections, *record)

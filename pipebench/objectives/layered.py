@@ -114,7 +114,9 @@ def stage_backward(
         charlm_backward(lm_arch[0], s, params, data_i, rows, saved, g_out, g_in, grad)
 
 
-@njit(cache=True)
+# inline: typed into each caller rather than compiled as a kernel of its own, a level
+# whose compilation (everything below it, again) took seconds of a first layered run
+@njit(cache=True, inline="always")
 def _chain_forward(
     mlp_arch, lm_arch, off, act_size, saved_size, w, data_f, data_t, data_i, rows, saved
 ):

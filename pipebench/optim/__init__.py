@@ -1,7 +1,7 @@
 """Optimizers: per-stage state, stepped only when the schedule says so.
 
-Each optimizer is a numba kernel in its own module; `step.apply_step`
-dispatches on a small integer code so the replay loop stays one function.
+Each optimizer is a numba kernel in its own module; `step.apply_step` is the
+replay's one entry point, compiled for the run's optimizer only (by its state).
 Hyper-parameters travel as one float array laid out as `HYPER_FIELDS`.
 """
 
@@ -41,7 +41,7 @@ SCHEDULE_FIELDS = ("outer_lr", "outer_momentum", "outer_nesterov", "fragments", 
 
 @dataclass(frozen=True)
 class OptimizerInfo:
-    code: int  # what optim.step.apply_step dispatches on
+    code: int  # the number optim.step reads (MOMENTS) and the replay passes Muon its matrices by
     summary: str
     defaults: dict[str, float | bool]  # the hyper-parameters it takes, besides lr
     state: int = 0  # fp32 values it keeps per parameter (moments), for memory in bytes

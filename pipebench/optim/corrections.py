@@ -30,7 +30,7 @@ import math
 import numpy as np
 from numba import njit
 
-from pipebench.optim.step import DC, DC_ADAPTIVE
+from pipebench.optim.step import DC, DC_ADAPTIVE, PREDICT
 
 # tau code of a backward that reuses the prediction its forward made (weight stashing)
 REUSE = -1
@@ -72,16 +72,19 @@ def compensate(acc, before, w_now, w_read, hyper, ms, lo, hi) -> None:
         acc[j] += lam * g * g * (w_now[j] - w_read[j])
 
 
-@njit(cache=True)
-def correction_buffers(predict, hyper, slots, replicas, d):
-    """(predictions per micro-batch slot, last update per replica, gradient before a
-    backward, DC-ASGD-a's mean square per replica): empty unless the correction that
-    uses them is on."""
-    pred = np.zeros((slots if predict else 0, d))
-    update = np.zeros((replicas if predict else 0, d))
-    before = np.zeros(d if hyper[DC] != 0.0 else 0)
-    ms = np.zeros((replicas, d if hyper[DC_ADAPTIVE] != 0.0 else 0))
-    return pred, update, before, ms
+def correction_buffers(hyper, slots, replicas, d):
+    """(prediction, compensation): the buffers of the corrections `hyper` turns on, None
+    for one it leaves off (the replay kernels compile only what is not None).
+    prediction: (the predicted weights per micro-batch slot, the last update per
+    replica); compensation: (the gradient before a backward, DC-ASGD-a's mean square
+    per replica, empty unless DC-ASGD-a is on)."""
+    prediction = None
+    if hyper[PREDICT] != 0.0:
+        prediction = (np.zeros((slots, d)), np.zeros((replicas, d)))
+    compensation = None
+    if hyper[DC] != 0.0:
+        compensation = (np.zeros(d), np.zeros((replicas, d if hyper[DC_ADAPTIVE] != 0.0 else 0)))
+    return prediction, compensation
 
 
 @njit(cache=True)

@@ -60,13 +60,15 @@ def outer_params(options: dict[str, object]) -> dict[str, float]:
     }
 
 
-@njit(cache=True)
-def outer_state(on, hist, S):
+def outer_state(hyper, init, replicas, stages):
     """(global weights θ, outer momentum, rounds done, steps of each replica and stage
-    until θ is merged): θ starts at the initial weights."""
-    d = hist.shape[2] if on else 0
-    theta = hist[0, 0, :d].copy()
-    return theta, np.zeros(d), np.zeros(1, np.int64), np.zeros((hist.shape[0], S), np.int64)
+    until θ is merged) when `hyper` asks for an outer step, else None (the replay
+    kernels compile DiLoCo only for a run that uses it): θ starts at `init`."""
+    if hyper[OUTER_LR] == 0.0:
+        return None
+    d = len(init)
+    rounds, due = np.zeros(1, np.int64), np.zeros((replicas, stages), np.int64)
+    return init.copy(), np.zeros(d), rounds, due
 
 
 @njit(cache=True)
