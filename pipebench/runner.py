@@ -19,13 +19,30 @@ import numpy as np
 
 from pipebench import interrupts
 from pipebench.engine.blas import one_blas_thread
-from pipebench.engine.precompile import compile_replays_aside, replay_runs, scenario_switches
+from pipebench.engine.precompile import Run, compile_replays_aside
 from pipebench.engine.replay import Curve, SizedReplay, replay, size_replay
 from pipebench.experiment import Entry, Experiment, chunk_bytes
 from pipebench.timeline import TimelineStats, Trace
 from pipebench.timeline.budget import stats_until, timeline_for
 from pipebench.timeline.memory import MemoryProfile, memory_profile
 from pipebench.timeline.window import first_rounds_end, head
+
+
+def scenario_switches(exp: Experiment) -> np.ndarray:
+    """The corrections some run of `exp` uses (hyper-parameter fields not 0 in some
+    entry): every run's replay kernel is compiled for these (`engine.replay.replay`),
+    so that a scenario comparing corrections compiles one kernel, not one per mix."""
+    return np.any([e.hyper(e.lrs[0]) != 0.0 for e in exp.entries], axis=0).astype(float)
+
+
+def replay_runs(exp: Experiment) -> list[Run]:
+    """What each entry of `exp` calls its replay with (its first lr and seed: the types
+    are the same for the others)."""
+    on = scenario_switches(exp)
+    return [
+        (e.setup, exp.objective_of(e), e.optimizer_code, e.hyper(e.lrs[0]), exp.seeds[0], on)
+        for e in exp.entries
+    ]
 
 
 @dataclass(frozen=True)

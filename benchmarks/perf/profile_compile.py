@@ -99,7 +99,8 @@ def main() -> None:
     started, wall = time.process_time(), time.perf_counter()
     if args.replay:
         from pipebench.api import load_experiment
-        from pipebench.engine.precompile import compile_replays, replay_runs
+        from pipebench.engine.precompile import compile_replays
+        from pipebench.runner import replay_runs
 
         compile_replays(replay_runs(load_experiment(scenario)))
         status, part = 0, " (replay kernels)"

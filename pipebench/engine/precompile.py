@@ -21,7 +21,6 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import numpy as np
 from numba.core import config
@@ -32,9 +31,6 @@ from pipebench.objectives import LAYERED_KINDS, BlockLinear, Layered
 from pipebench.timeline.rpd import RpdPlan
 from pipebench.timeline.schedule import Setup
 from pipebench.timeline.trace import OP_DTYPES, UPD_DTYPES, Trace
-
-if TYPE_CHECKING:
-    from pipebench.experiment import Experiment
 
 # What a replay is called with besides its timeline: the schedule, what it trains
 # (the objective cut for it), the optimizer's code and hyper-parameters, the seed, the
@@ -57,23 +53,6 @@ def empty_replay(setup: Setup) -> SizedReplay:
         np.zeros((0, 0), np.int64), trace.upd_last,
     )  # fmt: skip
     return SizedReplay(plan, 0.0, 0, 1, 1, horizon)
-
-
-def scenario_switches(exp: Experiment) -> np.ndarray:
-    """The corrections some run of `exp` uses (hyper-parameter fields not 0 in some
-    entry): every run's replay kernel is compiled for these (`engine.replay.replay`),
-    so that a scenario comparing corrections compiles one kernel, not one per mix."""
-    return np.any([e.hyper(e.lrs[0]) != 0.0 for e in exp.entries], axis=0).astype(float)
-
-
-def replay_runs(exp: Experiment) -> list[Run]:
-    """What each entry of `exp` calls its replay with (its first lr and seed: the types
-    are the same for the others)."""
-    on = scenario_switches(exp)
-    return [
-        (e.setup, exp.objective_of(e), e.optimizer_code, e.hyper(e.lrs[0]), exp.seeds[0], on)
-        for e in exp.entries
-    ]
 
 
 def compile_replays(runs: list[Run]) -> None:
