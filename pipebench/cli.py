@@ -705,38 +705,45 @@ def profile(ctx: typer.Context) -> None:
 @app.command("list", cls=Command)
 def list_cmd() -> None:
     """List the schedules, objectives and optimizers with a line each."""
-    from rich.console import Console
-    from rich.table import Table
-
     from pipebench.objectives import OBJECTIVE_KINDS
     from pipebench.optim import OPTIMIZERS, SHARED_DEFAULTS
     from pipebench.timeline import SCHEDULES
 
-    out = Console()
-    table = Table(title="schedules (S = stages)", show_lines=False)
-    table.add_column("name", style="bold")
-    table.add_column("what it is; options with their defaults")
+    schedules = []
     for entry in SCHEDULES.values():
         kind = "synchronous" if entry.synchronous else "asynchronous"
         # Defaults are plain functions of S, so evaluating them on "S" spells them out.
         options = ", ".join(f"{k}={v}" for k, v in entry.defaults("S").items()) or "none"
-        table.add_row(entry.name, f"{entry.summary}\n[dim]{kind}; options: {options}[/dim]")
-    out.print(table)
-    objectives = Table(title="objectives (objective.kind)")
-    objectives.add_column("kind", style="bold")
-    objectives.add_column("what it is")
-    for kind, summary in OBJECTIVE_KINDS.items():
-        objectives.add_row(kind, summary)
-    out.print(objectives)
-    optimizers = Table(title="optimizers (optimizer.name)")
-    optimizers.add_column("name", style="bold")
-    optimizers.add_column("what it is; parameters besides lr, with defaults")
+        schedules.append((entry.name, [entry.summary, f"{kind}; options: {options}"]))
+    _print_listing("schedules (S = stages)", schedules)
+    _print_listing("objectives (objective.kind)", [(k, [s]) for k, s in OBJECTIVE_KINDS.items()])
+    optimizers = []
     for name, info in OPTIMIZERS.items():
         params = ", ".join(f"{k}={v}" for k, v in info.defaults.items()) or "none"
-        optimizers.add_row(name, f"{info.summary}\n[dim]{params}[/dim]")
+        optimizers.append((name, [info.summary, f"parameters besides lr: {params}"]))
+    _print_listing("optimizers (optimizer.name)", optimizers)
     shared = ", ".join(f"{k}={v}" for k, v in SHARED_DEFAULTS.items())
-    optimizers.caption = f"every optimizer also takes {shared} (lr schedule; delay corrections)"
-    out.print(optimizers)
+    _print_listing("every optimizer also takes (lr schedule; delay corrections)", [("", [shared])])
+
+
+def _print_listing(title: str, rows: list[tuple[str, list[str]]]) -> None:
+    """A titled two-column listing, wrapped to the terminal: plain text, because loading
+    and rendering rich's tables took half of `pipebench list`'s time."""
+    import shutil
+    import textwrap
+
+    width = shutil.get_terminal_size().columns
+    name_width = max(len(name) for name, _ in rows) + 2
+    indent = " " * (2 + name_width)
+    print(title)
+    for name, lines in rows:
+        first = f"  {name:<{name_width}}"
+        for line in lines:
+            print(
+                textwrap.fill(line, max(width, 40), initial_indent=first, subsequent_indent=indent)
+            )
+            first = indent
+    print()
 
 
 def _option_name(field: str) -> str:

@@ -18,7 +18,7 @@ sys.argv = ["pipebench", *sys.argv[1:]]
 try:
     main()
 finally:
-    heavy = ("numba", "pandas", "matplotlib", "numpy", "pydantic", "yaml", "rich.markdown",
+    heavy = ("numba", "pandas", "matplotlib", "numpy", "pydantic", "yaml", "rich",
              "numba.np.arraymath", "scipy.linalg")  # both loaded by numba's first dispatch
     print("LOADED=" + ",".join(m for m in heavy if m in sys.modules))
 """
@@ -44,8 +44,8 @@ def test_importing_the_cli_loads_neither_numba_nor_pandas():
 )
 def test_help_and_list_load_no_heavy_module(args):
     # No pydantic: typer coerces a flag left at None through it (cli._PlainFlags); no
-    # Markdown parser: the help is plain; no NumPy: the schedules' modules load it where
-    # they build rules, programs and traces.
+    # rich: the help and the listing are plain text; no NumPy: the schedules' modules
+    # load it where they build rules, programs and traces.
     assert loaded(*args) == set()
 
 
