@@ -24,9 +24,9 @@ from pipebench.objectives import LAYERED_KINDS
 # (`bench_compile.py --families timeline`, 22.4 to 12.5 s at load 6; README, "Issue 16,
 # fifth round: compile-timeline"), not measured idle. A replay family's
 # figure is the first run's wait with its kernels compiled in the child beside the
-# timeline's, the longer of the two: `bench_compile.py` (cold minus warm) at load
-# 1.1-1.5 after the fifth round's pruning, 20 s block-linear, 61 s layered
-# (benchmarks/perf/README.md, "Issue 16, fifth round: compile-replay").
+# timeline's, the longer of the two: `bench_compile.py` (cold minus warm) on the idle
+# machine after the fifth round's merges, 19.9-22.0 s block-linear, 69.3-76.4 s
+# layered (benchmarks/perf/README.md, "Issue 16, fifth round: idle retake").
 FAMILIES: dict[str, tuple[int, tuple[str, ...]]] = {
     "timeline": (
         9,
@@ -45,7 +45,7 @@ FAMILIES: dict[str, tuple[int, tuple[str, ...]]] = {
         ),
     ),
     "layered": (
-        61,
+        70,
         (
             "pipebench.engine.replay:_replay_trace",
             "pipebench.engine.replay:_replay_plan",
