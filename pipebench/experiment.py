@@ -10,6 +10,7 @@ reported at the line of the field at fault.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -94,6 +95,13 @@ class Experiment:
     def objective_of(self, entry: Entry) -> BlockLinear | Layered:
         """What `entry` trains: the objective cut into one block per chunk of its schedule."""
         return self.cuts[entry.setup.chunks]
+
+    @cached_property
+    def switches(self) -> np.ndarray:
+        """The corrections some run uses (hyper-parameter fields not 0 in some entry):
+        every run's replay kernel is compiled for these (`engine.replay.replay`), so
+        that a scenario comparing corrections compiles one kernel, not one per mix."""
+        return np.any([e.hyper(e.lrs[0]) != 0.0 for e in self.entries], axis=0).astype(float)
 
 
 def chunk_bytes(machine: Machine, optimizer: str) -> ChunkBytes:

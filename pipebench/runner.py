@@ -28,21 +28,14 @@ from pipebench.timeline.memory import MemoryProfile, memory_profile
 from pipebench.timeline.window import first_rounds_end, head
 
 
-def scenario_switches(exp: Experiment) -> np.ndarray:
-    """The corrections some run of `exp` uses (hyper-parameter fields not 0 in some
-    entry): every run's replay kernel is compiled for these (`engine.replay.replay`),
-    so that a scenario comparing corrections compiles one kernel, not one per mix."""
-    return np.any([e.hyper(e.lrs[0]) != 0.0 for e in exp.entries], axis=0).astype(float)
-
-
 def replay_runs(exp: Experiment) -> list[Run]:
     """What each entry of `exp` calls its replay with (its first lr and seed: the types
     are the same for the others)."""
-    on = scenario_switches(exp)
     return [
-        (e.setup, exp.objective_of(e), e.optimizer_code, e.hyper(e.lrs[0]), exp.seeds[0], on)
+        (e.setup, exp.objective_of(e), e.optimizer_code, e.hyper(e.lrs[0]), exp.seeds[0],
+         exp.switches)
         for e in exp.entries
-    ]
+    ]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -103,9 +96,10 @@ def run_one(
     sized, stats = replays.per_seed[seed]
     entry = replays.entry
     objective = exp.objective_of(entry)
-    hyper = entry.hyper(lr)
-    on = scenario_switches(exp)  # the kernel the scenario's runs share
-    curve = replay(sized, objective, entry.optimizer_code, hyper, seed, exp.points, stop, on)
+    hyper = entry.hyper(lr)  # compiled for exp.switches: the kernel the scenario's runs share
+    curve = replay(
+        sized, objective, entry.optimizer_code, hyper, seed, exp.points, stop, exp.switches
+    )
     return Outcome(
         entry=entry,
         seed=seed,

@@ -19,7 +19,7 @@ from pipebench.api import load_experiment
 from pipebench.engine import compiling, precompile
 from pipebench.engine.precompile import empty_replay
 from pipebench.engine.replay import replay_signature
-from pipebench.runner import entry_replays, scenario_switches
+from pipebench.runner import entry_replays
 
 SCENARIO = """name: forms
 objective: {objective}
@@ -52,7 +52,7 @@ def test_an_empty_replay_types_the_kernel_as_the_real_one(
     exp = load_experiment(path)
     for entry in exp.entries:
         sized, _ = entry_replays(exp, entry).per_seed[exp.seeds[0]]
-        on = scenario_switches(exp)
+        on = exp.switches
         inputs = (exp.objective_of(entry), entry.optimizer_code, entry.hyper(0.01), 0, on)
         real = replay_signature(sized, *inputs)
         assert replay_signature(empty_replay(entry.setup), *inputs) == real, entry.label

@@ -76,11 +76,16 @@ def family_cold(family: str) -> bool:
     return not all(_cached(k) for k in FAMILIES[family][1])
 
 
+def replay_family(objective_kind: str) -> str:
+    """The replay kernels' family (a key of FAMILIES) for this kind of objective."""
+    return "layered" if objective_kind in LAYERED_KINDS else "block-linear"
+
+
 def cold_families(objective_kind: str) -> list[str]:
     """The kernel families a run on this kind of objective would compile first."""
     if config.DISABLE_JIT:
         return []
-    wanted = ["timeline", "layered" if objective_kind in LAYERED_KINDS else "block-linear"]
+    wanted = ["timeline", replay_family(objective_kind)]
     return [f for f in wanted if family_cold(f)]
 
 

@@ -25,16 +25,16 @@ from collections.abc import Callable
 import numpy as np
 from numba.core import config
 
-from pipebench.engine.compiling import can_compile_aside, family_cold
+from pipebench.engine.compiling import can_compile_aside, family_cold, replay_family
 from pipebench.engine.replay import SizedReplay, replay_signature
-from pipebench.objectives import LAYERED_KINDS, BlockLinear, Layered
+from pipebench.objectives import BlockLinear, Layered
 from pipebench.timeline.rpd import RpdPlan
 from pipebench.timeline.schedule import Setup
 from pipebench.timeline.trace import OP_DTYPES, UPD_DTYPES, Trace
 
 # What a replay is called with besides its timeline: the schedule, what it trains
 # (the objective cut for it), the optimizer's code and hyper-parameters, the seed, the
-# corrections its kernel is compiled for (`scenario_switches`).
+# corrections its kernel is compiled for (`Experiment.switches`).
 Run = tuple[Setup, BlockLinear | Layered, int, np.ndarray, int, np.ndarray]
 
 
@@ -82,8 +82,11 @@ def compile_replays_aside(objective_kind: str, runs: list[Run]) -> Callable[[np.
     """Start compiling the replay kernels of `runs` in a child when the cache lacks them and
     a second core can take it. Returns the wait to call, from any thread, before a replay:
     it returns when the child is done or the run's `stop` flag is set (Ctrl-C)."""
-    family = "layered" if objective_kind in LAYERED_KINDS else "block-linear"
-    if config.DISABLE_JIT or not can_compile_aside() or not family_cold(family):
+    if (
+        config.DISABLE_JIT
+        or not can_compile_aside()
+        or not family_cold(replay_family(objective_kind))
+    ):
         return lambda stop: None
     child = multiprocessing.get_context("fork").Process(target=_compile, args=(runs,), daemon=True)
     child.start()

@@ -531,7 +531,7 @@ def replay(
 
     `switches` (laid out as `hyper`; default `hyper`) says which corrections the
     kernel is compiled for, those whose field is not 0: a scenario passes the union
-    of its runs' (`runner.scenario_switches`), so that they share one
+    of its runs' (`Experiment.switches`), so that they share one
     kernel; a run uses those its own `hyper` turns on.
     """
     optimizer, record = _kernel_inputs(sized, objective, optimizer_code, hyper, seed, points, stop)
