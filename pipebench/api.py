@@ -205,9 +205,11 @@ def objective_kind(meta_text: str | Path) -> str | None:
 
 def compare_schedules(results: str | Path, reference: str | None = None) -> pd.DataFrame:
     """Schedules of one results folder (or `summary.csv`) side by side; see `side_by_side`."""
+    import pandas as pd
+
     from pipebench.compare import read_summary, side_by_side
 
-    return side_by_side(read_summary(Path(results), "RESULTS"), reference)
+    return pd.DataFrame(side_by_side(read_summary(Path(results), "RESULTS"), reference))
 
 
 def compare_runs(

@@ -6,10 +6,12 @@ argument ends in one line on stderr and exit status 2, never a traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import os
 import sys
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -26,6 +28,10 @@ try:  # typer >= 0.26 vendors click
     from typer._click.exceptions import ClickException
 except ImportError:  # pragma: no cover - older typer
     from click.exceptions import ClickException
+try:  # typer >= 0.29 coerces every value through a pydantic TypeAdapter
+    from typer._coercion import RuntimeParam
+except ImportError:  # pragma: no cover - older typer: click's own types
+    RuntimeParam = None
 
 EXIT_REGRESSION = 1
 EXIT_BUG = 1
@@ -42,6 +48,10 @@ class _PlainFlags:
         for param in params:
             if getattr(param, "is_flag", False) and param.metavar is None:
                 param.metavar = ""
+            if _plain(param):
+                param._runtime_param = _PlainValue(
+                    param.type_descriptor.parameter_info, param.type_descriptor.annotation
+                )
         return params
 
     def get_help_option(self, ctx: object) -> object:
@@ -51,6 +61,30 @@ class _PlainFlags:
         if option is not None and option.default is None:
             option.default = False
         return option
+
+
+def _plain(param: object) -> bool:
+    """A text or path parameter without checks: its value needs no pydantic to be coerced
+    (importing it, a tenth of a second, was a third of `compare`)."""
+    kind = getattr(param, "type_descriptor", None)
+    if RuntimeParam is None or kind is None or getattr(param, "_runtime_param", 1) is not None:
+        return False
+    info, annotation = kind.parameter_info, kind.annotation
+    if typing.get_origin(annotation) is list:
+        (annotation,) = typing.get_args(annotation)
+    checks = (info.exists, info.resolve_path, info.writable, not info.file_okay, not info.dir_okay)
+    return kind.file_annotation is None and annotation in (str, Path) and not any(checks)
+
+
+if RuntimeParam is not None:
+
+    @dataclasses.dataclass(frozen=True)
+    class _PlainValue(RuntimeParam):
+        """A text or path value (or a list of them) as typer's pydantic adapter gives it."""
+
+        def _coerce_value(self, value: object, param: object, ctx: object) -> object:
+            item = str if str in (self.annotation, *typing.get_args(self.annotation)) else Path
+            return [item(v) for v in value] if isinstance(value, (list, tuple)) else item(value)
 
 
 class Command(_PlainFlags, typer.core.TyperCommand):
@@ -497,6 +531,7 @@ def compare(
 ) -> int:
     """Schedules side by side (one RESULTS), or a baseline against a candidate (two)."""
     from pipebench import api
+    from pipebench.compare import read_summary, side_by_side
     from pipebench.report.compare_view import print_comparison, print_side_by_side
 
     if fmt not in FORMATS:
@@ -509,7 +544,7 @@ def compare(
         if fail_on or changes_only:
             option = "fail_on" if fail_on else "changes_only"
             raise InputError(option, "needs two results to compare: BASE CANDIDATE")
-        print_side_by_side(api.compare_schedules(results[0], reference), fmt)
+        print_side_by_side(side_by_side(read_summary(results[0], "RESULTS"), reference), fmt)
         return 0
     if reference is not None:
         raise InputError(

@@ -4,6 +4,10 @@ Both read `summary.csv` files only, so they work on results from any
 machine or version. Every metric they judge is one where lower is better;
 a run that diverged or never reached the target counts as +inf, so it is
 worse than any run that did.
+
+Rows are plain dicts and the arithmetic plain Python (means and spreads
+summed as NumPy sums, so that they equal pandas' to the bit): `pipebench
+compare` starts without pandas or NumPy. `api` hands Python users DataFrames.
 """
 
 from __future__ import annotations
@@ -12,13 +16,15 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from pipebench.errors import InputError, did_you_mean
+from pipebench.export import Rows, is_missing
 from pipebench.schedules import PROGRAM_NAMES
-from pipebench.tables import at_selected_lr, read_table
+from pipebench.tables import read_columns, selected_lr
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # The metrics `--fail-on` accepts: all lower-is-better columns of summary.csv.
 METRICS = (
@@ -46,8 +52,8 @@ _REQUIRED = [
 ]  # fmt: skip
 
 
-def read_summary(path: Path, role: str) -> pd.DataFrame:
-    """The per-seed rows of a results folder's (or a file's) `summary.csv`.
+def read_summary(path: Path, role: str) -> list[dict]:
+    """The per-seed rows of a results folder's (or a file's) `summary.csv`, as dicts.
 
     `role` names the argument in error messages (RESULTS, BASE, CANDIDATE).
     """
@@ -56,12 +62,12 @@ def read_summary(path: Path, role: str) -> pd.DataFrame:
     if not file.is_file():
         what = "has no summary.csv" if path.is_dir() else "does not exist"
         raise InputError(role, f"{str(path)!r} {what}; give a results folder or a summary.csv")
-    table = read_table(file, role, _REQUIRED)
-    runs = table[table["seed"].notna()].copy()
-    if runs.empty:
+    columns = read_columns(file, role, _REQUIRED)
+    rows = [dict(zip(columns, cells, strict=True)) for cells in zip(*columns.values(), strict=True)]
+    runs = [row for row in rows if not is_missing(row["seed"])]
+    if not runs:
         raise InputError(role, f"{str(file)!r} holds no runs")
-    runs["seed"] = runs["seed"].astype("int64")
-    return runs.reset_index(drop=True)
+    return runs
 
 
 # --- one results folder: schedules side by side --------------------------------------------
@@ -93,7 +99,7 @@ def _reference(labels: list[str], schedules: list[str], wanted: str | None) -> s
     raise InputError("reference", f"no schedule {wanted!r}{hint}; present: {', '.join(labels)}")
 
 
-def side_by_side(runs: pd.DataFrame, reference: str | None = None) -> pd.DataFrame:
+def side_by_side(runs: list[dict], reference: str | None = None) -> list[dict]:
     """Per scenario and schedule, at its selected lr: means and spreads over seeds.
 
     `time_to_target` is the mean over seeds when every seed reached the
@@ -102,47 +108,101 @@ def side_by_side(runs: pd.DataFrame, reference: str | None = None) -> pd.DataFra
     label, or a schedule name present once), by default the first entry of
     the first of `REFERENCE_SCHEDULES` present, else the first schedule.
     """
+    scenarios: dict[tuple, list[dict]] = {}
+    for run in runs:  # as pandas groups: a scenario without a name or hash is left out
+        key = (run["scenario"], run["scenario_hash"])
+        if not any(map(is_missing, key)):
+            scenarios.setdefault(key, []).append(run)
     rows = []
-    for (scenario, _), group in runs.groupby(["scenario", "scenario_hash"], sort=False):
-        labels = list(dict.fromkeys(group["label"]))
-        schedules = [group.loc[group["label"] == label, "schedule"].iloc[0] for label in labels]
-        ref = _reference(labels, schedules, reference)
+    for (scenario, _), group in scenarios.items():
+        labels = list(dict.fromkeys(run["label"] for run in group))
+        entries = [[run for run in group if run["label"] == label] for label in labels]
+        ref = _reference(labels, [runs[0]["schedule"] for runs in entries], reference)
         mine = []
-        for label in labels:
-            chosen = at_selected_lr(group[group["label"] == label])
-            reached = chosen["time_to_target"].notna()
+        for label, entry in zip(labels, entries, strict=True):
+            keep = selected_lr([run["selected"] for run in entry], [run["lr"] for run in entry])
+            chosen = [run for run, kept in zip(entry, keep, strict=True) if kept]
+
+            def values(column: str, chosen: list[dict] = chosen) -> list:
+                return [run[column] for run in chosen]
+
+            times = values("time_to_target")
+            reached = sum(not is_missing(t) for t in times)
             mine.append(
                 {
                     "scenario": scenario,
-                    "schedule": chosen["schedule"].iloc[0],
+                    "schedule": chosen[0]["schedule"],
                     "label": label,
                     "reference": label == ref,
-                    "lr": chosen["lr"].iloc[0],
+                    "lr": chosen[0]["lr"],
                     "runs": len(chosen),
-                    "final_loss": chosen["final_loss"].mean(),
-                    "final_loss_std": _std(chosen["final_loss"]),
-                    "final_gap": chosen["final_gap"].mean(),
-                    "final_gap_std": _std(chosen["final_gap"]),
-                    "time_to_target": (
-                        chosen["time_to_target"].mean() if reached.all() else math.nan
-                    ),
-                    "reached": int(reached.sum()),
+                    "final_loss": _mean(values("final_loss")),
+                    "final_loss_std": _std(values("final_loss")),
+                    "final_gap": _mean(values("final_gap")),
+                    "final_gap_std": _std(values("final_gap")),
+                    "time_to_target": _mean(times) if reached == len(times) else math.nan,
+                    "reached": reached,
                     "speedup": math.nan,
-                    "max_delay": chosen["max_delay"].max(),
-                    "mean_delay": chosen["mean_delay"].mean(),
-                    "bubble_fraction": chosen["bubble_fraction"].mean(),
-                    "diverged": int(chosen["diverged"].sum()),
+                    "max_delay": max(
+                        (v for v in values("max_delay") if not is_missing(v)), default=math.nan
+                    ),
+                    "mean_delay": _mean(values("mean_delay")),
+                    "bubble_fraction": _mean(values("bubble_fraction")),
+                    "diverged": sum(values("diverged")),
                 }
             )
         ref_time = next(row["time_to_target"] for row in mine if row["reference"])
         for row in mine:
-            row["speedup"] = ref_time / row["time_to_target"]  # NaN unless both reached
+            row["speedup"] = _ratio(ref_time, row["time_to_target"])  # NaN unless both reached
         rows += mine
-    return pd.DataFrame(rows)
+    return rows
 
 
-def _std(values: pd.Series) -> float:
-    return float(values.std(ddof=1)) if len(values) > 1 else math.nan
+def _sum(values: list[float]) -> float:
+    """NumPy's (pairwise) sum of floats, to the bit: pandas' means and spreads are NumPy's."""
+    if len(values) < 8:
+        total = 0.0
+        for v in values:
+            total += v
+        return total
+    if len(values) <= 128:
+        n = len(values)
+        r = values[:8]
+        i = 8
+        while i < n - n % 8:
+            r = [r[j] + values[i + j] for j in range(8)]
+            i += 8
+        total = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+        for v in values[i:]:
+            total += v
+        return total
+    half = len(values) // 2
+    half -= half % 8
+    return _sum(values[:half]) + _sum(values[half:])
+
+
+def _mean(values: list) -> float:
+    """pandas' mean: NaN left out (summed as zero), NaN if no value."""
+    count = sum(not is_missing(v) for v in values)
+    filled = [0.0 if is_missing(v) else float(v) for v in values]
+    return _sum(filled) / count if count else math.nan
+
+
+def _std(values: list) -> float:
+    """pandas' sample standard deviation (ddof 1); NaN for fewer than two values."""
+    count = sum(not is_missing(v) for v in values)
+    if count < 2:
+        return math.nan
+    mean = _sum([0.0 if is_missing(v) else float(v) for v in values]) / count
+    squares = [0.0 if is_missing(v) else (mean - v) * (mean - v) for v in values]
+    return math.sqrt(_sum(squares) / (count - 1))
+
+
+def _ratio(a: float, b: float) -> float:
+    """a / b as NumPy divides: by zero, inf (NaN for 0 / 0) where Python raises."""
+    if b == 0:
+        return math.nan if a == 0 or a != a else math.copysign(math.inf, a) * math.copysign(1, b)
+    return a / b
 
 
 # --- two results: baseline against candidate --------------------------------------------
@@ -193,13 +253,10 @@ class Threshold:
         return 1 if diff > tolerance else -1 if -diff > tolerance else 0
 
 
-def _judged_values(runs: pd.DataFrame, metric: str) -> np.ndarray:
+def _judged(run: dict, metric: str) -> float:
     """The metric with NaN (never reached) and divergence as +inf."""
-    values = runs[metric].to_numpy(dtype=float, na_value=np.nan).copy()
-    if metric in _DIVERGED_INF:
-        values[runs["diverged"].to_numpy()] = np.inf
-    values[np.isnan(values)] = np.inf
-    return values
+    value = math.inf if metric in _DIVERGED_INF and run["diverged"] else float(run[metric])
+    return math.inf if value != value else value
 
 
 def _change(base: float, candidate: float) -> float:
@@ -214,15 +271,22 @@ STATUSES = ("worse", "better", "unchanged", "new", "missing", "not comparable")
 
 @dataclass(frozen=True)
 class Comparison:
-    """Baseline against candidate, one row per run (`table`), and what crossed a threshold."""
+    """Baseline against candidate, one row per run, and what crossed a threshold."""
 
-    table: pd.DataFrame
+    rows: Rows
     thresholds: tuple[Threshold, ...]
     failed: bool  # a --fail-on threshold was crossed
 
+    @property
+    def table(self) -> pd.DataFrame:
+        """The rows as a DataFrame."""
+        import pandas as pd
+
+        return pd.DataFrame(self.rows.rows, columns=self.rows.columns)
+
     def counts(self) -> dict[str, int]:
-        found = self.table["status"].value_counts()
-        return {s: int(found.get(s, 0)) for s in STATUSES}
+        found = [row[self.rows.columns.index("status")] for row in self.rows.rows]
+        return {s: found.count(s) for s in STATUSES}
 
     def headline(self) -> str:
         counts = ", ".join(f"{n} {s}" for s, n in self.counts().items() if n)
@@ -232,88 +296,71 @@ class Comparison:
 
 
 def against_baseline(
-    base: pd.DataFrame, candidate: pd.DataFrame, fail_on: list[Threshold]
+    base: list[dict], candidate: list[dict], fail_on: list[Threshold]
 ) -> Comparison:
     """Match runs by scenario, schedule label, seed and lr, and judge each matched pair.
 
     A pair whose scenario hashes differ is `not comparable` (the scenario
     changed). With no `fail_on`, rows are judged on `DEFAULT_METRICS` with a
-    zero threshold and nothing fails.
+    zero threshold and nothing fails. Rows come in the baseline's order
+    (each with its matches in the candidate's order), then the candidate's
+    new runs.
     """
     thresholds = tuple(fail_on) or tuple(Threshold(m, 0.0, False) for m in DEFAULT_METRICS)
     metrics = list(dict.fromkeys(t.metric for t in thresholds))
     for side, runs in (("BASE", base), ("CANDIDATE", candidate)):
-        absent = [m for m in metrics if m not in runs.columns]
+        absent = [m for m in metrics if m not in runs[0]]
         if absent:
             raise InputError(side, f"summary has no column {', '.join(absent)}")
-    merged = pd.merge(
-        _side(base, metrics),
-        _side(candidate, metrics),
-        on=_KEY,
-        how="outer",
-        suffixes=("_base", "_candidate"),
-        sort=False,
-        indicator=True,
-    )
-    # base order (scenario order of entries, seeds, lrs), then the candidate's new rows
-    merged = merged.sort_values(["_order_base", "_order_candidate"], kind="stable")
-    merged = merged.reset_index(drop=True)
-    comparable = (merged["_merge"] == "both") & (
-        merged["scenario_hash_base"] == merged["scenario_hash_candidate"]
-    )
-    if not comparable.any():
+    matches: dict[tuple, list[dict]] = {}
+    for run in candidate:
+        matches.setdefault(_key(run), []).append(run)
+    pairs = [(run, match) for run in base for match in matches.get(_key(run), [None])]
+    known = {_key(run) for run in base}
+    pairs += [(None, run) for run in candidate if _key(run) not in known]
+    comparable = [
+        b is not None and c is not None and b["scenario_hash"] == c["scenario_hash"]
+        for b, c in pairs
+    ]
+    if not any(comparable):
         raise InputError(
             "CANDIDATE",
             "nothing to match: no run has the same scenario (name and hash), schedule, "
             f"seed and lr in both; baseline has {_scenarios(base)}, candidate has "
             f"{_scenarios(candidate)}",
         )
-    verdicts = np.zeros(len(merged), dtype=int)
-    crossed = [""] * len(merged)
-    for i in np.flatnonzero(comparable.to_numpy()):
-        votes = [
-            t.judge(merged.at[i, f"{t.metric}_base"], merged.at[i, f"{t.metric}_candidate"])
-            for t in thresholds
-        ]
-        crossed[i] = " ".join(str(t) for t, v in zip(thresholds, votes, strict=True) if v > 0)
-        verdicts[i] = 1 if max(votes) > 0 else -1 if min(votes) < 0 else 0
-    status = np.where(
-        merged["_merge"] == "left_only",
-        "missing",
-        np.where(
-            merged["_merge"] == "right_only",
-            "new",
-            np.where(
-                ~comparable,
-                "not comparable",
-                np.select([verdicts > 0, verdicts < 0], ["worse", "better"], "unchanged"),
-            ),
-        ),
-    )
-    table = merged[_KEY].copy()
-    table["schedule"] = merged["schedule_base"].fillna(merged["schedule_candidate"])
-    table["status"] = status
-    for m in metrics:
-        table[f"{m}_base"] = merged[f"{m}_base"]
-        table[f"{m}_candidate"] = merged[f"{m}_candidate"]
-        table[f"{m}_change"] = [
-            _change(b, c)
-            for b, c in zip(merged[f"{m}_base"], merged[f"{m}_candidate"], strict=True)
-        ]
-    table["crossed"] = crossed
-    table = table[["scenario", "schedule", "label", "seed", "lr", "status", *table.columns[6:]]]
-    table["seed"] = table["seed"].astype("int64")
-    return Comparison(table, thresholds, bool(fail_on) and (status == "worse").any())
+    columns = ["scenario", "schedule", "label", "seed", "lr", "status"]
+    columns += [f"{m}_{part}" for m in metrics for part in ("base", "candidate", "change")]
+    rows = []
+    for (b, c), judged in zip(pairs, comparable, strict=True):
+        one = b if b is not None else c
+        schedule = (
+            b["schedule"] if b is not None and not is_missing(b["schedule"]) else c["schedule"]
+        )
+        values = {
+            m: (_judged(b, m) if b else math.nan, _judged(c, m) if c else math.nan) for m in metrics
+        }
+        crossed = ""
+        if b is None or c is None:
+            status = "missing" if c is None else "new"
+        elif not judged:
+            status = "not comparable"
+        else:
+            votes = [t.judge(*values[t.metric]) for t in thresholds]
+            crossed = " ".join(str(t) for t, v in zip(thresholds, votes, strict=True) if v > 0)
+            status = "worse" if max(votes) > 0 else "better" if min(votes) < 0 else "unchanged"
+        cells = [one["scenario"], schedule, one["label"], one["seed"], one["lr"], status]
+        for m in metrics:
+            cells += [*values[m], _change(*values[m])]
+        rows.append((*cells, crossed))
+    failed = bool(fail_on) and any(row[5] == "worse" for row in rows)
+    return Comparison(Rows([*columns, "crossed"], rows), thresholds, failed)
 
 
-def _side(runs: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
-    side = runs[[*_KEY, "schedule", "scenario_hash"]].copy()
-    side["_order"] = np.arange(len(side))
-    for m in metrics:
-        side[m] = _judged_values(runs, m)
-    return side
+def _key(run: dict) -> tuple:
+    return tuple(run[k] for k in _KEY)
 
 
-def _scenarios(runs: pd.DataFrame) -> str:
-    pairs = runs[["scenario", "scenario_hash"]].drop_duplicates()
-    return ", ".join(f"{s} ({h})" for s, h in pairs.itertuples(index=False))
+def _scenarios(runs: list[dict]) -> str:
+    pairs = dict.fromkeys((run["scenario"], run["scenario_hash"]) for run in runs)
+    return ", ".join(f"{s} ({h})" for s, h in pairs)

@@ -6,7 +6,9 @@ reader never sees a partial `summary.csv`.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import math
 import os
@@ -15,10 +17,11 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Union
 
-if TYPE_CHECKING:  # numpy and pandas load with the first table: outfolder and the cli stay light
+if TYPE_CHECKING:  # numpy and pandas load with the first DataFrame: compare and the cli stay light
     import pandas as pd
 
 LONGEST_NAME = 80  # characters of a name made from a scenario name, label or key
@@ -43,9 +46,43 @@ def value_text(value: object) -> str:
     return repr(float(value)) if isinstance(value, float) else str(value)
 
 
-def csv_text(table: pd.DataFrame) -> str:
-    """The CSV form of a table (NaN as an empty field), the same bytes every time."""
-    return table.to_csv(index=False, lineterminator="\n")
+@dataclass(frozen=True)
+class Rows:
+    """A table without pandas: its column names and its rows of Python values."""
+
+    columns: list[str]
+    rows: list[tuple]
+
+    @classmethod
+    def of(cls, table: Table) -> Rows:
+        """`table` as rows: a DataFrame's cells as Python values (NumPy's for float32)."""
+        if isinstance(table, Rows):
+            return table
+        columns = [table.iloc[:, i] for i in range(table.shape[1])]
+        cells = [c.to_numpy() if c.dtype == "float32" else c for c in columns]  # float32's str
+        return cls([str(c) for c in table.columns], list(zip(*cells, strict=True)))
+
+
+Table = Union[Rows, "pd.DataFrame"]
+
+
+def is_missing(value: object) -> bool:
+    """No value: None, NaN or pandas' NA (an empty field in the CSV)."""
+    return value is None or type(value).__name__ == "NAType" or value != value
+
+
+def csv_text(table: Table) -> str:
+    """The CSV form of a table (NaN as an empty field), the same bytes every time.
+
+    Cells are written as pandas' `to_csv` writes them: `str` of the value
+    (the shortest text that reads back to the same float).
+    """
+    table = Rows.of(table)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(table.columns)
+    writer.writerows(["" if is_missing(v) else str(v) for v in row] for row in table.rows)
+    return out.getvalue()
 
 
 # How `--format json` writes infinities, which JSON has no literal for.
@@ -58,32 +95,29 @@ def json_value(value: object) -> object:
     No value (NaN, NA: an empty field in the CSV) is null. Python writes a
     float as the shortest text that reads back to the same float.
     """
-    if value is None or type(value).__name__ == "NAType":  # pandas.NA, without pandas
+    if is_missing(value):
         return None
-    import numpy as np  # loaded already where cells are written; not by the cli's import
-
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
+    if type(value).__module__ == "numpy":  # NumPy's scalars as Python's, without importing it
+        value = value.item()
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
         return int(value)
-    if isinstance(value, (float, np.floating)):
-        value = float(value)
-        if math.isnan(value):
-            return None
+    if isinstance(value, float):
         return INFINITY_MARKERS.get(value, value)
     return value
 
 
-def json_records(table: pd.DataFrame) -> str:
+def json_records(table: Table) -> str:
     """The rows as a JSON list of objects, every number at full precision (see `json_value`)."""
+    table = Rows.of(table)
     rows = [
-        {str(k): json_value(v) for k, v in zip(table.columns, row, strict=True)}
-        for row in table.itertuples(index=False)
+        {k: json_value(v) for k, v in zip(table.columns, row, strict=True)} for row in table.rows
     ]
     return json.dumps(rows, allow_nan=False)
 
 
-def write_data(table: pd.DataFrame, fmt: str) -> bool:
+def write_data(table: Table, fmt: str) -> bool:
     """Print `table` on stdout as csv or json rows; False (nothing printed) for other formats."""
     if fmt == "csv":
         sys.stdout.write(csv_text(table))
@@ -94,8 +128,9 @@ def write_data(table: pd.DataFrame, fmt: str) -> bool:
     return True
 
 
-def markdown_table(table: pd.DataFrame) -> str:
+def markdown_table(table: Table) -> str:
     """A GitHub-flavoured Markdown table (cells have their `|` escaped)."""
+    table = Rows.of(table)
 
     def cell(value: object) -> str:
         return str(value).replace("|", "\\|")
@@ -104,7 +139,7 @@ def markdown_table(table: pd.DataFrame) -> str:
         "| " + " | ".join(cell(c) for c in table.columns) + " |",
         "|" + "|".join("---" for _ in table.columns) + "|",
     ]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(False)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.rows]
     return "\n".join(lines) + "\n"
 
 

@@ -10,45 +10,42 @@ from __future__ import annotations
 import math
 import sys
 
-import pandas as pd
-
 from pipebench.compare import Comparison
-from pipebench.export import markdown_table, write_data
+from pipebench.export import Rows, is_missing, markdown_table, write_data
 from pipebench.report.runview import print_table, show_table
 from pipebench.tables import fmt_number, mean_std_text
 
 
-def side_by_side_text(table: pd.DataFrame) -> pd.DataFrame:
+def side_by_side_text(rows: list[dict]) -> Rows:
     """The printable form of `compare.side_by_side` for one scenario."""
-    show_gap = table["final_gap"].notna().any()
-    rows = []
-    for r in table.itertuples(index=False):
-        if r.time_to_target == r.time_to_target:  # every seed reached the target
-            target = fmt_number(r.time_to_target)
+    show_gap = any(not is_missing(r["final_gap"]) for r in rows)
+    text = []
+    for r in rows:
+        if r["time_to_target"] == r["time_to_target"]:  # every seed reached the target
+            target = fmt_number(r["time_to_target"])
         else:
-            target = "never" if r.reached == 0 else f"{r.reached}/{r.runs} seeds"
-        rows.append(
-            {
-                "schedule": r.label,
-                "lr": f"{r.lr:.3g}",
-                ("f - f*" if show_gap else "loss"): (
-                    mean_std_text(r.final_gap, r.final_gap_std)
-                    if show_gap
-                    else mean_std_text(r.final_loss, r.final_loss_std)
-                ),
-                "time to target": target,
-                "speedup": "ref" if r.reference else _speedup(r.speedup),
-                "delay max": fmt_number(r.max_delay),
-                "delay mean": fmt_number(r.mean_delay),
-                "bubble": f"{r.bubble_fraction:.3f}",
-                "diverged": f"{r.diverged}/{r.runs}",
-            }
+            target = "never" if r["reached"] == 0 else f"{r['reached']}/{r['runs']} seeds"
+        text.append(
+            (
+                r["label"],
+                f"{r['lr']:.3g}",
+                mean_std_text(r["final_gap"], r["final_gap_std"])
+                if show_gap
+                else mean_std_text(r["final_loss"], r["final_loss_std"]),
+                target,
+                "ref" if r["reference"] else _speedup(r["speedup"]),
+                fmt_number(r["max_delay"]),
+                fmt_number(r["mean_delay"]),
+                f"{r['bubble_fraction']:.3f}",
+                f"{r['diverged']}/{r['runs']}",
+            )
         )
-    return pd.DataFrame(rows)
+    columns = ["schedule", "lr", "f - f*" if show_gap else "loss", "time to target", "speedup"]
+    return Rows([*columns, "delay max", "delay mean", "bubble", "diverged"], text)
 
 
 def _speedup(value: float) -> str:
-    return "-" if pd.isna(value) else f"{value:.2f}x"
+    return "-" if is_missing(value) else f"{value:.2f}x"
 
 
 def _value(metric: str, value: float) -> str:
@@ -60,41 +57,36 @@ def _value(metric: str, value: float) -> str:
 def _change_text(change: float, base: float, candidate: float) -> str:
     if base == candidate:
         return "="
-    if pd.isna(change):
+    if is_missing(change):
         return ""
     return f"{change * 100:+.2f}%"
 
 
-def comparison_text(comparison: Comparison, table: pd.DataFrame) -> pd.DataFrame:
+def comparison_text(comparison: Comparison, table: Rows) -> Rows:
     """The printable form of rows of a baseline-vs-candidate comparison (columns even if none)."""
     metrics = list(dict.fromkeys(t.metric for t in comparison.thresholds))
-    columns = ["scenario", "schedule", "seed", "lr", "status", *metrics, "crossed"]
-    rows = []
-    for r in table.to_dict("records"):
-        row = {
-            "scenario": r["scenario"],
-            "schedule": r["label"],
-            "seed": str(r["seed"]),
-            "lr": f"{r['lr']:.3g}",
-            "status": r["status"],
-        }
+    text = []
+    for cells in table.rows:
+        r = dict(zip(table.columns, cells, strict=True))
+        row = [r["scenario"], r["label"], str(r["seed"]), f"{r['lr']:.3g}", r["status"]]
         for m in metrics:
             base, cand = r[f"{m}_base"], r[f"{m}_candidate"]
-            if pd.isna(base) or pd.isna(cand):  # new or missing: one side only
-                row[m] = _value(m, cand if pd.isna(base) else base)
+            if is_missing(base) or is_missing(cand):  # new or missing: one side only
+                row.append(_value(m, cand if is_missing(base) else base))
             else:
                 change = _change_text(r[f"{m}_change"], base, cand)
-                row[m] = f"{_value(m, base)} → {_value(m, cand)} {change}".rstrip()
-        row["crossed"] = r["crossed"]
-        rows.append(row)
-    return pd.DataFrame(rows, columns=columns)
+                row.append(f"{_value(m, base)} → {_value(m, cand)} {change}".rstrip())
+        text.append((*row, r["crossed"]))
+    return Rows(["scenario", "schedule", "seed", "lr", "status", *metrics, "crossed"], text)
 
 
-def print_side_by_side(table: pd.DataFrame, fmt: str) -> None:
-    if write_data(table, fmt):
+def print_side_by_side(rows: list[dict], fmt: str) -> None:
+    columns = list(rows[0]) if rows else []
+    if write_data(Rows(columns, [tuple(r.values()) for r in rows]), fmt):
         return
-    for scenario, group in table.groupby("scenario", sort=False):
-        ref = group.loc[group["reference"], "label"].iloc[0]
+    for scenario in dict.fromkeys(r["scenario"] for r in rows):
+        group = [r for r in rows if r["scenario"] == scenario]
+        ref = next(r["label"] for r in group if r["reference"])
         caption = (
             f"at each schedule's selected lr, mean ± std over seeds; speedup: time to target "
             f"of {ref} over the schedule's; delay in block updates"
@@ -109,9 +101,10 @@ def print_comparison(comparison: Comparison, fmt: str, changes_only: bool = Fals
     on stderr beside csv and json, whose stdout is the table alone (a header
     row, or `[]`, when no row is left).
     """
-    table = comparison.table
+    table = comparison.rows
     if changes_only:
-        table = table[table["status"] != "unchanged"]
+        status = table.columns.index("status")
+        table = Rows(table.columns, [row for row in table.rows if row[status] != "unchanged"])
     if write_data(table, fmt):
         print(f"pipebench compare: {comparison.headline()}", file=sys.stderr)
         return

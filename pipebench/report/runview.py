@@ -5,17 +5,16 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-import pandas as pd
-from rich import box
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
-
-from pipebench.export import markdown_table, write_data
+from pipebench.export import Rows, markdown_table, write_data
 from pipebench.report.progress_lines import ProgressLines
-from pipebench.report.verdict import lr_edge_lines, winner_lines
 from pipebench.tables import condensed
+
+if TYPE_CHECKING:  # `compare` prints its tables here without pandas (rich: as a table only)
+    import pandas as pd
+
+    from pipebench.export import Table as Cells
 
 
 @contextmanager
@@ -25,6 +24,15 @@ def progress_bar(exp, quiet: bool) -> Iterator[tuple[Callable | None, Callable |
     A rich progress bar on a terminal; plain lines every few seconds and a
     last one otherwise (a log, a CI job).
     """
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
     if quiet:
         yield None, None
         return
@@ -55,6 +63,8 @@ def print_summary(report, fmt: str) -> None:
     The digest comes with its caption and, under it, the winners and the
     learning rates at the edge of their grid.
     """
+    from pipebench.report.verdict import lr_edge_lines, winner_lines
+
     if write_data(report.summary, fmt):
         return
     exp = report.experiment
@@ -88,7 +98,7 @@ def oom_warnings(summary: pd.DataFrame, gpu: str, memory_gb: float) -> list[str]
 
 
 def show_table(
-    text: pd.DataFrame, title: str, caption: str, fmt: str, notes: list[str] | None = None
+    text: Cells, title: str, caption: str, fmt: str, notes: list[str] | None = None
 ) -> None:
     """A table of strings on stdout with its title, caption and notes, as a table or Markdown."""
     notes = notes or []
@@ -109,15 +119,20 @@ TEXT_COLUMNS = (
 )
 
 
-def print_table(text: pd.DataFrame, title: str, caption: str) -> None:
+def print_table(text: Cells, title: str, caption: str) -> None:
     """A table of strings on stdout, text columns left and numbers right."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    text = Rows.of(text)
     table = Table(
         title=title, caption=caption, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True
     )
     for column in text.columns:
         left = column in TEXT_COLUMNS
         table.add_column(column, justify="left" if left else "right", no_wrap=True)
-    for row in text.itertuples(index=False):
+    for row in text.rows:
         table.add_row(*map(str, row))
     # a terminal wraps at its width; a file or pipe gets whole rows
     Console(width=None if sys.stdout.isatty() else 1000).print(table)

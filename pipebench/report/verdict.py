@@ -31,7 +31,7 @@ def winner_lines(summary: pd.DataFrame, has_target: bool) -> list[str]:
     the reference of `compare.side_by_side` (1f1b-flush, else gpipe, else
     naive, else the first schedule), which the line names.
     """
-    side = side_by_side(summary[summary["seed"].notna()])
+    side = pd.DataFrame(side_by_side(summary[summary["seed"].notna()].to_dict("records")))
     sound = side[side["diverged"] == 0]
     if sound.empty:
         return ["every schedule diverged at every learning rate"]
