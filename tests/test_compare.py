@@ -23,7 +23,8 @@ from test_scenario import write
 
 from pipebench import api
 from pipebench.cli import main
-from pipebench.compare import Threshold
+from pipebench.compare import Threshold, _mean, _std
+from pipebench.export import csv_text
 from pipebench.tables import read_table
 
 ROOT = Path(__file__).parent.parent
@@ -298,3 +299,62 @@ def test_the_readme_ci_job_passes_against_the_committed_baseline(tmp_path, monke
     for command in commands:
         args = [out if a == "results/candidate" else a for a in command[1:]]
         assert main(args) == 0, capsys.readouterr()
+
+
+# --- without pandas: the same numbers and bytes as pandas gives ------------------------------
+
+FLOATS = st.floats(allow_nan=False, allow_infinity=False, width=64) | st.just(math.nan)
+
+
+@given(values=st.lists(FLOATS, max_size=300))
+def test_means_and_spreads_are_pandas_to_the_bit(values):
+    # compare sums as NumPy does (pairwise, in blocks of 8 and 128): a seed's mean is pandas'
+    series = pd.Series(values, dtype=float)
+    for mine, theirs in ((_mean(values), series.mean()), (_std(values), series.std(ddof=1))):
+        assert mine == theirs or (math.isnan(mine) and math.isnan(theirs))
+
+
+@given(
+    frame=st.lists(
+        st.tuples(FLOATS | st.just(math.inf), st.integers(-(2**62), 2**62), st.booleans(),
+                  st.text(max_size=5) | st.just(math.nan)),
+        min_size=1, max_size=20,
+    )
+)  # fmt: skip
+def test_the_csv_writer_writes_what_pandas_writes(frame):
+    table = pd.DataFrame(frame, columns=["x", "n", "flag", "label"])
+    assert csv_text(table) == table.to_csv(index=False, lineterminator="\n")
+
+
+def test_a_summary_reads_back_as_pandas_read_it():
+    # the committed baseline's summary: floats to the last bit, counts as integers
+    path = ROOT / "benchmarks" / "baselines" / "quickstart" / "summary.csv"
+    table = read_table(path, "B")
+    raw = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    for column in ("final_loss", "time_to_target", "auc", "lr", "max_delay"):
+        pd.testing.assert_series_equal(table[column], raw[column], check_exact=True)
+    assert str(table["seed"].dtype) == "Int64" and table["diverged"].dtype == bool
+
+
+BROKEN = {  # what pandas' reader said of each fault, as main printed it
+    "ragged.csv": (
+        "a,b\n1,2\n3,4,5\n",
+        "Error tokenizing data. C error: Expected 2 fields in line...",
+    ),
+    "quote.csv": ('a,b\n"1,2\n', "Error tokenizing data. C error: EOF inside string startin..."),
+    "latin1.csv": (
+        b"a,b\n1,x\xe9y\n",
+        "'utf-8' codec can't decode byte 0xe9 in position 1: inval...",
+    ),
+    "blank.csv": ("\n \n", "No columns to parse from file"),
+}
+
+
+@pytest.mark.parametrize("name", BROKEN)
+def test_an_unreadable_summary_is_named_in_one_line(tmp_path, capsys, name):
+    text, words = BROKEN[name]
+    path = tmp_path / name
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    code, out, err = compare(capsys, str(path))
+    assert code == 2 and out == ""
+    assert err == f"pipebench compare: RESULTS: {str(path)!r} is not a pipebench table: {words}\n"

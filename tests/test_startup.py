@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from pipebench.cli import app, main
 from pipebench.engine.compiling import cold_families
 
+ROOT = Path(__file__).parent.parent
 PROBE = """
 import sys
 from pipebench.cli import main
@@ -82,9 +84,19 @@ def test_validate_of_a_time_budget_calls_no_compiled_kernel(tmp_path):
     assert not {"numba.np.arraymath", "scipy.linalg"} & loaded("validate", str(scenario))
 
 
-def test_compare_loads_pandas_but_not_numba(tmp_path):
-    (tmp_path / "summary.csv").write_text("schedule,label\n")  # read, then refused or shown
-    assert "numba" not in loaded("compare", str(tmp_path))
+@pytest.mark.parametrize("fmt", ["table", "csv", "json", "markdown"])
+def test_compare_loads_neither_pandas_nor_numpy(fmt):
+    # Summaries are read with the csv module and judged in plain Python (compare.py);
+    # typer coerces paths and text without pydantic (cli._PlainValue); rich draws tables.
+    base = str(ROOT / "benchmarks" / "baselines" / "quickstart")
+    for args in ([base], [base, base, "--fail-on", "final_loss:5%", "--changes-only"]):
+        found = loaded("compare", *args, "--format", fmt)
+        assert found == ({"rich"} if fmt == "table" else set()), args
+
+
+def test_a_bad_summary_is_refused_without_pandas(tmp_path):
+    (tmp_path / "summary.csv").write_text("schedule,label\n")
+    assert loaded("compare", str(tmp_path)) == set()
 
 
 NOTICE = """
