@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_run import GRID
 from test_scenario import write
@@ -306,6 +306,7 @@ def test_the_readme_ci_job_passes_against_the_committed_baseline(tmp_path, monke
 FLOATS = st.floats(allow_nan=False, allow_infinity=False, width=64) | st.just(math.nan)
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(values=st.lists(FLOATS, max_size=300))
 def test_means_and_spreads_are_pandas_to_the_bit(values):
     # compare sums as NumPy does (pairwise, in blocks of 8 and 128): a seed's mean is pandas'
@@ -314,6 +315,7 @@ def test_means_and_spreads_are_pandas_to_the_bit(values):
         assert mine == theirs or (math.isnan(mine) and math.isnan(theirs))
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     frame=st.lists(
         st.tuples(FLOATS | st.just(math.inf), st.integers(-(2**62), 2**62), st.booleans(),
