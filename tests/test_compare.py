@@ -360,3 +360,20 @@ def test_an_unreadable_summary_is_named_in_one_line(tmp_path, capsys, name):
     code, out, err = compare(capsys, str(path))
     assert code == 2 and out == ""
     assert err == f"pipebench compare: RESULTS: {str(path)!r} is not a pipebench table: {words}\n"
+
+
+def test_python_users_get_dataframes(base, tmp_path):
+    cand = edited(base, tmp_path, scale("pd", "final_loss", 1.10))
+    comparison = api.compare_runs(base, cand, ["final_loss:5%"])
+    table = comparison.table
+    assert isinstance(table, pd.DataFrame) and comparison.failed
+    assert list(table.columns[:6]) == ["scenario", "schedule", "label", "seed", "lr", "status"]
+    assert set(table.loc[table["label"] == "pd", "status"]) <= {"worse", "unchanged"}
+    assert table["seed"].dtype == "int64" and table["final_loss_base"].dtype == float
+    side = api.compare_schedules(base)
+    assert isinstance(side, pd.DataFrame) and list(side["label"]) == [
+        "pd",
+        "rpd",
+        "localsgd",
+        "2bw",
+    ]
