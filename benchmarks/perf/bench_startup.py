@@ -3,7 +3,8 @@
 Run:  python benchmarks/perf/bench_startup.py [--repeats 7]
 
 Times `pipebench --help`, `list`, `validate` (the quickstart scenario) and
-`compare` (the quickstart's results, written once before timing), and prints
+`compare` (the quickstart's results, written once before timing: side by side
+as a table and as CSV, and against themselves with `--fail-on`), and prints
 the median wall and CPU (user + system) seconds of each as JSON for
 benchmarks/perf/README.md; CPU time says more than wall time on a loaded
 machine. Also reports which heavy modules each command's process imported.
@@ -83,7 +84,10 @@ def main() -> None:
             "list": ["list"],
             "validate": ["validate", str(QUICKSTART)],
             "compare": ["compare", str(results)],
-        }
+            "compare --format csv": ["compare", str(results), "--format", "csv"],
+            "compare BASE CANDIDATE": ["compare", str(results), str(results), "--fail-on",
+                                       "final_loss:5%"],
+        }  # fmt: skip
         report = {"load average at start": os.getloadavg()[0]}
         runs = {name: [sys.executable, "-m", "pipebench", *argv] for name, argv in commands.items()}
         runs["python -c pass"] = [sys.executable, "-c", "pass"]  # the interpreter alone
