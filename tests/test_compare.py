@@ -18,13 +18,18 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from rich import box
+from rich.console import Console
+from rich.table import Table
 from test_run import GRID
 from test_scenario import write
 
 from pipebench import api
 from pipebench.cli import main
 from pipebench.compare import Threshold, _mean, _std
-from pipebench.export import csv_text
+from pipebench.export import Rows, csv_text
+from pipebench.report.compare_view import comparison_text
+from pipebench.report.runview import TEXT_COLUMNS, rich_table
 from pipebench.tables import read_table
 
 ROOT = Path(__file__).parent.parent
@@ -377,3 +382,35 @@ def test_python_users_get_dataframes(base, tmp_path):
         "localsgd",
         "2bw",
     ]
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+@pytest.mark.parametrize("width", [40, 100, 1000])
+def test_a_table_draws_as_rich_draws_it_row_by_row(base, tmp_path, terminal, width):
+    # print_table hands rich whole columns (one cell each, a line per row): the same text
+    # as a row per row, on a terminal (colours, narrow: cut cells) and in a file
+    cand = edited(base, tmp_path, scale("pd", "final_loss", 1.10))
+    comparison = api.compare_runs(base, cand, ["final_loss:5%", "time_to_target:0.02"])
+    text = comparison_text(comparison, comparison.rows)
+    odd = ("[bold]open", "a [italic]b", "", "→ ±", "unchanged", "1 → 2", "[b]x[/b]", "")
+    text = Rows(text.columns, [*text.rows, odd[: len(text.columns)]])
+
+    def drawn(table_of) -> str:
+        console = Console(
+            width=width, force_terminal=terminal, color_system="truecolor" if terminal else None,
+            file=io.StringIO(),
+        )  # fmt: skip
+        console.print(table_of(console))
+        return console.file.getvalue()
+
+    def row_by_row(console: Console) -> Table:
+        table = Table(title="t", caption="c", box=box.SIMPLE_HEAD, pad_edge=False,
+                      collapse_padding=True)  # fmt: skip
+        for column in text.columns:
+            justify = "left" if column in TEXT_COLUMNS else "right"
+            table.add_column(column, justify=justify, no_wrap=True)
+        for row in text.rows:
+            table.add_row(*map(str, row))
+        return table
+
+    assert drawn(lambda console: rich_table(text, "t", "c", console)) == drawn(row_by_row)
