@@ -48,10 +48,9 @@ class _PlainFlags:
         for param in params:
             if getattr(param, "is_flag", False) and param.metavar is None:
                 param.metavar = ""
-            if _plain(param):
-                param._runtime_param = _PlainValue(
-                    param.type_descriptor.parameter_info, param.type_descriptor.annotation
-                )
+            plain = _plain_value(param)
+            if plain is not None:
+                param._runtime_param = plain
         return params
 
     def get_help_option(self, ctx: object) -> object:
@@ -63,17 +62,30 @@ class _PlainFlags:
         return option
 
 
-def _plain(param: object) -> bool:
-    """A text or path parameter without checks: its value needs no pydantic to be coerced
-    (importing it, a tenth of a second, was a third of `compare`)."""
-    kind = getattr(param, "type_descriptor", None)
-    if RuntimeParam is None or kind is None or getattr(param, "_runtime_param", 1) is not None:
-        return False
-    info, annotation = kind.parameter_info, kind.annotation
-    if typing.get_origin(annotation) is list:
-        (annotation,) = typing.get_args(annotation)
-    checks = (info.exists, info.resolve_path, info.writable, not info.file_okay, not info.dir_okay)
-    return kind.file_annotation is None and annotation in (str, Path) and not any(checks)
+def _plain_value(param: object) -> object | None:
+    """For a text or path parameter without checks, a coercion that needs no pydantic
+    (importing it, a tenth of a second, was a third of `compare`); else None.
+
+    typer's coercion is private: should its shape change, typer's own is kept."""
+    try:
+        kind = param.type_descriptor
+        if RuntimeParam is None or param._runtime_param is not None:
+            return None
+        info, annotation = kind.parameter_info, kind.annotation
+        if typing.get_origin(annotation) is list:
+            (annotation,) = typing.get_args(annotation)
+        checks = (
+            info.exists,
+            info.resolve_path,
+            info.writable,
+            not info.file_okay,
+            not info.dir_okay,
+        )
+        if kind.file_annotation is not None or annotation not in (str, Path) or any(checks):
+            return None
+        return _PlainValue(info, kind.annotation)
+    except (AttributeError, TypeError, ValueError):
+        return None
 
 
 if RuntimeParam is not None:
