@@ -769,9 +769,6 @@ def _fail(message: str, status: int = EXIT_BAD_INPUT, longest: int = 1000) -> in
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    # pydantic looks for plugins in every installed distribution's entry points when it
-    # builds the scenario models (45 ms of `validate`); a user's own value stands.
-    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     command = typer.main.get_command(app)
     args = sys.argv[1:] if argv is None else argv
     if not args:
