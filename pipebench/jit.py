@@ -75,20 +75,21 @@ def _make_all(kernel: Kernel) -> Callable:
         if _njit is None:
             from numba import njit as numba_njit  # the point of this module
 
-            for each in _declared:
-                each.made = numba_njit(**each.options)(each.py_func)
-            _replace_in_modules()
+            made = {id(k): numba_njit(**k.options)(k.py_func) for k in _declared}
+            _replace_in_modules(made)
+            for each in _declared:  # last: another thread calls `made` once globals hold it
+                each.made = made[id(each)]
             _declared.clear()
             _njit = numba_njit
     return kernel.made
 
 
-def _replace_in_modules() -> None:
+def _replace_in_modules(made: dict[int, Callable]) -> None:
     """Every pipebench module's global holding a declared kernel now holds numba's."""
     for name, module in list(sys.modules.items()):
         if name != "pipebench" and not name.startswith("pipebench."):
             continue
         namespace = getattr(module, "__dict__", {})
         for key, value in list(namespace.items()):
-            if type(value) is Kernel and value.made is not None:
-                namespace[key] = value.made
+            if type(value) is Kernel:
+                namespace[key] = made[id(value)]
