@@ -59,12 +59,12 @@ def njit(func: Callable | None = None, **options: Any) -> Any:
     Used as `@njit`, `@njit(cache=True, ...)` or `njit(cache=True, ...)(func)`."""
     if func is None:
         return lambda f: njit(f, **options)
-    if _njit is not None:
-        return _njit(**options)(func)
-    kernel = Kernel(func, options)
-    with _lock:
-        _declared.append(kernel)
-    return kernel
+    with _lock:  # not while another thread makes the kernels declared so far
+        if _njit is None:
+            kernel = Kernel(func, options)
+            _declared.append(kernel)
+            return kernel
+    return _njit(**options)(func)
 
 
 def _make_all(kernel: Kernel) -> Callable:
