@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from numba import njit
+from pipebench.jit import njit
 
 _MASK32 = 0xFFFFFFFF
 

@@ -73,7 +73,8 @@ def test_validate_does_not_load_pandas(tmp_path):
 
 def test_validate_of_a_time_budget_calls_no_compiled_kernel(tmp_path):
     # Each schedule's first update is timed by the kernels' Python (timeline/interpret.py):
-    # numba's first dispatch in a process initialises its CPU target, about a second.
+    # numba's first dispatch in a process initialises its CPU target, about a second; and
+    # the kernels are declared without numba until one runs (pipebench/jit.py).
     scenario = tmp_path / "s.yaml"
     scenario.write_text(
         "name: s\nobjective: {kind: quadratic, examples: 20, dim: 8, batch_size: 2}\n"
@@ -81,7 +82,7 @@ def test_validate_of_a_time_budget_calls_no_compiled_kernel(tmp_path):
         "budget: {time: 50}\noptimizer: {name: sgd, lr: 0.01}\n"
         "schedules: [pd, rpd, gpipe, localsgd, zb-h1, zbv]\n"
     )
-    assert not {"numba.np.arraymath", "scipy.linalg"} & loaded("validate", str(scenario))
+    assert not {"numba", "scipy.linalg"} & loaded("validate", str(scenario))
 
 
 @pytest.mark.parametrize("fmt", ["table", "csv", "json", "markdown"])

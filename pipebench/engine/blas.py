@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib.util import find_spec
 from pathlib import Path
 
 # (package, its bundled OpenBLAS, the suffix of that build's symbols)
@@ -20,12 +21,13 @@ _BUNDLED = {"scipy": ("libscipy_openblas*", ""), "numpy": ("libscipy_openblas64_
 
 def _openblas(package: str) -> tuple[ctypes.CDLL, str] | None:
     """The OpenBLAS `package` bundles and its symbol suffix, if it can be told its thread count."""
-    try:
-        module = __import__(package)
-    except ImportError:  # pragma: no cover - both are dependencies
+    # Found, not imported: `validate` need not pay scipy's import to pin its threads.
+    spec = find_spec(package)
+    if spec is None or not spec.submodule_search_locations:  # pragma: no cover - dependencies
         return None
     pattern, suffix = _BUNDLED[package]
-    libs = Path(module.__file__).parent.parent.joinpath(f"{package}.libs").glob(pattern)
+    site = Path(spec.submodule_search_locations[0]).parent
+    libs = site.joinpath(f"{package}.libs").glob(pattern)
     lib = next((ctypes.CDLL(str(path)) for path in sorted(libs)), None)
     if lib is None or not hasattr(lib, f"scipy_openblas_set_num_threads{suffix}"):
         return None

@@ -12,7 +12,8 @@ iterate, a few hundred kilobytes in all, and no scan of the draws.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from pipebench.jit import njit
 
 CHECK = 32  # iterations between checkpoints: the bits of one mask word
 

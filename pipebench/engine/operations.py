@@ -7,7 +7,8 @@ optimizer step out in their loop (see there).
 """
 
 import numpy as np
-from numba import njit
+
+from pipebench.jit import njit
 
 # A run has diverged when its loss is not finite or exceeds this multiple of the initial loss.
 BLOWUP = 1e6

@@ -11,8 +11,8 @@ objective's `XT`), so that the examples' sums run side by side.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
+from pipebench.jit import njit
 from pipebench.objectives.blocklinear import mean_loss, unsigned_range
 
 

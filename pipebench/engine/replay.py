@@ -26,7 +26,6 @@ from dataclasses import dataclass, replace
 from functools import singledispatch
 
 import numpy as np
-from numba import njit, typeof
 
 from pipebench.engine.iterates import keep_checkpoint, new_checkpoints, versions_read
 from pipebench.engine.layered import objective_tuple
@@ -34,6 +33,7 @@ from pipebench.engine.operations import average_replicas, diverged, steps_runnin
 from pipebench.engine.recorder import block_offsets, new_recorder, take_sample, visible_model
 from pipebench.engine.replay_size import replay_needs
 from pipebench.engine.staleness import read_delays, stage_delays
+from pipebench.jit import njit
 from pipebench.objectives.blocklinear import (
     SAMPLE_FULL,
     SAMPLING_CODES,
@@ -562,6 +562,8 @@ def replay_signature(
 ) -> tuple[Callable, tuple]:
     """The replay kernel `replay` would call for these inputs, and its numba argument
     types: what compiling it ahead of the run needs (engine.precompile)."""
+    from numba import typeof  # numba only where kernels are compiled (pipebench/jit.py)
+
     optimizer, record = _kernel_inputs(sized, objective, optimizer_code, hyper, seed, 1, None)
     on = hyper if switches is None else switches
     kernel, args = _kernel(sized.timeline, sized, objective, optimizer, record, on)

@@ -9,8 +9,8 @@ a whole mini-batch for GPipe.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
+from pipebench.jit import njit
 from pipebench.timeline.trace import AVERAGE, FORWARD, PAIR_FORWARD, UPDATE, Trace
 
 

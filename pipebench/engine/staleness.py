@@ -11,8 +11,8 @@ reuses the forward's prediction, so both see the same weights (code REUSE).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
+from pipebench.jit import njit
 from pipebench.optim.corrections import REUSE
 from pipebench.timeline.trace import BACKWARD, FORWARD, Trace
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-from numba import njit
 
 from pipebench.hashrng import normal01, permuted, uniform01
+from pipebench.jit import njit
 
 LOSS_SQUARED = 0  # 1/2 (z - y)^2
 LOSS_LOGISTIC = 1  # log(1 + e^z) - y z, labels in {0, 1}

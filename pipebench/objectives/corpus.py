@@ -16,9 +16,9 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
-from numba import njit
 
 from pipebench.errors import InputError
+from pipebench.jit import njit
 
 MARKOV_CONCENTRATION = 0.3  # Dirichlet parameter of the transition rows: peaked, low entropy
 _MARKOV_NAMES = string.ascii_lowercase + string.ascii_uppercase + string.digits

@@ -19,8 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 
+from pipebench.jit import njit
 from pipebench.objectives import mlp
 from pipebench.objectives.charlm import spec as charlm_spec
 from pipebench.objectives.charlm.stages import charlm_backward, charlm_forward

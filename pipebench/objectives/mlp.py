@@ -17,7 +17,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+
+from pipebench.jit import njit
 
 RELU, TANH, GELU = 0, 1, 2
 ACTIVATIONS = {"relu": RELU, "tanh": TANH, "gelu": GELU}

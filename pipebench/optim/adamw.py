@@ -2,7 +2,7 @@
 
 import math
 
-from numba import njit
+from pipebench.jit import njit
 
 
 # NumPy's error model (no division checks: beta1, beta2 < 1 and eps > 0 are validated) and

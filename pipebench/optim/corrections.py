@@ -28,8 +28,8 @@ Each helper works on one block [lo, hi) and is neutral at its neutral value
 import math
 
 import numpy as np
-from numba import njit
 
+from pipebench.jit import njit
 from pipebench.optim.step import DC, DC_ADAPTIVE, PREDICT
 
 # tau code of a backward that reuses the prediction its forward made (weight stashing)

@@ -23,8 +23,8 @@ overlap).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
+from pipebench.jit import njit
 from pipebench.optim.step import (
     ALPHA,
     FRAGMENTS,

@@ -1,6 +1,6 @@
 """Heavy-ball and Nesterov momentum (the PyTorch convention: v = mu v + g)."""
 
-from numba import njit
+from pipebench.jit import njit
 
 
 @njit(cache=True)

@@ -10,8 +10,8 @@ own learning rate, as in the reference implementation.
 """
 
 import numpy as np
-from numba import njit
 
+from pipebench.jit import njit
 from pipebench.optim.adamw import adamw_step
 
 _NS = (3.4445, -4.7750, 2.0315)

@@ -1,6 +1,6 @@
 """Plain SGD."""
 
-from numba import njit
+from pipebench.jit import njit
 
 
 @njit(cache=True)

@@ -9,8 +9,8 @@ steps the stage takes in the run) and the delay correction `ef`; momentum's
 import math
 
 import numpy as np
-from numba import njit
 
+from pipebench.jit import njit
 from pipebench.optim import HYPER_FIELDS, OPTIMIZERS
 from pipebench.optim.adamw import adamw_step
 from pipebench.optim.momentum import lookahead_step, momentum_step

@@ -1,7 +1,7 @@
 """Timelines: when every operation of a schedule happens, independent of the numbers trained.
 
 The names below load on first use (PEP 562), so that listing the schedules
-or comparing results does not import numba: only building a timeline does.
+or comparing results loads neither the simulator nor the statistics.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ the caller compiles with it.
 
 from __future__ import annotations
 
-from numba import njit
+from pipebench.jit import njit
 
 
 @njit(inline="always")

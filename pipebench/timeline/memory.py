@@ -25,8 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 
+from pipebench.jit import njit
 from pipebench.optim import OPTIMIZERS, PRECISIONS, static_bytes_per_param
 from pipebench.timeline.stats import FORWARDS, RELEASES, version_uses
 from pipebench.timeline.trace import BACKWARD, INPUT_GRAD, UPDATE, WEIGHT_GRAD, Trace

@@ -22,9 +22,9 @@ time.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from pipebench.errors import InputError
+from pipebench.jit import njit
 from pipebench.schedules.base import PAIR, Program
 from pipebench.timeline.costs import CostModel
 from pipebench.timeline.interpret import kernel_for

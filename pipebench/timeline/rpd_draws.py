@@ -7,9 +7,9 @@ iteration's delays can be regenerated without storing K x S numbers.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from pipebench.hashrng import uniform01
+from pipebench.jit import njit
 from pipebench.timeline.loops import largest
 
 # int64 scalars, not int literals: numba would compile `uniform01` once per literal

@@ -17,10 +17,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
 
 from pipebench.errors import InputError
 from pipebench.hashrng import uniform01
+from pipebench.jit import njit
 from pipebench.timeline.costs import CostModel
 from pipebench.timeline.interpret import kernel_for
 from pipebench.timeline.loops import largest

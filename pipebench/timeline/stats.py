@@ -21,8 +21,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from numba import njit
 
+from pipebench.jit import njit
 from pipebench.timeline.loops import smallest, total
 from pipebench.timeline.trace import (
     AVERAGE,

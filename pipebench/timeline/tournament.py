@@ -9,7 +9,8 @@ changed key replays only the matches on its path to the root: O(log T).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from pipebench.jit import njit
 
 
 @njit(cache=True)

@@ -17,7 +17,7 @@ weights are stored (out, in) like torch, so q, k and v are contiguous row
 blocks of one (3D, D) matrix.
 """
 
-from numba import njit
+from pipebench.jit import njit
 
 # Kernels use numpy's error model: Python's raises on a zero divisor, and that branch keeps
 # LLVM from vectorising the elementwise loops.

@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
 
+from pipebench.jit import njit
 from pipebench.objectives.charlm import kernel
 
 _LN_EPS = 1e-5
