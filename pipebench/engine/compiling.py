@@ -30,8 +30,8 @@ from pipebench.objectives import LAYERED_KINDS
 FAMILIES: dict[str, tuple[int, tuple[str, ...]]] = {
     "timeline": (
         9,
-        (
-            "pipebench.timeline.simulate:_simulate",
+        (  # not the simulator: a tiny run interprets it (timeline/interpret.py), and
+            # would be announced as compiling on every run
             "pipebench.timeline.stats:_stage_sweep",
             "pipebench.engine.replay_size:_needs",
         ),
