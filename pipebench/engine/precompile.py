@@ -35,8 +35,8 @@ from numba.core import config
 
 from pipebench.engine.compiling import can_compile_aside, family_cold, replay_family
 from pipebench.engine.replay import SizedReplay, _loss_at, _replay_trace, replay_signature
-from pipebench.objectives.layered import stage_backward
 from pipebench.objectives import BlockLinear, Layered
+from pipebench.objectives.layered import stage_backward
 from pipebench.timeline.rpd import RpdPlan
 from pipebench.timeline.schedule import Setup
 from pipebench.timeline.trace import OP_DTYPES, UPD_DTYPES, Trace
