@@ -122,8 +122,15 @@ def _loss_grad(task, out, targets, labels, rows, dout) -> float:
                 total += 0.5 * r * r
                 dout[i, c] = r / b
         else:
-            top = out[i].max()
-            z = np.sum(np.exp(out[i] - top))
+            top = out[i, 0]  # out[i].max() as numba's: the first NaN, else the largest
+            c = 1
+            while c < k and not np.isnan(top):
+                if np.isnan(out[i, c]) or out[i, c] > top:
+                    top = out[i, c]
+                c += 1
+            z = 0.0  # np.sum(np.exp(out[i] - top)): from 0, in order
+            for c in range(k):
+                z += np.exp(out[i, c] - top)
             label = labels[rows[i]]
             total += top + math.log(z) - out[i, label]
             for c in range(k):
