@@ -1,4 +1,5 @@
-"""The block-linear kernels' sums, bit for bit, against the same sums in plain Python.
+"""The kernels' sums (block-linear; the mlp's bias gradients), bit for bit, against the
+same sums in plain Python.
 
 The kernels group their additions for speed (several columns or rows per pass), but
 each output must still be the one ordered sum a plain loop gives, rounded at the same
@@ -13,6 +14,7 @@ import pytest
 
 from pipebench.engine.recorder import sample_loss
 from pipebench.objectives.blocklinear import LOSS_SQUARED, backward_block, mean_loss
+from pipebench.objectives.mlp import _add_column_sums
 
 WIDTHS = [1, 3, 4, 5, 8, 11]  # below, at and around the kernels' group of four
 
@@ -69,3 +71,22 @@ def test_block_gradient_adds_rows_in_order(nrows):
         expected[j] = a + l2 * float(w[j])
     backward_block(X, rows, nrows, lo, hi, g, w, l2, 0.0, 0, 0, acc)
     assert np.array_equal(acc, expected)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (8, 4)])
+def test_mlp_bias_gradient_is_numpys_column_sum_added_once(shape):
+    """The mlp backward adds each column's sum, summed from 0 in row order, to the gradient:
+    `grad[lo:] += m.sum(axis=0)` as numba and NumPy compute it (-0.0 columns included)."""
+    rng = np.random.default_rng(shape[0])
+    m = rng.standard_normal(shape) * 10.0 ** rng.integers(-8, 8, shape)
+    m[:, 0] = -0.0
+    grad = rng.standard_normal(shape[1] + 3)
+    grad[1] = -0.0
+    expected = grad.copy()
+    for j in range(shape[1]):
+        total = 0.0
+        for i in range(shape[0]):
+            total += float(m[i, j])
+        expected[1 + j] = float(expected[1 + j]) + total
+    _add_column_sums(grad, 1, m)
+    assert np.array_equal(grad, expected) and np.signbit(grad[1]) == np.signbit(expected[1])

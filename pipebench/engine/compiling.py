@@ -25,8 +25,9 @@ from pipebench.objectives import LAYERED_KINDS
 # fifth round: compile-timeline"), not measured idle. A replay family's
 # figure is the first run's wait with its kernels compiled in the child beside the
 # timeline's, the longer of the two: `bench_compile.py` (cold minus warm) on the idle
-# machine after the fifth round's merges, 19.9-22.0 s block-linear, 69.3-76.4 s
-# layered (benchmarks/perf/README.md, "Issue 16, fifth round: idle retake").
+# machine after the fifth round's merges, 19.9-22.0 s block-linear (README, "Issue 16,
+# fifth round: idle retake"); layered 38.8-39.4 s at load 1.1-1.6 after the sixth
+# round's mlp loops (README, "Issue 16, sixth round: compile").
 FAMILIES: dict[str, tuple[int, tuple[str, ...]]] = {
     "timeline": (
         9,
@@ -45,7 +46,7 @@ FAMILIES: dict[str, tuple[int, tuple[str, ...]]] = {
         ),
     ),
     "layered": (
-        70,
+        40,
         (
             "pipebench.engine.replay:_replay_trace",
             "pipebench.engine.replay:_replay_plan",

@@ -135,7 +135,8 @@ def _replay_trace(
         hist = np.empty((R, H, d))
         for r in range(R):
             for h in range(H):
-                hist[r, h] = init
+                for j in range(d):  # loops: an array-to-array copy compiles numba's string code
+                    hist[r, h, j] = init[j]
         x = np.zeros((P, S + 1, act))  # x[slot, s]: the input of stage s
         gl = np.zeros((P, S + 1, act))  # gl[slot, s]: dLoss / d(input of stage s)
         so = np.zeros(S + 1, np.int64)  # stage s saves into saved[slot, so[s]:so[s+1]]
@@ -327,7 +328,8 @@ def _replay_plan(
         nb = batch
         hist = np.empty((1, H, d))
         for h in range(H):
-            hist[0, h] = init
+            for j in range(d):
+                hist[0, h, j] = init[j]
         saved = np.zeros((S, saved_size.max()))
         x = np.zeros((S + 1, act))
         gl = np.zeros((S + 1, act))

@@ -30,8 +30,8 @@ _C = math.sqrt(2.0 / math.pi)
 
 
 @njit(cache=True)
-def activate(code, a):
-    """act(a) and act'(a), elementwise."""
+def act(code, a):
+    """act(a) and act'(a) of one pre-activation (the kernels' loops call it per element)."""
     if code == RELU:
         return np.maximum(a, 0.0), (a > 0.0) * 1.0
     if code == TANH:
@@ -41,6 +41,16 @@ def activate(code, a):
     t = np.tanh(u)
     du = _C * (1.0 + 3 * 0.044715 * a * a)
     return 0.5 * a * (1.0 + t), 0.5 * (1.0 + t) + 0.5 * a * (1.0 - t * t) * du
+
+
+@njit(cache=True)
+def activate(code, a):
+    """act(a) and act'(a) of a matrix, elementwise."""
+    value, slope = np.empty_like(a), np.empty_like(a)
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            value[i, j], slope[i, j] = act(code, a[i, j])
+    return value, slope
 
 
 def layout(d_in: int, width: int, outputs: int, stages: int) -> np.ndarray:
@@ -113,8 +123,15 @@ def _loss_grad(task, out, targets, labels, rows, dout) -> float:
                 total += 0.5 * r * r
                 dout[i, c] = r / b
         else:
-            top = out[i].max()
-            z = np.sum(np.exp(out[i] - top))
+            top = out[i, 0]  # out[i].max() as numba's: the first NaN, else the largest
+            c = 1
+            while c < k and not np.isnan(top):
+                if np.isnan(out[i, c]) or out[i, c] > top:
+                    top = out[i, c]
+                c += 1
+            z = 0.0  # np.sum(np.exp(out[i] - top)): from 0, in order
+            for c in range(k):
+                z += np.exp(out[i, c] - top)
             label = labels[rows[i]]
             total += top + math.log(z) - out[i, label]
             for c in range(k):
@@ -123,27 +140,70 @@ def _loss_grad(task, out, targets, labels, rows, dout) -> float:
 
 
 @njit(cache=True)
+def _gather(inputs, rows):
+    """The inputs of the examples `rows`, one row each."""
+    x = np.empty((len(rows), inputs.shape[1]))
+    for i in range(len(rows)):
+        for j in range(inputs.shape[1]):
+            x[i, j] = inputs[rows[i], j]
+    return x
+
+
+@njit(cache=True)
+def _add_flat(grad, lo, m):
+    """grad[lo:lo + m.size] += m.ravel(), as a loop (numba's array code is slow to compile)."""
+    rows, cols = m.shape
+    for i in range(rows):
+        for j in range(cols):
+            grad[lo + i * cols + j] += m[i, j]
+
+
+@njit(cache=True)
+def _add_column_sums(grad, lo, m):
+    """grad[lo:lo + cols] += m.sum(axis=0): each column summed from 0 in row order, as numba's
+    sum(axis=0) does."""
+    rows, cols = m.shape
+    for j in range(cols):
+        total = 0.0
+        for i in range(rows):
+            total += m[i, j]
+        grad[lo + j] += total
+
+
+@njit(cache=True)
 def mlp_forward(spec, s, params, inputs, targets, labels, rows, x_in, saved, x_out) -> float:
-    """Stage s on the examples `rows`; returns the batch loss on the last stage (else 0)."""
+    """Stage s on the examples `rows`; returns the batch loss on the last stage (else 0).
+
+    Elementwise work is written as loops (the same operations as NumPy's expressions,
+    element by element): numba's array expressions took most of the kernel's compile."""
     b, w, k, S = len(rows), spec[WIDTH], spec[OUT], spec[STAGES]
+    code = spec[ACT]
     w_in, b_in, wr, br, w_out, b_out = _split(spec, s, params)
     h_in = saved[: b * w].reshape(b, w)
     pre = saved[b * w : 2 * b * w].reshape(b, w)
     h = saved[2 * b * w : 3 * b * w].reshape(b, w)
     if s == 0:
-        x = np.empty((b, inputs.shape[1]))
+        xw = _gather(inputs, rows) @ w_in
         for i in range(b):
-            x[i] = inputs[rows[i]]
-        h_in[:] = x @ w_in + b_in
+            for j in range(w):
+                h_in[i, j] = xw[i, j] + b_in[j]
     else:
-        h_in[:] = x_in[: b * w].reshape(b, w)
-    pre[:] = h_in @ wr + br
-    h[:] = h_in + activate(spec[ACT], pre)[0]
+        for c in range(b * w):
+            saved[c] = x_in[c]
+    hw = h_in @ wr
+    for i in range(b):
+        for j in range(w):
+            pre[i, j] = hw[i, j] + br[j]
+            h[i, j] = h_in[i, j] + act(code, pre[i, j])[0]
     if s < S - 1:
-        x_out[: b * w] = h.ravel()
+        for c in range(b * w):
+            x_out[c] = saved[2 * b * w + c]
         return 0.0
     out = saved[3 * b * w : 3 * b * w + b * k].reshape(b, k)
-    out[:] = h @ w_out + b_out
+    hw = h @ w_out
+    for i in range(b):
+        for j in range(k):
+            out[i, j] = hw[i, j] + b_out[j]
     return _loss_grad(spec[TASK], out, targets, labels, rows, np.empty((b, k)))
 
 
@@ -151,10 +211,11 @@ def mlp_forward(spec, s, params, inputs, targets, labels, rows, x_in, saved, x_o
 def mlp_backward(spec, s, params, inputs, targets, labels, rows, saved, g_out, g_in, grad):
     """Adds the stage's gradient to `grad` and writes dLoss/d(input) to g_in.
 
-    Weights come from `params`, activations from `saved` (see the module doc).
+    Weights come from `params`, activations from `saved` (see the module doc);
+    elementwise work as loops, as in `mlp_forward`.
     """
     b, w, k, S = len(rows), spec[WIDTH], spec[OUT], spec[STAGES]
-    d_in = spec[D_IN]
+    d_in, code = spec[D_IN], spec[ACT]
     _, _, wr, _, w_out, _ = _split(spec, s, params)
     h_in = saved[: b * w].reshape(b, w)
     pre = saved[b * w : 2 * b * w].reshape(b, w)
@@ -165,23 +226,28 @@ def mlp_backward(spec, s, params, inputs, targets, labels, rows, saved, g_out, g
         dout = np.empty((b, k))
         _loss_grad(spec[TASK], out, targets, labels, rows, dout)
         q = p + w * w + w
-        grad[q : q + w * k] += (h.T @ dout).ravel()
-        grad[q + w * k : q + w * k + k] += dout.sum(axis=0)
+        _add_flat(grad, q, h.T @ dout)
+        _add_column_sums(grad, q + w * k, dout)
         g_h = dout @ w_out.T
     else:
-        g_h = g_out[: b * w].reshape(b, w).copy()
-    g_pre = g_h * activate(spec[ACT], pre)[1]
-    grad[p : p + w * w] += (h_in.T @ g_pre).ravel()
-    grad[p + w * w : p + w * w + w] += g_pre.sum(axis=0)
-    g_h_in = g_h + g_pre @ wr.T
+        g_h = g_out[: b * w].reshape(b, w)
+    g_pre = np.empty((b, w))
+    for i in range(b):
+        for j in range(w):
+            g_pre[i, j] = g_h[i, j] * act(code, pre[i, j])[1]
+    _add_flat(grad, p, h_in.T @ g_pre)
+    _add_column_sums(grad, p + w * w, g_pre)
+    g_h_in = g_pre @ wr.T
+    for i in range(b):
+        for j in range(w):
+            g_h_in[i, j] = g_h[i, j] + g_h_in[i, j]
     if s == 0:
-        x = np.empty((b, d_in))
-        for i in range(b):
-            x[i] = inputs[rows[i]]
-        grad[: d_in * w] += (x.T @ g_h_in).ravel()
-        grad[d_in * w : d_in * w + w] += g_h_in.sum(axis=0)
+        _add_flat(grad, 0, _gather(inputs, rows).T @ g_h_in)
+        _add_column_sums(grad, d_in * w, g_h_in)
     else:
-        g_in[: b * w] = g_h_in.ravel()
+        for i in range(b):
+            for j in range(w):
+                g_in[i * w + j] = g_h_in[i, j]
 
 
 def predict(spec: np.ndarray, off: np.ndarray, weights: np.ndarray, x: np.ndarray) -> np.ndarray:
