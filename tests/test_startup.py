@@ -113,9 +113,9 @@ def test_an_empty_numba_cache_is_announced_per_kernel_family(tmp_path):
     out = subprocess.run(
         [sys.executable, "-c", NOTICE], capture_output=True, text=True, check=True, env=env
     )
-    block_linear, layered = out.stdout.splitlines()
+    block_linear, charlm = out.stdout.splitlines()
     assert block_linear.startswith("compiling the timeline and block-linear kernels (first run")
-    assert layered.startswith("compiling the timeline and layered kernels (first run")
+    assert charlm.startswith("compiling the timeline and charlm kernels (first run")
     assert list(tmp_path.rglob("*.nb[ic]")) == []  # looking compiled nothing
 
 

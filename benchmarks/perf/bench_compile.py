@@ -6,7 +6,8 @@ Run:  python benchmarks/perf/bench_compile.py [--families timeline block-linear 
 - block-linear: `pipebench run` of a tiny quadratic scenario with pd and rpd
   (timeline kernels, then the replay and rpd's plan replay);
 - layered: the same with the mlp objective (the layered replay, which holds the
-  mlp and charlm stage kernels).
+  mlp and charlm stage kernels);
+- charlm: the same with a tiny charlm model (`--families charlm`; not in the default set).
 
 Each command runs twice on the same fresh cache: cold (compiling) and warm (loading
 the cache); the difference is what the first run after installation costs, in
@@ -38,6 +39,8 @@ schedules: [pd, rpd]
 OBJECTIVES = {
     "block-linear": "{kind: quadratic, examples: 20, dim: 8, batch_size: 2}",
     "layered": "{kind: mlp, width: 8, inputs: 4, outputs: 2, examples: 16, batch_size: 2}",
+    # the layered replay again, with the charlm model's stage kernels in place of the mlp's
+    "charlm": "{kind: charlm, corpus: markov, width: 8, heads: 2, context: 8, batch_size: 2}",
 }
 
 

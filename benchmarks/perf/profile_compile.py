@@ -35,7 +35,7 @@ from pathlib import Path
 OBJECTIVES = {
     "block-linear": "{kind: quadratic, examples: 20, dim: 8, batch_size: 2}",
     "mlp": "{kind: mlp, width: 8, inputs: 4, outputs: 2, examples: 16, batch_size: 2}",
-    "charlm": "{kind: charlm, corpus: markov, d_model: 8, heads: 2, context: 8, batch_size: 2}",
+    "charlm": "{kind: charlm, corpus: markov, width: 8, heads: 2, context: 8, batch_size: 2}",
 }
 SCENARIO = """name: profile
 objective: {objective}

@@ -26,8 +26,10 @@ from pipebench.objectives import LAYERED_KINDS
 # figure is the first run's wait with its kernels compiled in the child beside the
 # timeline's, the longer of the two: `bench_compile.py` (cold minus warm) on the idle
 # machine after the fifth round's merges, 19.9-22.0 s block-linear (README, "Issue 16,
-# fifth round: idle retake"); layered 38.8-39.4 s at load 1.1-1.6 after the sixth
-# round's mlp loops (README, "Issue 16, sixth round: compile").
+# fifth round: idle retake"); the mlp 38.8-39.4 s at load 1.1-1.6 after the sixth
+# round's mlp loops (README, "Issue 16, sixth round: compile"), charlm 73.7 s
+# (`bench_compile.py --families charlm`, load 1.2; README, "Issue 16, sixth round:
+# idle retake").
 FAMILIES: dict[str, tuple[int, tuple[str, ...]]] = {
     "timeline": (
         9,
@@ -45,12 +47,20 @@ FAMILIES: dict[str, tuple[int, tuple[str, ...]]] = {
             "pipebench.engine.recorder:take_sample",  # compiled by the block-linear form only
         ),
     ),
-    "layered": (
+    "mlp": (
         40,
         (
             "pipebench.engine.replay:_replay_trace",
             "pipebench.engine.replay:_replay_plan",
-            "pipebench.objectives.layered:stage_backward",  # by the layered form only
+            "pipebench.objectives.mlp:mlp_backward",  # by the mlp's layered form only
+        ),
+    ),
+    "charlm": (
+        75,
+        (
+            "pipebench.engine.replay:_replay_trace",
+            "pipebench.engine.replay:_replay_plan",
+            "pipebench.objectives.charlm.stages:charlm_backward",  # by charlm's only
         ),
     ),
 }
@@ -78,8 +88,9 @@ def family_cold(family: str) -> bool:
 
 
 def replay_family(objective_kind: str) -> str:
-    """The replay kernels' family (a key of FAMILIES) for this kind of objective."""
-    return "layered" if objective_kind in LAYERED_KINDS else "block-linear"
+    """The replay kernels' family (a key of FAMILIES) for this kind of objective: the
+    layered replay with the model's own stage kernels, which compile very differently."""
+    return objective_kind if objective_kind in LAYERED_KINDS else "block-linear"
 
 
 def cold_families(objective_kind: str) -> list[str]:
