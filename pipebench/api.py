@@ -166,7 +166,8 @@ def plot_results(results: str | Path) -> list[Path]:
     """Redraw the pictures of a results folder from its tables; returns the files written."""
     from pipebench.objectives import loss_label
     from pipebench.report.plots import draw_results
-    from pipebench.tables import RESULT_TABLES, read_table
+    from pipebench.tablecells import RESULT_TABLES
+    from pipebench.tables import read_table
 
     folder = Path(results)
     if not folder.is_dir():
@@ -320,7 +321,8 @@ def _sweep_into(
     from pipebench.results import sweep_meta
     from pipebench.sweep.combine import combined_csv
     from pipebench.sweep.execute import run_cells
-    from pipebench.tables import CURVE_COLUMNS, SUMMARY_COLUMNS, read_table
+    from pipebench.tablecells import CURVE_COLUMNS, SUMMARY_COLUMNS
+    from pipebench.tables import read_table
 
     started = dt.datetime.now(dt.timezone.utc)
     clock = time.perf_counter()

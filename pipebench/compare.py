@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from pipebench.errors import InputError, did_you_mean
 from pipebench.export import Rows, is_missing
 from pipebench.schedules import PROGRAM_NAMES
-from pipebench.tables import read_columns, selected_lr
+from pipebench.tablecells import read_columns, selected_lr
 
 if TYPE_CHECKING:
     import pandas as pd

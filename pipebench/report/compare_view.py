@@ -13,7 +13,7 @@ import sys
 from pipebench.compare import Comparison
 from pipebench.export import Rows, is_missing, markdown_table, write_data
 from pipebench.report.runview import print_table, show_table
-from pipebench.tables import fmt_number, mean_std_text
+from pipebench.tablecells import fmt_number, mean_std_text
 
 
 def side_by_side_text(rows: list[dict]) -> Rows:

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 
 from pipebench.export import Rows, markdown_table, write_data
 from pipebench.report.progress_lines import ProgressLines
-from pipebench.tables import condensed
 
 if TYPE_CHECKING:  # `compare` prints its tables here without pandas (rich: as a table only)
     import pandas as pd
@@ -66,6 +65,7 @@ def print_summary(report, fmt: str) -> None:
     learning rates at the edge of their grid.
     """
     from pipebench.report.verdict import lr_edge_lines, winner_lines
+    from pipebench.tables import condensed
 
     if write_data(report.summary, fmt):
         return

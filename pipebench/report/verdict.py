@@ -11,7 +11,8 @@ import math
 import pandas as pd
 
 from pipebench.compare import REFERENCE_SCHEDULES, side_by_side
-from pipebench.tables import clock_unit, fmt_number
+from pipebench.tablecells import fmt_number
+from pipebench.tables import clock_unit
 
 
 def _names(rows: pd.DataFrame, column: str, unit: str = "") -> str:
