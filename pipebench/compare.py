@@ -117,7 +117,7 @@ def side_by_side(runs: list[dict], reference: str | None = None) -> list[dict]:
     for (scenario, _), group in scenarios.items():
         labels = list(dict.fromkeys(run["label"] for run in group))
         entries = [[run for run in group if run["label"] == label] for label in labels]
-        ref = _reference(labels, [runs[0]["schedule"] for runs in entries], reference)
+        ref = _reference(labels, [entry[0]["schedule"] for entry in entries], reference)
         mine = []
         for label, entry in zip(labels, entries, strict=True):
             keep = selected_lr([run["selected"] for run in entry], [run["lr"] for run in entry])
