@@ -377,8 +377,10 @@ def test_profile_measures_a_tiny_model_on_the_cpu_and_a_run_reads_it_back(tmp_pa
     for part in ("block", "embed", "head"):
         row = profile.row(shape, part)
         assert row.params == shape.part_params(part)
+        # each time is written to 6 significant digits, so the difference of two written
+        # times can be off from the written difference by the rounding of the larger one
         assert row.backward_weight_ms == pytest.approx(
-            max(row.backward_ms - row.backward_input_ms, 0.0), rel=1e-5, abs=1e-9
+            max(row.backward_ms - row.backward_input_ms, 0.0), abs=2e-5 * row.backward_ms
         )
     # what autograd saves for a block, counted by the hook, is what sizes.py says within 25%
     assert profile.row(shape, "block").saved_bytes == pytest.approx(
