@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,7 +26,7 @@ from pipebench.limits import (
     replay_needs,
     row_text_bytes,
 )
-from pipebench.objectives import LAYERED_KINDS, BlockLinear, Layered, build_objective
+from pipebench.objectives import LAYERED_KINDS, build_objective
 from pipebench.objectives.blocklinear import SAMPLE_FULL
 from pipebench.optim import OPTIMIZERS, hyper_array
 from pipebench.optim.diloco import outer_params
@@ -39,9 +40,12 @@ from pipebench.scenario import (
 from pipebench.scenario.hardware import Machine, build_machine
 from pipebench.timeline import CostModel, setup_schedule
 from pipebench.timeline.budget import first_update_time, planned_microbatches
-from pipebench.timeline.memory import ChunkBytes
 from pipebench.timeline.schedule import Setup
 from pipebench.timeline.trace import trace_need
+
+if TYPE_CHECKING:  # checking a scenario loads no layered model and no memory profile
+    from pipebench.objectives import BlockLinear, Layered
+    from pipebench.timeline.memory import ChunkBytes
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,8 @@ class Experiment:
 
 def chunk_bytes(machine: Machine, optimizer: str) -> ChunkBytes:
     """What each stage of `machine`'s model holds in bytes when `optimizer` trains it."""
+    from pipebench.timeline.memory import ChunkBytes
+
     s = machine.sizes
     return ChunkBytes.of(
         s.params, s.act_bytes, s.w_bytes, s.send_bytes, optimizer, machine.precision
@@ -209,7 +215,7 @@ def resolve(loaded: LoadedScenario, seeds: int | None = None) -> Experiment:
                 ("schedules", entry.index, "sampling"),
                 "the diagonal quadratic has exact gradients: there are no batches to draw",
             )
-        if entry.optimizer == "muon" and not isinstance(objective, Layered):
+        if entry.optimizer == "muon" and scenario.objective.kind not in LAYERED_KINDS:
             own = scenario.schedules[entry.index].optimizer is not None
             where = ("schedules", entry.index) if own else ()
             where = (*where, "optimizer", "name")

@@ -52,21 +52,23 @@ def build_objective(spec, stages: int, data_file: Path | None) -> BlockLinear | 
 
     Raises `InputError` naming the objective field at fault.
     """
-    from pipebench.objectives import logistic, quadratic
-    from pipebench.objectives.blocklinear import SAMPLE_FULL
-    from pipebench.objectives.charlm_objective import build_charlm
-    from pipebench.objectives.mlp_objective import build_mlp
-
+    # each kind's builder is imported when built: a quadratic loads no layered model
     if spec.kind == "charlm":
+        from pipebench.objectives.charlm_objective import build_charlm
+
         return build_charlm(spec, stages, data_file)
     if spec.kind == "mlp":
+        from pipebench.objectives.mlp_objective import build_mlp
+
         model = build_mlp(spec, stages)
         if spec.batch_size > model.examples:
             raise InputError(
                 "batch_size", f"must be <= the {model.examples} examples, got {spec.batch_size}"
             )
         return model
-    model = {"quadratic": quadratic.build, "logistic": logistic.build}[spec.kind](spec, data_file)
+    from pipebench.objectives.blocklinear import SAMPLE_FULL
+
+    model = import_module(f"{__name__}.{spec.kind}").build(spec, data_file)
     if model.dim < stages:
         field = "path" if spec.variant == "csv" else "dim"
         raise InputError(

@@ -12,19 +12,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from pipebench.errors import InputError
-from pipebench.hardware.costs import ChunkCosts, analytic_costs, even_split, profile_costs
 from pipebench.hardware.gpus import GPUS, Hardware, custom_hardware
 from pipebench.hardware.model import MODELS, ModelShape, check_shape, model_preset
-from pipebench.hardware.profile import load_profile
 from pipebench.hardware.sizes import PRECISIONS, ChunkSizes, chunk_sizes, profile_chunk_sizes
 from pipebench.scenario.base import NonNegFloat, PosFloat, PosInt, StrictModel, problem, unknown
-from pipebench.timeline.costs import CostModel
+
+if TYPE_CHECKING:  # a scenario without a model loads neither the costs nor the profiles
+    import numpy as np
+
+    from pipebench.hardware.costs import ChunkCosts
+    from pipebench.timeline.costs import CostModel
 
 # The costs a model and a GPU give; jitter, seed and straggler still apply to them.
 MODEL_COSTS = ("forward", "backward", "comm", "update", "allreduce")
@@ -149,6 +151,8 @@ class Machine:
     def cost_model(
         self, jitter: float = 0.0, seed: int = 0, straggler: tuple[int, float] | None = None
     ) -> CostModel:
+        from pipebench.timeline.costs import CostModel
+
         c = self.chunks
         return CostModel.build(
             len(self.split),
@@ -175,6 +179,11 @@ def build_machine(
 ) -> Machine:
     """The costs and sizes of `model` on `hardware` over `stages` ranks; `InputError` naming
     the field at fault (`layers_per_stage`, `profile`, ...)."""
+    import numpy as np
+
+    from pipebench.hardware.costs import analytic_costs, even_split, profile_costs
+    from pipebench.hardware.profile import load_profile
+
     if layers_per_stage is None:
         split = even_split(model.layers, stages)
     else:

@@ -37,9 +37,13 @@ def load_scenario(
         else:
             safeyaml.check_text(text)
         safeyaml.check_structure(text)
-        node = yaml.compose(text, Loader=safeyaml.Loader)
-        lines = line_map(node) if node is not None else {}
-        data = yaml.load(text, Loader=safeyaml.Loader)
+        loader = safeyaml.Loader(text)  # one parse: the nodes give the lines, then the values
+        try:
+            node = loader.get_single_node()
+            lines = line_map(node) if node is not None else {}
+            data = None if node is None else loader.construct_document(node)
+        finally:
+            loader.dispose()
     except YamlProblem as problem:
         where = file if problem.line is None else f"{file}:{problem.line}"
         raise ScenarioError(where, problem.field, problem.message) from None
