@@ -1,5 +1,5 @@
 """`python -m pipebench` runs the command line."""
 
-from pipebench.cli import main
+from pipebench.cli import console
 
-raise SystemExit(main())
+raise SystemExit(console())

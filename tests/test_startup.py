@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipebench.cli import app, main
+from pipebench.cli import app, console, main
 from pipebench.engine.compiling import cold_families
 
 ROOT = Path(__file__).parent.parent
@@ -20,15 +21,28 @@ sys.argv = ["pipebench", *sys.argv[1:]]
 try:
     main()
 finally:
-    heavy = ("numba", "pandas", "matplotlib", "numpy", "pydantic", "yaml", "rich",
-             "numba.np.arraymath", "scipy.linalg")  # both loaded by numba's first dispatch
-    print("LOADED=" + ",".join(m for m in heavy if m in sys.modules))
+    print("LOADED=" + ",".join(m for m in {watched!r} if m in sys.modules))
 """
+# numba.np.arraymath and scipy.linalg: both loaded by numba's first dispatch
+HEAVY = (
+    "numba",
+    "pandas",
+    "matplotlib",
+    "numpy",
+    "pydantic",
+    "yaml",
+    "rich",
+    "numba.np.arraymath",
+    "scipy.linalg",
+)
 
 
-def loaded(*args: str) -> set[str]:
+def loaded(*args: str, watched: tuple[str, ...] = HEAVY) -> set[str]:
     out = subprocess.run(
-        [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, check=True
+        [sys.executable, "-c", PROBE.format(watched=watched), *args],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     line = [x for x in out.stdout.splitlines() if x.startswith("LOADED=")][-1]
     return set(filter(None, line.removeprefix("LOADED=").split(",")))
@@ -83,6 +97,43 @@ def test_validate_of_a_time_budget_calls_no_compiled_kernel(tmp_path):
         "schedules: [pd, rpd, gpipe, localsgd, zb-h1, zbv]\n"
     )
     assert not {"numba", "scipy.linalg"} & loaded("validate", str(scenario))
+
+
+def test_validate_of_a_quadratic_loads_no_layered_model_nor_hardware_costs():
+    # The objective's builder is imported by kind (objectives.build_objective); the memory
+    # profile (experiment.chunk_bytes) and a model's costs (scenario.hardware.build_machine)
+    # where they are used.
+    quickstart = str(ROOT / "benchmarks" / "scenarios" / "quickstart.yaml")
+    watched = (
+        "pipebench.objectives.mlp",
+        "pipebench.objectives.layered",
+        "pipebench.objectives.charlm",
+        "pipebench.hardware.costs",
+        "pipebench.hardware.profile",
+        "pipebench.timeline.memory",
+        "pipebench.objectives.quadratic",  # built: the probe sees what validate loads
+    )
+    assert loaded("validate", quickstart, watched=watched) == {"pipebench.objectives.quadratic"}
+
+
+def test_the_program_returns_main_s_status_and_skips_the_exit_collections(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["pipebench", "validate", str(ROOT / "no.yaml")])
+    try:
+        assert console() == 2  # main's status, for sys.exit
+        assert gc.get_freeze_count() > 0  # the interpreter's exit does not scan them
+    finally:
+        gc.unfreeze()
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_the_program_and_main_print_the_same(tmp_path):
+    # `python -m pipebench` and the installed `pipebench` run `console`
+    quickstart = str(ROOT / "benchmarks" / "scenarios" / "quickstart.yaml")
+    for args in (["validate", quickstart], ["list"], ["validate", str(tmp_path / "no.yaml")]):
+        program = [sys.executable, "-m", "pipebench", *args]
+        direct = [sys.executable, "-c", f"import sys, pipebench.cli as c; sys.exit(c.main({args}))"]
+        outputs = [subprocess.run(c, capture_output=True, text=True) for c in (program, direct)]
+        assert len({(o.returncode, o.stdout, o.stderr) for o in outputs}) == 1, args
 
 
 @pytest.mark.parametrize("fmt", ["table", "csv", "json", "markdown"])
