@@ -25,6 +25,7 @@ from pipebench.experiment import Entry, Experiment, chunk_bytes
 from pipebench.timeline import TimelineStats, Trace
 from pipebench.timeline.budget import stats_until, timeline_for
 from pipebench.timeline.memory import MemoryProfile, memory_profile
+from pipebench.timeline.schedule import Setup
 from pipebench.timeline.window import first_rounds_end, head
 
 
@@ -114,16 +115,16 @@ def run_one(
 
 
 def _run_compiled(
-    compiled: Callable[[np.ndarray], None],
+    compiled: Callable[[np.ndarray, Setup], None],
     exp: Experiment,
     replays: EntryReplays,
     seed: int,
     lr: float,
     stop: np.ndarray,
 ) -> Outcome | None:
-    """`run_one` once the replay kernels compiled aside are in numba's cache; None when
-    Ctrl-C came first (the run would be discarded)."""
-    compiled(stop)
+    """`run_one` once the replay kernel compiled aside for it is in numba's cache; None
+    when Ctrl-C came first (the run would be discarded)."""
+    compiled(stop, replays.entry.setup)
     if stop[0] != 0:
         return None
     return run_one(exp, replays, seed, lr, stop)

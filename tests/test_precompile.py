@@ -10,6 +10,7 @@ Whether the child saves time is measured, not tested (benchmarks/perf/bench_comp
 from __future__ import annotations
 
 import multiprocessing
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from pipebench.engine import compiling, precompile
 from pipebench.engine.precompile import empty_replay
 from pipebench.engine.replay import replay_signature
 from pipebench.runner import entry_replays
+from pipebench.timeline.registry import setup_schedule
 
 SCENARIO = """name: forms
 objective: {objective}
@@ -76,4 +78,34 @@ def test_nothing_is_compiled_aside_when_the_cache_holds_the_kernels(
     monkeypatch.setattr(precompile, "family_cold", lambda family: False)
     wait = precompile.compile_replays_aside("quadratic", [])
     assert multiprocessing.active_children() == []
-    assert wait(np.zeros(1, np.int64)) is None
+    assert wait(np.zeros(1, np.int64), setup_schedule("pd", 2, {})) is None
+
+
+def _runs(*names: str) -> list:
+    return [(setup_schedule(name, 2, {}), None, 0, None, 0, None) for name in names]
+
+
+def test_the_child_compiles_the_trace_kernels_and_leaves_rpds_plan_to_the_parent() -> None:
+    share = precompile.child_share(_runs("pd", "rpd", "gpipe"))
+    assert [run[0].name for run in share] == ["pd", "gpipe"]
+    assert [run[0].name for run in precompile.child_share(_runs("rpd"))] == ["rpd"]
+
+
+def test_a_run_whose_kernel_the_parent_compiles_does_not_wait_for_the_child(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(precompile, "family_cold", lambda family: True)
+    monkeypatch.setattr(precompile, "can_compile_aside", lambda: True)
+    monkeypatch.setattr(precompile, "_compile", lambda runs: time.sleep(600))
+    monkeypatch.setattr(precompile.config, "DISABLE_JIT", False)
+    before = set(multiprocessing.active_children())
+    wait = precompile.compile_replays_aside("quadratic", _runs("pd", "rpd"))
+    (child,) = set(multiprocessing.active_children()) - before
+    try:
+        wait(np.zeros(1, np.int64), setup_schedule("rpd", 2, {}))  # rpd: the parent's
+        assert child.is_alive()
+        wait(np.ones(1, np.int64), setup_schedule("pd", 2, {}))  # Ctrl-C: no wait either
+        assert child.is_alive()
+    finally:
+        child.kill()
+        child.join()

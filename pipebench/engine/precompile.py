@@ -11,6 +11,12 @@ waits for the child before its first replay, which then loads them from the
 cache. numba writes a cache file under a temporary name and renames it, so a
 reader never sees half of one; should the child fail, the parent compiles
 what it needs itself, as without it.
+
+When a run has both forms (rpd's plan beside timeline schedules), the child
+compiles the trace kernel and the parent rpd's plan kernel, once its own
+timelines are done: the child was the longer side by about twice, and the
+kernels the two share (sampling, the loss, the step) are in the cache by then
+(benchmarks/perf/README.md, "Issue 16, seventh round: blc").
 """
 
 from __future__ import annotations
@@ -65,6 +71,13 @@ def compile_replays(runs: list[Run]) -> None:
         kernel.compile(types)
 
 
+def child_share(runs: list[Run]) -> list[Run]:
+    """The runs whose replay kernel the child compiles: the timeline schedules' where the
+    runs have some (the parent compiles rpd's plan kernel itself), else all."""
+    traced = [run for run in runs if run[0].form is not None]
+    return traced or runs
+
+
 def _compile(runs: list[Run]) -> None:
     """The child: compile the runs' replay kernels into numba's cache, print nothing."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
@@ -78,21 +91,29 @@ def _compile(runs: list[Run]) -> None:
             os._exit(1)
 
 
-def compile_replays_aside(objective_kind: str, runs: list[Run]) -> Callable[[np.ndarray], None]:
-    """Start compiling the replay kernels of `runs` in a child when the cache lacks them and
-    a second core can take it. Returns the wait to call, from any thread, before a replay:
-    it returns when the child is done or the run's `stop` flag is set (Ctrl-C)."""
+def compile_replays_aside(
+    objective_kind: str, runs: list[Run]
+) -> Callable[[np.ndarray, Setup], None]:
+    """Start compiling the replay kernels of `runs` (`child_share`) in a child when the cache
+    lacks them and a second core can take it. Returns the wait to call, from any thread,
+    before a replay of a schedule (its `Setup`): it returns at once when the child does not
+    compile that schedule's kernel, else when the child is done or the run's `stop` flag
+    is set (Ctrl-C)."""
     if (
         config.DISABLE_JIT
         or not can_compile_aside()
         or not family_cold(replay_family(objective_kind))
     ):
-        return lambda stop: None
-    child = multiprocessing.get_context("fork").Process(target=_compile, args=(runs,), daemon=True)
+        return lambda stop, setup: None
+    share = child_share(runs)
+    child = multiprocessing.get_context("fork").Process(target=_compile, args=(share,), daemon=True)
     child.start()
     lock = threading.Lock()
+    forms = {run[0].form is None for run in share}  # rpd's plan (True) and/or traces
 
-    def wait(stop: np.ndarray) -> None:
+    def wait(stop: np.ndarray, setup: Setup) -> None:
+        if (setup.form is None) not in forms:  # the parent compiles this kernel itself
+            return
         with lock:  # one join at a time: concurrent waits on one child are not safe
             while child.is_alive() and stop[0] == 0:
                 child.join(0.1)
