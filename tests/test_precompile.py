@@ -86,11 +86,13 @@ def _runs(*names: str) -> list:
 
 
 def test_the_child_compiles_the_trace_kernels_first_and_rpds_plan_kernel_if_free_first() -> None:
-    first, rest = precompile.split_runs(_runs("pd", "rpd", "gpipe"))
+    first, rest = precompile.split_runs(_runs("pd", "rpd", "gpipe"), layered=False)
     assert [run[0].name for run in first] == ["pd", "gpipe"]
     assert [run[0].name for run in rest] == ["rpd"]
-    first, rest = precompile.split_runs(_runs("rpd"))
+    first, rest = precompile.split_runs(_runs("rpd"), layered=False)
     assert [run[0].name for run in first] == ["rpd"] and rest == []
+    first, rest = precompile.split_runs(_runs("pd", "rpd"), layered=True)  # the child's, all
+    assert [run[0].name for run in first] == ["pd", "rpd"] and rest == []
 
 
 def test_the_rest_goes_to_the_side_that_claims_it_first() -> None:

@@ -12,15 +12,16 @@ cache. numba writes a cache file under a temporary name and renames it, so a
 reader never sees half of one; should the child fail, the parent compiles
 what it needs itself, as without it.
 
-When a run has both forms (rpd's plan beside timeline schedules), the
-child compiles the trace kernel first; the plan kernel goes to whichever side
-is free first: the child once the trace kernel is in the cache, or the parent
-once it has prepared every schedule's timeline (`Aside.parent_free`), when it
-compiles the kernel itself at the first rpd replay. A first run waits for
-the longer side, and which side that is depends on the scenario: a tiny
-scenario's parent is done long before the child, the quickstart's ten
-timelines take about as long as the child (benchmarks/perf/README.md, "Issue
-16, seventh round: blc").
+When a block-linear run has both forms (rpd's plan beside timeline
+schedules), the child compiles the trace kernel first; the plan kernel goes
+to whichever side is free first: the child once the trace kernel is in the
+cache, or the parent once it has prepared every schedule's timeline
+(`Aside.parent_free`), when it compiles the kernel itself at the first rpd
+replay. A first run waits for the longer side, and which side that is
+depends on the scenario: a tiny scenario's parent is done long before the
+child, the quickstart's ten timelines take about as long as the child. A
+layered run's child compiles both (`split_runs`; benchmarks/perf/README.md,
+"Issue 16, seventh round: blc").
 """
 
 from __future__ import annotations
@@ -80,12 +81,16 @@ def compile_replays(runs: list[Run]) -> None:
 FREE, CHILD, PARENT = 0, 1, 2
 
 
-def split_runs(runs: list[Run]) -> tuple[list[Run], list[Run]]:
+def split_runs(runs: list[Run], layered: bool) -> tuple[list[Run], list[Run]]:
     """(first, rest): the child compiles the kernels of `first` at once, those of `rest`
-    (rpd's plan kernel beside timeline schedules) only if it is free before the parent."""
+    (rpd's plan kernel beside timeline schedules) only if it is free before the parent.
+
+    A layered objective's runs all go first: its two kernels share the model's stage
+    kernels and loss, most of their compilation, which a parent free early would compile
+    a second time beside the child (a first mlp run of pd and rpd: 58 s CPU against 46)."""
     traced = [run for run in runs if run[0].form is not None]
     planned = [run for run in runs if run[0].form is None]
-    return (traced, planned) if traced else (planned, [])
+    return (traced, planned) if traced and not layered else (runs, [])
 
 
 def _claim(state, side: int) -> bool:
@@ -156,7 +161,7 @@ def compile_replays_aside(objective_kind: str, runs: list[Run]) -> Aside:
         or not family_cold(replay_family(objective_kind))
     ):
         return Aside()
-    first, rest = split_runs(runs)
+    first, rest = split_runs(runs, replay_family(objective_kind) != "block-linear")
     context = multiprocessing.get_context("fork")
     state = context.Array("i", 2)
     child = context.Process(target=_compile, args=(first, rest, state), daemon=True)
