@@ -19,7 +19,7 @@ import numpy as np
 
 from pipebench import interrupts
 from pipebench.engine.blas import one_blas_thread
-from pipebench.engine.precompile import Run, compile_replays_aside
+from pipebench.engine.precompile import Aside, Run, compile_replays_aside
 from pipebench.engine.replay import Curve, SizedReplay, replay, size_replay
 from pipebench.experiment import Entry, Experiment, chunk_bytes
 from pipebench.timeline import TimelineStats, Trace
@@ -114,16 +114,16 @@ def run_one(
 
 
 def _run_compiled(
-    compiled: Callable[[np.ndarray], None],
+    compiled: Aside,
     exp: Experiment,
     replays: EntryReplays,
     seed: int,
     lr: float,
     stop: np.ndarray,
 ) -> Outcome | None:
-    """`run_one` once the replay kernels compiled aside are in numba's cache; None when
-    Ctrl-C came first (the run would be discarded)."""
-    compiled(stop)
+    """`run_one` once the replay kernel compiled aside for it is in numba's cache; None
+    when Ctrl-C came first (the run would be discarded)."""
+    compiled.wait(stop, replays.entry.setup)
     if stop[0] != 0:
         return None
     return run_one(exp, replays, seed, lr, stop)
@@ -159,6 +159,7 @@ def run_experiment(
                                 _run_compiled, compiled, exp, replays, seed, lr, stop
                             )
                             pending[future] = (entry.index, si, li)
+                compiled.parent_free()  # every timeline prepared: free to compile a kernel
                 while pending:
                     finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                     for future in finished:

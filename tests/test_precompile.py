@@ -10,6 +10,7 @@ Whether the child saves time is measured, not tested (benchmarks/perf/bench_comp
 from __future__ import annotations
 
 import multiprocessing
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from pipebench.engine import compiling, precompile
 from pipebench.engine.precompile import empty_replay
 from pipebench.engine.replay import replay_signature
 from pipebench.runner import entry_replays
+from pipebench.timeline.registry import setup_schedule
 
 SCENARIO = """name: forms
 objective: {objective}
@@ -74,6 +76,64 @@ def test_nothing_is_compiled_aside_when_the_cache_holds_the_kernels(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(precompile, "family_cold", lambda family: False)
-    wait = precompile.compile_replays_aside("quadratic", [])
+    aside = precompile.compile_replays_aside("quadratic", [])
     assert multiprocessing.active_children() == []
-    assert wait(np.zeros(1, np.int64)) is None
+    assert aside.wait(np.zeros(1, np.int64), setup_schedule("pd", 2, {})) is None
+
+
+def _runs(*names: str) -> list:
+    return [(setup_schedule(name, 2, {}), None, 0, None, 0, None) for name in names]
+
+
+def test_the_child_compiles_the_trace_kernels_first_and_rpds_plan_kernel_if_free_first() -> None:
+    first, rest = precompile.split_runs(_runs("pd", "rpd", "gpipe"), layered=False)
+    assert [run[0].name for run in first] == ["pd", "gpipe"]
+    assert [run[0].name for run in rest] == ["rpd"]
+    first, rest = precompile.split_runs(_runs("rpd"), layered=False)
+    assert [run[0].name for run in first] == ["rpd"] and rest == []
+    first, rest = precompile.split_runs(_runs("pd", "rpd"), layered=True)  # the child's, all
+    assert [run[0].name for run in first] == ["pd", "rpd"] and rest == []
+
+
+def test_the_rest_goes_to_the_side_that_claims_it_first() -> None:
+    state = multiprocessing.get_context("fork").Array("i", 2)
+    assert precompile._claim(state, precompile.PARENT)
+    assert not precompile._claim(state, precompile.CHILD)
+    assert precompile._claim(state, precompile.PARENT)
+
+
+@pytest.fixture
+def compiling_aside(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(precompile, "family_cold", lambda family: True)
+    monkeypatch.setattr(precompile, "can_compile_aside", lambda: True)
+    monkeypatch.setattr(precompile.config, "DISABLE_JIT", False)
+
+
+def test_a_child_free_first_compiles_rpds_plan_kernel_and_rpd_waits_for_it(
+    monkeypatch: pytest.MonkeyPatch, compiling_aside: None
+) -> None:
+    monkeypatch.setattr(precompile, "compile_replays", lambda runs: None)  # in the child
+    aside = precompile.compile_replays_aside("quadratic", _runs("pd", "rpd"))
+    aside.wait(np.zeros(1, np.int64), setup_schedule("rpd", 2, {}))  # until the child ends
+    assert multiprocessing.active_children() == []
+    aside.parent_free()  # too late: the child had it
+    assert list(aside._state) == [precompile.CHILD, 1]
+
+
+def test_rpd_compiles_in_the_parent_once_it_is_free_before_the_child(
+    monkeypatch: pytest.MonkeyPatch, compiling_aside: None
+) -> None:
+    monkeypatch.setattr(precompile, "compile_replays", lambda runs: time.sleep(600))
+    before = set(multiprocessing.active_children())
+    aside = precompile.compile_replays_aside("quadratic", _runs("pd", "rpd"))
+    (child,) = set(multiprocessing.active_children()) - before
+    try:
+        aside.parent_free()
+        aside.wait(np.zeros(1, np.int64), setup_schedule("rpd", 2, {}))  # the parent's now
+        assert child.is_alive()
+        aside.wait(np.ones(1, np.int64), setup_schedule("pd", 2, {}))  # Ctrl-C: no wait
+        assert child.is_alive()
+        assert list(aside._state) == [precompile.PARENT, 0]
+    finally:
+        child.kill()
+        child.join()

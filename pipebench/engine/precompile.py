@@ -11,6 +11,17 @@ waits for the child before its first replay, which then loads them from the
 cache. numba writes a cache file under a temporary name and renames it, so a
 reader never sees half of one; should the child fail, the parent compiles
 what it needs itself, as without it.
+
+When a block-linear run has both forms (rpd's plan beside timeline
+schedules), the child compiles the trace kernel first; the plan kernel goes
+to whichever side is free first: the child once the trace kernel is in the
+cache, or the parent once it has prepared every schedule's timeline
+(`Aside.parent_free`), when it compiles the kernel itself at the first rpd
+replay. A first run waits for the longer side, and which side that is
+depends on the scenario: a tiny scenario's parent is done long before the
+child, the quickstart's ten timelines take about as long as the child. A
+layered run's child compiles both (`split_runs`; benchmarks/perf/README.md,
+"Issue 16, seventh round: blc").
 """
 
 from __future__ import annotations
@@ -20,7 +31,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from multiprocessing.process import BaseProcess
 
 import numpy as np
 from numba.core import config
@@ -65,7 +76,32 @@ def compile_replays(runs: list[Run]) -> None:
         kernel.compile(types)
 
 
-def _compile(runs: list[Run]) -> None:
+# Who compiles the kernels left to the side free first (state[0]); state[1] is 1 once
+# the child's first share is in the cache.
+FREE, CHILD, PARENT = 0, 1, 2
+
+
+def split_runs(runs: list[Run], layered: bool) -> tuple[list[Run], list[Run]]:
+    """(first, rest): the child compiles the kernels of `first` at once, those of `rest`
+    (rpd's plan kernel beside timeline schedules) only if it is free before the parent.
+
+    A layered objective's runs all go first: its two kernels share the model's stage
+    kernels and loss, most of their compilation, which a parent free early would compile
+    a second time beside the child (a first mlp run of pd and rpd: 58 s CPU against 46)."""
+    traced = [run for run in runs if run[0].form is not None]
+    planned = [run for run in runs if run[0].form is None]
+    return (traced, planned) if traced and not layered else (runs, [])
+
+
+def _claim(state, side: int) -> bool:
+    """Give the rest to `side` unless the other side has it; whether `side` has it."""
+    with state.get_lock():
+        if state[0] == FREE:
+            state[0] = side
+        return state[0] == side
+
+
+def _compile(first: list[Run], rest: list[Run], state) -> None:
     """The child: compile the runs' replay kernels into numba's cache, print nothing."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     # Fresh streams: the parent's may have been locked mid-write by another thread (the
@@ -73,28 +109,61 @@ def _compile(runs: list[Run]) -> None:
     with open(os.devnull, "w") as quiet:
         sys.stdout = sys.stderr = quiet
         try:
-            compile_replays(runs)
+            compile_replays(first)
+            state[1] = 1
+            if rest and _claim(state, CHILD):
+                compile_replays(rest)
         except Exception:  # the parent then compiles for itself
             os._exit(1)
 
 
-def compile_replays_aside(objective_kind: str, runs: list[Run]) -> Callable[[np.ndarray], None]:
+class Aside:
+    """The replay kernels being compiled in a child (None: none is): what a run waits for
+    before its replay."""
+
+    def __init__(
+        self, child: BaseProcess | None = None, state=None, rest_forms: frozenset = frozenset()
+    ) -> None:
+        self._child = child
+        self._state = state
+        self._rest_forms = rest_forms  # forms (rpd's plan: True) of the kernels in `rest`
+        self._lock = threading.Lock()
+
+    def wait(self, stop: np.ndarray, setup: Setup) -> None:
+        """Return once the kernel of `setup`'s form is in the cache or left to the parent,
+        or the child is gone, or the run's `stop` flag is set (Ctrl-C)."""
+        if self._child is None:
+            return
+        rest = (setup.form is None) in self._rest_forms
+        while stop[0] == 0 and not self._ready(rest):
+            with self._lock:  # one join at a time: concurrent joins of one child are not safe
+                if not self._child.is_alive():
+                    return
+                self._child.join(0.1)
+
+    def _ready(self, rest: bool) -> bool:
+        return self._state[0] == PARENT if rest else self._state[1] == 1
+
+    def parent_free(self) -> None:
+        """The parent has prepared every timeline: it compiles the rest itself at its first
+        replay of them, unless the child has started on them."""
+        if self._child is not None:
+            _claim(self._state, PARENT)
+
+
+def compile_replays_aside(objective_kind: str, runs: list[Run]) -> Aside:
     """Start compiling the replay kernels of `runs` in a child when the cache lacks them and
-    a second core can take it. Returns the wait to call, from any thread, before a replay:
-    it returns when the child is done or the run's `stop` flag is set (Ctrl-C)."""
+    a second core can take it (`split_runs`). Returns what the runs wait for: `Aside.wait`,
+    called from any thread before a replay."""
     if (
         config.DISABLE_JIT
         or not can_compile_aside()
         or not family_cold(replay_family(objective_kind))
     ):
-        return lambda stop: None
-    child = multiprocessing.get_context("fork").Process(target=_compile, args=(runs,), daemon=True)
+        return Aside()
+    first, rest = split_runs(runs, replay_family(objective_kind) != "block-linear")
+    context = multiprocessing.get_context("fork")
+    state = context.Array("i", 2)
+    child = context.Process(target=_compile, args=(first, rest, state), daemon=True)
     child.start()
-    lock = threading.Lock()
-
-    def wait(stop: np.ndarray) -> None:
-        with lock:  # one join at a time: concurrent waits on one child are not safe
-            while child.is_alive() and stop[0] == 0:
-                child.join(0.1)
-
-    return wait
+    return Aside(child, state, frozenset(run[0].form is None for run in rest))

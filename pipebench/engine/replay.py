@@ -100,13 +100,15 @@ def _loss_at(t, linear, layered, hist, cur, last_u_end, w_vis, rec, out_model):
 @njit(cache=True, nogil=True)
 def _replay_trace(
     kind, stage, mb, replica, start, end, v_fwd, v_bwd, n_rows, until, S, R,
-    linear, layered, recompute, seed, hyper, moments, mats, horizon, H, P, tau, prediction,
-    compensation, outer, times, out_loss, out_updates, out_model, stop,
+    linear, layered, recompute, seed, hyper, moments, mats, horizon, H, P, tau, lag,
+    prediction, compensation, outer, times, out_loss, out_updates, out_model, stop,
 ):  # fmt: skip
     """Replay rows [0, n_rows) that end by `until`; returns (samples, updates, micro-batches).
 
     `tau` is each row's staleness when weights are predicted or the lr follows the
-    delay, else empty. `moments` (the optimizer's state, per replica) and `mats` (the
+    delay, else empty; `lag` each stage's mean staleness (`engine.staleness.stage_delays`)
+    when some run of the scenario follows the delay (pipemare's lr), else None.
+    `moments` (the optimizer's state, per replica) and `mats` (the
     weight matrices for Muon, else empty) tell `optim.step.apply_step` the optimizer
     at compile time. `prediction`, `compensation` (the staleness corrections'
     buffers: optim.corrections) and `outer` (DiLoCo's state: optim.diloco) are None
@@ -158,7 +160,6 @@ def _replay_trace(
     last = np.zeros((R, d))
     steps = np.zeros((R, S), np.int64)
     rows = np.zeros((P, nb), np.int64)
-    lag = stage_delays(kind, stage, tau, n_rows, S)
     initial = _loss_at(-np.inf, linear, layered, hist, cur, last_u_end, w_vis, rec,
                        out_model)  # fmt: skip
     n_pts = len(times)
@@ -275,7 +276,7 @@ def _replay_trace(
                 hyper, steps[r, s], horizon[r, s], hist[r, v % H], acc[r], 1.0 / count[r, s],
                 moments, last, np.int64(r), mats, lo, hi, hist[r, (v + 1) % H],
             )  # fmt: skip
-            if hyper[DELAY_LR] != 0.0:
+            if lag is not None and hyper[DELAY_LR] != 0.0:
                 f = pipemare_factor(lag[s], steps[r, s], hyper[DELAY_LR_WARMUP])
                 rescale_update(hist[r, v % H], hist[r, (v + 1) % H], lo, hi, f)
             if prediction is not None and hyper[PREDICT] != 0.0:
@@ -607,11 +608,13 @@ def _trace_kernel(t: Trace, sized, objective, optimizer, record, on) -> tuple[Ca
     hyper = optimizer[1]
     stale = hyper[PREDICT] != 0.0 or hyper[DELAY_LR] != 0.0
     tau = read_delays(t, sized.length) if stale else np.zeros(0, np.int64)
+    # None unless a run follows the delay: the kernel then compiles no pipemare
+    lag = stage_delays(t.kind, t.stage, tau, sized.length, t.stages) if on[DELAY_LR] else None
     d = objective.dim
     corrections = correction_buffers(on, sized.slots, t.replicas, d)
     outer = outer_state(on, _initial(objective), t.replicas, t.stages)
-    args = (*trace, linear, layered, t.recompute, *optimizer, sized.slots, tau, *corrections,
-            outer, *record)  # fmt: skip
+    args = (*trace, linear, layered, t.recompute, *optimizer, sized.slots, tau, lag,
+            *corrections, outer, *record)  # fmt: skip
     return _replay_trace, args
 
 

@@ -37,10 +37,13 @@ SAMPLING_CODES = {
     "batch": SAMPLE_BATCH,
 }
 
-_BATCH_STREAM = 21
-_NOISE_STREAM = 22
-_ORDER_STREAM = 23
-_PICK_STREAM = 24
+# int64 scalars, not int literals: numba compiles a called kernel once per literal argument
+# (`uniform01` was compiled three times and `permuted` twice for the replay)
+_BATCH_STREAM = np.int64(21)
+_NOISE_STREAM = np.int64(22)
+_ORDER_STREAM = np.int64(23)
+_PICK_STREAM = np.int64(24)
+_FIRST = np.int64(0)  # the first epoch, or a batch's first column
 
 
 @njit(cache=True)
@@ -59,7 +62,7 @@ def draw_rows(mode: int, seed: int, n: int, b: int, draw: int, out: np.ndarray) 
         epoch, pos = divmod(draw, per_epoch)
         batch = permuted(seed, _ORDER_STREAM, epoch, pos, per_epoch)
         for k in range(b):
-            out[k] = permuted(seed, _BATCH_STREAM, 0, batch * b + k, n)
+            out[k] = permuted(seed, _BATCH_STREAM, _FIRST, batch * b + k, n)
     else:
         # The partition of the Randomized PipeDream simulator: rows in their
         # stored order, cut into n // b batches (a remainder is never drawn).
@@ -67,7 +70,7 @@ def draw_rows(mode: int, seed: int, n: int, b: int, draw: int, out: np.ndarray) 
         if mode == SAMPLE_SEQUENTIAL:
             batch = draw % per_epoch
         else:
-            batch = min(int(uniform01(seed, _PICK_STREAM, draw, 0) * per_epoch), per_epoch - 1)
+            batch = min(int(uniform01(seed, _PICK_STREAM, draw, _FIRST) * per_epoch), per_epoch - 1)
         for k in range(b):
             out[k] = batch * b + k
 
