@@ -24,7 +24,7 @@ from pipebench.objectives.charlm.spec import (
     _WORK_B,
     _WORK_F,
 )
-from pipebench.objectives.charlm.views import _at, _scratch, _slot, _window_ids
+from pipebench.objectives.charlm.views import _at, _load, _scratch, _slot, _store, _window_ids
 
 
 @kernel
@@ -46,7 +46,7 @@ def charlm_forward(spec, s, params, tokens, starts, x_in, saved, x_out):
         wpe = _at(params, spec, _EMB_P + 1, spec[_T] * D).reshape(spec[_T], D)
         embedding_forward(_window_ids(spec, tokens, starts, 0), wte, wpe, x)
     else:
-        x[:] = x_in[: N * D].reshape(N, D)
+        _load(x_in, x)
     work = np.empty(spec[_WORK_F] if blocks else 0)
     for j in range(blocks):
         out = _slot(spec, saved, x_out, j + 1, blocks, last, N)
@@ -77,7 +77,7 @@ def charlm_backward(spec, s, params, tokens, starts, saved, g_out, g_in, grad):
         sv = saved[blocks * bs :]
         _head_backward(spec, params[head:], sv, tokens, starts, g, grad[head:], rest)
     else:
-        g[:] = g_out[: N * D].reshape(N, D)
+        _load(g_out, g)
     for j in range(blocks - 1, -1, -1):
         lo = at + j * bp
         sv = saved[j * bs : (j + 1) * bs]
@@ -89,4 +89,4 @@ def charlm_backward(spec, s, params, tokens, starts, saved, g_out, g_in, grad):
         dwpe = _at(grad, spec, _EMB_P + 1, T * D).reshape(T, D)
         embedding_backward(_window_ids(spec, tokens, starts, 0), g, dwte, dwpe)
     else:
-        g_in[: N * D] = g.reshape(N * D)
+        _store(g, g_in)

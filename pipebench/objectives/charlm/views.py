@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipebench.objectives.charlm import kernel
+from pipebench.objectives.charlm import kernel, part
 from pipebench.objectives.charlm.spec import (
     _BLOCK_P,
     _BLOCK_S,
@@ -20,19 +20,58 @@ from pipebench.objectives.charlm.spec import (
 )
 
 
-@kernel
+@part
 def _scratch(work, at, rows, cols):
     """A (rows, cols) view of the scratch array from offset `at`."""
     return work[at : at + rows * cols].reshape(rows, cols)
 
 
-@kernel
+@part
+def _load(flat, dst):
+    """dst (N, D) = the first N * D floats of flat, row by row.
+
+    Loops, here and in `_store` and `_add_to`: numba's array-to-array assignment
+    compiles its string code for the shape-mismatch message, a few seconds of a first run."""
+    N, D = dst.shape
+    for n in range(N):
+        for d in range(D):
+            dst[n, d] = flat[n * D + d]
+
+
+@part
+def _store(src, flat):
+    """The first N * D floats of flat = src (N, D), row by row."""
+    N, D = src.shape
+    for n in range(N):
+        for d in range(D):
+            flat[n * D + d] = src[n, d]
+
+
+@part
+def _copy(src, dst):
+    """dst = src for two arrays of one 2-D shape."""
+    N, D = dst.shape
+    for n in range(N):
+        for d in range(D):
+            dst[n, d] = src[n, d]
+
+
+@part
+def _add_to(dst, src):
+    """dst += src for two arrays of one 2-D shape."""
+    N, D = dst.shape
+    for n in range(N):
+        for d in range(D):
+            dst[n, d] += src[n, d]
+
+
+@part
 def _at(a, spec, i, size):
     """The `size` floats of a part's field that starts at boundary spec[i]."""
     return a[spec[i] : spec[i] + size]
 
 
-@kernel
+@part
 def _block_tensors(spec, p):
     """The 12 tensors of a block's parameters (or of their gradient: the same layout)."""
     D = spec[_D]
@@ -53,7 +92,7 @@ def _block_tensors(spec, p):
     )
 
 
-@kernel
+@part
 def _block_saved(spec, sv, nb):
     """The 14 saved arrays of a block, for a micro-batch of nb windows."""
     D, H, T = spec[_D], spec[_H], spec[_T]
@@ -76,7 +115,7 @@ def _block_saved(spec, sv, nb):
     )
 
 
-@kernel
+@part
 def _head_tensors(spec, p):
     V, D = spec[_V], spec[_D]
     b = _HEAD_P
@@ -88,7 +127,7 @@ def _head_tensors(spec, p):
     )
 
 
-@kernel
+@part
 def _head_saved(spec, sv, nb):
     V, D = spec[_V], spec[_D]
     N, b = nb * spec[_T], _HEAD_S
@@ -101,7 +140,7 @@ def _head_saved(spec, sv, nb):
     )
 
 
-@kernel
+@part
 def _window_ids(spec, tokens, starts, shift):
     """tokens[st + shift + i] for every window start st and position i < T, checked."""
     T, V = spec[_T], spec[_V]
@@ -132,7 +171,7 @@ def stage_sizes(spec, s):
     return params, saved
 
 
-@kernel
+@part
 def _slot(spec, saved, x_out, j, blocks, last, N):
     """Where the activation entering block j of the stage lives (j == blocks: after them).
 
