@@ -142,6 +142,16 @@ def eval_loss(mlp_arch, lm_arch, off, act_size, saved_size, w, data_f, data_t, d
         raise ValueError("eval_loss: batch must be between 1 and the layout's batch size")
     if len(rows) == 0:
         raise ValueError("eval_loss: no rows")
+    return mean_loss(mlp_arch, lm_arch, off, act_size, saved_size, w, data_f, data_t, data_i,
+                     rows, batch)  # fmt: skip
+
+
+# inline: the replay's loss sample (`replay._loss_at`) runs this without a kernel level of
+# its own, which recompiled the whole forward below it (about 2-4 s of a first run)
+@njit(cache=True, inline="always")
+def mean_loss(mlp_arch, lm_arch, off, act_size, saved_size, w, data_f, data_t, data_i, rows,
+              batch):  # fmt: skip
+    """`eval_loss` without its checks of `rows` and `batch`, for callers that sized them."""
     saved = np.zeros((len(off) - 1, saved_size.max()))
     total = 0.0
     for lo in range(0, len(rows), batch):
