@@ -71,7 +71,7 @@ def _at(a, spec, i, size):
     return a[spec[i] : spec[i] + size]
 
 
-@part
+@kernel
 def _block_tensors(spec, p):
     """The 12 tensors of a block's parameters (or of their gradient: the same layout)."""
     D = spec[_D]
@@ -92,7 +92,7 @@ def _block_tensors(spec, p):
     )
 
 
-@part
+@kernel
 def _block_saved(spec, sv, nb):
     """The 14 saved arrays of a block, for a micro-batch of nb windows."""
     D, H, T = spec[_D], spec[_H], spec[_T]
@@ -115,7 +115,7 @@ def _block_saved(spec, sv, nb):
     )
 
 
-@part
+@kernel
 def _head_tensors(spec, p):
     V, D = spec[_V], spec[_D]
     b = _HEAD_P
@@ -127,7 +127,7 @@ def _head_tensors(spec, p):
     )
 
 
-@part
+@kernel
 def _head_saved(spec, sv, nb):
     V, D = spec[_V], spec[_D]
     N, b = nb * spec[_T], _HEAD_S
