@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipebench.objectives.charlm import kernel
+from pipebench.objectives.charlm import part
 from pipebench.objectives.charlm.blocks import (
     _block_backward,
     _block_forward,
@@ -27,7 +27,7 @@ from pipebench.objectives.charlm.spec import (
 from pipebench.objectives.charlm.views import _at, _load, _scratch, _slot, _store, _window_ids
 
 
-@kernel
+@part
 def charlm_forward(spec, s, params, tokens, starts, x_in, saved, x_out):
     """Forward of stage s for the windows starting at `starts`; the mean loss at the last stage.
 
@@ -57,7 +57,7 @@ def charlm_forward(spec, s, params, tokens, starts, x_in, saved, x_out):
     return 0.0
 
 
-@kernel
+@part
 def charlm_backward(spec, s, params, tokens, starts, saved, g_out, g_in, grad):
     """Backward of stage s: g_in = dLoss/dx_in, grad += dLoss/dparams.
 
