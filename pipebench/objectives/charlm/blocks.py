@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipebench.objectives.charlm import kernel
+from pipebench.objectives.charlm import part
 from pipebench.objectives.charlm.layers import (
     attention_backward,
     attention_forward,
@@ -28,7 +28,7 @@ from pipebench.objectives.charlm.views import (
 )
 
 
-@kernel
+@part
 def _block_forward(spec, p, sv, out, nb, work):
     """out = the block's output; its input is already in sv (the first saved field)."""
     g1, b1, w_qkv, b_qkv, w_o, b_o, g2, b2, w_fc, b_fc, w_proj, b_proj = _block_tensors(spec, p)
@@ -49,7 +49,7 @@ def _block_forward(spec, p, sv, out, nb, work):
     _add_to(out, m)
 
 
-@kernel
+@part
 def _block_backward(spec, p, sv, g, dx, grad, nb, work):
     """dx = dLoss/d(block input) from g = dLoss/d(block output); grad += the block's gradient."""
     g1, _, w_qkv, _, w_o, _, g2, _, w_fc, _, w_proj, _ = _block_tensors(spec, p)
@@ -78,7 +78,7 @@ def _block_backward(spec, p, sv, g, dx, grad, nb, work):
     layernorm_backward(dln, xhat1, rstd1, g1, dx, dg1, db1)
 
 
-@kernel
+@part
 def _head_forward(spec, p, sv, tokens, starts):
     g, b, w, bias = _head_tensors(spec, p)
     x, xhat, rstd, ln, probs = _head_saved(spec, sv, len(starts))
@@ -87,7 +87,7 @@ def _head_forward(spec, p, sv, tokens, starts):
     return cross_entropy_forward(probs, _window_ids(spec, tokens, starts, 1))
 
 
-@kernel
+@part
 def _head_backward(spec, p, sv, tokens, starts, dx, grad, work):
     """dx = dLoss/d(head input); grad += the head's gradient."""
     g, _, w, _ = _head_tensors(spec, p)
