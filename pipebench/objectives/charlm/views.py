@@ -20,10 +20,16 @@ from pipebench.objectives.charlm.spec import (
 )
 
 
-@part
+@kernel
 def _scratch(work, at, rows, cols):
     """A (rows, cols) view of the scratch array from offset `at`."""
     return work[at : at + rows * cols].reshape(rows, cols)
+
+
+@kernel
+def _cube(a, at, n, rows, cols):
+    """A (n, rows, cols) view of `a` from offset `at`."""
+    return a[at : at + n * rows * cols].reshape(n, rows, cols)
 
 
 @part
@@ -79,15 +85,15 @@ def _block_tensors(spec, p):
     return (
         _at(p, spec, b, D),
         _at(p, spec, b + 1, D),
-        _at(p, spec, b + 2, 3 * D * D).reshape(3 * D, D),
+        _scratch(p, spec[b + 2], 3 * D, D),
         _at(p, spec, b + 3, 3 * D),
-        _at(p, spec, b + 4, D * D).reshape(D, D),
+        _scratch(p, spec[b + 4], D, D),
         _at(p, spec, b + 5, D),
         _at(p, spec, b + 6, D),
         _at(p, spec, b + 7, D),
-        _at(p, spec, b + 8, 4 * D * D).reshape(4 * D, D),
+        _scratch(p, spec[b + 8], 4 * D, D),
         _at(p, spec, b + 9, 4 * D),
-        _at(p, spec, b + 10, 4 * D * D).reshape(D, 4 * D),
+        _scratch(p, spec[b + 10], D, 4 * D),
         _at(p, spec, b + 11, D),
     )
 
@@ -98,20 +104,20 @@ def _block_saved(spec, sv, nb):
     D, H, T = spec[_D], spec[_H], spec[_T]
     N, hd, b = nb * T, D // H, _BLOCK_S
     return (
-        _at(sv, spec, b, N * D).reshape(N, D),
-        _at(sv, spec, b + 1, N * D).reshape(N, D),
+        _scratch(sv, spec[b], N, D),
+        _scratch(sv, spec[b + 1], N, D),
         _at(sv, spec, b + 2, N),
-        _at(sv, spec, b + 3, N * D).reshape(N, D),
-        _at(sv, spec, b + 4, N * D).reshape(nb * H, T, hd),
-        _at(sv, spec, b + 5, N * D).reshape(nb * H, T, hd),
-        _at(sv, spec, b + 6, N * D).reshape(nb * H, T, hd),
-        _at(sv, spec, b + 7, nb * H * T * T).reshape(nb * H, T, T),
-        _at(sv, spec, b + 8, N * D).reshape(N, D),
-        _at(sv, spec, b + 9, N * D).reshape(N, D),
+        _scratch(sv, spec[b + 3], N, D),
+        _cube(sv, spec[b + 4], nb * H, T, hd),
+        _cube(sv, spec[b + 5], nb * H, T, hd),
+        _cube(sv, spec[b + 6], nb * H, T, hd),
+        _cube(sv, spec[b + 7], nb * H, T, T),
+        _scratch(sv, spec[b + 8], N, D),
+        _scratch(sv, spec[b + 9], N, D),
         _at(sv, spec, b + 10, N),
-        _at(sv, spec, b + 11, N * D).reshape(N, D),
-        _at(sv, spec, b + 12, 4 * N * D).reshape(N, 4 * D),
-        _at(sv, spec, b + 13, 4 * N * D).reshape(N, 4 * D),
+        _scratch(sv, spec[b + 11], N, D),
+        _scratch(sv, spec[b + 12], N, 4 * D),
+        _scratch(sv, spec[b + 13], N, 4 * D),
     )
 
 
@@ -122,7 +128,7 @@ def _head_tensors(spec, p):
     return (
         _at(p, spec, b, D),
         _at(p, spec, b + 1, D),
-        _at(p, spec, b + 2, V * D).reshape(V, D),
+        _scratch(p, spec[b + 2], V, D),
         _at(p, spec, b + 3, V),
     )
 
@@ -132,11 +138,11 @@ def _head_saved(spec, sv, nb):
     V, D = spec[_V], spec[_D]
     N, b = nb * spec[_T], _HEAD_S
     return (
-        _at(sv, spec, b, N * D).reshape(N, D),
-        _at(sv, spec, b + 1, N * D).reshape(N, D),
+        _scratch(sv, spec[b], N, D),
+        _scratch(sv, spec[b + 1], N, D),
         _at(sv, spec, b + 2, N),
-        _at(sv, spec, b + 3, N * D).reshape(N, D),
-        _at(sv, spec, b + 4, N * V).reshape(N, V),
+        _scratch(sv, spec[b + 3], N, D),
+        _scratch(sv, spec[b + 4], N, V),
     )
 
 
