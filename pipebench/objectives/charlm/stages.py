@@ -24,7 +24,7 @@ from pipebench.objectives.charlm.spec import (
     _WORK_B,
     _WORK_F,
 )
-from pipebench.objectives.charlm.views import _at, _load, _scratch, _slot, _store, _window_ids
+from pipebench.objectives.charlm.views import _load, _scratch, _slot, _store, _window_ids
 
 
 @part
@@ -42,8 +42,8 @@ def charlm_forward(spec, s, params, tokens, starts, x_in, saved, x_out):
     at = 0
     if s == 0:
         at = spec[_EMB_P + 2]
-        wte = _at(params, spec, _EMB_P, spec[_V] * D).reshape(spec[_V], D)
-        wpe = _at(params, spec, _EMB_P + 1, spec[_T] * D).reshape(spec[_T], D)
+        wte = _scratch(params, spec[_EMB_P], spec[_V], D)
+        wpe = _scratch(params, spec[_EMB_P + 1], spec[_T], D)
         embedding_forward(_window_ids(spec, tokens, starts, 0), wte, wpe, x)
     else:
         _load(x_in, x)
@@ -85,8 +85,8 @@ def charlm_backward(spec, s, params, tokens, starts, saved, g_out, g_in, grad):
         g, dx = dx, g
     if s == 0:
         V, T = spec[_V], spec[_T]
-        dwte = _at(grad, spec, _EMB_P, V * D).reshape(V, D)
-        dwpe = _at(grad, spec, _EMB_P + 1, T * D).reshape(T, D)
+        dwte = _scratch(grad, spec[_EMB_P], V, D)
+        dwpe = _scratch(grad, spec[_EMB_P + 1], T, D)
         embedding_backward(_window_ids(spec, tokens, starts, 0), g, dwte, dwpe)
     else:
         _store(g, g_in)

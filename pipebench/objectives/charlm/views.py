@@ -186,6 +186,5 @@ def _slot(spec, saved, x_out, j, blocks, last, N):
     """
     D = spec[_D]
     if j < blocks or last:
-        at = j * spec[_BLOCK_S + 14]
-        return saved[at : at + N * D].reshape(N, D)
-    return x_out[: N * D].reshape(N, D)
+        return _scratch(saved, j * spec[_BLOCK_S + 14], N, D)
+    return _scratch(x_out, 0, N, D)
