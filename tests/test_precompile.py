@@ -10,6 +10,7 @@ Whether the child saves time is measured, not tested (benchmarks/perf/bench_comp
 from __future__ import annotations
 
 import multiprocessing
+from importlib import import_module
 from pathlib import Path
 
 import numpy as np
@@ -77,3 +78,22 @@ def test_nothing_is_compiled_aside_when_the_cache_holds_the_kernels(
     wait = precompile.compile_replays_aside("quadratic", [])
     assert multiprocessing.active_children() == []
     assert wait(np.zeros(1, np.int64)) is None
+
+
+def _declared(kernel) -> tuple[str, bool]:
+    """(inline, cached) as the kernel was declared, made by numba yet or not (pipebench.jit)."""
+    if hasattr(kernel, "targetoptions"):  # numba's dispatcher
+        return kernel.targetoptions.get("inline", "never"), type(
+            kernel._cache
+        ).__name__ != "NullCache"
+    return kernel.options.get("inline", "never"), kernel.options.get("cache", False)
+
+
+@pytest.mark.skipif(compiling.config.DISABLE_JIT, reason="nothing is compiled or announced")
+@pytest.mark.parametrize("family", sorted(compiling.FAMILIES))
+def test_a_family_is_judged_by_kernels_compiled_and_cached_on_their_own(family: str) -> None:
+    """A kernel typed into its callers (`inline="always"`) is never cached on its own:
+    judging a family by one would announce compiling on every run."""
+    for name in compiling.FAMILIES[family][1]:
+        module, attr = name.split(":")
+        assert _declared(getattr(import_module(module), attr)) == ("never", True), name

@@ -60,7 +60,7 @@ FAMILIES: dict[str, tuple[int, tuple[str, ...]]] = {
         (
             "pipebench.engine.replay:_replay_trace",
             "pipebench.engine.replay:_replay_plan",
-            "pipebench.objectives.charlm.blocks:_block_backward",  # by charlm's only
+            "pipebench.objectives.charlm.layers:attention_backward",  # by charlm's only
         ),
     ),
 }
