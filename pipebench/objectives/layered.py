@@ -4,9 +4,9 @@ Unlike block-linear objectives, a stage's forward produces activations the
 next stage consumes, and the weights a backward multiplies by matter, so
 stashing (pd, 2bw) and not stashing (paci) train differently. The replay
 talks to every layered objective through three kernels, `stage_forward`,
-`stage_backward` and `eval_loss`, which take the architecture of either
-objective with the other one empty (`Layered.archs`): numba compiles only
-the kernels of the objective a run uses.
+`stage_backward` and `eval_loss` (its body `mean_loss` in the replay), which
+take the architecture of either objective with the other one empty
+(`Layered.archs`): numba compiles only the kernels of the objective a run uses.
 
 Data travel as three plain arrays whatever the objective: `data_f` (float
 inputs, one row per example), `data_t` (float regression targets) and
