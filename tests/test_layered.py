@@ -308,13 +308,13 @@ import sys
 import numpy as np
 sys.path.insert(0, {tests!r})
 from test_layered import mlp
-from pipebench.objectives.charlm import stages
+from pipebench.objectives.charlm import layers
 from pipebench.objectives.layered import stage_forward
 obj = mlp(3)
 x = np.zeros(obj.act_size)
 stage_forward(*obj.archs, 0, obj.init[obj.off[0] : obj.off[1]], obj.data_f, obj.data_t,
               obj.data_i, np.arange(obj.batch_size), x, np.zeros(obj.saved_size[0]), x.copy())
-print(len(stage_forward.signatures), len(stages.charlm_forward.signatures))
+print(len(stage_forward.signatures), len(layers.attention_forward.signatures))
 """
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import time
+from importlib import import_module
 from pathlib import Path
 
 import numpy as np
@@ -137,3 +138,22 @@ def test_rpd_compiles_in_the_parent_once_it_is_free_before_the_child(
     finally:
         child.kill()
         child.join()
+
+
+def _declared(kernel) -> tuple[str, bool]:
+    """(inline, cached) as the kernel was declared, made by numba yet or not (pipebench.jit)."""
+    if hasattr(kernel, "targetoptions"):  # numba's dispatcher
+        return kernel.targetoptions.get("inline", "never"), type(
+            kernel._cache
+        ).__name__ != "NullCache"
+    return kernel.options.get("inline", "never"), kernel.options.get("cache", False)
+
+
+@pytest.mark.skipif(compiling.config.DISABLE_JIT, reason="nothing is compiled or announced")
+@pytest.mark.parametrize("family", sorted(compiling.FAMILIES))
+def test_a_family_is_judged_by_kernels_compiled_and_cached_on_their_own(family: str) -> None:
+    """A kernel typed into its callers (`inline="always"`) is never cached on its own:
+    judging a family by one would announce compiling on every run."""
+    for name in compiling.FAMILIES[family][1]:
+        module, attr = name.split(":")
+        assert _declared(getattr(import_module(module), attr)) == ("never", True), name

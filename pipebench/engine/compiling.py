@@ -27,9 +27,9 @@ from pipebench.objectives import LAYERED_KINDS
 # timeline's, the longer of the two: `bench_compile.py` (cold minus warm) on the idle
 # machine after the fifth round's merges, 19.9-22.0 s block-linear (README, "Issue 16,
 # fifth round: idle retake"); the mlp 38.8-39.4 s at load 1.1-1.6 after the sixth
-# round's mlp loops (README, "Issue 16, sixth round: compile"), charlm 73.7 s
-# (`bench_compile.py --families charlm`, load 1.2; README, "Issue 16, sixth round:
-# idle retake").
+# round's mlp loops (README, "Issue 16, sixth round: compile"), charlm 42.7, 52.3 and
+# 52.3 s (`bench_compile.py --families charlm`, load 1.0-1.1; README, "Issue 16, seventh
+# round: charlm"): the larger.
 FAMILIES: dict[str, tuple[int, tuple[str, ...]]] = {
     "timeline": (
         9,
@@ -56,11 +56,11 @@ FAMILIES: dict[str, tuple[int, tuple[str, ...]]] = {
         ),
     ),
     "charlm": (
-        75,
+        52,
         (
             "pipebench.engine.replay:_replay_trace",
             "pipebench.engine.replay:_replay_plan",
-            "pipebench.objectives.charlm.stages:charlm_backward",  # by charlm's only
+            "pipebench.objectives.charlm.layers:attention_backward",  # by charlm's only
         ),
     ),
 }

@@ -44,7 +44,7 @@ from pipebench.objectives.blocklinear import (
     forward_point,
     output_gradient,
 )
-from pipebench.objectives.layered import Layered, eval_loss, stage_backward, stage_forward
+from pipebench.objectives.layered import Layered, mean_loss, stage_backward, stage_forward
 from pipebench.optim.corrections import (
     compensate,
     correction_buffers,
@@ -94,7 +94,7 @@ def _loss_at(t, linear, layered, hist, cur, last_u_end, w_vis, rec, out_model):
     visible_model(t, off, hist, cur, last_u_end, w_vis)
     for j in range(len(w_vis)):  # a loop: see recorder.take_sample
         out_model[j] = w_vis[j]
-    return eval_loss(mlp_arch, lm_arch, off, act, saved_size, w_vis, df, dt, di, ev, batch)
+    return mean_loss(mlp_arch, lm_arch, off, act, saved_size, w_vis, df, dt, di, ev, batch)
 
 
 @njit(cache=True, nogil=True)

@@ -4,9 +4,9 @@ Unlike block-linear objectives, a stage's forward produces activations the
 next stage consumes, and the weights a backward multiplies by matter, so
 stashing (pd, 2bw) and not stashing (paci) train differently. The replay
 talks to every layered objective through three kernels, `stage_forward`,
-`stage_backward` and `eval_loss`, which take the architecture of either
-objective with the other one empty (`Layered.archs`): numba compiles only
-the kernels of the objective a run uses.
+`stage_backward` and `eval_loss` (its body `mean_loss` in the replay), which
+take the architecture of either objective with the other one empty
+(`Layered.archs`): numba compiles only the kernels of the objective a run uses.
 
 Data travel as three plain arrays whatever the objective: `data_f` (float
 inputs, one row per example), `data_t` (float regression targets) and
@@ -142,6 +142,16 @@ def eval_loss(mlp_arch, lm_arch, off, act_size, saved_size, w, data_f, data_t, d
         raise ValueError("eval_loss: batch must be between 1 and the layout's batch size")
     if len(rows) == 0:
         raise ValueError("eval_loss: no rows")
+    return mean_loss(mlp_arch, lm_arch, off, act_size, saved_size, w, data_f, data_t, data_i,
+                     rows, batch)  # fmt: skip
+
+
+# inline: the replay's loss sample (`replay._loss_at`) runs this without a kernel level of
+# its own, which recompiled the whole forward below it (about 2-4 s of a first run)
+@njit(cache=True, inline="always")
+def mean_loss(mlp_arch, lm_arch, off, act_size, saved_size, w, data_f, data_t, data_i, rows,
+              batch):  # fmt: skip
+    """`eval_loss` without its checks of `rows` and `batch`, for callers that sized them."""
     saved = np.zeros((len(off) - 1, saved_size.max()))
     total = 0.0
     for lo in range(0, len(rows), batch):

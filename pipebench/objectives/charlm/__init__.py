@@ -22,3 +22,8 @@ from pipebench.jit import njit
 # Kernels use numpy's error model: Python's raises on a zero divisor, and that branch keeps
 # LLVM from vectorising the elementwise loops.
 kernel = njit(cache=True, error_model="numpy")
+# A part of a kernel: numba types it into each caller instead of compiling it on its own.
+# Every compiled kernel is linked into its callers and optimised and turned into machine
+# code again at each level above it, so each level removed is paid once less
+# (benchmarks/perf/README.md, "Issue 16, seventh round: charlm").
+part = njit(cache=True, error_model="numpy", inline="always")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipebench.objectives.charlm import kernel
+from pipebench.objectives.charlm import part
 from pipebench.objectives.charlm.layers import (
     attention_backward,
     attention_forward,
@@ -17,8 +17,10 @@ from pipebench.objectives.charlm.layers import (
     linear_forward,
 )
 from pipebench.objectives.charlm.views import (
+    _add_to,
     _block_saved,
     _block_tensors,
+    _copy,
     _head_saved,
     _head_tensors,
     _scratch,
@@ -26,7 +28,7 @@ from pipebench.objectives.charlm.views import (
 )
 
 
-@kernel
+@part
 def _block_forward(spec, p, sv, out, nb, work):
     """out = the block's output; its input is already in sv (the first saved field)."""
     g1, b1, w_qkv, b_qkv, w_o, b_o, g2, b2, w_fc, b_fc, w_proj, b_proj = _block_tensors(spec, p)
@@ -37,17 +39,17 @@ def _block_forward(spec, p, sv, out, nb, work):
     linear_forward(ln1, w_qkv, b_qkv, qkv)
     attention_forward(qkv, q, k, v, att, y)
     linear_forward(y, w_o, b_o, out)
-    out += x
+    _add_to(out, x)
     layernorm_forward(out, g2, b2, xhat2, rstd2, ln2)
     linear_forward(ln2, w_fc, b_fc, h)
     a = _scratch(work, 0, N, 4 * D)  # qkv is dead
     gelu_forward(h, t, a)
     m = _scratch(work, 4 * N * D, N, D)
     linear_forward(a, w_proj, b_proj, m)
-    out += m
+    _add_to(out, m)
 
 
-@kernel
+@part
 def _block_backward(spec, p, sv, g, dx, grad, nb, work):
     """dx = dLoss/d(block input) from g = dLoss/d(block output); grad += the block's gradient."""
     g1, _, w_qkv, _, w_o, _, g2, _, w_fc, _, w_proj, _ = _block_tensors(spec, p)
@@ -66,7 +68,7 @@ def _block_backward(spec, p, sv, g, dx, grad, nb, work):
     linear_backward(g, a, w_proj, da, dw_proj, db_proj, _scratch(dw, 0, D, 4 * D))
     gelu_backward(da, h, t, da)
     linear_backward(da, ln2, w_fc, dln, dw_fc, db_fc, _scratch(dw, 0, 4 * D, D))
-    dx[:] = g
+    _copy(g, dx)
     layernorm_backward(dln, xhat2, rstd2, g2, dx, dg2, db2)
     dy = _scratch(work, 4 * ND, N, D)
     linear_backward(dx, y, w_o, dy, dw_o, db_o, _scratch(dw, 0, D, D))
@@ -76,7 +78,7 @@ def _block_backward(spec, p, sv, g, dx, grad, nb, work):
     layernorm_backward(dln, xhat1, rstd1, g1, dx, dg1, db1)
 
 
-@kernel
+@part
 def _head_forward(spec, p, sv, tokens, starts):
     g, b, w, bias = _head_tensors(spec, p)
     x, xhat, rstd, ln, probs = _head_saved(spec, sv, len(starts))
@@ -85,7 +87,7 @@ def _head_forward(spec, p, sv, tokens, starts):
     return cross_entropy_forward(probs, _window_ids(spec, tokens, starts, 1))
 
 
-@kernel
+@part
 def _head_backward(spec, p, sv, tokens, starts, dx, grad, work):
     """dx = dLoss/d(head input); grad += the head's gradient."""
     g, _, w, _ = _head_tensors(spec, p)

@@ -12,6 +12,7 @@ import numpy as np
 
 from pipebench.jit import njit
 from pipebench.objectives.charlm import kernel
+from pipebench.objectives.charlm.views import _add_to
 
 _LN_EPS = 1e-5
 _GELU_C = math.sqrt(2.0 / math.pi)
@@ -154,7 +155,7 @@ def linear_backward(dout, x, w, dx, dw, db, tmp):
     """
     np.dot(dout, w, dx)
     np.dot(dout.T, x, tmp)
-    dw += tmp
+    _add_to(dw, tmp)
     N, M = dout.shape
     for n in range(N):
         for m in range(M):

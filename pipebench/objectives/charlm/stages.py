@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipebench.objectives.charlm import kernel
+from pipebench.objectives.charlm import part
 from pipebench.objectives.charlm.blocks import (
     _block_backward,
     _block_forward,
@@ -24,10 +24,10 @@ from pipebench.objectives.charlm.spec import (
     _WORK_B,
     _WORK_F,
 )
-from pipebench.objectives.charlm.views import _at, _scratch, _slot, _window_ids
+from pipebench.objectives.charlm.views import _load, _scratch, _slot, _store, _window_ids
 
 
-@kernel
+@part
 def charlm_forward(spec, s, params, tokens, starts, x_in, saved, x_out):
     """Forward of stage s for the windows starting at `starts`; the mean loss at the last stage.
 
@@ -42,11 +42,11 @@ def charlm_forward(spec, s, params, tokens, starts, x_in, saved, x_out):
     at = 0
     if s == 0:
         at = spec[_EMB_P + 2]
-        wte = _at(params, spec, _EMB_P, spec[_V] * D).reshape(spec[_V], D)
-        wpe = _at(params, spec, _EMB_P + 1, spec[_T] * D).reshape(spec[_T], D)
+        wte = _scratch(params, spec[_EMB_P], spec[_V], D)
+        wpe = _scratch(params, spec[_EMB_P + 1], spec[_T], D)
         embedding_forward(_window_ids(spec, tokens, starts, 0), wte, wpe, x)
     else:
-        x[:] = x_in[: N * D].reshape(N, D)
+        _load(x_in, x)
     work = np.empty(spec[_WORK_F] if blocks else 0)
     for j in range(blocks):
         out = _slot(spec, saved, x_out, j + 1, blocks, last, N)
@@ -57,7 +57,7 @@ def charlm_forward(spec, s, params, tokens, starts, x_in, saved, x_out):
     return 0.0
 
 
-@kernel
+@part
 def charlm_backward(spec, s, params, tokens, starts, saved, g_out, g_in, grad):
     """Backward of stage s: g_in = dLoss/dx_in, grad += dLoss/dparams.
 
@@ -77,7 +77,7 @@ def charlm_backward(spec, s, params, tokens, starts, saved, g_out, g_in, grad):
         sv = saved[blocks * bs :]
         _head_backward(spec, params[head:], sv, tokens, starts, g, grad[head:], rest)
     else:
-        g[:] = g_out[: N * D].reshape(N, D)
+        _load(g_out, g)
     for j in range(blocks - 1, -1, -1):
         lo = at + j * bp
         sv = saved[j * bs : (j + 1) * bs]
@@ -85,8 +85,8 @@ def charlm_backward(spec, s, params, tokens, starts, saved, g_out, g_in, grad):
         g, dx = dx, g
     if s == 0:
         V, T = spec[_V], spec[_T]
-        dwte = _at(grad, spec, _EMB_P, V * D).reshape(V, D)
-        dwpe = _at(grad, spec, _EMB_P + 1, T * D).reshape(T, D)
+        dwte = _scratch(grad, spec[_EMB_P], V, D)
+        dwpe = _scratch(grad, spec[_EMB_P + 1], T, D)
         embedding_backward(_window_ids(spec, tokens, starts, 0), g, dwte, dwpe)
     else:
-        g_in[: N * D] = g.reshape(N * D)
+        _store(g, g_in)

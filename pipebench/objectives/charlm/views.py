@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipebench.objectives.charlm import kernel
+from pipebench.objectives.charlm import kernel, part
 from pipebench.objectives.charlm.spec import (
     _BLOCK_P,
     _BLOCK_S,
@@ -27,6 +27,51 @@ def _scratch(work, at, rows, cols):
 
 
 @kernel
+def _cube(a, at, n, rows, cols):
+    """A (n, rows, cols) view of `a` from offset `at`."""
+    return a[at : at + n * rows * cols].reshape(n, rows, cols)
+
+
+@part
+def _load(flat, dst):
+    """dst (N, D) = the first N * D floats of flat, row by row.
+
+    Loops, here and in `_store` and `_add_to`: numba's array-to-array assignment
+    compiles its string code for the shape-mismatch message, a few seconds of a first run."""
+    N, D = dst.shape
+    for n in range(N):
+        for d in range(D):
+            dst[n, d] = flat[n * D + d]
+
+
+@part
+def _store(src, flat):
+    """The first N * D floats of flat = src (N, D), row by row."""
+    N, D = src.shape
+    for n in range(N):
+        for d in range(D):
+            flat[n * D + d] = src[n, d]
+
+
+@part
+def _copy(src, dst):
+    """dst = src for two arrays of one 2-D shape."""
+    N, D = dst.shape
+    for n in range(N):
+        for d in range(D):
+            dst[n, d] = src[n, d]
+
+
+@part
+def _add_to(dst, src):
+    """dst += src for two arrays of one 2-D shape."""
+    N, D = dst.shape
+    for n in range(N):
+        for d in range(D):
+            dst[n, d] += src[n, d]
+
+
+@part
 def _at(a, spec, i, size):
     """The `size` floats of a part's field that starts at boundary spec[i]."""
     return a[spec[i] : spec[i] + size]
@@ -40,15 +85,15 @@ def _block_tensors(spec, p):
     return (
         _at(p, spec, b, D),
         _at(p, spec, b + 1, D),
-        _at(p, spec, b + 2, 3 * D * D).reshape(3 * D, D),
+        _scratch(p, spec[b + 2], 3 * D, D),
         _at(p, spec, b + 3, 3 * D),
-        _at(p, spec, b + 4, D * D).reshape(D, D),
+        _scratch(p, spec[b + 4], D, D),
         _at(p, spec, b + 5, D),
         _at(p, spec, b + 6, D),
         _at(p, spec, b + 7, D),
-        _at(p, spec, b + 8, 4 * D * D).reshape(4 * D, D),
+        _scratch(p, spec[b + 8], 4 * D, D),
         _at(p, spec, b + 9, 4 * D),
-        _at(p, spec, b + 10, 4 * D * D).reshape(D, 4 * D),
+        _scratch(p, spec[b + 10], D, 4 * D),
         _at(p, spec, b + 11, D),
     )
 
@@ -59,20 +104,20 @@ def _block_saved(spec, sv, nb):
     D, H, T = spec[_D], spec[_H], spec[_T]
     N, hd, b = nb * T, D // H, _BLOCK_S
     return (
-        _at(sv, spec, b, N * D).reshape(N, D),
-        _at(sv, spec, b + 1, N * D).reshape(N, D),
+        _scratch(sv, spec[b], N, D),
+        _scratch(sv, spec[b + 1], N, D),
         _at(sv, spec, b + 2, N),
-        _at(sv, spec, b + 3, N * D).reshape(N, D),
-        _at(sv, spec, b + 4, N * D).reshape(nb * H, T, hd),
-        _at(sv, spec, b + 5, N * D).reshape(nb * H, T, hd),
-        _at(sv, spec, b + 6, N * D).reshape(nb * H, T, hd),
-        _at(sv, spec, b + 7, nb * H * T * T).reshape(nb * H, T, T),
-        _at(sv, spec, b + 8, N * D).reshape(N, D),
-        _at(sv, spec, b + 9, N * D).reshape(N, D),
+        _scratch(sv, spec[b + 3], N, D),
+        _cube(sv, spec[b + 4], nb * H, T, hd),
+        _cube(sv, spec[b + 5], nb * H, T, hd),
+        _cube(sv, spec[b + 6], nb * H, T, hd),
+        _cube(sv, spec[b + 7], nb * H, T, T),
+        _scratch(sv, spec[b + 8], N, D),
+        _scratch(sv, spec[b + 9], N, D),
         _at(sv, spec, b + 10, N),
-        _at(sv, spec, b + 11, N * D).reshape(N, D),
-        _at(sv, spec, b + 12, 4 * N * D).reshape(N, 4 * D),
-        _at(sv, spec, b + 13, 4 * N * D).reshape(N, 4 * D),
+        _scratch(sv, spec[b + 11], N, D),
+        _scratch(sv, spec[b + 12], N, 4 * D),
+        _scratch(sv, spec[b + 13], N, 4 * D),
     )
 
 
@@ -83,7 +128,7 @@ def _head_tensors(spec, p):
     return (
         _at(p, spec, b, D),
         _at(p, spec, b + 1, D),
-        _at(p, spec, b + 2, V * D).reshape(V, D),
+        _scratch(p, spec[b + 2], V, D),
         _at(p, spec, b + 3, V),
     )
 
@@ -93,15 +138,15 @@ def _head_saved(spec, sv, nb):
     V, D = spec[_V], spec[_D]
     N, b = nb * spec[_T], _HEAD_S
     return (
-        _at(sv, spec, b, N * D).reshape(N, D),
-        _at(sv, spec, b + 1, N * D).reshape(N, D),
+        _scratch(sv, spec[b], N, D),
+        _scratch(sv, spec[b + 1], N, D),
         _at(sv, spec, b + 2, N),
-        _at(sv, spec, b + 3, N * D).reshape(N, D),
-        _at(sv, spec, b + 4, N * V).reshape(N, V),
+        _scratch(sv, spec[b + 3], N, D),
+        _scratch(sv, spec[b + 4], N, V),
     )
 
 
-@kernel
+@part
 def _window_ids(spec, tokens, starts, shift):
     """tokens[st + shift + i] for every window start st and position i < T, checked."""
     T, V = spec[_T], spec[_V]
@@ -132,7 +177,7 @@ def stage_sizes(spec, s):
     return params, saved
 
 
-@kernel
+@part
 def _slot(spec, saved, x_out, j, blocks, last, N):
     """Where the activation entering block j of the stage lives (j == blocks: after them).
 
@@ -141,6 +186,5 @@ def _slot(spec, saved, x_out, j, blocks, last, N):
     """
     D = spec[_D]
     if j < blocks or last:
-        at = j * spec[_BLOCK_S + 14]
-        return saved[at : at + N * D].reshape(N, D)
-    return x_out[: N * D].reshape(N, D)
+        return _scratch(saved, j * spec[_BLOCK_S + 14], N, D)
+    return _scratch(x_out, 0, N, D)
