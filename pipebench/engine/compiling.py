@@ -26,10 +26,10 @@ from pipebench.objectives import LAYERED_KINDS
 # figure is the first run's wait with its kernels compiled in the child beside the
 # timeline's, the longer of the two: `bench_compile.py` (cold minus warm) on the idle
 # machine, block-linear 11.5-15.8 s with rpd's plan kernel compiled by the side free
-# first (README, "Issue 16, seventh round: idle retake"); the mlp 38.8-39.4 s at load 1.1-1.6 after the sixth
-# round's mlp loops (README, "Issue 16, sixth round: compile"), charlm 42.7, 52.3 and
-# 52.3 s (`bench_compile.py --families charlm`, load 1.0-1.1; README, "Issue 16, seventh
-# round: charlm"): the larger.
+# first (README, "Issue 16, seventh round: idle retake"); the mlp 38.8-39.4 s at load
+# 1.1-1.6 after the sixth round's mlp loops (README, "Issue 16, sixth round: compile");
+# charlm 42.7, 52.3 and 52.3 s (`bench_compile.py --families charlm`, load 1.0-1.1;
+# README, "Issue 16, seventh round: charlm"): the larger.
 FAMILIES: dict[str, tuple[int, tuple[str, ...]]] = {
     "timeline": (
         9,
