@@ -122,11 +122,11 @@ class Aside:
     before its replay."""
 
     def __init__(
-        self, child: BaseProcess | None = None, state=None, rest_forms: frozenset = frozenset()
+        self, child: BaseProcess | None = None, state=None, plan_left: bool = False
     ) -> None:
         self._child = child
         self._state = state
-        self._rest_forms = rest_forms  # forms (rpd's plan: True) of the kernels in `rest`
+        self._plan_left = plan_left  # rpd's plan kernel left to the side free first
         self._lock = threading.Lock()
 
     def wait(self, stop: np.ndarray, setup: Setup) -> None:
@@ -134,7 +134,7 @@ class Aside:
         or the child is gone, or the run's `stop` flag is set (Ctrl-C)."""
         if self._child is None:
             return
-        rest = (setup.form is None) in self._rest_forms
+        rest = self._plan_left and setup.form is None
         while stop[0] == 0 and not self._ready(rest):
             with self._lock:  # one join at a time: concurrent joins of one child are not safe
                 if not self._child.is_alive():
@@ -166,4 +166,4 @@ def compile_replays_aside(objective_kind: str, runs: list[Run]) -> Aside:
     state = context.Array("i", 2)
     child = context.Process(target=_compile, args=(first, rest, state), daemon=True)
     child.start()
-    return Aside(child, state, frozenset(run[0].form is None for run in rest))
+    return Aside(child, state, plan_left=bool(rest))
