@@ -39,7 +39,7 @@ from pipebench.scenario import (
 )
 from pipebench.scenario.hardware import Machine, build_machine
 from pipebench.timeline import CostModel, setup_schedule
-from pipebench.timeline.budget import first_update_time, planned_microbatches
+from pipebench.timeline.budget import first_update_time, planned_microbatches, updates_by
 from pipebench.timeline.schedule import Setup
 from pipebench.timeline.trace import trace_need
 
@@ -223,9 +223,10 @@ def resolve(loaded: LoadedScenario, seeds: int | None = None) -> Experiment:
                 where, "muon orthogonalises weight matrices: use it with objective mlp or charlm"
             )
     if budget.kind == "time":  # every schedule must make an update: the latest first one
-        firsts = {e.label: first_update_time(e.setup, costs) for e in entries}
-        label = max(firsts, key=firsts.__getitem__)
-        if amount < firsts[label]:
+        late = [e for e in entries if not updates_by(e.setup, costs, amount)]
+        firsts = {e.label: first_update_time(e.setup, costs) for e in late}
+        label = max(firsts, key=firsts.__getitem__, default=None)
+        if label is not None and amount < firsts[label]:
             first = short_number(firsts[label])
             raise loaded.error(
                 ("budget", "time"),

@@ -11,6 +11,7 @@ trains anything.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import stat
@@ -24,7 +25,13 @@ from pipebench import experiment, limits
 from pipebench.cli import main
 from pipebench.tables import CURVE_COLUMNS, DELAY_COLUMNS, SUMMARY_COLUMNS, TIMELINE_COLUMNS
 from pipebench.timeline import CostModel, RpdPlan, build_timeline, setup_schedule
-from pipebench.timeline.budget import first_update_time, planned_microbatches
+from pipebench.timeline.budget import (
+    _first_update_microbatches,
+    first_update_time,
+    planned_microbatches,
+    run_bound,
+    updates_by,
+)
 
 TB = 10**12
 
@@ -366,6 +373,17 @@ def test_the_minimum_time_budget_is_the_first_update_of_a_long_run(stages, name,
     long_run = build_timeline(name, costs, m, **options)
     first = long_run.time[0] if isinstance(long_run, RpdPlan) else long_run.upd_time[0]
     assert first_update_time(setup, costs) == first
+    # a budget the first update's whole run fits in needs no simulation; one below does
+    m = _first_update_microbatches(setup, costs)
+    bound = run_bound(costs, m, setup.recompute)
+    assert first <= bound and updates_by(setup, costs, bound)
+    assert not updates_by(setup, costs, math.nextafter(bound, 0.0))
+
+
+def test_a_program_is_always_simulated_for_its_first_update():
+    costs = CostModel.build(4, forward=1.0, backward=2.0)
+    setup = setup_schedule("zbv", 4, {})
+    assert not updates_by(setup, costs, 1e300)
 
 
 def test_validate_accepts_the_minimum_it_states(tmp_path, capsys):

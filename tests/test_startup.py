@@ -116,6 +116,18 @@ def test_validate_of_a_quadratic_loads_no_layered_model_nor_hardware_costs():
     assert loaded("validate", quickstart, watched=watched) == {"pipebench.objectives.quadratic"}
 
 
+def test_validate_of_a_budget_past_every_first_update_simulates_nothing():
+    # The quickstart's 3000 outlasts each first update's whole run (budget.updates_by):
+    # no timeline is simulated, not even by the kernels' Python.
+    quickstart = str(ROOT / "benchmarks" / "scenarios" / "quickstart.yaml")
+    watched = (
+        "pipebench.timeline.simulate",
+        "pipebench.timeline.interpret",
+        "pipebench.timeline.budget",  # checked: the probe sees what validate loads
+    )
+    assert loaded("validate", quickstart, watched=watched) == {"pipebench.timeline.budget"}
+
+
 def test_the_program_returns_main_s_status_and_skips_the_exit_collections(monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["pipebench", "validate", str(ROOT / "no.yaml")])
     try:

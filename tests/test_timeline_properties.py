@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipebench.timeline import CostModel, build_timeline, stats_of
+from pipebench.timeline.budget import run_bound
 from pipebench.timeline.stats import update_delays
 from pipebench.timeline.trace import AVERAGE, BACKWARD, FORWARD, UPDATE
 
@@ -424,3 +425,43 @@ def test_update_order_ties_by_stage_after_rounding():
     tr = build_timeline("pd", CostModel.build(3, comm=0.4, update=0.8), 2)
     order = np.lexsort((tr.upd_stage, tr.upd_time))
     assert np.array_equal(order, np.arange(tr.n_updates))
+
+
+def _streaming(S):
+    """LocalSGD's other options: fragments of the model, quantized AVGs, overlapped rounds."""
+    return st.builds(
+        lambda h, f, q, o: (
+            {"local_steps": h, "fragments": f}
+            | ({"quantize": q} if q else {})
+            | ({"overlap_steps": o} if o else {})
+        ),
+        st.integers(1, 4),
+        st.integers(1, S),
+        st.one_of(st.none(), st.integers(2, 16)),
+        st.one_of(st.none(), st.integers(0, 1)),
+    )
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios(), st.data())
+def test_no_operation_ends_after_the_run_bound(scenario, data):
+    """`budget.run_bound` bounds every simulation of rules: validate trusts it for its
+    budget check (`budget.updates_by`) instead of simulating the first update."""
+    name, M, cost_kwargs, options = scenario
+    if name == "localsgd" and data.draw(st.booleans()):
+        options = options | data.draw(_streaming(cost_kwargs["stages"]))
+    costs = CostModel.build(**cost_kwargs)
+    trace = build_timeline(name, costs, M, **options)
+    recompute = bool(options.get("recompute", False))
+    assert trace.end.max() <= run_bound(costs, M, recompute)
+
+
+@pytest.mark.parametrize("recompute", [False, True])
+def test_the_run_bound_is_the_run_of_one_stage(recompute):
+    """One stage runs its operations one after another: the bound is met, not passed."""
+    costs = CostModel.build(1, forward=0.1, backward=0.7, update=0.3)
+    options = {"accumulate": 1, "recompute": recompute}
+    trace = build_timeline("paci", costs, 37, **options)
+    longest = costs.longest_run(37, recompute)
+    assert math.isclose(trace.end.max(), longest, rel_tol=1e-12)
+    assert trace.end.max() <= run_bound(costs, 37, recompute)

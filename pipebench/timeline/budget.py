@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from pipebench.timeline.costs import CostModel
 from pipebench.timeline.registry import timeline_of
 from pipebench.timeline.rpd import RpdPlan
+from pipebench.timeline.schedule import Rules
 from pipebench.timeline.trace import Trace
 
 if TYPE_CHECKING:
@@ -43,16 +44,45 @@ def planned_microbatches(setup: Setup, costs: CostModel, kind: str, amount: floa
     return _round_up(math.ceil(amount * group / S) + group, group)
 
 
-def first_update_time(setup: Setup, costs: CostModel) -> float:
-    """When the first block update of an endless run ends (rpd: its first iteration).
+def _first_update_microbatches(setup: Setup, costs: CostModel) -> int:
+    """Micro-batches whose run is an endless run up to its first block update.
 
     Before it, every operation belongs to the first `unit` micro-batches or to
     the S after them, which the 1F1B caps let in: a run of that many more is
     the endless run up to that update (rounded up to whole mini-batches, as a
     program runs them).
     """
-    m = _round_up(setup.unit + costs.stages + 1, setup.unit)
+    return _round_up(setup.unit + costs.stages + 1, setup.unit)
+
+
+def first_update_time(setup: Setup, costs: CostModel) -> float:
+    """When the first block update of an endless run ends (rpd: its first iteration)."""
+    m = _first_update_microbatches(setup, costs)
     return float(timeline_of(setup, costs, m).update_times[0])
+
+
+def run_bound(costs: CostModel, microbatches: int, recompute: bool) -> float:
+    """No operation of a simulation of rules for `microbatches` ends later than this.
+
+    `CostModel.longest_run`, with a margin for the float rounding of its sums
+    and of the simulated clock (2^-53 relative per addition, one per row).
+    """
+    rows = 4 * costs.stages * microbatches + microbatches  # F, B, steps and AVGs, at most
+    return costs.longest_run(microbatches, recompute) * (1.0 + 8.0 * (rows + 8) * 2.0**-53)
+
+
+def updates_by(setup: Setup, costs: CostModel, amount: float) -> bool:
+    """Whether the first block update surely ends by `amount`, known without simulating.
+
+    True when the run `first_update_time` simulates (of rules, or rpd's pd
+    clock) cannot last longer than `amount` (`run_bound`); False means:
+    simulate to know. A program's operations are not counted there, so for
+    a program it says False.
+    """
+    if setup.form is not None and not isinstance(setup.form, Rules):
+        return False
+    m = _first_update_microbatches(setup, costs)
+    return amount >= run_bound(costs, m, setup.recompute)
 
 
 def timeline_for(

@@ -94,25 +94,42 @@ class CostModel:
             out[self.straggler[0]] = self.straggler[1]
         return out
 
-    def clock_check(self, microbatches: int, recompute: bool = False) -> tuple[str, str] | None:
-        """(cost field to blame, why) when a run of `microbatches` cannot be timed in float64.
-
-        The run cannot last longer than its operations one after another; the
-        clock must hold that length and still tell the shortest operation apart.
-        """
+    def run_parts(self, microbatches: int, recompute: bool = False) -> dict[str, float]:
+        """Per cost field, what a run of `microbatches` spends on it, every operation at
+        its longest: at most S * M forwards and backwards (a recomputing backward reruns
+        the forward) with a `comm` wait each, S * M steps, M AVGs (an AVG sends at most
+        the whole model: `Rules.avg_share` <= 1)."""
         S, M, j = self.stages, microbatches, self.jitter
         with np.errstate(over="ignore"):
-            parts = {
+            return {
                 "forward": M * float(self.forward.sum()) * (1 + j) * (2 if recompute else 1),
                 "backward": M * float(self.backward.sum()) * (1 + j),
                 "comm": 2 * S * M * self.comm,
                 "update": S * M * self.update,
                 "allreduce": M * self.allreduce,
             }
-            longest = (
-                math.fsum(parts.values()) if all(map(math.isfinite, parts.values())) else math.inf
-            )
-        shortest = float(min(self.forward.min(), self.backward.min())) * (1 - j)
+
+    def longest_run(self, microbatches: int, recompute: bool = False) -> float:
+        """A run of `microbatches` lasts no longer than its operations one after another.
+
+        For a simulation of rules (`simulate._simulate`) it is a bound: every
+        operation starts at 0 or at the end of an earlier one (its stage's
+        last, a neighbour's F or B plus `comm`, a group's last, an AVG), so
+        following from any operation the one it waited for back to time 0
+        passes through distinct operations, each at most its `run_parts` share.
+        """
+        parts = self.run_parts(microbatches, recompute).values()
+        return math.fsum(parts) if all(map(math.isfinite, parts)) else math.inf
+
+    def clock_check(self, microbatches: int, recompute: bool = False) -> tuple[str, str] | None:
+        """(cost field to blame, why) when a run of `microbatches` cannot be timed in float64.
+
+        The run cannot last longer than its operations one after another; the
+        clock must hold that length and still tell the shortest operation apart.
+        """
+        parts = self.run_parts(microbatches, recompute)
+        longest = self.longest_run(microbatches, recompute)
+        shortest = float(min(self.forward.min(), self.backward.min())) * (1 - self.jitter)
         problem = _clock_problem(longest, shortest)
         if problem is None:
             return None
