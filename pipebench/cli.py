@@ -714,7 +714,7 @@ def validate(
     line = (
         f"{scenario}: valid: {_count(len(exp.entries), 'schedule')}, "
         f"{_count(len(exp.seeds), 'seed')}, "
-        f"{lrs} schedule x lr pairs = {exp.runs} runs on {exp.objective.description}"
+        f"{lrs} schedule x lr pairs = {exp.runs} runs on {exp.description}"
     )
     if exp.loaded.scenario.sweep:
         plan = api.plan_sweep(scenario, [], overrides or [])

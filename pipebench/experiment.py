@@ -26,7 +26,7 @@ from pipebench.limits import (
     replay_needs,
     row_text_bytes,
 )
-from pipebench.objectives import LAYERED_KINDS, build_objective
+from pipebench.objectives import LAYERED_KINDS, build_objective, sketch_objective
 from pipebench.objectives.blocklinear import SAMPLE_FULL
 from pipebench.optim import OPTIMIZERS, hyper_array
 from pipebench.optim.diloco import outer_params
@@ -76,10 +76,7 @@ class Entry:
 class Experiment:
     loaded: LoadedScenario
     costs: CostModel
-    objective: BlockLinear | Layered  # cut into one block per stage
-    # by chunk count: the objective cut into one block per chunk (programs may have several
-    # chunks per stage); the replay of an entry trains `objective_of(entry)`
-    cuts: dict[int, BlockLinear | Layered]
+    description: str  # the objective's line, known before its data is made
     entries: list[Entry]
     seeds: list[int]
     budget_kind: str
@@ -87,6 +84,7 @@ class Experiment:
     points: int
     target_loss: float | None
     machine: Machine | None = None  # the model and GPU the costs come from, if any
+    made: dict[int, BlockLinear | Layered] | None = None  # `cuts`, where checking made them
 
     @property
     def name(self) -> str:
@@ -95,6 +93,24 @@ class Experiment:
     @property
     def runs(self) -> int:
         return len(self.seeds) * sum(len(e.lrs) for e in self.entries)
+
+    @cached_property
+    def cuts(self) -> dict[int, BlockLinear | Layered]:
+        """By chunk count, the objective cut into one block per chunk (programs may have
+        several chunks per stage); the replay of an entry trains `objective_of(entry)`.
+
+        Made when first asked, where checking did not make it: `validate` makes no
+        random data it does not read.
+        """
+        if self.made is not None:
+            return self.made
+        return _cuts(self.loaded.scenario.objective, _counts(self.costs, self.entries),
+                     self.loaded.data_file())  # fmt: skip
+
+    @property
+    def objective(self) -> BlockLinear | Layered:
+        """The objective cut into one block per stage."""
+        return self.cuts[self.costs.stages]
 
     def objective_of(self, entry: Entry) -> BlockLinear | Layered:
         """What `entry` trains: the objective cut into one block per chunk of its schedule."""
@@ -201,12 +217,13 @@ def resolve(loaded: LoadedScenario, seeds: int | None = None) -> Experiment:
     budget = scenario.budget
     amount = float(getattr(budget, budget.kind))
     _check_needs(loaded, costs, entries, seeds)
-    try:
-        cuts = _cuts(scenario.objective, [costs.stages, *(e.setup.chunks for e in entries)],
-                     loaded.data_file())  # fmt: skip
+    counts = _counts(costs, entries)
+    try:  # the objective's data is made here only where a check reads it
+        sketch = sketch_objective(scenario.objective, max(counts))
+        cuts = None if sketch is not None else _cuts(scenario.objective, counts, loaded.data_file())
     except InputError as error:
         raise loaded.error(_objective_path(error.field), error.message) from None
-    objective = cuts[costs.stages]
+    objective = sketch if sketch is not None else cuts[costs.stages]
     for entry in entries:
         if entry.setup.options.get("sampling", "objective") != "objective" and (
             objective.sampling == SAMPLE_FULL
@@ -236,8 +253,7 @@ def resolve(loaded: LoadedScenario, seeds: int | None = None) -> Experiment:
     return Experiment(
         loaded=loaded,
         costs=costs,
-        objective=objective,
-        cuts=cuts,
+        description=objective.description,
         entries=entries,
         seeds=list(range(seeds)) if seeds is not None else scenario.seed_list,
         budget_kind=budget.kind,
@@ -245,7 +261,13 @@ def resolve(loaded: LoadedScenario, seeds: int | None = None) -> Experiment:
         points=scenario.record.points,
         target_loss=scenario.target_loss,
         machine=machine,
+        made=cuts,
     )
+
+
+def _counts(costs: CostModel, entries: list[Entry]) -> list[int]:
+    """The block counts the objective is cut into: the stages, each schedule's chunks."""
+    return [costs.stages, *(e.setup.chunks for e in entries)]
 
 
 def _cuts(spec, counts: list[int], data_file) -> dict[int, BlockLinear | Layered]:

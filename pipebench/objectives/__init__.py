@@ -14,7 +14,7 @@ from pipebench.errors import InputError
 from pipebench.objectives.kinds import BUILTIN_CORPORA, LAYERED_KINDS
 
 if TYPE_CHECKING:
-    from pipebench.objectives.blocklinear import BlockLinear
+    from pipebench.objectives.blocklinear import BlockLinear, Sketch
     from pipebench.objectives.layered import Layered
 
 OBJECTIVE_KINDS = {
@@ -24,7 +24,7 @@ OBJECTIVE_KINDS = {
     "charlm": "character-level transformer LM; corpus shakespeare, markov or a text file",
 }
 
-_HOME = {"BlockLinear": "blocklinear", "Layered": "layered"}
+_HOME = {"BlockLinear": "blocklinear", "Layered": "layered", "Sketch": "blocklinear"}
 
 
 def __getattr__(name: str) -> object:
@@ -66,9 +66,26 @@ def build_objective(spec, stages: int, data_file: Path | None) -> BlockLinear | 
                 "batch_size", f"must be <= the {model.examples} examples, got {spec.batch_size}"
             )
         return model
+    model = import_module(f"{__name__}.{spec.kind}").build(spec, data_file)
+    _check_fits(spec, model, stages)
+    return model
+
+
+def sketch_objective(spec, stages: int) -> Sketch | None:
+    """The objective of `spec` sketched and checked as `build_objective` checks it, or None
+    where its data must be made or read to know (a layered model, a file, a spectrum)."""
+    if spec.kind in LAYERED_KINDS:
+        return None
+    sketch = import_module(f"{__name__}.{spec.kind}").sketch(spec)
+    if sketch is not None:
+        _check_fits(spec, sketch, stages)
+    return sketch
+
+
+def _check_fits(spec, model: BlockLinear | Sketch, stages: int) -> None:
+    """Refuse a block-linear objective the pipeline cannot split or its batches not fill."""
     from pipebench.objectives.blocklinear import SAMPLE_FULL
 
-    model = import_module(f"{__name__}.{spec.kind}").build(spec, data_file)
     if model.dim < stages:
         field = "path" if spec.variant == "csv" else "dim"
         raise InputError(
@@ -78,7 +95,6 @@ def build_objective(spec, stages: int, data_file: Path | None) -> BlockLinear | 
         raise InputError(
             "batch_size", f"must be <= the {model.examples} examples, got {spec.batch_size}"
         )
-    return model
 
 
 __all__ = [
@@ -88,6 +104,8 @@ __all__ = [
     "OBJECTIVE_KINDS",
     "BlockLinear",
     "Layered",
+    "Sketch",
     "build_objective",
     "loss_label",
+    "sketch_objective",
 ]

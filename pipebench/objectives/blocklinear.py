@@ -212,6 +212,17 @@ def mean_loss(loss, z, y, l2, w) -> float:
     return total / len(z) + 0.5 * l2 * sq
 
 
+@dataclass(frozen=True)
+class Sketch:
+    """What the checks and `validate`'s line read of a block-linear objective, where its
+    spec alone says it (random data): `validate` makes none of the data."""
+
+    description: str
+    examples: int
+    dim: int
+    sampling: int
+
+
 @dataclass(frozen=True, eq=False)
 class BlockLinear:
     """A linear model on a dataset, with what a report needs to know about it.

@@ -15,6 +15,7 @@ from pipebench.objectives.blocklinear import (
     LOSS_LOGISTIC,
     SAMPLING_CODES,
     BlockLinear,
+    Sketch,
 )
 from pipebench.objectives.data import binary_labels, load_csv
 
@@ -52,14 +53,24 @@ def newton_optimum(model: BlockLinear, max_iter: int = 100) -> np.ndarray | None
     return w if np.linalg.norm(grad) <= 1e-8 * max(1.0, abs(value)) else None
 
 
+def sketch(spec) -> Sketch | None:
+    """The synthetic variant's shape and line, from its spec (None for a file's data)."""
+    if spec.variant != "synthetic":
+        return None
+    n, d = spec.examples or 600, spec.dim or 512
+    what = f"synthetic logistic regression, {n} examples x {d}, l2 {spec.l2:g}"
+    return Sketch(what, n, d, SAMPLING_CODES[spec.sampling])
+
+
 def build(spec, data_file: Path | None) -> BlockLinear:
     """The logistic-regression objective a `LogisticSpec` describes."""
     if spec.variant == "synthetic":
         rng = np.random.default_rng(spec.seed)
-        n, d = spec.examples or 600, spec.dim or 512
+        shape = sketch(spec)
+        n, d = shape.examples, shape.dim
         X = rng.standard_normal((n, d))
         y = (rng.random(n) < _sigmoid(X @ rng.standard_normal(d))).astype(np.float64)
-        what = f"synthetic logistic regression, {n} examples x {d}, l2 {spec.l2:g}"
+        what = shape.description
     else:
         X, raw = load_csv(data_file, spec.target, spec.standardize, spec.intercept)
         y = binary_labels(raw, data_file)

@@ -18,6 +18,7 @@ from pipebench.objectives.blocklinear import (
     SAMPLE_FULL,
     SAMPLING_CODES,
     BlockLinear,
+    Sketch,
 )
 from pipebench.objectives.data import load_csv
 
@@ -42,17 +43,27 @@ def least_squares_optimum(X: np.ndarray, y: np.ndarray, l2: float) -> np.ndarray
     return np.linalg.lstsq(X, y, rcond=None)[0]
 
 
+def sketch(spec) -> Sketch | None:
+    """The random variant's shape and line, from its spec (None for the other variants)."""
+    if spec.variant != "random":
+        return None
+    n, d = spec.examples or 600, spec.dim or 512
+    what = f"random least squares, {n} examples x {d}"
+    return Sketch(what, n, d, SAMPLING_CODES[spec.sampling])
+
+
 def build(spec, data_file: Path | None) -> BlockLinear:
     """The least-squares objective a `QuadraticSpec` describes."""
     rng = np.random.default_rng(spec.seed)
     variant = spec.variant
     sampling = SAMPLING_CODES[spec.sampling]
     if variant == "random":
-        n, d = spec.examples or 600, spec.dim or 512
+        shape = sketch(spec)
+        n, d = shape.examples, shape.dim
         X = rng.standard_normal((n, d))
         y = X @ rng.standard_normal(d)
         curvature = np.linalg.norm(X, 2) ** 2 / n
-        what = f"random least squares, {n} examples x {d}"
+        what = shape.description
     elif variant == "tridiagonal":
         d = spec.dim or 512
         hessian = tridiagonal_hessian(d, spec.mu)
