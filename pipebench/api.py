@@ -88,13 +88,20 @@ def schedule_options(name: str, stages: int, given: dict[str, object]) -> dict[s
 
 
 def load_experiment(
-    path: str | Path, overrides: list[str] | tuple = (), seeds: int | None = None
+    path: str | Path,
+    overrides: list[str] | tuple = (),
+    seeds: int | None = None,
+    *,
+    make: bool = True,
 ) -> Experiment:
-    """Load, validate and resolve a scenario; raises `ScenarioError`/`InputError` if it is bad."""
+    """Load, validate and resolve a scenario; raises `ScenarioError`/`InputError` if it is bad.
+
+    `make=False`: the objective's data is made when first read where no check needs it
+    (see `experiment.resolve`)."""
     from pipebench.experiment import resolve
     from pipebench.scenario import load_scenario
 
-    return resolve(load_scenario(path, overrides), seeds)
+    return resolve(load_scenario(path, overrides), seeds, make=make)
 
 
 @dataclass(frozen=True)

@@ -709,7 +709,7 @@ def validate(
     from pipebench.engine.blas import one_blas_thread
 
     with one_blas_thread(("scipy", "numpy")):  # the objective is built only to be checked
-        exp = api.load_experiment(scenario, overrides or [])
+        exp = api.load_experiment(scenario, overrides or [], make=False)
     lrs = sum(len(e.lrs) for e in exp.entries)
     line = (
         f"{scenario}: valid: {_count(len(exp.entries), 'schedule')}, "

@@ -84,7 +84,7 @@ class Experiment:
     points: int
     target_loss: float | None
     machine: Machine | None = None  # the model and GPU the costs come from, if any
-    made: dict[int, BlockLinear | Layered] | None = None  # `cuts`, where checking made them
+    made: dict[int, BlockLinear | Layered] | None = None  # `cuts`, where `resolve` made them
 
     @property
     def name(self) -> str:
@@ -99,8 +99,7 @@ class Experiment:
         """By chunk count, the objective cut into one block per chunk (programs may have
         several chunks per stage); the replay of an entry trains `objective_of(entry)`.
 
-        Made when first asked, where checking did not make it: `validate` makes no
-        random data it does not read.
+        Made by `resolve`, or, where it was told not to (`validate`), when first asked.
         """
         if self.made is not None:
             return self.made
@@ -203,12 +202,14 @@ def _entry(loaded: LoadedScenario, index: int, stages: int) -> Entry:
     )
 
 
-def resolve(loaded: LoadedScenario, seeds: int | None = None) -> Experiment:
+def resolve(loaded: LoadedScenario, seeds: int | None = None, make: bool = True) -> Experiment:
     """Check a loaded scenario against pipebench and build its objective.
 
     `seeds`, when given (`--seeds N`), replaces the scenario's seeds by 0 .. N-1.
     What the run will need (memory, output, the clock's range) is checked
     before the objective is built, and the budget against the first update.
+    `make=False` (`validate`): an objective whose spec says all the checks read
+    (`objectives.sketch_objective`) is made when first read, not here.
     """
     scenario = loaded.scenario
     machine = _machine(loaded)
@@ -218,8 +219,8 @@ def resolve(loaded: LoadedScenario, seeds: int | None = None) -> Experiment:
     amount = float(getattr(budget, budget.kind))
     _check_needs(loaded, costs, entries, seeds)
     counts = _counts(costs, entries)
-    try:  # the objective's data is made here only where a check reads it
-        sketch = sketch_objective(scenario.objective, max(counts))
+    try:
+        sketch = None if make else sketch_objective(scenario.objective, max(counts))
         cuts = None if sketch is not None else _cuts(scenario.objective, counts, loaded.data_file())
     except InputError as error:
         raise loaded.error(_objective_path(error.field), error.message) from None

@@ -154,3 +154,51 @@ def test_unusable_csv_files_name_the_field(tmp_path: Path, text, field, words):
     with pytest.raises(InputError) as error:
         build_objective(spec(intercept=False), 1, data)
     assert error.value.field == field and words in error.value.message
+
+
+@pytest.mark.parametrize("kind", ["quadratic", "logistic"])
+@pytest.mark.parametrize(
+    "fields",
+    [{}, {"examples": None, "dim": None}, {"sampling": "uniform", "l2": 0.25}, {"batch_size": 61}],
+)
+def test_a_sketch_is_what_the_built_objective_says_and_fails_where_it_fails(kind, fields):
+    """`validate` checks a random objective from its sketch (objectives.sketch_objective)."""
+    from pipebench.objectives import sketch_objective
+
+    base = {"kind": kind, "variant": "random" if kind == "quadratic" else "synthetic",
+            "examples": 60, "dim": 12, "batch_size": 4, "sampling": "shuffle", "l2": 0.0,
+            "grad_noise": 0.0, "seed": 3, "label_noise": 0.0}  # fmt: skip
+    s = SimpleNamespace(**(base | fields))
+    for stages in (3, 12, 13):
+        try:
+            built = build_objective(s, stages, None)
+        except InputError as error:
+            with pytest.raises(InputError) as sketched:
+                sketch_objective(s, stages)
+            assert (sketched.value.field, sketched.value.message) == (error.field, error.message)
+            continue
+        sketch = sketch_objective(s, stages)
+        shown = (sketch.description, sketch.examples, sketch.dim, sketch.sampling)
+        assert shown == (built.description, built.examples, built.dim, built.sampling)
+
+
+def test_objectives_whose_data_must_be_made_to_know_are_not_sketched():
+    from pipebench.objectives import sketch_objective
+
+    for kind, variant in [("quadratic", "tridiagonal"), ("quadratic", "diagonal"),
+                          ("quadratic", "csv"), ("logistic", "csv")]:  # fmt: skip
+        assert sketch_objective(SimpleNamespace(kind=kind, variant=variant), 2) is None
+    assert sketch_objective(SimpleNamespace(kind="mlp"), 2) is None
+    assert sketch_objective(SimpleNamespace(kind="charlm"), 2) is None
+
+
+def test_validate_s_experiment_makes_the_same_objective_when_it_is_read():
+    from pipebench.api import load_experiment
+
+    quickstart = Path(__file__).parent.parent / "benchmarks" / "scenarios" / "quickstart.yaml"
+    small = ["objective.examples=30", "objective.dim=16"]
+    made, later = load_experiment(quickstart, small), load_experiment(quickstart, small, make=False)
+    assert later.made is None and made.made is not None
+    assert later.description == made.description == made.objective.description
+    assert np.array_equal(later.objective.X, made.objective.X)
+    assert later.objective.smoothness == made.objective.smoothness
