@@ -17,11 +17,14 @@ schedules), the child compiles the trace kernel first; the plan kernel goes
 to whichever side is free first: the child once the trace kernel is in the
 cache, or the parent once it has prepared every schedule's timeline
 (`Aside.parent_free`), when it compiles the kernel itself at the first rpd
-replay. A first run waits for the longer side, and which side that is
+replay, and not before the child has typed the trace kernel: numba compiles
+a kernel's helpers while it types it, and the plan kernel calls most of the
+trace kernel's, which a parent free early compiled a second time beside the
+child. A first run waits for the longer side, and which side that is
 depends on the scenario: a tiny scenario's parent is done long before the
 child, the quickstart's ten timelines take about as long as the child. A
 layered run's child compiles both (`split_runs`; benchmarks/perf/README.md,
-"Issue 16, seventh round: blc").
+"Issue 16, seventh round: blc" and "eighth round: blc8").
 """
 
 from __future__ import annotations
