@@ -2,7 +2,8 @@
 
 A time budget's first-update check (`budget.first_update_time`) runs the
 timeline kernels' Python on its tiny runs, so that `pipebench validate` does
-not pay numba's first dispatch; the runs themselves use the compiled kernels.
+not pay numba's first dispatch; a tiny run's statistics and rpd's draws go the
+same way, so that its first run compiles none of them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from conftest import PROGRAM_SCHEDULES, TIMELINE_SCHEDULES
 
 from pipebench.timeline import CostModel, setup_schedule
 from pipebench.timeline import simulate as simulate_module
+from pipebench.timeline import stats as stats_module
+from pipebench.timeline.budget import stats_until
 from pipebench.timeline.interpret import INTERPRET_UP_TO, interpreted, kernel_for
 from pipebench.timeline.program import execute
 from pipebench.timeline.registry import timeline_of
@@ -84,6 +87,25 @@ def test_interpreted_rpd_draws_are_the_compiled_ones():
     for seed, stages, n in ((0, 1, 5), (3, 5, 400), (2**40 + 7, 128, 3000)):
         got, want = interpreted(draw_blocks)(seed, stages, n), draw_blocks(seed, stages, n)
         assert got.dtype == want.dtype and np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("costs", COSTS, ids=str)
+@pytest.mark.parametrize("name", (*TIMELINE_SCHEDULES, *PROGRAM_SCHEDULES, "rpd"))
+def test_interpreted_statistics_are_the_compiled_ones(name, costs, monkeypatch):
+    model = CostModel.build(5, **COSTS[costs])
+    setup = setup_schedule(name, 5, {})
+    timeline = timeline_of(setup, model, 4 * setup.unit)
+    until = 0.6 * timeline.clock.makespan  # a cut: operations still running count in part
+    got = {}
+    for how, kernel_for_run in (
+        ("compiled", lambda k, n: k),
+        ("python", lambda k, n: interpreted(k)),
+    ):
+        # the statistics modules look `kernel_for` up at call time
+        monkeypatch.setattr(stats_module, "kernel_for", kernel_for_run)
+        monkeypatch.setattr("pipebench.timeline.interpret.kernel_for", kernel_for_run)
+        got[how] = stats_until(timeline, until, None)
+    _same(got["python"], got["compiled"])
 
 
 def test_a_loaded_kernel_or_a_large_run_is_run_compiled():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import time
+from contextlib import contextmanager
 from importlib import import_module
 from pathlib import Path
 
@@ -118,13 +119,20 @@ def test_a_child_free_first_compiles_rpds_plan_kernel_and_rpd_waits_for_it(
     aside.wait(np.zeros(1, np.int64), setup_schedule("rpd", 2, {}))  # until the child ends
     assert multiprocessing.active_children() == []
     aside.parent_free()  # too late: the child had it
-    assert list(aside._state) == [precompile.CHILD, 1]
+    assert list(aside._state) == [precompile.CHILD, precompile.CACHED]
+
+
+@contextmanager
+def _typed_at_once(state):
+    state[1] = precompile.TYPED
+    yield
 
 
 def test_rpd_compiles_in_the_parent_once_it_is_free_before_the_child(
     monkeypatch: pytest.MonkeyPatch, compiling_aside: None
 ) -> None:
     monkeypatch.setattr(precompile, "compile_replays", lambda runs: time.sleep(600))
+    monkeypatch.setattr(precompile, "_typed_signal", _typed_at_once)
     before = set(multiprocessing.active_children())
     aside = precompile.compile_replays_aside("quadratic", _runs("pd", "rpd"))
     (child,) = set(multiprocessing.active_children()) - before
@@ -134,10 +142,38 @@ def test_rpd_compiles_in_the_parent_once_it_is_free_before_the_child(
         assert child.is_alive()
         aside.wait(np.ones(1, np.int64), setup_schedule("pd", 2, {}))  # Ctrl-C: no wait
         assert child.is_alive()
-        assert list(aside._state) == [precompile.PARENT, 0]
+        assert list(aside._state) == [precompile.PARENT, precompile.TYPED]
     finally:
         child.kill()
         child.join()
+
+
+def test_the_parent_free_first_waits_for_the_childs_helpers_but_not_its_kernel() -> None:
+    state = multiprocessing.get_context("fork").Array("i", 2)
+    aside = precompile.Aside(None, state, plan_left=True)
+    precompile._claim(state, precompile.PARENT)
+    assert not aside._ready(rest=True)  # its helpers would be compiled twice
+    state[1] = precompile.TYPED
+    assert aside._ready(rest=True) and not aside._ready(rest=False)
+    state[1] = precompile.CACHED
+    assert aside._ready(rest=False)
+
+
+@pytest.mark.skipif(precompile.config.DISABLE_JIT, reason="nothing is compiled")
+def test_typing_a_replay_kernel_is_signalled_and_a_helpers_typing_is_not() -> None:
+    from numba.core import event
+
+    state = multiprocessing.get_context("fork").Array("i", 2)
+    data = dict(name="nopython_type_inference [x]", qualname="diverged")
+    with precompile._typed_signal(state):
+        event.broadcast(event.Event("numba:run_pass", event.EventStatus.END, data=data))
+        assert state[1] == 0
+        data.update(name="native_lowering [x]", qualname="_replay_trace")
+        event.broadcast(event.Event("numba:run_pass", event.EventStatus.END, data=data))
+        assert state[1] == 0
+        data.update(name="nopython_type_inference [x]")
+        event.broadcast(event.Event("numba:run_pass", event.EventStatus.END, data=data))
+        assert state[1] == precompile.TYPED
 
 
 def _declared(kernel) -> tuple[str, bool]:

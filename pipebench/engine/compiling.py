@@ -33,9 +33,8 @@ from pipebench.objectives import LAYERED_KINDS
 FAMILIES: dict[str, tuple[int, tuple[str, ...]]] = {
     "timeline": (
         9,
-        (  # not the simulator: a tiny run interprets it (timeline/interpret.py), and
-            # would be announced as compiling on every run
-            "pipebench.timeline.stats:_stage_sweep",
+        (  # not the simulator nor the statistics: a tiny run interprets them
+            # (timeline/interpret.py), and would be announced as compiling on every run
             "pipebench.engine.replay_size:_needs",
         ),
     ),

@@ -17,11 +17,14 @@ schedules), the child compiles the trace kernel first; the plan kernel goes
 to whichever side is free first: the child once the trace kernel is in the
 cache, or the parent once it has prepared every schedule's timeline
 (`Aside.parent_free`), when it compiles the kernel itself at the first rpd
-replay. A first run waits for the longer side, and which side that is
+replay, and not before the child has typed the trace kernel: numba compiles
+a kernel's helpers while it types it, and the plan kernel calls most of the
+trace kernel's, which a parent free early compiled a second time beside the
+child. A first run waits for the longer side, and which side that is
 depends on the scenario: a tiny scenario's parent is done long before the
 child, the quickstart's ten timelines take about as long as the child. A
 layered run's child compiles both (`split_runs`; benchmarks/perf/README.md,
-"Issue 16, seventh round: blc").
+"Issue 16, seventh round: blc" and "eighth round: blc8").
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from multiprocessing.process import BaseProcess
 
 import numpy as np
@@ -76,9 +81,11 @@ def compile_replays(runs: list[Run]) -> None:
         kernel.compile(types)
 
 
-# Who compiles the kernels left to the side free first (state[0]); state[1] is 1 once
-# the child's first share is in the cache.
+# Who compiles the kernels left to the side free first (state[0]); how far the child's
+# first share is (state[1]): TYPED once the kernels it calls are in the cache (numba
+# compiles a kernel's callees while it types it), CACHED once the share itself is.
 FREE, CHILD, PARENT = 0, 1, 2
+TYPED, CACHED = 1, 2
 
 
 def split_runs(runs: list[Run], layered: bool) -> tuple[list[Run], list[Run]]:
@@ -101,6 +108,24 @@ def _claim(state, side: int) -> bool:
         return state[0] == side
 
 
+@contextmanager
+def _typed_signal(state) -> Iterator[None]:
+    """Set state[1] to TYPED once numba has typed a kernel of the first share."""
+    from numba.core import event
+
+    class Typed(event.Listener):
+        def on_start(self, ev: event.Event) -> None:
+            pass
+
+        def on_end(self, ev: event.Event) -> None:
+            typing = ev.data["name"].startswith("nopython_type_inference ")
+            if typing and ev.data["qualname"] in ("_replay_trace", "_replay_plan"):
+                state[1] = max(state[1], TYPED)  # not a helper's typing: the kernel's
+
+    with event.install_listener("numba:run_pass", Typed()):
+        yield
+
+
 def _compile(first: list[Run], rest: list[Run], state) -> None:
     """The child: compile the runs' replay kernels into numba's cache, print nothing."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
@@ -109,8 +134,9 @@ def _compile(first: list[Run], rest: list[Run], state) -> None:
     with open(os.devnull, "w") as quiet:
         sys.stdout = sys.stderr = quiet
         try:
-            compile_replays(first)
-            state[1] = 1
+            with _typed_signal(state):
+                compile_replays(first)
+            state[1] = CACHED
             if rest and _claim(state, CHILD):
                 compile_replays(rest)
         except Exception:  # the parent then compiles for itself
@@ -142,7 +168,12 @@ class Aside:
                 self._child.join(0.1)
 
     def _ready(self, rest: bool) -> bool:
-        return self._state[0] == PARENT if rest else self._state[1] == 1
+        """The first share in the cache; the rest the parent's, once the kernels the two
+        shares call are in the cache (rpd's plan kernel calls most of the trace kernel's
+        helpers: compiled beside the child, they were compiled twice)."""
+        if rest:
+            return self._state[0] == PARENT and self._state[1] >= TYPED
+        return self._state[1] == CACHED
 
     def parent_free(self) -> None:
         """The parent has prepared every timeline: it compiles the rest itself at its first

@@ -7,7 +7,9 @@ implementations, scipy's BLAS among them, 0.7-0.9 s of CPU time, a third of
 against each schedule's first update, a run of a few hundred operations,
 which the kernels' own Python code times in a few milliseconds each, to the
 same bits: the kernels use no fast-math, and this is the code
-NUMBA_DISABLE_JIT=1 runs.
+NUMBA_DISABLE_JIT=1 runs. A tiny run's statistics and rpd's draws go the same
+way: compiling them was a quarter of a first tiny run's compilation
+(benchmarks/perf/README.md, "Issue 16, eighth round: blc8").
 """
 
 from __future__ import annotations

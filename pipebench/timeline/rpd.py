@@ -58,9 +58,11 @@ class RpdPlan:
 
     def reseeded(self, seed: int) -> RpdPlan:
         """The same plan on the same clock with the blocks and delays of another seed."""
+        from pipebench.timeline.interpret import kernel_for
         from pipebench.timeline.rpd_draws import draw_blocks
 
-        blocks = draw_blocks(seed, self.stages, len(self.block))
+        n = len(self.block)
+        blocks = kernel_for(draw_blocks, n)(seed, self.stages, n)
         return replace(self, seed=seed, block=blocks)
 
     # the questions `Trace` answers for the replay, answered for the plan
@@ -143,10 +145,12 @@ def plan_stats(plan: RpdPlan) -> TimelineStats:
     """
     import numpy as np
 
+    from pipebench.timeline.interpret import kernel_for
     from pipebench.timeline.rpd_draws import plan_delays
     from pipebench.timeline.stats import TimelineStats, busy_time, delay_summary
 
-    worst, own, total = plan_delays(
+    draws = kernel_for(plan_delays, plan.iterations * plan.stages)
+    worst, own, total = draws(
         plan.mode, plan.delta, plan.seed, plan.block, plan.pd_update_mb, plan.pd_reads, plan.stages
     )
     S, M = plan.stages, plan.microbatches

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from pipebench.jit import njit
+from pipebench.timeline.interpret import kernel_for
 from pipebench.timeline.loops import smallest, total
 from pipebench.timeline.trace import (
     AVERAGE,
@@ -91,7 +92,7 @@ def read_iterates(trace: Trace) -> tuple[np.ndarray, np.ndarray]:
     """Iterate index read by each F(j, m) as an (M, S) table, and each update's index k
     in its replica's numbering."""
     reads = np.empty((trace.microbatches, trace.stages), dtype=np.int64)
-    k = _read_iterates(
+    k = kernel_for(_read_iterates, len(trace.kind))(
         trace.stages, trace.replicas, trace.kind, trace.stage, trace.mb, trace.replica,
         trace.start, trace.v_fwd, trace.upd_stage, trace.upd_replica, trace.upd_version,
         trace.upd_time, reads,
@@ -121,7 +122,7 @@ def delay_tables(trace: Trace) -> tuple[np.ndarray, np.ndarray]:
     over updates of its own delay (k minus the iterate block j was read from, the oldest
     over the update's micro-batches), whose mean over updates is `stage_mean_delay`."""
     reads, k = read_iterates(trace)
-    return _delays(reads, trace.upd_first, trace.upd_last, k)
+    return kernel_for(_delays, len(trace.kind))(reads, trace.upd_first, trace.upd_last, k)
 
 
 def update_delays(trace: Trace) -> np.ndarray:
@@ -154,7 +155,7 @@ def _update_staleness(S, M, kind, stage, mb, v_fwd, upd_stage, upd_first, upd_la
 def staleness_tables(trace: Trace) -> tuple[np.ndarray, np.ndarray]:
     """Per update: the stage's version before the step minus the oldest version it read;
     per stage, the largest of its updates' (0 where it has none)."""
-    return _update_staleness(
+    return kernel_for(_update_staleness, len(trace.kind))(
         trace.stages, trace.microbatches, trace.kind, trace.stage, trace.mb, trace.v_fwd,
         trace.upd_stage, trace.upd_first, trace.upd_last, trace.upd_version,
     )  # fmt: skip
@@ -257,7 +258,8 @@ def _busy_time(S, kind, rank, start, end, until):
 def busy_time(trace: Trace, until: float = np.inf) -> float:
     """Rank-time spent working before `until`: every operation, AVG once per rank (less
     what a rank computes while an overlapped AVG runs)."""
-    return float(_busy_time(trace.ranks, trace.kind, trace.rank, trace.start, trace.end, until))
+    busy = kernel_for(_busy_time, len(trace.kind))
+    return float(busy(trace.ranks, trace.kind, trace.rank, trace.start, trace.end, until))
 
 
 @njit(cache=True)
@@ -364,10 +366,11 @@ def timeline_stats(trace: Trace) -> TimelineStats:
     S = trace.stages
     P = trace.ranks
     makespan = trace.makespan
-    busy, rank_activations, pending_w = _rank_sweep(
+    n = len(trace.kind)
+    busy, rank_activations, pending_w = kernel_for(_rank_sweep, n)(
         P, trace.kind, trace.rank, trace.start, trace.end
     )
-    drift, activations, versions = _stage_sweep(
+    drift, activations, versions = kernel_for(_stage_sweep, n)(
         S, trace.replicas, trace.kind, trace.stage, trace.replica, trace.v_fwd, trace.v_bwd,
         trace.upd_stage, trace.upd_replica,
     )  # fmt: skip
