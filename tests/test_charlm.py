@@ -200,6 +200,7 @@ def test_exp_and_tanh_are_accurate_to_a_few_ulps():
     got, got_tanh = _exp_and_tanh(np.append(y, -1000.0), u)
     assert np.all(np.abs(got[:-1] - np.exp(y)) <= np.spacing(np.exp(y)))
     assert 0.0 < got[-1] < 1e-307  # floored: as good as 0 next to e^0
+    assert [lm._exp_nonpos(v) for v in y] == got[:-1].tolist()  # the cross-entropy's, one by one
     assert np.all(np.abs(got_tanh - np.tanh(u)) <= 4 * np.spacing(np.abs(np.tanh(u))))
 
 

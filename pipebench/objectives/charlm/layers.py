@@ -71,6 +71,20 @@ def _series(r, q, n):
 
 
 @njit(inline="always")
+def _exp_nonpos(y):
+    """e^y for y <= 0, one value at a time: the same operations as `_exp_inplace`.
+
+    For the cross-entropy (once a micro-batch): the passes would save it 0.05 ms a
+    micro-batch and cost about 4 s of a first charlm run's compilation."""
+    k, r = _reduce(y)
+    q = 1.0 + r * (1.0 / 13.0)
+    for i in range(12, 1, -1):
+        q = 1.0 + r * (1.0 / i) * q
+    s = _pow2_neg(k, _HALVINGS)
+    return s + r * q * s
+
+
+@njit(inline="always")
 def _exp_inplace(y, n, k, r, q):
     """y[:n] = e^y[:n] for y <= 0, in place; k, r, q: scratch of n floats or more."""
     for m in range(n):
@@ -324,7 +338,6 @@ def attention_backward(dy, q, k, v, att, dqkv):
 def cross_entropy_forward(z, targets):
     """Mean -log softmax(z)[target] over the rows; z becomes the softmax probabilities."""
     N, V = z.shape
-    k, r, q = np.empty(V), np.empty(V), np.empty(V)
     total = 0.0
     for n in range(N):
         top = -np.inf
@@ -332,8 +345,7 @@ def cross_entropy_forward(z, targets):
             top = max(top, z[n, c])
         total -= z[n, targets[n]] - top
         for c in range(V):
-            z[n, c] -= top
-        _exp_inplace(z[n], V, k, r, q)
+            z[n, c] = _exp_nonpos(z[n, c] - top)
         s = 0.0
         for c in range(V):
             s += z[n, c]
