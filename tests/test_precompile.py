@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from pipebench.api import load_experiment
-from pipebench.engine import compiling, precompile
+from pipebench.engine import compiling, precompile, replay
 from pipebench.engine.precompile import empty_replay
 from pipebench.engine.replay import replay_signature
 from pipebench.runner import entry_replays
@@ -87,17 +87,15 @@ def _runs(*names: str) -> list:
 
 
 def test_the_child_compiles_the_trace_kernels_first_and_rpds_plan_kernel_if_free_first() -> None:
-    first, rest = precompile.split_runs(_runs("pd", "rpd", "gpipe"), layered=False)
+    first, rest = precompile.split_runs(_runs("pd", "rpd", "gpipe"))
     assert [run[0].name for run in first] == ["pd", "gpipe"]
     assert [run[0].name for run in rest] == ["rpd"]
-    first, rest = precompile.split_runs(_runs("rpd"), layered=False)
+    first, rest = precompile.split_runs(_runs("rpd"))
     assert [run[0].name for run in first] == ["rpd"] and rest == []
-    first, rest = precompile.split_runs(_runs("pd", "rpd"), layered=True)  # the child's, all
-    assert [run[0].name for run in first] == ["pd", "rpd"] and rest == []
 
 
 def test_the_rest_goes_to_the_side_that_claims_it_first() -> None:
-    state = multiprocessing.get_context("fork").Array("i", 2)
+    state = multiprocessing.get_context("fork").Array("i", 5)
     assert precompile._claim(state, precompile.PARENT)
     assert not precompile._claim(state, precompile.CHILD)
     assert precompile._claim(state, precompile.PARENT)
@@ -118,7 +116,7 @@ def test_a_child_free_first_compiles_rpds_plan_kernel_and_rpd_waits_for_it(
     aside.wait(np.zeros(1, np.int64), setup_schedule("rpd", 2, {}))  # until the child ends
     assert multiprocessing.active_children() == []
     aside.parent_free()  # too late: the child had it
-    assert list(aside._state) == [precompile.CHILD, 1]
+    assert list(aside._state) == [precompile.CHILD, 1, 1, precompile.FREE, 0]
 
 
 def test_rpd_compiles_in_the_parent_once_it_is_free_before_the_child(
@@ -134,10 +132,121 @@ def test_rpd_compiles_in_the_parent_once_it_is_free_before_the_child(
         assert child.is_alive()
         aside.wait(np.ones(1, np.int64), setup_schedule("pd", 2, {}))  # Ctrl-C: no wait
         assert child.is_alive()
-        assert list(aside._state) == [precompile.PARENT, 0]
+        assert list(aside._state) == [precompile.PARENT, 0, 1, precompile.FREE, 0]
     finally:
         child.kill()
         child.join()
+
+
+class _Kernel:
+    """A stand-in for a stage kernel: what it was compiled for; compiling waits for `go`
+    (None: at once)."""
+
+    def __init__(self, go=None) -> None:
+        self.compiled: list[tuple] = []
+        self._go = go
+
+    def compile(self, types: tuple) -> None:
+        if self._go is not None:
+            self._go.wait(600)
+        self.compiled.append(types)
+
+
+@pytest.fixture
+def layered_aside(monkeypatch: pytest.MonkeyPatch, compiling_aside: None) -> tuple:
+    """A layered run's child, held in its stage forward until `go` is set and in
+    `compile_replays` until the test ends."""
+    context = multiprocessing.get_context("fork")
+    go, typed = context.Event(), context.Event()
+    monkeypatch.setattr(precompile, "compile_replays", lambda runs: typed.wait(600))
+    monkeypatch.setattr(precompile, "stage_kernel_types", lambda obj: (("f",), ("b",)))
+    forward, backward = _Kernel(go), _Kernel()
+    monkeypatch.setattr(precompile, "stage_forward", forward)
+    monkeypatch.setattr(precompile, "stage_backward", backward)
+    before = set(multiprocessing.active_children())
+    aside = precompile.compile_replays_aside("mlp", _runs("pd", "rpd"))
+    (child,) = set(multiprocessing.active_children()) - before
+    try:
+        yield aside, child, backward, go
+    finally:
+        go.set()
+        typed.set()
+        child.join()
+
+
+def test_a_parent_free_first_compiles_the_layered_stage_backward_and_then_the_plan_kernel(
+    layered_aside: tuple,
+) -> None:
+    aside, child, backward, go = layered_aside
+    aside.parent_free()  # before the child is done with its stage forward
+    go.set()
+    assert backward.compiled == [("b",)] and aside._state[precompile.BACKWARD_DONE] == 1
+    # free, but the kernels the plan kernel shares with the trace kernel are not cached yet
+    assert list(aside._state)[: precompile.BACKWARD] == [precompile.FREE, 0, 0]
+    aside._state[precompile.REST_OPEN] = 1  # what the child's `_Typed` sets
+    aside.wait(np.zeros(1, np.int64), setup_schedule("rpd", 2, {}))  # the parent's now
+    assert child.is_alive()
+    assert list(aside._state) == [precompile.PARENT, 0, 1, precompile.PARENT, 1]
+
+
+def test_a_child_done_with_the_stage_forward_first_compiles_the_stage_backward(
+    layered_aside: tuple,
+) -> None:
+    aside, child, backward, go = layered_aside
+    go.set()
+    while aside._state[precompile.BACKWARD] == precompile.FREE:  # the child's forward done
+        time.sleep(0.01)
+    aside.parent_free()
+    assert backward.compiled == [] and child.is_alive()
+    assert list(aside._state) == [precompile.FREE, 0, 0, precompile.CHILD, 0]
+
+
+def test_the_stage_kernels_compiled_ahead_are_those_the_replays_call(tmp_path: Path) -> None:
+    from pipebench.engine.layered import stage_kernel_types
+    from pipebench.objectives.layered import stage_backward, stage_forward
+
+    if precompile.config.DISABLE_JIT:
+        pytest.skip("no compilation under NUMBA_DISABLE_JIT")
+    path = tmp_path / "s.yaml"
+    schedules = "[pd, {name: paci, recompute: true}, rpd]"
+    path.write_text(SCENARIO.format(objective=OBJECTIVES["mlp"], schedules=schedules))
+    exp = load_experiment(path)
+    objective = exp.objective_of(exp.entries[0])
+    for kernel, types in zip(
+        (stage_forward, stage_backward), stage_kernel_types(objective), strict=True
+    ):
+        kernel.compile(types)
+    known = [list(kernel.signatures) for kernel in (stage_forward, stage_backward)]
+    for entry in exp.entries:
+        sized, _ = entry_replays(exp, entry).per_seed[exp.seeds[0]]
+        hyper = entry.hyper(0.01)
+        replay.replay(sized, objective, entry.optimizer_code, hyper, 0, 4, None, exp.switches)
+    assert [list(kernel.signatures) for kernel in (stage_forward, stage_backward)] == known
+
+
+def test_a_kernel_is_marked_typed_once_its_callees_are_compiled() -> None:
+    """`_Typed` hears the end of the trace kernel's type inference, after its callees."""
+    if precompile.config.DISABLE_JIT:
+        pytest.skip("no compilation under NUMBA_DISABLE_JIT")
+    from numba import njit
+    from numba.core import event
+
+    callee = njit(lambda x: x + 1.0)
+    compiled_then = []
+
+    class State(list):
+        def __setitem__(self, index: int, value: int) -> None:
+            compiled_then.append(len(callee.signatures))
+            super().__setitem__(index, value)
+
+    def caller(x: float) -> float:
+        return 2.0 * callee(x)
+
+    caller.__qualname__ = replay._replay_trace.py_func.__qualname__  # as the trace kernel
+    state = State([0, 0, 0])
+    with event.install_listener("numba:run_pass", precompile._Typed(state)):
+        assert njit(caller)(1.0) == 4.0
+    assert state == [0, 0, 1] and compiled_then == [1]
 
 
 def _declared(kernel) -> tuple[str, bool]:

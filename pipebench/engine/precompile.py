@@ -19,9 +19,16 @@ cache, or the parent once it has prepared every schedule's timeline
 (`Aside.parent_free`), when it compiles the kernel itself at the first rpd
 replay. A first run waits for the longer side, and which side that is
 depends on the scenario: a tiny scenario's parent is done long before the
-child, the quickstart's ten timelines take about as long as the child. A
-layered run's child compiles both (`split_runs`; benchmarks/perf/README.md,
-"Issue 16, seventh round: blc").
+child, the quickstart's ten timelines take about as long as the child
+(benchmarks/perf/README.md, "Issue 16, seventh round: blc"). A layered
+run's two kernels share the model's stage kernels and loss sample, most of
+their compilation, and its parent is soon free (a layered scenario's
+timelines are small). The child compiles the stage forward first; a parent
+free by then compiles the stage backward beside it (else the child does), and
+the child waits for it before it types the replay kernels, which then load it
+from the cache. The parent takes the plan kernel only once the child has
+inferred the trace kernel's types, which puts every callee the two share in
+the cache ("Issue 16, eighth round: chc8").
 """
 
 from __future__ import annotations
@@ -31,14 +38,17 @@ import os
 import signal
 import sys
 import threading
+import time
 from multiprocessing.process import BaseProcess
 
 import numpy as np
-from numba.core import config
+from numba.core import config, event
 
 from pipebench.engine.compiling import can_compile_aside, family_cold, replay_family
-from pipebench.engine.replay import SizedReplay, replay_signature
+from pipebench.engine.layered import stage_kernel_types
+from pipebench.engine.replay import SizedReplay, _replay_trace, replay_signature
 from pipebench.objectives import BlockLinear, Layered
+from pipebench.objectives.layered import stage_backward, stage_forward
 from pipebench.timeline.rpd import RpdPlan
 from pipebench.timeline.schedule import Setup
 from pipebench.timeline.trace import OP_DTYPES, UPD_DTYPES, Trace
@@ -76,41 +86,66 @@ def compile_replays(runs: list[Run]) -> None:
         kernel.compile(types)
 
 
-# Who compiles the kernels left to the side free first (state[0]); state[1] is 1 once
-# the child's first share is in the cache.
+# Who compiles what, shared by the two processes (one integer each): the kernels left to
+# the side free first (REST); 1 once the child's first share is in the cache (FIRST_DONE),
+# once the parent may take the rest (REST_OPEN); who compiles a layered model's stage
+# backward (BACKWARD), and 1 once the parent's is in the cache (BACKWARD_DONE).
+REST, FIRST_DONE, REST_OPEN, BACKWARD, BACKWARD_DONE = range(5)
 FREE, CHILD, PARENT = 0, 1, 2
 
 
-def split_runs(runs: list[Run], layered: bool) -> tuple[list[Run], list[Run]]:
+def split_runs(runs: list[Run]) -> tuple[list[Run], list[Run]]:
     """(first, rest): the child compiles the kernels of `first` at once, those of `rest`
-    (rpd's plan kernel beside timeline schedules) only if it is free before the parent.
-
-    A layered objective's runs all go first: its two kernels share the model's stage
-    kernels and loss, most of their compilation, which a parent free early would compile
-    a second time beside the child (a first mlp run of pd and rpd: 58 s CPU against 46)."""
+    (rpd's plan kernel beside timeline schedules) only if it is free before the parent."""
     traced = [run for run in runs if run[0].form is not None]
     planned = [run for run in runs if run[0].form is None]
-    return (traced, planned) if traced and not layered else (runs, [])
+    return (traced, planned) if traced else (runs, [])
 
 
-def _claim(state, side: int) -> bool:
-    """Give the rest to `side` unless the other side has it; whether `side` has it."""
+def _claim(state, side: int, share: int = REST) -> bool:
+    """Give `share` to `side` unless the other side has it; whether `side` has it."""
     with state.get_lock():
-        if state[0] == FREE:
-            state[0] = side
-        return state[0] == side
+        if state[share] == FREE:
+            state[share] = side
+        return state[share] == side
 
 
-def _compile(first: list[Run], rest: list[Run], state) -> None:
-    """The child: compile the runs' replay kernels into numba's cache, print nothing."""
+class _Typed(event.Listener):
+    """Sets REST_OPEN once the type inference of a trace kernel has ended: numba compiles
+    (and caches) every kernel a kernel calls while it infers the caller's types, so the
+    layered stage kernels and the loss sample are then in the cache for the parent."""
+
+    def __init__(self, state) -> None:
+        self._state = state
+
+    def on_start(self, ev: event.Event) -> None:
+        pass
+
+    def on_end(self, ev: event.Event) -> None:
+        # also after a failed inference, when the child ends and the parent compiles anyway
+        name = ev.data["name"]
+        if name == f"nopython_type_inference [{_replay_trace.py_func.__qualname__}]":
+            self._state[REST_OPEN] = 1
+
+
+def _compile(first: list[Run], rest: list[Run], state, stages: tuple | None) -> None:
+    """The child: compile the runs' replay kernels into numba's cache, print nothing;
+    `stages`: a layered model's stage kernel types (`stage_kernel_types`), else None."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    parent = os.getppid()
     # Fresh streams: the parent's may have been locked mid-write by another thread (the
     # progress bar's) when it forked, and a warning or the final flush would wait forever.
     with open(os.devnull, "w") as quiet:
         sys.stdout = sys.stderr = quiet
         try:
-            compile_replays(first)
-            state[1] = 1
+            if stages is not None:
+                stage_forward.compile(stages[0])
+                if not _claim(state, CHILD, BACKWARD):  # the parent's: wait for it
+                    while state[BACKWARD_DONE] == 0 and os.getppid() == parent:
+                        time.sleep(0.05)
+            with event.install_listener("numba:run_pass", _Typed(state)):
+                compile_replays(first)
+            state[FIRST_DONE] = 1
             if rest and _claim(state, CHILD):
                 compile_replays(rest)
         except Exception:  # the parent then compiles for itself
@@ -122,11 +157,17 @@ class Aside:
     before its replay."""
 
     def __init__(
-        self, child: BaseProcess | None = None, state=None, plan_left: bool = False
+        self,
+        child: BaseProcess | None = None,
+        state=None,
+        plan_left: bool = False,
+        backward: tuple | None = None,
     ) -> None:
         self._child = child
         self._state = state
         self._plan_left = plan_left  # rpd's plan kernel left to the side free first
+        self._backward = backward  # a layered model's stage backward types, else None
+        self._free = False  # the parent has prepared every timeline
         self._lock = threading.Lock()
 
     def wait(self, stop: np.ndarray, setup: Setup) -> None:
@@ -142,13 +183,29 @@ class Aside:
                 self._child.join(0.1)
 
     def _ready(self, rest: bool) -> bool:
-        return self._state[0] == PARENT if rest else self._state[1] == 1
+        if not rest:
+            return self._state[FIRST_DONE] == 1
+        self._take_rest()
+        return self._state[REST] == PARENT
+
+    def _take_rest(self) -> None:
+        if self._free and self._state[REST_OPEN] == 1:
+            _claim(self._state, PARENT)
 
     def parent_free(self) -> None:
-        """The parent has prepared every timeline: it compiles the rest itself at its first
-        replay of them, unless the child has started on them."""
-        if self._child is not None:
-            _claim(self._state, PARENT)
+        """The parent has prepared every timeline: it compiles a layered model's stage
+        backward now unless the child has started on it, and the rest itself at its first
+        replay of them unless the child has started on them (a layered objective's: not
+        before the child has the kernels the two share in the cache, `_Typed`)."""
+        if self._child is None:
+            return
+        self._free = True
+        if self._backward is not None and _claim(self._state, PARENT, BACKWARD):
+            try:  # Ctrl-C here ends the run once numba is done
+                stage_backward.compile(self._backward)
+            finally:
+                self._state[BACKWARD_DONE] = 1
+        self._take_rest()
 
 
 def compile_replays_aside(objective_kind: str, runs: list[Run]) -> Aside:
@@ -161,9 +218,12 @@ def compile_replays_aside(objective_kind: str, runs: list[Run]) -> Aside:
         or not family_cold(replay_family(objective_kind))
     ):
         return Aside()
-    first, rest = split_runs(runs, replay_family(objective_kind) != "block-linear")
+    first, rest = split_runs(runs)
+    layered = replay_family(objective_kind) != "block-linear"
+    stages = stage_kernel_types(runs[0][1]) if layered and runs else None
     context = multiprocessing.get_context("fork")
-    state = context.Array("i", 2)
-    child = context.Process(target=_compile, args=(first, rest, state), daemon=True)
+    # block-linear: the kernels share little, the parent may take the rest at once
+    state = context.Array("i", [FREE, 0, int(not layered), FREE, 0])
+    child = context.Process(target=_compile, args=(first, rest, state, stages), daemon=True)
     child.start()
-    return Aside(child, state, plan_left=bool(rest))
+    return Aside(child, state, plan_left=bool(rest), backward=stages and stages[1])
