@@ -95,7 +95,7 @@ def test_the_child_compiles_the_trace_kernels_first_and_rpds_plan_kernel_if_free
 
 
 def test_the_rest_goes_to_the_side_that_claims_it_first() -> None:
-    state = multiprocessing.get_context("fork").Array("i", 5)
+    state = multiprocessing.get_context("fork").Array("i", 4)
     assert precompile._claim(state, precompile.PARENT)
     assert not precompile._claim(state, precompile.CHILD)
     assert precompile._claim(state, precompile.PARENT)
@@ -116,7 +116,7 @@ def test_a_child_free_first_compiles_rpds_plan_kernel_and_rpd_waits_for_it(
     aside.wait(np.zeros(1, np.int64), setup_schedule("rpd", 2, {}))  # until the child ends
     assert multiprocessing.active_children() == []
     aside.parent_free()  # too late: the child had it
-    assert list(aside._state) == [precompile.CHILD, 1, 1, precompile.FREE, 0]
+    assert list(aside._state) == [precompile.CHILD, 1, 1, 0]
 
 
 def test_rpd_compiles_in_the_parent_once_it_is_free_before_the_child(
@@ -132,73 +132,60 @@ def test_rpd_compiles_in_the_parent_once_it_is_free_before_the_child(
         assert child.is_alive()
         aside.wait(np.ones(1, np.int64), setup_schedule("pd", 2, {}))  # Ctrl-C: no wait
         assert child.is_alive()
-        assert list(aside._state) == [precompile.PARENT, 0, 1, precompile.FREE, 0]
+        assert list(aside._state) == [precompile.PARENT, 0, 1, 0]
     finally:
         child.kill()
         child.join()
 
 
 class _Kernel:
-    """A stand-in for a stage kernel: what it was compiled for; compiling waits for `go`
-    (None: at once)."""
+    """A stand-in for a stage kernel: what it was compiled for; `compiling(types)` runs
+    in `compile`."""
 
-    def __init__(self, go=None) -> None:
+    def __init__(self, compiling) -> None:
         self.compiled: list[tuple] = []
-        self._go = go
+        self._compiling = compiling
 
     def compile(self, types: tuple) -> None:
-        if self._go is not None:
-            self._go.wait(600)
+        self._compiling(types)
         self.compiled.append(types)
 
 
-@pytest.fixture
-def layered_aside(monkeypatch: pytest.MonkeyPatch, compiling_aside: None) -> tuple:
-    """A layered run's child, held in its stage forward until `go` is set and in
-    `compile_replays` until the test ends."""
+def test_a_layered_runs_parent_compiles_the_stage_backward_and_later_the_plan_kernel(
+    monkeypatch: pytest.MonkeyPatch, compiling_aside: None
+) -> None:
     context = multiprocessing.get_context("fork")
-    go, typed = context.Event(), context.Event()
-    monkeypatch.setattr(precompile, "compile_replays", lambda runs: typed.wait(600))
+    forward_done, typing, typed = context.Event(), context.Event(), context.Event()
+    seen = []  # whether the child had started on the replay kernels
+
+    def backward_compiling(types: tuple) -> None:  # in the parent, once the child waits
+        forward_done.wait(600)
+        seen.append(typing.wait(0.3))
+
+    def child_compiling(runs: list) -> None:
+        typing.set()
+        typed.wait(600)
+
+    monkeypatch.setattr(precompile, "compile_replays", child_compiling)
     monkeypatch.setattr(precompile, "stage_kernel_types", lambda obj: (("f",), ("b",)))
-    forward, backward = _Kernel(go), _Kernel()
-    monkeypatch.setattr(precompile, "stage_forward", forward)
+    monkeypatch.setattr(precompile, "stage_forward", _Kernel(lambda t: forward_done.set()))
+    backward = _Kernel(backward_compiling)
     monkeypatch.setattr(precompile, "stage_backward", backward)
     before = set(multiprocessing.active_children())
     aside = precompile.compile_replays_aside("mlp", _runs("pd", "rpd"))
     (child,) = set(multiprocessing.active_children()) - before
     try:
-        yield aside, child, backward, go
+        assert backward.compiled == [("b",)] and seen == [False]
+        assert typing.wait(600)  # the child goes on once the backward is in the cache
+        aside.parent_free()  # free, but the kernels the plan kernel shares are not cached
+        assert list(aside._state) == [precompile.FREE, 0, 0, 1]
+        aside._state[precompile.REST_OPEN] = 1  # what the child's `_Typed` sets
+        aside.wait(np.zeros(1, np.int64), setup_schedule("rpd", 2, {}))  # the parent's now
+        assert child.is_alive()
+        assert list(aside._state) == [precompile.PARENT, 0, 1, 1]
     finally:
-        go.set()
         typed.set()
         child.join()
-
-
-def test_a_parent_free_first_compiles_the_layered_stage_backward_and_then_the_plan_kernel(
-    layered_aside: tuple,
-) -> None:
-    aside, child, backward, go = layered_aside
-    aside.parent_free()  # before the child is done with its stage forward
-    go.set()
-    assert backward.compiled == [("b",)] and aside._state[precompile.BACKWARD_DONE] == 1
-    # free, but the kernels the plan kernel shares with the trace kernel are not cached yet
-    assert list(aside._state)[: precompile.BACKWARD] == [precompile.FREE, 0, 0]
-    aside._state[precompile.REST_OPEN] = 1  # what the child's `_Typed` sets
-    aside.wait(np.zeros(1, np.int64), setup_schedule("rpd", 2, {}))  # the parent's now
-    assert child.is_alive()
-    assert list(aside._state) == [precompile.PARENT, 0, 1, precompile.PARENT, 1]
-
-
-def test_a_child_done_with_the_stage_forward_first_compiles_the_stage_backward(
-    layered_aside: tuple,
-) -> None:
-    aside, child, backward, go = layered_aside
-    go.set()
-    while aside._state[precompile.BACKWARD] == precompile.FREE:  # the child's forward done
-        time.sleep(0.01)
-    aside.parent_free()
-    assert backward.compiled == [] and child.is_alive()
-    assert list(aside._state) == [precompile.FREE, 0, 0, precompile.CHILD, 0]
 
 
 def test_the_stage_kernels_compiled_ahead_are_those_the_replays_call(tmp_path: Path) -> None:

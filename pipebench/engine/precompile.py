@@ -22,13 +22,12 @@ depends on the scenario: a tiny scenario's parent is done long before the
 child, the quickstart's ten timelines take about as long as the child
 (benchmarks/perf/README.md, "Issue 16, seventh round: blc"). A layered
 run's two kernels share the model's stage kernels and loss sample, most of
-their compilation, and its parent is soon free (a layered scenario's
-timelines are small). The child compiles the stage forward first; a parent
-free by then compiles the stage backward beside it (else the child does), and
-the child waits for it before it types the replay kernels, which then load it
-from the cache. The parent takes the plan kernel only once the child has
-inferred the trace kernel's types, which puts every callee the two share in
-the cache ("Issue 16, eighth round: chc8").
+their compilation. The parent compiles the stage backward before it
+simulates the timelines, beside the child's stage forward, and the child
+waits for it before it types the replay kernels, which then load it from the
+cache; the parent takes the plan kernel only once the child has inferred the
+trace kernel's types, which puts every callee the two share in the cache
+("Issue 16, eighth round: chc8").
 """
 
 from __future__ import annotations
@@ -86,11 +85,11 @@ def compile_replays(runs: list[Run]) -> None:
         kernel.compile(types)
 
 
-# Who compiles what, shared by the two processes (one integer each): the kernels left to
-# the side free first (REST); 1 once the child's first share is in the cache (FIRST_DONE),
-# once the parent may take the rest (REST_OPEN); who compiles a layered model's stage
-# backward (BACKWARD), and 1 once the parent's is in the cache (BACKWARD_DONE).
-REST, FIRST_DONE, REST_OPEN, BACKWARD, BACKWARD_DONE = range(5)
+# Shared by the two processes, one integer each: who compiles the kernels left to the
+# side free first (REST); 1 once the child's first share is in the cache (FIRST_DONE),
+# once the parent may take the rest (REST_OPEN), once the parent's stage backward of a
+# layered model is in the cache or failed (BACKWARD_DONE).
+REST, FIRST_DONE, REST_OPEN, BACKWARD_DONE = range(4)
 FREE, CHILD, PARENT = 0, 1, 2
 
 
@@ -102,12 +101,12 @@ def split_runs(runs: list[Run]) -> tuple[list[Run], list[Run]]:
     return (traced, planned) if traced else (runs, [])
 
 
-def _claim(state, side: int, share: int = REST) -> bool:
-    """Give `share` to `side` unless the other side has it; whether `side` has it."""
+def _claim(state, side: int) -> bool:
+    """Give the rest to `side` unless the other side has it; whether `side` has it."""
     with state.get_lock():
-        if state[share] == FREE:
-            state[share] = side
-        return state[share] == side
+        if state[REST] == FREE:
+            state[REST] = side
+        return state[REST] == side
 
 
 class _Typed(event.Listener):
@@ -138,11 +137,10 @@ def _compile(first: list[Run], rest: list[Run], state, stages: tuple | None) -> 
     with open(os.devnull, "w") as quiet:
         sys.stdout = sys.stderr = quiet
         try:
-            if stages is not None:
+            if stages is not None:  # the stage forward, then the parent's backward
                 stage_forward.compile(stages[0])
-                if not _claim(state, CHILD, BACKWARD):  # the parent's: wait for it
-                    while state[BACKWARD_DONE] == 0 and os.getppid() == parent:
-                        time.sleep(0.05)
+                while state[BACKWARD_DONE] == 0 and os.getppid() == parent:
+                    time.sleep(0.05)
             with event.install_listener("numba:run_pass", _Typed(state)):
                 compile_replays(first)
             state[FIRST_DONE] = 1
@@ -161,12 +159,10 @@ class Aside:
         child: BaseProcess | None = None,
         state=None,
         plan_left: bool = False,
-        backward: tuple | None = None,
     ) -> None:
         self._child = child
         self._state = state
         self._plan_left = plan_left  # rpd's plan kernel left to the side free first
-        self._backward = backward  # a layered model's stage backward types, else None
         self._free = False  # the parent has prepared every timeline
         self._lock = threading.Lock()
 
@@ -193,25 +189,19 @@ class Aside:
             _claim(self._state, PARENT)
 
     def parent_free(self) -> None:
-        """The parent has prepared every timeline: it compiles a layered model's stage
-        backward now unless the child has started on it, and the rest itself at its first
-        replay of them unless the child has started on them (a layered objective's: not
+        """The parent has prepared every timeline: it compiles the rest itself at its first
+        replay of them, unless the child has started on them (a layered objective's: not
         before the child has the kernels the two share in the cache, `_Typed`)."""
-        if self._child is None:
-            return
-        self._free = True
-        if self._backward is not None and _claim(self._state, PARENT, BACKWARD):
-            try:  # Ctrl-C here ends the run once numba is done
-                stage_backward.compile(self._backward)
-            finally:
-                self._state[BACKWARD_DONE] = 1
-        self._take_rest()
+        if self._child is not None:
+            self._free = True
+            self._take_rest()
 
 
 def compile_replays_aside(objective_kind: str, runs: list[Run]) -> Aside:
     """Start compiling the replay kernels of `runs` in a child when the cache lacks them and
-    a second core can take it (`split_runs`). Returns what the runs wait for: `Aside.wait`,
-    called from any thread before a replay."""
+    a second core can take it (`split_runs`); a layered model's stage backward is compiled
+    here, beside the child. Returns what the runs wait for: `Aside.wait`, called from any
+    thread before a replay."""
     if (
         config.DISABLE_JIT
         or not can_compile_aside()
@@ -223,7 +213,12 @@ def compile_replays_aside(objective_kind: str, runs: list[Run]) -> Aside:
     stages = stage_kernel_types(runs[0][1]) if layered and runs else None
     context = multiprocessing.get_context("fork")
     # block-linear: the kernels share little, the parent may take the rest at once
-    state = context.Array("i", [FREE, 0, int(not layered), FREE, 0])
+    state = context.Array("i", [FREE, 0, int(not layered), 0])
     child = context.Process(target=_compile, args=(first, rest, state, stages), daemon=True)
     child.start()
-    return Aside(child, state, plan_left=bool(rest), backward=stages and stages[1])
+    if stages is not None:  # Ctrl-C meanwhile is noted for the run (`interrupts`)
+        try:
+            stage_backward.compile(stages[1])
+        finally:
+            state[BACKWARD_DONE] = 1
+    return Aside(child, state, plan_left=bool(rest))
