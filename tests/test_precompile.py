@@ -195,7 +195,9 @@ def test_the_stage_kernels_compiled_ahead_are_those_the_replays_call(tmp_path: P
     if precompile.config.DISABLE_JIT:
         pytest.skip("no compilation under NUMBA_DISABLE_JIT")
     path = tmp_path / "s.yaml"
-    schedules = "[pd, {name: paci, recompute: true}, rpd]"
+    # recompute, weight prediction (its weights a kernel's output) and rpd's plan
+    predicting = "{name: 2bw, optimizer: {name: sgd, predict: true}}"
+    schedules = f"[pd, {{name: paci, recompute: true}}, {predicting}, rpd]"
     path.write_text(SCENARIO.format(objective=OBJECTIVES["mlp"], schedules=schedules))
     exp = load_experiment(path)
     objective = exp.objective_of(exp.entries[0])
