@@ -155,10 +155,7 @@ class Aside:
     before its replay."""
 
     def __init__(
-        self,
-        child: BaseProcess | None = None,
-        state=None,
-        plan_left: bool = False,
+        self, child: BaseProcess | None = None, state=None, plan_left: bool = False
     ) -> None:
         self._child = child
         self._state = state
