@@ -28,9 +28,9 @@ from pipebench.objectives import LAYERED_KINDS
 # machine, block-linear 11.5-15.8 s with rpd's plan kernel compiled by the side free
 # first (README, "Issue 16, seventh round: idle retake"); the mlp 38.8-39.4 s at load
 # 1.1-1.6 after the sixth round's mlp loops (README, "Issue 16, sixth round: compile");
-# charlm 36.3 and 35.3 s with the parent compiling the stage backward and the plan kernel
-# (`bench_compile.py --families charlm`, load 1.3-1.6; README, "Issue 16, eighth round:
-# chc8"): the larger.
+# charlm 36.3, 35.3 and 36.4 s with the parent compiling the stage backward and the plan
+# kernel (`bench_compile.py --families charlm`, load 1.2-1.6; README, "Issue 16, eighth
+# round: chc8"): the larger.
 FAMILIES: dict[str, tuple[int, tuple[str, ...]]] = {
     "timeline": (
         9,
