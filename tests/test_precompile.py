@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import multiprocessing
 import time
-from contextlib import contextmanager
 from importlib import import_module
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import numpy as np
 import pytest
 
 from pipebench.api import load_experiment
-from pipebench.engine import compiling, precompile
+from pipebench.engine import compiling, precompile, replay
 from pipebench.engine.precompile import empty_replay
 from pipebench.engine.replay import replay_signature
 from pipebench.runner import entry_replays
@@ -88,17 +87,15 @@ def _runs(*names: str) -> list:
 
 
 def test_the_child_compiles_the_trace_kernels_first_and_rpds_plan_kernel_if_free_first() -> None:
-    first, rest = precompile.split_runs(_runs("pd", "rpd", "gpipe"), layered=False)
+    first, rest = precompile.split_runs(_runs("pd", "rpd", "gpipe"))
     assert [run[0].name for run in first] == ["pd", "gpipe"]
     assert [run[0].name for run in rest] == ["rpd"]
-    first, rest = precompile.split_runs(_runs("rpd"), layered=False)
+    first, rest = precompile.split_runs(_runs("rpd"))
     assert [run[0].name for run in first] == ["rpd"] and rest == []
-    first, rest = precompile.split_runs(_runs("pd", "rpd"), layered=True)  # the child's, all
-    assert [run[0].name for run in first] == ["pd", "rpd"] and rest == []
 
 
 def test_the_rest_goes_to_the_side_that_claims_it_first() -> None:
-    state = multiprocessing.get_context("fork").Array("i", 2)
+    state = multiprocessing.get_context("fork").Array("i", 4)
     assert precompile._claim(state, precompile.PARENT)
     assert not precompile._claim(state, precompile.CHILD)
     assert precompile._claim(state, precompile.PARENT)
@@ -119,61 +116,128 @@ def test_a_child_free_first_compiles_rpds_plan_kernel_and_rpd_waits_for_it(
     aside.wait(np.zeros(1, np.int64), setup_schedule("rpd", 2, {}))  # until the child ends
     assert multiprocessing.active_children() == []
     aside.parent_free()  # too late: the child had it
-    assert list(aside._state) == [precompile.CHILD, precompile.CACHED]
-
-
-@contextmanager
-def _typed_at_once(state):
-    state[1] = precompile.TYPED
-    yield
+    assert list(aside._state) == [precompile.CHILD, 1, 0, 0]
 
 
 def test_rpd_compiles_in_the_parent_once_it_is_free_before_the_child(
     monkeypatch: pytest.MonkeyPatch, compiling_aside: None
 ) -> None:
     monkeypatch.setattr(precompile, "compile_replays", lambda runs: time.sleep(600))
-    monkeypatch.setattr(precompile, "_typed_signal", _typed_at_once)
     before = set(multiprocessing.active_children())
     aside = precompile.compile_replays_aside("quadratic", _runs("pd", "rpd"))
     (child,) = set(multiprocessing.active_children()) - before
     try:
-        aside.parent_free()
+        aside.parent_free()  # free, but the kernels the plan kernel shares are not cached
+        assert list(aside._state) == [precompile.FREE, 0, 0, 0]
+        aside._state[precompile.REST_OPEN] = 1  # what the child's `_Typed` sets
         aside.wait(np.zeros(1, np.int64), setup_schedule("rpd", 2, {}))  # the parent's now
         assert child.is_alive()
         aside.wait(np.ones(1, np.int64), setup_schedule("pd", 2, {}))  # Ctrl-C: no wait
         assert child.is_alive()
-        assert list(aside._state) == [precompile.PARENT, precompile.TYPED]
+        assert list(aside._state) == [precompile.PARENT, 0, 1, 0]
     finally:
         child.kill()
         child.join()
 
 
-def test_the_parent_free_first_waits_for_the_childs_helpers_but_not_its_kernel() -> None:
-    state = multiprocessing.get_context("fork").Array("i", 2)
-    aside = precompile.Aside(None, state, plan_left=True)
-    precompile._claim(state, precompile.PARENT)
-    assert not aside._ready(rest=True)  # its helpers would be compiled twice
-    state[1] = precompile.TYPED
-    assert aside._ready(rest=True) and not aside._ready(rest=False)
-    state[1] = precompile.CACHED
-    assert aside._ready(rest=False)
+class _Kernel:
+    """A stand-in for a stage kernel: what it was compiled for; `compiling(types)` runs
+    in `compile`."""
+
+    def __init__(self, compiling) -> None:
+        self.compiled: list[tuple] = []
+        self._compiling = compiling
+
+    def compile(self, types: tuple) -> None:
+        self._compiling(types)
+        self.compiled.append(types)
 
 
-@pytest.mark.skipif(precompile.config.DISABLE_JIT, reason="nothing is compiled")
-def test_typing_a_replay_kernel_is_signalled_and_a_helpers_typing_is_not() -> None:
+def test_a_layered_runs_parent_compiles_the_stage_backward_and_later_the_plan_kernel(
+    monkeypatch: pytest.MonkeyPatch, compiling_aside: None
+) -> None:
+    context = multiprocessing.get_context("fork")
+    forward_done, typing, typed = context.Event(), context.Event(), context.Event()
+    seen = []  # whether the child had started on the replay kernels
+
+    def backward_compiling(types: tuple) -> None:  # in the parent, once the child waits
+        forward_done.wait(600)
+        seen.append(typing.wait(0.3))
+
+    def child_compiling(runs: list) -> None:
+        typing.set()
+        typed.wait(600)
+
+    monkeypatch.setattr(precompile, "compile_replays", child_compiling)
+    monkeypatch.setattr(precompile, "stage_kernel_types", lambda obj: (("f",), ("b",)))
+    monkeypatch.setattr(precompile, "stage_forward", _Kernel(lambda t: forward_done.set()))
+    backward = _Kernel(backward_compiling)
+    monkeypatch.setattr(precompile, "stage_backward", backward)
+    before = set(multiprocessing.active_children())
+    aside = precompile.compile_replays_aside("mlp", _runs("pd", "rpd"))
+    (child,) = set(multiprocessing.active_children()) - before
+    try:
+        assert backward.compiled == [("b",)] and seen == [False]
+        assert typing.wait(600)  # the child goes on once the backward is in the cache
+        aside.parent_free()  # free, but the kernels the plan kernel shares are not cached
+        assert list(aside._state) == [precompile.FREE, 0, 0, 1]
+        aside._state[precompile.REST_OPEN] = 1  # what the child's `_Typed` sets
+        aside.wait(np.zeros(1, np.int64), setup_schedule("rpd", 2, {}))  # the parent's now
+        assert child.is_alive()
+        assert list(aside._state) == [precompile.PARENT, 0, 1, 1]
+    finally:
+        typed.set()
+        child.join()
+
+
+def test_the_stage_kernels_compiled_ahead_are_those_the_replays_call(tmp_path: Path) -> None:
+    from pipebench.engine.layered import stage_kernel_types
+    from pipebench.objectives.layered import stage_backward, stage_forward
+
+    if precompile.config.DISABLE_JIT:
+        pytest.skip("no compilation under NUMBA_DISABLE_JIT")
+    path = tmp_path / "s.yaml"
+    # recompute, weight prediction (its weights a kernel's output) and rpd's plan
+    predicting = "{name: 2bw, optimizer: {name: sgd, predict: true}}"
+    schedules = f"[pd, {{name: paci, recompute: true}}, {predicting}, rpd]"
+    path.write_text(SCENARIO.format(objective=OBJECTIVES["mlp"], schedules=schedules))
+    exp = load_experiment(path)
+    objective = exp.objective_of(exp.entries[0])
+    for kernel, types in zip(
+        (stage_forward, stage_backward), stage_kernel_types(objective), strict=True
+    ):
+        kernel.compile(types)
+    known = [list(kernel.signatures) for kernel in (stage_forward, stage_backward)]
+    for entry in exp.entries:
+        sized, _ = entry_replays(exp, entry).per_seed[exp.seeds[0]]
+        hyper = entry.hyper(0.01)
+        replay.replay(sized, objective, entry.optimizer_code, hyper, 0, 4, None, exp.switches)
+    assert [list(kernel.signatures) for kernel in (stage_forward, stage_backward)] == known
+
+
+def test_a_kernel_is_marked_typed_once_its_callees_are_compiled() -> None:
+    """`_Typed` hears the end of the trace kernel's type inference, after its callees."""
+    if precompile.config.DISABLE_JIT:
+        pytest.skip("no compilation under NUMBA_DISABLE_JIT")
+    from numba import njit
     from numba.core import event
 
-    state = multiprocessing.get_context("fork").Array("i", 2)
-    data = dict(name="nopython_type_inference [x]", qualname="diverged")
-    with precompile._typed_signal(state):
-        event.broadcast(event.Event("numba:run_pass", event.EventStatus.END, data=data))
-        assert state[1] == 0
-        data.update(name="native_lowering [x]", qualname="_replay_trace")
-        event.broadcast(event.Event("numba:run_pass", event.EventStatus.END, data=data))
-        assert state[1] == 0
-        data.update(name="nopython_type_inference [x]")
-        event.broadcast(event.Event("numba:run_pass", event.EventStatus.END, data=data))
-        assert state[1] == precompile.TYPED
+    callee = njit(lambda x: x + 1.0)
+    compiled_then = []
+
+    class State(list):
+        def __setitem__(self, index: int, value: int) -> None:
+            compiled_then.append(len(callee.signatures))
+            super().__setitem__(index, value)
+
+    def caller(x: float) -> float:
+        return 2.0 * callee(x)
+
+    caller.__qualname__ = replay._replay_trace.py_func.__qualname__  # as the trace kernel
+    state = State([0, 0, 0])
+    with event.install_listener("numba:run_pass", precompile._Typed(state)):
+        assert njit(caller)(1.0) == 4.0
+    assert state == [0, 0, 1] and compiled_then == [1]
 
 
 def _declared(kernel) -> tuple[str, bool]:

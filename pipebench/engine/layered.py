@@ -13,6 +13,8 @@ evaluation set (`replay._loss_at`).
 
 from __future__ import annotations
 
+import numpy as np
+
 from pipebench.objectives.layered import Layered
 
 
@@ -23,3 +25,17 @@ def objective_tuple(obj: Layered) -> tuple:
         obj.data_f, obj.data_t, obj.data_i, obj.examples, obj.eval_rows, obj.sampling,
         obj.batch_size,
     )  # fmt: skip
+
+
+def stage_kernel_types(obj: Layered) -> tuple[tuple, tuple]:
+    """The numba argument types of `stage_forward` and `stage_backward` as both replay
+    kernels call them: every array of a micro-batch is a view of one row of a C array,
+    which numba types as a one-dimensional C array (engine/precompile.py compiles them
+    ahead of the replay kernels with these)."""
+    from numba import typeof  # numba only where kernels are compiled (pipebench/jit.py)
+
+    row, rows = np.zeros(0), np.zeros(0, np.int64)
+    common = (*obj.archs, np.int64(0), row, obj.data_f, obj.data_t, obj.data_i, rows)
+    forward = (*common, row, row, row)  # x_in, saved, x_out
+    backward = (*common, row, row, row, row)  # saved, g_out, g_in, grad
+    return tuple(map(typeof, forward)), tuple(map(typeof, backward))

@@ -17,14 +17,19 @@ schedules), the child compiles the trace kernel first; the plan kernel goes
 to whichever side is free first: the child once the trace kernel is in the
 cache, or the parent once it has prepared every schedule's timeline
 (`Aside.parent_free`), when it compiles the kernel itself at the first rpd
-replay, and not before the child has typed the trace kernel: numba compiles
-a kernel's helpers while it types it, and the plan kernel calls most of the
-trace kernel's, which a parent free early compiled a second time beside the
-child. A first run waits for the longer side, and which side that is
+replay. A first run waits for the longer side, and which side that is
 depends on the scenario: a tiny scenario's parent is done long before the
-child, the quickstart's ten timelines take about as long as the child. A
-layered run's child compiles both (`split_runs`; benchmarks/perf/README.md,
-"Issue 16, seventh round: blc" and "eighth round: blc8").
+child, the quickstart's ten timelines take about as long as the child
+(benchmarks/perf/README.md, "Issue 16, seventh round: blc"). The two
+kernels share most of their callees (sampling, the loss sample, the step; a
+layered model's stage kernels), which a parent free early compiled a second
+time beside the child: the parent takes the plan kernel only once the child
+has inferred the trace kernel's types, which puts every callee the two share
+in the cache ("Issue 16, eighth round: blc8" and "chc8"). A layered model's
+stage kernels are most of its compilation: the parent compiles the stage
+backward before it simulates the timelines, beside the child's stage
+forward, and the child waits for it before it types the replay kernels,
+which then load it from the cache.
 """
 
 from __future__ import annotations
@@ -34,16 +39,17 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+import time
 from multiprocessing.process import BaseProcess
 
 import numpy as np
-from numba.core import config
+from numba.core import config, event
 
 from pipebench.engine.compiling import can_compile_aside, family_cold, replay_family
-from pipebench.engine.replay import SizedReplay, replay_signature
+from pipebench.engine.layered import stage_kernel_types
+from pipebench.engine.replay import SizedReplay, _replay_trace, replay_signature
 from pipebench.objectives import BlockLinear, Layered
+from pipebench.objectives.layered import stage_backward, stage_forward
 from pipebench.timeline.rpd import RpdPlan
 from pipebench.timeline.schedule import Setup
 from pipebench.timeline.trace import OP_DTYPES, UPD_DTYPES, Trace
@@ -81,62 +87,65 @@ def compile_replays(runs: list[Run]) -> None:
         kernel.compile(types)
 
 
-# Who compiles the kernels left to the side free first (state[0]); how far the child's
-# first share is (state[1]): TYPED once the kernels it calls are in the cache (numba
-# compiles a kernel's callees while it types it), CACHED once the share itself is.
+# Shared by the two processes, one integer each: who compiles the kernels left to the
+# side free first (REST); 1 once the child's first share is in the cache (FIRST_DONE),
+# once the parent may take the rest (REST_OPEN), once the parent's stage backward of a
+# layered model is in the cache or failed (BACKWARD_DONE).
+REST, FIRST_DONE, REST_OPEN, BACKWARD_DONE = range(4)
 FREE, CHILD, PARENT = 0, 1, 2
-TYPED, CACHED = 1, 2
 
 
-def split_runs(runs: list[Run], layered: bool) -> tuple[list[Run], list[Run]]:
+def split_runs(runs: list[Run]) -> tuple[list[Run], list[Run]]:
     """(first, rest): the child compiles the kernels of `first` at once, those of `rest`
-    (rpd's plan kernel beside timeline schedules) only if it is free before the parent.
-
-    A layered objective's runs all go first: its two kernels share the model's stage
-    kernels and loss, most of their compilation, which a parent free early would compile
-    a second time beside the child (a first mlp run of pd and rpd: 58 s CPU against 46)."""
+    (rpd's plan kernel beside timeline schedules) only if it is free before the parent."""
     traced = [run for run in runs if run[0].form is not None]
     planned = [run for run in runs if run[0].form is None]
-    return (traced, planned) if traced and not layered else (runs, [])
+    return (traced, planned) if traced else (runs, [])
 
 
 def _claim(state, side: int) -> bool:
     """Give the rest to `side` unless the other side has it; whether `side` has it."""
     with state.get_lock():
-        if state[0] == FREE:
-            state[0] = side
-        return state[0] == side
+        if state[REST] == FREE:
+            state[REST] = side
+        return state[REST] == side
 
 
-@contextmanager
-def _typed_signal(state) -> Iterator[None]:
-    """Set state[1] to TYPED once numba has typed a kernel of the first share."""
-    from numba.core import event
+class _Typed(event.Listener):
+    """Sets REST_OPEN once the type inference of a trace kernel has ended: numba compiles
+    (and caches) every kernel a kernel calls while it infers the caller's types, so the
+    callees the plan kernel shares with it are then in the cache for the parent."""
 
-    class Typed(event.Listener):
-        def on_start(self, ev: event.Event) -> None:
-            pass
+    def __init__(self, state) -> None:
+        self._state = state
 
-        def on_end(self, ev: event.Event) -> None:
-            typing = ev.data["name"].startswith("nopython_type_inference ")
-            if typing and ev.data["qualname"] in ("_replay_trace", "_replay_plan"):
-                state[1] = max(state[1], TYPED)  # not a helper's typing: the kernel's
+    def on_start(self, ev: event.Event) -> None:
+        pass
 
-    with event.install_listener("numba:run_pass", Typed()):
-        yield
+    def on_end(self, ev: event.Event) -> None:
+        # also after a failed inference, when the child ends and the parent compiles anyway
+        name = ev.data["name"]
+        if name == f"nopython_type_inference [{_replay_trace.py_func.__qualname__}]":
+            self._state[REST_OPEN] = 1
 
 
-def _compile(first: list[Run], rest: list[Run], state) -> None:
-    """The child: compile the runs' replay kernels into numba's cache, print nothing."""
+def _compile(first: list[Run], rest: list[Run], state, stages: tuple | None) -> None:
+    """The child: compile the runs' replay kernels into numba's cache, print nothing;
+    `stages`: a layered model's stage kernel types (`stage_kernel_types`), else None."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    parent = os.getppid()
     # Fresh streams: the parent's may have been locked mid-write by another thread (the
     # progress bar's) when it forked, and a warning or the final flush would wait forever.
     with open(os.devnull, "w") as quiet:
         sys.stdout = sys.stderr = quiet
         try:
-            with _typed_signal(state):
+            if stages is not None:  # the stage forward, then the parent's backward
+                stage_forward.compile(stages[0])
+                while state[BACKWARD_DONE] == 0 and os.getppid() == parent:
+                    time.sleep(0.05)
+            with event.install_listener("numba:run_pass", _Typed(state)):
                 compile_replays(first)
-            state[1] = CACHED
+            state[FIRST_DONE] = 1
             if rest and _claim(state, CHILD):
                 compile_replays(rest)
         except Exception:  # the parent then compiles for itself
@@ -153,6 +162,7 @@ class Aside:
         self._child = child
         self._state = state
         self._plan_left = plan_left  # rpd's plan kernel left to the side free first
+        self._free = False  # the parent has prepared every timeline
         self._lock = threading.Lock()
 
     def wait(self, stop: np.ndarray, setup: Setup) -> None:
@@ -168,33 +178,45 @@ class Aside:
                 self._child.join(0.1)
 
     def _ready(self, rest: bool) -> bool:
-        """The first share in the cache; the rest the parent's, once the kernels the two
-        shares call are in the cache (rpd's plan kernel calls most of the trace kernel's
-        helpers: compiled beside the child, they were compiled twice)."""
-        if rest:
-            return self._state[0] == PARENT and self._state[1] >= TYPED
-        return self._state[1] == CACHED
+        if not rest:
+            return self._state[FIRST_DONE] == 1
+        self._take_rest()
+        return self._state[REST] == PARENT
+
+    def _take_rest(self) -> None:
+        if self._free and self._state[REST_OPEN] == 1:
+            _claim(self._state, PARENT)
 
     def parent_free(self) -> None:
         """The parent has prepared every timeline: it compiles the rest itself at its first
-        replay of them, unless the child has started on them."""
+        replay of them, unless the child has started on them (not before the child has
+        the kernels the two share in the cache, `_Typed`)."""
         if self._child is not None:
-            _claim(self._state, PARENT)
+            self._free = True
+            self._take_rest()
 
 
 def compile_replays_aside(objective_kind: str, runs: list[Run]) -> Aside:
     """Start compiling the replay kernels of `runs` in a child when the cache lacks them and
-    a second core can take it (`split_runs`). Returns what the runs wait for: `Aside.wait`,
-    called from any thread before a replay."""
+    a second core can take it (`split_runs`); a layered model's stage backward is compiled
+    here, beside the child. Returns what the runs wait for: `Aside.wait`, called from any
+    thread before a replay."""
     if (
         config.DISABLE_JIT
         or not can_compile_aside()
         or not family_cold(replay_family(objective_kind))
     ):
         return Aside()
-    first, rest = split_runs(runs, replay_family(objective_kind) != "block-linear")
+    first, rest = split_runs(runs)
+    layered = replay_family(objective_kind) != "block-linear"
+    stages = stage_kernel_types(runs[0][1]) if layered and runs else None
     context = multiprocessing.get_context("fork")
-    state = context.Array("i", 2)
-    child = context.Process(target=_compile, args=(first, rest, state), daemon=True)
+    state = context.Array("i", [FREE, 0, 0, 0])
+    child = context.Process(target=_compile, args=(first, rest, state, stages), daemon=True)
     child.start()
+    if stages is not None:  # Ctrl-C meanwhile is noted for the run (`interrupts`)
+        try:
+            stage_backward.compile(stages[1])
+        finally:
+            state[BACKWARD_DONE] = 1
     return Aside(child, state, plan_left=bool(rest))
