@@ -10,6 +10,7 @@ Whether the child saves time is measured, not tested (benchmarks/perf/bench_comp
 from __future__ import annotations
 
 import multiprocessing
+import os
 import time
 from importlib import import_module
 from pathlib import Path
@@ -122,18 +123,27 @@ def test_a_child_free_first_compiles_rpds_plan_kernel_and_rpd_waits_for_it(
 def test_rpd_compiles_in_the_parent_once_it_is_free_before_the_child(
     monkeypatch: pytest.MonkeyPatch, compiling_aside: None
 ) -> None:
-    monkeypatch.setattr(precompile, "compile_replays", lambda runs: time.sleep(600))
+    parent, compiled = os.getpid(), []
+
+    def compiling(runs: list) -> None:  # the child never ends; the parent notes its share
+        if os.getpid() != parent:
+            time.sleep(600)
+        compiled.append([run[0].name for run in runs])
+
+    monkeypatch.setattr(precompile, "compile_replays", compiling)
     before = set(multiprocessing.active_children())
     aside = precompile.compile_replays_aside("quadratic", _runs("pd", "rpd"))
     (child,) = set(multiprocessing.active_children()) - before
     try:
         aside.parent_free()  # free, but the kernels the plan kernel shares are not cached
         assert list(aside._state) == [precompile.FREE, 0, 0, 0]
-        aside._state[precompile.REST_OPEN] = 1  # what the child's `_Typed` sets
-        aside.wait(np.zeros(1, np.int64), setup_schedule("rpd", 2, {}))  # the parent's now
-        assert child.is_alive()
         aside.wait(np.ones(1, np.int64), setup_schedule("pd", 2, {}))  # Ctrl-C: no wait
-        assert child.is_alive()
+        assert compiled == []
+        aside._state[precompile.REST_OPEN] = 1  # what the child's `_Typed` sets
+        # a run waiting for the child's trace kernel compiles the plan kernel meanwhile
+        assert not aside._ready(rest=False) and compiled == [["rpd"]]
+        aside.wait(np.zeros(1, np.int64), setup_schedule("rpd", 2, {}))  # the parent's now
+        assert child.is_alive() and compiled == [["rpd"]]  # once
         assert list(aside._state) == [precompile.PARENT, 0, 1, 0]
     finally:
         child.kill()
@@ -164,7 +174,12 @@ def test_a_layered_runs_parent_compiles_the_stage_backward_and_later_the_plan_ke
         forward_done.wait(600)
         seen.append(typing.wait(0.3))
 
-    def child_compiling(runs: list) -> None:
+    parent, compiled = os.getpid(), []
+
+    def child_compiling(runs: list) -> None:  # the parent's share: noted
+        if os.getpid() == parent:
+            compiled.append([run[0].name for run in runs])
+            return
         typing.set()
         typed.wait(600)
 
@@ -183,7 +198,7 @@ def test_a_layered_runs_parent_compiles_the_stage_backward_and_later_the_plan_ke
         assert list(aside._state) == [precompile.FREE, 0, 0, 1]
         aside._state[precompile.REST_OPEN] = 1  # what the child's `_Typed` sets
         aside.wait(np.zeros(1, np.int64), setup_schedule("rpd", 2, {}))  # the parent's now
-        assert child.is_alive()
+        assert child.is_alive() and compiled == [["rpd"]]
         assert list(aside._state) == [precompile.PARENT, 0, 1, 1]
     finally:
         typed.set()

@@ -157,13 +157,15 @@ class Aside:
     before its replay."""
 
     def __init__(
-        self, child: BaseProcess | None = None, state=None, plan_left: bool = False
+        self, child: BaseProcess | None = None, state=None, rest: list[Run] | None = None
     ) -> None:
         self._child = child
         self._state = state
-        self._plan_left = plan_left  # rpd's plan kernel left to the side free first
+        self._plan_left = bool(rest)  # rpd's plan kernel left to the side free first
+        self._rest = rest or []  # its runs, until the parent has compiled them
         self._free = False  # the parent has prepared every timeline
         self._lock = threading.Lock()
+        self._compiling = threading.Lock()
 
     def wait(self, stop: np.ndarray, setup: Setup) -> None:
         """Return once the kernel of `setup`'s form is in the cache or left to the parent,
@@ -178,22 +180,25 @@ class Aside:
                 self._child.join(0.1)
 
     def _ready(self, rest: bool) -> bool:
-        if not rest:
-            return self._state[FIRST_DONE] == 1
         self._take_rest()
-        return self._state[REST] == PARENT
+        return self._state[REST] == PARENT if rest else self._state[FIRST_DONE] == 1
 
     def _take_rest(self) -> None:
-        if self._free and self._state[REST_OPEN] == 1:
-            _claim(self._state, PARENT)
+        """Once free and the kernels the two shares call are in the cache (`_Typed`), claim
+        the rest and compile it in this waiting thread, beside the child's trace kernel:
+        left to the first rpd replay, it waited for the threads waiting for the trace
+        kernel, and the child, free first, compiled it after that kernel."""
+        if self._free and self._state[REST_OPEN] == 1 and _claim(self._state, PARENT):
+            with self._compiling:  # by the first thread here; the others wait for it
+                rest, self._rest = self._rest, []
+                if rest:
+                    compile_replays(rest)
 
     def parent_free(self) -> None:
-        """The parent has prepared every timeline: it compiles the rest itself at its first
-        replay of them, unless the child has started on them (not before the child has
-        the kernels the two share in the cache, `_Typed`)."""
-        if self._child is not None:
-            self._free = True
-            self._take_rest()
+        """The parent has prepared every timeline: it compiles the rest itself, unless the
+        child has started on them (not before the child has the kernels the two share in
+        the cache)."""
+        self._free = True
 
 
 def compile_replays_aside(objective_kind: str, runs: list[Run]) -> Aside:
@@ -219,4 +224,4 @@ def compile_replays_aside(objective_kind: str, runs: list[Run]) -> Aside:
             stage_backward.compile(stages[1])
         finally:
             state[BACKWARD_DONE] = 1
-    return Aside(child, state, plan_left=bool(rest))
+    return Aside(child, state, rest)
