@@ -25,12 +25,11 @@ from pipebench.objectives import LAYERED_KINDS
 # fifth round: compile-timeline"), not measured idle. A replay family's
 # figure is the first run's wait with its kernels compiled in the child beside the
 # timeline's, the longer of the two: `bench_compile.py` (cold minus warm) on the idle
-# machine, block-linear 11.5-15.8 s with rpd's plan kernel compiled by the side free
-# first (README, "Issue 16, seventh round: idle retake"); the mlp 38.8-39.4 s at load
-# 1.1-1.6 after the sixth round's mlp loops (README, "Issue 16, sixth round: compile");
-# charlm 36.3, 35.3 and 36.4 s with the parent compiling the stage backward and the plan
-# kernel (`bench_compile.py --families charlm`, load 1.2-1.6; README, "Issue 16, eighth
-# round: chc8"): the larger.
+# machine, block-linear 14.3-14.9 s with the statistics of a tiny run interpreted and
+# rpd's plan kernel compiled by the parent beside the child (README, "Issue 16, eighth
+# round: idle retake"); the mlp 25.6 and 26.6 s and charlm 36.3, 35.3 and 36.4 s with the
+# parent compiling the stage backward and the plan kernel (`bench_compile.py`, load
+# 1.0-1.6; README, "Issue 16, eighth round: chc8" and "idle retake"): the larger.
 FAMILIES: dict[str, tuple[int, tuple[str, ...]]] = {
     "timeline": (
         9,
@@ -40,7 +39,7 @@ FAMILIES: dict[str, tuple[int, tuple[str, ...]]] = {
         ),
     ),
     "block-linear": (
-        16,
+        15,
         (
             "pipebench.engine.replay:_replay_trace",
             "pipebench.engine.replay:_replay_plan",
@@ -48,7 +47,7 @@ FAMILIES: dict[str, tuple[int, tuple[str, ...]]] = {
         ),
     ),
     "mlp": (
-        40,
+        27,
         (
             "pipebench.engine.replay:_replay_trace",
             "pipebench.engine.replay:_replay_plan",
