@@ -12,24 +12,25 @@ cache. numba writes a cache file under a temporary name and renames it, so a
 reader never sees half of one; should the child fail, the parent compiles
 what it needs itself, as without it.
 
-When a block-linear run has both forms (rpd's plan beside timeline
-schedules), the child compiles the trace kernel first; the plan kernel goes
-to whichever side is free first: the child once the trace kernel is in the
-cache, or the parent once it has prepared every schedule's timeline
-(`Aside.parent_free`), when it compiles the kernel itself at the first rpd
-replay. A first run waits for the longer side, and which side that is
-depends on the scenario: a tiny scenario's parent is done long before the
-child, the quickstart's ten timelines take about as long as the child
-(benchmarks/perf/README.md, "Issue 16, seventh round: blc"). The two
-kernels share most of their callees (sampling, the loss sample, the step; a
-layered model's stage kernels), which a parent free early compiled a second
-time beside the child: the parent takes the plan kernel only once the child
-has inferred the trace kernel's types, which puts every callee the two share
-in the cache ("Issue 16, eighth round: blc8" and "chc8"). A layered model's
-stage kernels are most of its compilation: the parent compiles the stage
-backward before it simulates the timelines, beside the child's stage
-forward, and the child waits for it before it types the replay kernels,
-which then load it from the cache.
+When a run has both forms (rpd's plan beside timeline schedules), the child
+compiles the trace kernel first; the plan kernel goes to whichever side is
+free first: the child once the trace kernel is in the cache, or the parent
+once it has prepared every schedule's timeline (`Aside.parent_free`) and the
+child has inferred the trace kernel's types. The two kernels share most of
+their callees (sampling, the loss sample, the step; a layered model's stage
+kernels), which numba compiles and caches while it types the trace kernel:
+taken earlier, the parent compiled them a second time beside the child. The
+parent then compiles the plan kernel at once, in a thread waiting for the
+child (`Aside._take_rest`), beside the child's lowering of the trace kernel.
+A first run waits for the longer side, and which side that is depends on the
+scenario: a tiny scenario's parent is done long before the child, the
+quickstart's ten timelines take about as long as the child
+(benchmarks/perf/README.md, "Issue 16, seventh round: blc", "eighth round:
+blc8", "chc8" and "idle retake"). A layered model's stage kernels are most
+of its compilation: the parent compiles the stage backward before it
+simulates the timelines, beside the child's stage forward, and the child
+waits for it before it types the replay kernels, which then load it from
+the cache.
 """
 
 from __future__ import annotations

@@ -222,6 +222,12 @@ class Sketch:
     dim: int
     sampling: int
 
+    @classmethod
+    def drawn(cls, spec, name: str, detail: str = "") -> Sketch:
+        """A variant of drawn data: `spec`'s examples x dim, 600 x 512 unless given."""
+        n, d = spec.examples or 600, spec.dim or 512
+        return cls(f"{name}, {n} examples x {d}{detail}", n, d, SAMPLING_CODES[spec.sampling])
+
 
 @dataclass(frozen=True, eq=False)
 class BlockLinear:

@@ -57,9 +57,7 @@ def sketch(spec) -> Sketch | None:
     """The synthetic variant's shape and line, from its spec (None for a file's data)."""
     if spec.variant != "synthetic":
         return None
-    n, d = spec.examples or 600, spec.dim or 512
-    what = f"synthetic logistic regression, {n} examples x {d}, l2 {spec.l2:g}"
-    return Sketch(what, n, d, SAMPLING_CODES[spec.sampling])
+    return Sketch.drawn(spec, "synthetic logistic regression", f", l2 {spec.l2:g}")
 
 
 def build(spec, data_file: Path | None) -> BlockLinear:

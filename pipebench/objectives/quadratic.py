@@ -45,11 +45,7 @@ def least_squares_optimum(X: np.ndarray, y: np.ndarray, l2: float) -> np.ndarray
 
 def sketch(spec) -> Sketch | None:
     """The random variant's shape and line, from its spec (None for the other variants)."""
-    if spec.variant != "random":
-        return None
-    n, d = spec.examples or 600, spec.dim or 512
-    what = f"random least squares, {n} examples x {d}"
-    return Sketch(what, n, d, SAMPLING_CODES[spec.sampling])
+    return Sketch.drawn(spec, "random least squares") if spec.variant == "random" else None
 
 
 def build(spec, data_file: Path | None) -> BlockLinear:

@@ -47,6 +47,12 @@ def _fmt(values: list) -> str:
 CLOCK_DIGITS = 2.0**52  # a float64 clock resolves durations down to its value / 2^52
 
 
+def _total(parts: dict[str, float]) -> float:
+    """The sum of a run's `CostModel.run_parts`, inf where one overflowed."""
+    values = parts.values()
+    return math.fsum(values) if all(map(math.isfinite, values)) else math.inf
+
+
 def _clock_problem(longest: float, shortest: float) -> str | None:
     """Why a clock reaching `longest` cannot time operations as short as `shortest`."""
     if not math.isfinite(longest) or longest > 1e300:
@@ -118,8 +124,7 @@ class CostModel:
         following from any operation the one it waited for back to time 0
         passes through distinct operations, each at most its `run_parts` share.
         """
-        parts = self.run_parts(microbatches, recompute).values()
-        return math.fsum(parts) if all(map(math.isfinite, parts)) else math.inf
+        return _total(self.run_parts(microbatches, recompute))
 
     def clock_check(self, microbatches: int, recompute: bool = False) -> tuple[str, str] | None:
         """(cost field to blame, why) when a run of `microbatches` cannot be timed in float64.
@@ -128,7 +133,7 @@ class CostModel:
         clock must hold that length and still tell the shortest operation apart.
         """
         parts = self.run_parts(microbatches, recompute)
-        longest = self.longest_run(microbatches, recompute)
+        longest = _total(parts)
         shortest = float(min(self.forward.min(), self.backward.min())) * (1 - self.jitter)
         problem = _clock_problem(longest, shortest)
         if problem is None:
