@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from pipebench.errors import InputError, short_number
 from pipebench.limits import (
     FLOAT,
@@ -27,9 +25,9 @@ from pipebench.limits import (
     row_text_bytes,
 )
 from pipebench.objectives import LAYERED_KINDS, build_objective, sketch_objective
-from pipebench.objectives.blocklinear import SAMPLE_FULL
+from pipebench.objectives.sketch import SAMPLE_FULL
 from pipebench.optim import OPTIMIZERS, hyper_array
-from pipebench.optim.diloco import outer_params
+from pipebench.optim.outer import outer_params
 from pipebench.scenario import (
     LoadedScenario,
     OptimizerSpec,
@@ -43,7 +41,9 @@ from pipebench.timeline.budget import first_update_time, planned_microbatches, u
 from pipebench.timeline.schedule import Setup
 from pipebench.timeline.trace import trace_need
 
-if TYPE_CHECKING:  # checking a scenario loads no layered model and no memory profile
+if TYPE_CHECKING:  # checking a scenario loads no layered model, no memory profile, no NumPy
+    import numpy as np
+
     from pipebench.objectives import BlockLinear, Layered
     from pipebench.timeline.memory import ChunkBytes
 
@@ -120,6 +120,8 @@ class Experiment:
         """The corrections some run uses (hyper-parameter fields not 0 in some entry):
         every run's replay kernel is compiled for these (`engine.replay.replay`), so
         that a scenario comparing corrections compiles one kernel, not one per mix."""
+        import numpy as np
+
         return np.any([e.hyper(e.lrs[0]) != 0.0 for e in self.entries], axis=0).astype(float)
 
 
