@@ -223,7 +223,7 @@ def resolve(loaded: LoadedScenario, seeds: int | None = None, make: bool = True)
     counts = _counts(costs, entries)
     try:
         sketch = None if make else sketch_objective(scenario.objective, max(counts))
-        cuts = None if sketch is not None else _cuts(scenario.objective, counts, loaded.data_file())
+        cuts = None if sketch is not None else _made(scenario.objective, counts, loaded, make)
     except InputError as error:
         raise loaded.error(_objective_path(error.field), error.message) from None
     objective = sketch if sketch is not None else cuts[costs.stages]
@@ -271,6 +271,18 @@ def resolve(loaded: LoadedScenario, seeds: int | None = None, make: bool = True)
 def _counts(costs: CostModel, entries: list[Entry]) -> list[int]:
     """The block counts the objective is cut into: the stages, each schedule's chunks."""
     return [costs.stages, *(e.setup.chunks for e in entries)]
+
+
+def _made(spec, counts: list[int], loaded: LoadedScenario, make: bool) -> dict:
+    """`_cuts`; an objective built only to be checked (`validate`) is built on one BLAS
+    thread (NumPy's two made the SVD of its set-up take seconds on a loaded machine);
+    loading the BLAS libraries to pin them starts their threads, so a sketch pins none."""
+    if make:
+        return _cuts(spec, counts, loaded.data_file())
+    from pipebench.engine.blas import one_blas_thread
+
+    with one_blas_thread(("scipy", "numpy")):
+        return _cuts(spec, counts, loaded.data_file())
 
 
 def _cuts(spec, counts: list[int], data_file) -> dict[int, BlockLinear | Layered]:
