@@ -111,6 +111,7 @@ def test_validate_of_a_quadratic_loads_no_layered_model_nor_hardware_costs():
         "pipebench.hardware.costs",
         "pipebench.hardware.profile",
         "pipebench.timeline.memory",
+        "pipebench.engine.blas",  # nothing built: no BLAS threads to pin (experiment._made)
         "pipebench.objectives.quadratic",  # sketched, not built (objectives.sketch)
         "pipebench.objectives.sketch",  # loaded: the probe sees what validate loads
     )
