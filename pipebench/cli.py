@@ -2,9 +2,12 @@
 
 Results go to stdout; anything else (notes, errors) to stderr. Every bad
 argument ends in one line on stderr and exit status 2, never a traceback.
-"""
 
-from __future__ import annotations
+No `from __future__ import annotations` here: typer reads every command's
+annotations each time it builds the command group (every invocation, twice per
+command), and as strings it compiled and evaluated them each time (15 ms of
+every command's start); as objects they are made once, at import.
+"""
 
 import dataclasses
 import gc
