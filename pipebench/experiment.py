@@ -273,7 +273,9 @@ def _counts(costs: CostModel, entries: list[Entry]) -> list[int]:
     return [costs.stages, *(e.setup.chunks for e in entries)]
 
 
-def _made(spec, counts: list[int], loaded: LoadedScenario, make: bool) -> dict:
+def _made(
+    spec, counts: list[int], loaded: LoadedScenario, make: bool
+) -> dict[int, BlockLinear | Layered]:
     """`_cuts`; an objective built only to be checked (`validate`) is built on one BLAS
     thread (NumPy's two made the SVD of its set-up take seconds on a loaded machine);
     loading the BLAS libraries to pin them starts their threads, so a sketch pins none."""

@@ -107,7 +107,7 @@ class CostModel:
         the forward) with a `comm` wait each, S * M steps, M AVGs (an AVG sends at most
         the whole model: `Rules.avg_share` <= 1)."""
         S, M, j = self.stages, microbatches, self.jitter
-        return {  # a float product that overflows is inf (no error), as NumPy's was
+        return {  # a sum that overflows is inf, as NumPy's was (its warning was silenced)
             "forward": M * numpy_sum(self.forward) * (1 + j) * (2 if recompute else 1),
             "backward": M * numpy_sum(self.backward) * (1 + j),
             "comm": 2 * S * M * self.comm,
