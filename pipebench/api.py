@@ -7,7 +7,6 @@ numba, pandas, the sweep executors), so that a command loads only its own.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import shutil
 import sys
@@ -204,6 +203,8 @@ def objective_kind(meta_text: str | Path) -> str | None:
 
     Folders written before the kind was recorded have none.
     """
+    import json  # here: `validate` loads this module and needs no JSON
+
     try:
         text = meta_text.read_text(encoding="utf-8") if isinstance(meta_text, Path) else meta_text
         return json.loads(text)["objective"]["kind"]

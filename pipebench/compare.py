@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from pipebench.errors import InputError, did_you_mean
 from pipebench.export import Rows, is_missing
+from pipebench.numsum import numpy_sum
 from pipebench.schedules import PROGRAM_NAMES
 from pipebench.tablecells import read_columns, selected_lr
 
@@ -158,34 +159,11 @@ def side_by_side(runs: list[dict], reference: str | None = None) -> list[dict]:
     return rows
 
 
-def _sum(values: list[float]) -> float:
-    """NumPy's (pairwise) sum of floats, to the bit: pandas' means and spreads are NumPy's."""
-    if len(values) < 8:
-        total = 0.0
-        for v in values:
-            total += v
-        return total
-    if len(values) <= 128:
-        n = len(values)
-        r = values[:8]
-        i = 8
-        while i < n - n % 8:
-            r = [r[j] + values[i + j] for j in range(8)]
-            i += 8
-        total = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
-        for v in values[i:]:
-            total += v
-        return total
-    half = len(values) // 2
-    half -= half % 8
-    return _sum(values[:half]) + _sum(values[half:])
-
-
 def _mean(values: list) -> float:
     """pandas' mean: NaN left out (summed as zero), NaN if no value."""
     count = sum(not is_missing(v) for v in values)
     filled = [0.0 if is_missing(v) else float(v) for v in values]
-    return _sum(filled) / count if count else math.nan
+    return numpy_sum(filled) / count if count else math.nan
 
 
 def _std(values: list) -> float:
@@ -193,9 +171,9 @@ def _std(values: list) -> float:
     count = sum(not is_missing(v) for v in values)
     if count < 2:
         return math.nan
-    mean = _sum([0.0 if is_missing(v) else float(v) for v in values]) / count
+    mean = numpy_sum([0.0 if is_missing(v) else float(v) for v in values]) / count
     squares = [0.0 if is_missing(v) else (mean - v) * (mean - v) for v in values]
-    return math.sqrt(_sum(squares) / (count - 1))
+    return math.sqrt(numpy_sum(squares) / (count - 1))
 
 
 def _ratio(a: float, b: float) -> float:

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from pipebench.errors import InputError, short_number
 from pipebench.limits import (
     FLOAT,
@@ -27,9 +25,9 @@ from pipebench.limits import (
     row_text_bytes,
 )
 from pipebench.objectives import LAYERED_KINDS, build_objective, sketch_objective
-from pipebench.objectives.blocklinear import SAMPLE_FULL
+from pipebench.objectives.sketch import SAMPLE_FULL
 from pipebench.optim import OPTIMIZERS, hyper_array
-from pipebench.optim.diloco import outer_params
+from pipebench.optim.outer import outer_params
 from pipebench.scenario import (
     LoadedScenario,
     OptimizerSpec,
@@ -43,7 +41,9 @@ from pipebench.timeline.budget import first_update_time, planned_microbatches, u
 from pipebench.timeline.schedule import Setup
 from pipebench.timeline.trace import trace_need
 
-if TYPE_CHECKING:  # checking a scenario loads no layered model and no memory profile
+if TYPE_CHECKING:  # checking a scenario loads no layered model, no memory profile, no NumPy
+    import numpy as np
+
     from pipebench.objectives import BlockLinear, Layered
     from pipebench.timeline.memory import ChunkBytes
 
@@ -120,6 +120,8 @@ class Experiment:
         """The corrections some run uses (hyper-parameter fields not 0 in some entry):
         every run's replay kernel is compiled for these (`engine.replay.replay`), so
         that a scenario comparing corrections compiles one kernel, not one per mix."""
+        import numpy as np
+
         return np.any([e.hyper(e.lrs[0]) != 0.0 for e in self.entries], axis=0).astype(float)
 
 
@@ -221,7 +223,7 @@ def resolve(loaded: LoadedScenario, seeds: int | None = None, make: bool = True)
     counts = _counts(costs, entries)
     try:
         sketch = None if make else sketch_objective(scenario.objective, max(counts))
-        cuts = None if sketch is not None else _cuts(scenario.objective, counts, loaded.data_file())
+        cuts = None if sketch is not None else _made(scenario.objective, counts, loaded, make)
     except InputError as error:
         raise loaded.error(_objective_path(error.field), error.message) from None
     objective = sketch if sketch is not None else cuts[costs.stages]
@@ -269,6 +271,20 @@ def resolve(loaded: LoadedScenario, seeds: int | None = None, make: bool = True)
 def _counts(costs: CostModel, entries: list[Entry]) -> list[int]:
     """The block counts the objective is cut into: the stages, each schedule's chunks."""
     return [costs.stages, *(e.setup.chunks for e in entries)]
+
+
+def _made(
+    spec, counts: list[int], loaded: LoadedScenario, make: bool
+) -> dict[int, BlockLinear | Layered]:
+    """`_cuts`; an objective built only to be checked (`validate`) is built on one BLAS
+    thread (NumPy's two made the SVD of its set-up take seconds on a loaded machine);
+    loading the BLAS libraries to pin them starts their threads, so a sketch pins none."""
+    if make:
+        return _cuts(spec, counts, loaded.data_file())
+    from pipebench.engine.blas import one_blas_thread
+
+    with one_blas_thread(("scipy", "numpy")):
+        return _cuts(spec, counts, loaded.data_file())
 
 
 def _cuts(spec, counts: list[int], data_file) -> dict[int, BlockLinear | Layered]:

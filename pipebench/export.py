@@ -7,14 +7,11 @@ reader never sees a partial `summary.csv`.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
-import json
 import math
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,6 +34,8 @@ def file_name(text: str, fallback: str) -> str:
     safe = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.") or fallback
     if len(safe) <= LONGEST_NAME:
         return safe
+    import hashlib  # here, as json and tempfile below: `--help` and `list` load none
+
     digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:10]
     return f"{safe[: LONGEST_NAME - len(digest) - 1]}-{digest}"
 
@@ -111,6 +110,8 @@ def json_value(value: object) -> object:
 def json_records(table: Table) -> str:
     """The rows as a JSON list of objects, every number at full precision (see `json_value`)."""
     table = Rows.of(table)
+    import json
+
     rows = [
         {k: json_value(v) for k, v in zip(table.columns, row, strict=True)} for row in table.rows
     ]
@@ -156,6 +157,8 @@ def naming(path: Path) -> Iterator[None]:
 
 def write_files(out_dir: Path, files: dict[str, str]) -> None:
     """Write `name -> text` into `out_dir` (created if needed), each file atomically."""
+    import tempfile
+
     out_dir.mkdir(parents=True, exist_ok=True)
     umask = os.umask(0)
     os.umask(umask)
@@ -172,4 +175,6 @@ def write_files(out_dir: Path, files: dict[str, str]) -> None:
 
 
 def meta_json(meta: dict) -> str:
+    import json
+
     return json.dumps(meta, indent=2, allow_nan=False) + "\n"

@@ -11,7 +11,6 @@ import re
 from dataclasses import dataclass
 from itertools import product
 
-import numpy as np
 import yaml
 
 from pipebench import safeyaml
@@ -75,6 +74,8 @@ def _parse_range(text: str) -> list[float | int]:
         if n < 2 or a <= 0 or b <= 0:
             raise ValueError(text)
         _check_count(n, text)
+        import numpy as np  # here: the other spellings, and the scenario's models, need none
+
         return [float(v) for v in np.geomspace(a, b, n)]
     lo, hi = _POWER.match(low), _POWER.match(high)
     if not lo or not hi or float(lo.group(1)) != float(hi.group(1)):

@@ -14,10 +14,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -120,6 +118,8 @@ def _sibling(out: Path, tag: str) -> str:
     different for different names (a hash, when the name is long or has other characters)."""
     name = file_name(out.name, "out")
     if name != out.name or len(name) > 48:
+        import hashlib  # here, as tempfile below: `--help` and `list` load neither
+
         digest = hashlib.sha256(os.fsencode(out.name)).hexdigest()[:8]
         name = f"{name[:40]}-{digest}"
     return f".{name}.{tag}"
@@ -206,6 +206,8 @@ def _swap(new: Path, out: Path, keep: str | None) -> None:
     if not os.path.lexists(out):
         os.rename(new, out)
         return
+    import tempfile
+
     old = Path(tempfile.mkdtemp(prefix=_sibling(out, "old-"), dir=out.parent))
     old.rmdir()  # a free name (we hold the lock): `out` may be a link, not only a folder
     os.rename(out, old)
@@ -230,6 +232,8 @@ def replaced_folder(out: Path, option: str, keep: str | None = None) -> Iterator
     (a sweep's cell cache). Raises `InputError` on `option` when `out`
     cannot be written or another command holds its lock.
     """
+    import tempfile
+
     shown = str(out)
     check_folder(out, option)
     out = Path(os.path.abspath(out))

@@ -11,9 +11,12 @@ import sys
 import numpy as np
 import pytest
 from conftest import ALL_SCHEDULES, durations, unit
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipebench.errors import InputError
 from pipebench.timeline import SCHEDULES, CostModel, build_timeline
+from pipebench.timeline.costs import _clock_problem, _total
 from pipebench.timeline.trace import BACKWARD, FORWARD
 
 NAN, INF = float("nan"), float("inf")
@@ -94,6 +97,39 @@ def test_straggler_leaves_caller_lists_alone():
     fwd = [1.0, 2.0]
     CostModel.build(2, forward=fwd, straggler=(0, 3.0))
     assert fwd == [1.0, 2.0]
+
+
+COST = st.floats(min_value=1e-6, max_value=1e6, allow_nan=False, allow_infinity=False)
+
+
+@settings(deadline=None, max_examples=150)
+@given(
+    costs=st.lists(st.tuples(COST, COST), min_size=1, max_size=300),
+    microbatches=st.integers(1, 10**12),
+    jitter=st.floats(0.0, 0.99),
+    recompute=st.booleans(),
+    straggler=st.floats(1.0, 10.0),
+)
+def test_a_run_s_length_is_numpy_s_sum_to_the_bit(
+    costs, microbatches, jitter, recompute, straggler
+):
+    # The cost model holds tuples (validate loads no NumPy) and sums them in NumPy's order
+    # (pipebench.numsum): the bound `validate` checks a budget against is the one NumPy gave.
+    fwd, bwd = (list(x) for x in zip(*costs, strict=True))
+    c = CostModel.build(
+        len(fwd), forward=fwd, backward=bwd, jitter=jitter, straggler=(0, straggler)
+    )
+    f, b = np.asarray(fwd), np.asarray(bwd)
+    f[0] *= straggler
+    b[0] *= straggler
+    assert np.array_equal(c.forward, f) and np.array_equal(c.backward, b)
+    parts = c.run_parts(microbatches, recompute)
+    m = microbatches
+    assert parts["forward"] == m * float(f.sum()) * (1 + jitter) * (2 if recompute else 1)
+    assert parts["backward"] == m * float(b.sum()) * (1 + jitter)
+    problem = _clock_problem(_total(parts), float(min(f.min(), b.min())) * (1 - jitter))
+    expected = None if problem is None else (max(parts, key=parts.__getitem__), problem)
+    assert c.clock_check(microbatches, recompute) == expected
 
 
 # ---------------------------------------------------------------- jitter

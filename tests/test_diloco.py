@@ -8,7 +8,7 @@ import pytest
 from test_layered import mlp
 from training import blocks, numpy_gradient, objective, train
 
-from pipebench.optim.diloco import outer_params
+from pipebench.optim.outer import outer_params
 from pipebench.timeline import CostModel
 from pipebench.timeline.trace import AVERAGE, FORWARD, UPDATE
 

@@ -336,11 +336,11 @@ def _check_trace(name, costs, M, options):
     compute = np.flatnonzero(np.isin(trace.kind, (FORWARD, BACKWARD, INPUT_GRAD, WEIGHT_GRAD)))
     k, c = trace.kind[compute], trace.stage[compute]
     wg = options.get("weight_grad", "half")
-    w = costs.backward / 2 if wg == "half" else wg * costs.backward / costs.backward.mean()
+    fwd, bwd = np.asarray(costs.forward), np.asarray(costs.backward)
+    w = bwd / 2 if wg == "half" else wg * bwd / bwd.mean()
     base = np.select(
         [k == FORWARD, k == BACKWARD, k == INPUT_GRAD, k == WEIGHT_GRAD],
-        [costs.forward[place[c]], costs.backward[place[c]], (costs.backward - w)[place[c]],
-         w[place[c]]],
+        [fwd[place[c]], bwd[place[c]], (bwd - w)[place[c]], w[place[c]]],
     ) / share[c]  # fmt: skip
     jit = [jitter_factor(costs.jitter, costs.seed, kk, cc, mm) for kk, cc, mm in
            zip(k, c, trace.mb[compute], strict=True)]  # fmt: skip

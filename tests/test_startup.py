@@ -111,9 +111,30 @@ def test_validate_of_a_quadratic_loads_no_layered_model_nor_hardware_costs():
         "pipebench.hardware.costs",
         "pipebench.hardware.profile",
         "pipebench.timeline.memory",
-        "pipebench.objectives.quadratic",  # built: the probe sees what validate loads
+        "pipebench.engine.blas",  # nothing built: no BLAS threads to pin (experiment._made)
+        "pipebench.objectives.quadratic",  # sketched, not built (objectives.sketch)
+        "pipebench.objectives.sketch",  # loaded: the probe sees what validate loads
     )
-    assert loaded("validate", quickstart, watched=watched) == {"pipebench.objectives.quadratic"}
+    assert loaded("validate", quickstart, watched=watched) == {"pipebench.objectives.sketch"}
+
+
+@pytest.mark.parametrize(
+    "sets",
+    [
+        [],
+        ["objective.kind=logistic", "objective.variant=synthetic"],
+        ["pipeline.costs.forward=[1,2,1,1,1,1,1,3]", "pipeline.costs.comm=0.5"],
+        ["pipeline.costs.straggler={stage: 2, factor: 1.5}", "optimizer.lr=1e-3..1e-1:4"],
+    ],
+)
+def test_validate_of_drawn_data_on_rules_loads_no_numpy(sets):
+    # The cost model holds tuples, the rules' caps too; a drawn objective is sketched from
+    # its spec; an lr range 'a..b:n' is the one spelling that loads NumPy (geomspace). A
+    # budget that a first update may outlast loads it too: the simulation makes arrays.
+    quickstart = str(ROOT / "benchmarks" / "scenarios" / "quickstart.yaml")
+    args = [x for s in sets for x in ("--set", s)]
+    expected = {"pydantic", "yaml"} | ({"numpy"} if "optimizer.lr=1e-3..1e-1:4" in sets else set())
+    assert loaded("validate", quickstart, *args) == expected
 
 
 def test_validate_of_a_budget_past_every_first_update_simulates_nothing():

@@ -29,12 +29,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from pipebench.errors import InputError
 from pipebench.hardware.model import ModelShape
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # NumPy loads where sizes are computed: the scenario's models need none
+    import numpy as np
+
     from pipebench.hardware.profile import Profile
 
 PRECISIONS = {"bf16": 2, "fp32": 4}  # bytes of a value in the compute precision
@@ -88,6 +88,8 @@ def part_w_bytes(model: ModelShape, part: str, precision: str) -> float:
 def check_split(model: ModelShape, layer_split: Sequence[int]) -> np.ndarray:
     """`layer_split` as an int64 array, or an `InputError`: one count >= 0 per chunk, summing
     to the model's layers."""
+    import numpy as np
+
     split = np.asarray(list(layer_split), dtype=np.int64)
     if split.ndim != 1 or len(split) == 0 or np.any(split < 0):
         raise InputError(
@@ -112,6 +114,8 @@ def _assemble(split: np.ndarray, block: float, embed: float, head: float) -> np.
 def _sizes(
     model: ModelShape, split: np.ndarray, precision: str, params: dict, act: dict
 ) -> ChunkSizes:
+    import numpy as np
+
     w = {p: part_w_bytes(model, p, precision) for p in ("block", "embed", "head")}
     send = np.full(len(split), float(model.tokens * model.hidden * WIDE))
     send[-1] = 0.0

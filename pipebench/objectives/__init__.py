@@ -14,8 +14,9 @@ from pipebench.errors import InputError
 from pipebench.objectives.kinds import BUILTIN_CORPORA, LAYERED_KINDS
 
 if TYPE_CHECKING:
-    from pipebench.objectives.blocklinear import BlockLinear, Sketch
+    from pipebench.objectives.blocklinear import BlockLinear
     from pipebench.objectives.layered import Layered
+    from pipebench.objectives.sketch import Sketch
 
 OBJECTIVE_KINDS = {
     "quadratic": "least squares; variants random, tridiagonal, diagonal, csv",
@@ -24,7 +25,7 @@ OBJECTIVE_KINDS = {
     "charlm": "character-level transformer LM; corpus shakespeare, markov or a text file",
 }
 
-_HOME = {"BlockLinear": "blocklinear", "Layered": "layered", "Sketch": "blocklinear"}
+_HOME = {"BlockLinear": "blocklinear", "Layered": "layered", "Sketch": "sketch"}
 
 
 def __getattr__(name: str) -> object:
@@ -74,9 +75,11 @@ def build_objective(spec, stages: int, data_file: Path | None) -> BlockLinear | 
 def sketch_objective(spec, stages: int) -> Sketch | None:
     """The objective of `spec` sketched and checked as `build_objective` checks it, or None
     where its data must be made or read to know (a layered model, a file, a spectrum)."""
-    if spec.kind in LAYERED_KINDS:
+    from pipebench.objectives.sketch import SKETCHES
+
+    if spec.kind not in SKETCHES:
         return None
-    sketch = import_module(f"{__name__}.{spec.kind}").sketch(spec)
+    sketch = SKETCHES[spec.kind](spec)
     if sketch is not None:
         _check_fits(spec, sketch, stages)
     return sketch
@@ -84,7 +87,7 @@ def sketch_objective(spec, stages: int) -> Sketch | None:
 
 def _check_fits(spec, model: BlockLinear | Sketch, stages: int) -> None:
     """Refuse a block-linear objective the pipeline cannot split or its batches not fill."""
-    from pipebench.objectives.blocklinear import SAMPLE_FULL
+    from pipebench.objectives.sketch import SAMPLE_FULL
 
     if model.dim < stages:
         field = "path" if spec.variant == "csv" else "dim"

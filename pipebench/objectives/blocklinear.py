@@ -20,22 +20,18 @@ import numpy as np
 from pipebench.hashrng import normal01, permuted, uniform01
 from pipebench.jit import njit
 
+# the sampling codes the kernels dispatch on and the sketch are defined without NumPy
+from pipebench.objectives.sketch import SAMPLE_BATCH as SAMPLE_BATCH
+from pipebench.objectives.sketch import SAMPLE_FULL as SAMPLE_FULL
+from pipebench.objectives.sketch import SAMPLE_SEQUENTIAL as SAMPLE_SEQUENTIAL
+from pipebench.objectives.sketch import SAMPLE_SHUFFLE as SAMPLE_SHUFFLE
+from pipebench.objectives.sketch import SAMPLE_UNIFORM as SAMPLE_UNIFORM
+from pipebench.objectives.sketch import SAMPLING_CODES as SAMPLING_CODES
+from pipebench.objectives.sketch import Sketch as Sketch
+
 LOSS_SQUARED = 0  # 1/2 (z - y)^2
 LOSS_LOGISTIC = 1  # log(1 + e^z) - y z, labels in {0, 1}
 
-SAMPLE_SHUFFLE = 0  # a fixed partition into batches, visited in a shuffled order each epoch
-SAMPLE_UNIFORM = 1  # each example drawn uniformly, with replacement
-SAMPLE_FULL = 2  # every example, every time: exact gradients
-SAMPLE_SEQUENTIAL = 3  # consecutive rows cut into batches, visited in order: draw m -> batch m % nb
-SAMPLE_BATCH = 4  # one batch of that same partition drawn uniformly, with replacement
-
-# A scenario's `sampling:` value -> its code (SAMPLE_FULL is the diagonal quadratic's own).
-SAMPLING_CODES = {
-    "shuffle": SAMPLE_SHUFFLE,
-    "uniform": SAMPLE_UNIFORM,
-    "sequential": SAMPLE_SEQUENTIAL,
-    "batch": SAMPLE_BATCH,
-}
 
 # int64 scalars, not int literals: numba compiles a called kernel once per literal argument
 # (`uniform01` was compiled three times and `permuted` twice for the replay)
@@ -210,23 +206,6 @@ def mean_loss(loss, z, y, l2, w) -> float:
     for j in range(len(w)):
         sq += w[j] * w[j]
     return total / len(z) + 0.5 * l2 * sq
-
-
-@dataclass(frozen=True)
-class Sketch:
-    """What the checks and `validate`'s line read of a block-linear objective, where its
-    spec alone says it (random data): `validate` makes none of the data."""
-
-    description: str
-    examples: int
-    dim: int
-    sampling: int
-
-    @classmethod
-    def drawn(cls, spec, name: str, detail: str = "") -> Sketch:
-        """A variant of drawn data: `spec`'s examples x dim, 600 x 512 unless given."""
-        n, d = spec.examples or 600, spec.dim or 512
-        return cls(f"{name}, {n} examples x {d}{detail}", n, d, SAMPLING_CODES[spec.sampling])
 
 
 @dataclass(frozen=True, eq=False)

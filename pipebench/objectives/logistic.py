@@ -15,9 +15,9 @@ from pipebench.objectives.blocklinear import (
     LOSS_LOGISTIC,
     SAMPLING_CODES,
     BlockLinear,
-    Sketch,
 )
 from pipebench.objectives.data import binary_labels, load_csv
+from pipebench.objectives.sketch import logistic as sketch
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -51,13 +51,6 @@ def newton_optimum(model: BlockLinear, max_iter: int = 100) -> np.ndarray | None
         w, value = trial, trial_value
     grad = model.full_gradient(w)
     return w if np.linalg.norm(grad) <= 1e-8 * max(1.0, abs(value)) else None
-
-
-def sketch(spec) -> Sketch | None:
-    """The synthetic variant's shape and line, from its spec (None for a file's data)."""
-    if spec.variant != "synthetic":
-        return None
-    return Sketch.drawn(spec, "synthetic logistic regression", f", l2 {spec.l2:g}")
 
 
 def build(spec, data_file: Path | None) -> BlockLinear:

@@ -18,9 +18,9 @@ from pipebench.objectives.blocklinear import (
     SAMPLE_FULL,
     SAMPLING_CODES,
     BlockLinear,
-    Sketch,
 )
 from pipebench.objectives.data import load_csv
+from pipebench.objectives.sketch import quadratic as sketch
 
 
 def tridiagonal_hessian(dim: int, mu: float) -> np.ndarray:
@@ -41,11 +41,6 @@ def least_squares_optimum(X: np.ndarray, y: np.ndarray, l2: float) -> np.ndarray
         X = np.vstack([X / np.sqrt(n), np.sqrt(l2) * np.eye(d)])
         y = np.concatenate([y / np.sqrt(n), np.zeros(d)])
     return np.linalg.lstsq(X, y, rcond=None)[0]
-
-
-def sketch(spec) -> Sketch | None:
-    """The random variant's shape and line, from its spec (None for the other variants)."""
-    return Sketch.drawn(spec, "random least squares") if spec.variant == "random" else None
 
 
 def build(spec, data_file: Path | None) -> BlockLinear:

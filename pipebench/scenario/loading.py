@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 import yaml
@@ -102,6 +100,9 @@ class LoadedScenario:
         left at their defaults are left out too, so a field added to the
         format later does not change the hash of files that do not use it.
         """
+        import hashlib  # here, as json: `validate` hashes nothing (json is not loaded)
+        import json
+
         record = self.scenario.model_dump(
             mode="json", exclude={"seeds", "seed", "sweep"}, exclude_defaults=True
         )
@@ -124,6 +125,8 @@ class LoadedScenario:
 
     def data_digest(self) -> bytes:
         """The SHA-256 of the objective's data file (empty when it reads none)."""
+        import hashlib
+
         data = self.data_file()
         if data is not None and data.is_file():
             return hashlib.sha256(data.read_bytes()).digest()

@@ -14,21 +14,20 @@ import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
 from pipebench.errors import InputError
+from pipebench.numsum import numpy_sum
 from pipebench.timeline.trace import MAX_STAGES
 
 
-def _per_stage(name: str, value: float | Sequence[float], stages: int) -> np.ndarray:
-    """Broadcast a number, or check a per-stage list, into an array of positive durations."""
+def _per_stage(name: str, value: float | Sequence[float], stages: int) -> list[float]:
+    """Broadcast a number, or check a per-stage list, into a list of positive durations."""
     values = [value] * stages if isinstance(value, numbers.Real) else list(value)
     if len(values) != stages:
         raise InputError(
             name, f"a list of {len(values)} costs for {stages} stages; give one number or {stages}"
         )
-    out = np.asarray(values, dtype=np.float64)
-    if not np.all(np.isfinite(out)) or np.any(out <= 0):
+    out = [float(v) for v in values]
+    if not all(math.isfinite(v) and v > 0 for v in out):
         shown = f"{value:g}" if isinstance(value, numbers.Real) else _fmt(values)
         raise InputError(name, f"costs must be finite and > 0, got {shown}")
     return out
@@ -75,30 +74,32 @@ class CostModel:
     `forward` and `backward` already include the straggler's slowdown; jitter
     is applied per operation by the simulator. `weight_grad`, when known (a
     model's costs), is the W part of each rank's backward that split-backward
-    schedules run apart; otherwise they take half.
+    schedules run apart; otherwise they take half. Per-stage values are tuples
+    of floats, checked without NumPy (`validate`); the executors make arrays of
+    them where they feed their kernels (simulate.py, program.py).
     """
 
-    forward: np.ndarray
-    backward: np.ndarray
+    forward: tuple[float, ...]
+    backward: tuple[float, ...]
     comm: float = 0.0
     update: float = 0.0
     allreduce: float = 0.0
     jitter: float = 0.0
     seed: int = 0
     straggler: tuple[int, float] | None = None  # (stage, factor) applied to forward, backward
-    weight_grad: np.ndarray | None = None
+    weight_grad: tuple[float, ...] | None = None
 
     @property
     def stages(self) -> int:
         return len(self.forward)
 
     @property
-    def slowdown(self) -> np.ndarray:
+    def slowdown(self) -> tuple[float, ...]:
         """Per stage, the factor its forward and backward were slowed down by (the straggler's)."""
-        out = np.ones(self.stages)
+        out = [1.0] * self.stages
         if self.straggler is not None:
             out[self.straggler[0]] = self.straggler[1]
-        return out
+        return tuple(out)
 
     def run_parts(self, microbatches: int, recompute: bool = False) -> dict[str, float]:
         """Per cost field, what a run of `microbatches` spends on it, every operation at
@@ -106,14 +107,13 @@ class CostModel:
         the forward) with a `comm` wait each, S * M steps, M AVGs (an AVG sends at most
         the whole model: `Rules.avg_share` <= 1)."""
         S, M, j = self.stages, microbatches, self.jitter
-        with np.errstate(over="ignore"):
-            return {
-                "forward": M * float(self.forward.sum()) * (1 + j) * (2 if recompute else 1),
-                "backward": M * float(self.backward.sum()) * (1 + j),
-                "comm": 2 * S * M * self.comm,
-                "update": S * M * self.update,
-                "allreduce": M * self.allreduce,
-            }
+        return {  # a sum that overflows is inf, as NumPy's was (its warning was silenced)
+            "forward": M * numpy_sum(self.forward) * (1 + j) * (2 if recompute else 1),
+            "backward": M * numpy_sum(self.backward) * (1 + j),
+            "comm": 2 * S * M * self.comm,
+            "update": S * M * self.update,
+            "allreduce": M * self.allreduce,
+        }
 
     def longest_run(self, microbatches: int, recompute: bool = False) -> float:
         """A run of `microbatches` lasts no longer than its operations one after another.
@@ -134,7 +134,7 @@ class CostModel:
         """
         parts = self.run_parts(microbatches, recompute)
         longest = _total(parts)
-        shortest = float(min(self.forward.min(), self.backward.min())) * (1 - self.jitter)
+        shortest = min(*self.forward, *self.backward) * (1 - self.jitter)
         problem = _clock_problem(longest, shortest)
         if problem is None:
             return None
@@ -172,17 +172,10 @@ class CostModel:
             bwd[stage] *= factor
         wg = None
         if weight_grad is not None:  # W may take no time; I = backward - W must
-            wg = np.asarray(weight_grad, dtype=np.float64)
-            if straggler is not None:
-                wg[straggler[0]] *= straggler[1]
-            bad = ~(np.isfinite(wg) & (wg >= 0) & (wg < bwd))
-            if wg.shape != (stages,) or bad.any():
-                r = int(np.argmax(bad)) if wg.shape == (stages,) else 0
-                raise InputError("weight_grad", f"one time per stage in [0, backward), got "
-                                 f"{_fmt(list(wg.ravel()))} (stage {r})")  # fmt: skip
+            wg = _weight_grad(weight_grad, bwd, straggler)
         return cls(
-            forward=fwd,
-            backward=bwd,
+            forward=tuple(fwd),
+            backward=tuple(bwd),
             comm=_nonnegative("comm", comm),
             update=_nonnegative("update", update),
             allreduce=_nonnegative("allreduce", allreduce),
@@ -191,3 +184,21 @@ class CostModel:
             straggler=None if straggler is None else (int(straggler[0]), float(straggler[1])),
             weight_grad=wg,
         )
+
+
+def _weight_grad(
+    weight_grad: Sequence[float], backward: list[float], straggler: tuple[int, float] | None
+) -> tuple[float, ...]:
+    """A model's W times per stage (slowed down as the straggler's backward), checked."""
+    import numpy as np  # here: only a model's costs give W (hardware/costs.py computes with it)
+
+    wg = np.asarray(weight_grad, dtype=np.float64)
+    if straggler is not None:
+        wg[straggler[0]] *= straggler[1]
+    bad = ~(np.isfinite(wg) & (wg >= 0) & (wg < np.asarray(backward)))
+    stages = len(backward)
+    if wg.shape != (stages,) or bad.any():
+        r = int(np.argmax(bad)) if wg.shape == (stages,) else 0
+        raise InputError("weight_grad", f"one time per stage in [0, backward), got "
+                         f"{_fmt(list(wg.ravel()))} (stage {r})")  # fmt: skip
+    return tuple(float(v) for v in wg)

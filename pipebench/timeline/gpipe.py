@@ -5,11 +5,9 @@ from pipebench.timeline.schedule import BARRIER_FLUSH, Rules
 
 
 def _rules(stages: int, options: dict[str, object]) -> Rules:
-    import numpy as np  # here: `pipebench list` loads the schedules without NumPy
-
     minibatch = int(options["accumulate"])
     return Rules(
-        cap=np.full(stages, minibatch, dtype=np.int64),
+        cap=(minibatch,) * stages,
         accumulate=minibatch,
         group=minibatch,
         barrier=BARRIER_FLUSH,

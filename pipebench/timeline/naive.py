@@ -5,9 +5,7 @@ from pipebench.timeline.schedule import Rules
 
 
 def _rules(stages: int, options: dict[str, object]) -> Rules:
-    import numpy as np  # here: `pipebench list` loads the schedules without NumPy
-
-    return Rules(cap=np.ones(stages, dtype=np.int64), accumulate=1)
+    return Rules(cap=(1,) * stages, accumulate=1)
 
 
 SCHEDULE = Schedule(

@@ -58,8 +58,7 @@ TEXT = "text"  # a file name
 
 
 def _sampling_modes() -> tuple[str, ...]:
-    # imported here: the objectives package is heavy, and only rpd's option needs it
-    from pipebench.objectives.blocklinear import SAMPLING_CODES
+    from pipebench.objectives.sketch import SAMPLING_CODES
 
     return ("objective", *SAMPLING_CODES)
 

@@ -242,24 +242,25 @@ def chunk_costs(
     if costs.stages != P:
         raise InputError("stages", f"the program has {P} ranks, the costs {costs.stages}")
     per_rank = np.bincount(program.chunk_rank, minlength=P).astype(np.float64)
-    slow = costs.slowdown
-    default = costs.backward / 2 if costs.weight_grad is None else costs.weight_grad
-    wg = _per_rank(weight_grad, default, costs.backward, slow)
-    bad = np.flatnonzero(wg >= costs.backward)
+    slow = np.asarray(costs.slowdown)
+    forward, backward = np.asarray(costs.forward), np.asarray(costs.backward)
+    default = backward / 2 if costs.weight_grad is None else np.asarray(costs.weight_grad)
+    wg = _per_rank(weight_grad, default, backward, slow)
+    bad = np.flatnonzero(wg >= backward)
     if len(bad):
         raise InputError(
             "weight_grad",
-            f"must be less than the backward ({costs.backward[bad[0]]:g} on rank {bad[0]}), "
+            f"must be less than the backward ({backward[bad[0]]:g} on rank {bad[0]}), "
             f"got {wg[bad[0]]:g} there: the input-gradient part I = backward - W must stay > 0",
         )
-    both = costs.forward + costs.backward
+    both = forward + backward
     pair = _per_rank(overlap, both, both, slow)
     share = per_rank[program.chunk_rank]
     return {
-        "fcost": costs.forward[program.chunk_rank] / share,
-        "bcost": costs.backward[program.chunk_rank] / share,
+        "fcost": forward[program.chunk_rank] / share,
+        "bcost": backward[program.chunk_rank] / share,
         "wcost": wg[program.chunk_rank] / share,
-        "icost": (costs.backward - wg)[program.chunk_rank] / share,
+        "icost": (backward - wg)[program.chunk_rank] / share,
         "paircost": pair / per_rank,
         "ucost": costs.update / per_rank,
     }

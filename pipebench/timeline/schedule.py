@@ -11,12 +11,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from pipebench.schedules.base import Form
-
-if TYPE_CHECKING:  # NumPy loads where rules are made: `pipebench list` needs none
-    import numpy as np
 
 # How mini-batches (groups of micro-batches) are separated.
 BARRIER_NONE = 0  # micro-batches stream through
@@ -33,7 +29,7 @@ VERSIONS_TWO_BW = 2  # micro-batch k reads max(k // accumulate - 1, 0) in both p
 class Rules:
     """The simulator's view of a schedule."""
 
-    cap: np.ndarray  # per stage: most micro-batches forwarded there but not yet backwarded
+    cap: tuple[int, ...]  # per stage: most micro-batches forwarded there but not yet backwarded
     accumulate: int = 1  # backwards (of one replica) summed by each optimizer step
     group: int = 0  # micro-batches per mini-batch or LocalSGD round; 0 = no groups
     barrier: int = BARRIER_NONE
@@ -58,7 +54,7 @@ class Rules:
 
     def replay_shape(self, microbatches: int) -> tuple[int, int, int]:
         """(replicas, weight versions, micro-batches in flight) a replay holds, at most."""
-        inflight = min(int(self.cap.max()), microbatches)
+        inflight = min(max(self.cap), microbatches)
         # a stage reads versions at most `inflight` steps old; 2BW reads one of two, and
         # without staleness (flushes, chained replicas) only the current one is read
         if self.versions == VERSIONS_TWO_BW:
@@ -70,7 +66,7 @@ class Rules:
         return self.replicas, versions, inflight
 
 
-def one_f_one_b_caps(stages: int, inflight: object = "per-stage") -> np.ndarray:
+def one_f_one_b_caps(stages: int, inflight: object = "per-stage") -> tuple[int, ...]:
     """The 1F1B in-flight limit: stage s holds at most S - s micro-batches.
 
     With `inflight: input` only stage 0 holds at most S (PipeDream's NOAM
@@ -78,11 +74,9 @@ def one_f_one_b_caps(stages: int, inflight: object = "per-stage") -> np.ndarray:
     needs no cap of its own: it can only hold micro-batches that stage 0
     forwarded and has not yet backwarded, so a cap of S there never binds.
     """
-    import numpy as np
-
     if inflight == "input":
-        return np.full(stages, stages, dtype=np.int64)
-    return np.arange(stages, 0, -1, dtype=np.int64)
+        return (stages,) * stages
+    return tuple(range(stages, 0, -1))
 
 
 @dataclass(frozen=True, eq=False)

@@ -290,10 +290,10 @@ def simulate(name: str, rules: Rules, costs: CostModel, microbatches: int) -> Tr
     n_ops = 2 * stages * microbatches + n_upd + n_avg
     # A stage never holds more than every micro-batch: the ring buffers need no more
     # (a mini-batch of 10^12 in a run of 20 micro-batches is 20).
-    cap = np.minimum(rules.cap, microbatches)
+    cap = np.minimum(np.asarray(rules.cap, dtype=np.int64), microbatches)
     status, n_rows, n_u, *arrays = kernel_for(_simulate, n_ops)(
-        costs.forward, costs.backward, costs.comm, costs.update, costs.allreduce * rules.avg_share,
-        costs.jitter, costs.seed, microbatches,
+        np.asarray(costs.forward), np.asarray(costs.backward), costs.comm, costs.update,
+        costs.allreduce * rules.avg_share, costs.jitter, costs.seed, microbatches,
         cap, rules.accumulate, rules.group, rules.barrier, rules.forwards_first,
         rules.replicas, rules.chain_replicas, rules.versions, rules.recompute,
         rules.avg_overlap, rules.avg_fragments, n_ops, n_upd,

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from functools import cached_property
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from pipebench.limits import Need
+
+if TYPE_CHECKING:  # NumPy loads where traces are made and read: `validate` needs none
+    import numpy as np
 
 # Operation kinds, as stored in `Trace.kind` (defined with the schedules, which
 # are written in them)
@@ -54,8 +56,8 @@ BYTES_PER_OP = 33
 TRACE_BYTES_PER_OP = 3 * BYTES_PER_OP + 12  # F, B, one U per pair; the statistics' tables
 OP_FIELDS = ("kind", "stage", "mb", "replica", "start", "end", "v_fwd", "v_bwd")
 # the executors' dtypes (simulate.py, program.py): the replay kernels are compiled for them
-OP_DTYPES = (np.int8, np.int16, np.int32, np.int16, np.float64, np.float64, np.int32, np.int32)
-UPD_DTYPES = (np.int64, np.int32, np.int32)  # upd_op, upd_first, upd_version
+OP_DTYPES = ("int8", "int16", "int32", "int16", "float64", "float64", "int32", "int32")
+UPD_DTYPES = ("int64", "int32", "int32")  # upd_op, upd_first, upd_version
 
 
 @dataclass(frozen=True, eq=False)
@@ -106,6 +108,8 @@ class Trace:
     @cached_property
     def rank(self) -> np.ndarray:
         """The device of every row (-1 for AVG, which occupies every rank)."""
+        import numpy as np
+
         if self.chunk_rank is None:
             return self.stage
         return np.where(self.stage >= 0, self.chunk_rank[self.stage], -1).astype(np.int16)
@@ -179,6 +183,8 @@ class Trace:
         Kept rows stay in causal order; update rows follow their U row. The
         micro-batch count is unchanged, so statistics keep their meaning.
         """
+        import numpy as np
+
         new_row = np.cumsum(keep) - 1
         kept_updates = keep[self.upd_op]
         return replace(
@@ -191,10 +197,14 @@ class Trace:
 
     def rows(self, kind: int) -> np.ndarray:
         """Indices of the operation rows of one kind, in causal order."""
+        import numpy as np
+
         return np.flatnonzero(self.kind == kind)
 
     def op_index(self, kind: int) -> np.ndarray:
         """(stages, microbatches) table of row indices of the F or B operations."""
+        import numpy as np
+
         rows = self.rows(kind)
         table = np.full((self.stages, self.microbatches), -1, dtype=np.int64)
         table[self.stage[rows], self.mb[rows]] = rows
