@@ -26,11 +26,15 @@ A first run waits for the longer side, and which side that is depends on the
 scenario: a tiny scenario's parent is done long before the child, the
 quickstart's ten timelines take about as long as the child
 (benchmarks/perf/README.md, "Issue 16, seventh round: blc", "eighth round:
-blc8", "chc8" and "idle retake"). A layered model's stage kernels are most
-of its compilation: the parent compiles the stage backward before it
-simulates the timelines, beside the child's stage forward, and the child
-waits for it before it types the replay kernels, which then load it from
-the cache.
+blc8", "chc8" and "idle retake"). Some kernels the replay kernels call are
+compiled ahead, split between the two processes (`ahead_of`): the parent
+compiles its share before it simulates the timelines, beside the child's,
+and the child waits for it before it types the replay kernels, which then
+load both from the cache. For a layered model these are the stage kernels,
+most of its compilation (the parent the backward, the child the forward);
+for a block-linear one, the trace kernel's callees (about two thirds of its
+compilation), and once both shares are cached the parent may take the plan
+kernel, which shares most of them ("ninth round: blc9").
 """
 
 from __future__ import annotations
