@@ -51,6 +51,7 @@ from multiprocessing.process import BaseProcess
 
 import numpy as np
 from numba.core import config, event
+from numba.core.registry import cpu_target
 
 from pipebench.engine.compiling import can_compile_aside, family_cold, replay_family
 from pipebench.engine.layered import stage_kernel_types
@@ -106,7 +107,7 @@ FREE, CHILD, PARENT = 0, 1, 2
 # then prepares the timelines and compiles rpd's plan kernel, the child types and lowers
 # the trace kernel: chosen so that the two end together on bench_compile.py's scenario
 # (benchmarks/perf/README.md, "Issue 16, ninth round: blc9").
-PARENT_CALLEES = ("draw_rows", "output_gradient", "backward_block", "apply_step")
+PARENT_CALLEES = ("draw_rows", "backward_block", "apply_step")
 
 Compiled = list[tuple[Callable, tuple]]  # kernels and the numba argument types to compile
 
@@ -257,6 +258,10 @@ def compile_replays_aside(objective_kind: str, runs: list[Run]) -> Aside:
         return Aside()
     first, rest = split_runs(runs)
     ahead = ahead_of(objective_kind, runs) if runs else Ahead([], [], False)
+    # numba's typing and lowering registries, loaded here once for both processes (each
+    # loaded them at its first compilation: 0.4 s of CPU)
+    cpu_target.typing_context.refresh()
+    cpu_target.target_context.refresh()
     context = multiprocessing.get_context("fork")
     state = context.Array("i", [FREE, 0, 0, 0])
     child = context.Process(target=_compile, args=(first, rest, state, ahead), daemon=True)
