@@ -55,7 +55,13 @@ from numba.core.registry import cpu_target
 
 from pipebench.engine.compiling import can_compile_aside, family_cold, replay_family
 from pipebench.engine.layered import stage_kernel_types
-from pipebench.engine.replay import SizedReplay, _replay_trace, replay_signature, trace_callees
+from pipebench.engine.replay import (
+    SizedReplay,
+    _replay_trace,
+    plan_callees,
+    replay_signature,
+    trace_callees,
+)
 from pipebench.objectives import BlockLinear, Layered
 from pipebench.objectives.layered import stage_backward, stage_forward
 from pipebench.timeline.rpd import RpdPlan
@@ -102,12 +108,13 @@ def compile_replays(runs: list[Run]) -> None:
 REST, FIRST_DONE, REST_OPEN, AHEAD_DONE = range(4)
 FREE, CHILD, PARENT = 0, 1, 2
 
-# The block-linear trace kernel's callees the parent compiles ahead; the child compiles
-# the others (`replay.trace_callees`), the largest, `_loss_at`, among them. The parent
-# then prepares the timelines and compiles rpd's plan kernel, the child types and lowers
-# the trace kernel: chosen so that the two end together on bench_compile.py's scenario
+# The block-linear trace kernel's callees the parent compiles ahead, with rpd's plan
+# kernel's own (`replay.plan_callees`) when a run has rpd; the child compiles the others
+# (`replay.trace_callees`), the largest, `_loss_at`, among them. The parent then prepares
+# the timelines and compiles the plan kernel, the child types and lowers the trace
+# kernel: chosen so that the two end together on bench_compile.py's scenario, pd and rpd
 # (benchmarks/perf/README.md, "Issue 16, ninth round: blc9").
-PARENT_CALLEES = ("draw_rows", "backward_block", "apply_step")
+PARENT_CALLEES = ("draw_rows", "backward_block")
 
 Compiled = list[tuple[Callable, tuple]]  # kernels and the numba argument types to compile
 
@@ -129,11 +136,15 @@ def ahead_of(objective_kind: str, runs: list[Run]) -> Ahead:
         forward, backward = stage_kernel_types(runs[0][1])
         return Ahead([(stage_forward, forward)], [(stage_backward, backward)], False)
     traced = [run for run in runs if run[0].form is not None]
+    planned = [run for run in runs if run[0].form is None]
     if not traced:
         return Ahead([], [], False)
     setup, objective, code, hyper, seed, _ = traced[0]
     callees = trace_callees(setup.chunks, objective, code, hyper, seed)
     parent = [callees.pop(name) for name in PARENT_CALLEES]
+    if planned:
+        setup, *inputs, _ = planned[0]
+        parent += plan_callees(empty_replay(setup), *inputs).values()
     return Ahead(list(callees.values()), parent, True)
 
 

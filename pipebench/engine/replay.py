@@ -605,6 +605,29 @@ def trace_callees(
     return {k.__name__: (k, tuple(map(typeof, args))) for k, args in calls.items()}
 
 
+def plan_callees(
+    sized: SizedReplay, objective: BlockLinear, optimizer_code: int, hyper: np.ndarray, seed: int
+) -> dict[str, tuple[Callable, tuple]]:
+    """rpd's plan kernel's own callees (the trace kernel calls the others), by name, with
+    the numba argument types `_replay_plan` calls them with: its own arguments for
+    `sized`, buffers made as it makes them. Compiled ahead as `trace_callees` are."""
+    from numba import typeof  # numba only where kernels are compiled (pipebench/jit.py)
+
+    optimizer, record = _kernel_inputs(sized, objective, optimizer_code, hyper, seed, 1, None)
+    _, args = _kernel(sized.timeline, sized, objective, optimizer, record, hyper)
+    block, _, _, S, mode, delta, plan_seed, pd_update_mb, pd_reads, lookback, linear = args[:11]
+    i, w = np.int64(0), np.zeros(objective.dim)
+    version, delays = np.zeros((1, S), np.int64), np.zeros(S, np.int64)
+    calls = {
+        new_checkpoints: (lookback, S),
+        keep_checkpoint: (i, block.dtype.type(0), version, (version, version)),
+        fill_delays: (mode, delta, plan_seed, i, pd_update_mb, pd_reads, delays),
+        versions_read: (i, delays, (version, version), delays),
+        forward_point: (linear[0], delays, i, linear[-1], w, w),
+    }
+    return {k.__name__: (k, tuple(map(typeof, args))) for k, args in calls.items()}
+
+
 def _models(objective: BlockLinear | Layered, stages: int) -> tuple[tuple, tuple]:
     """(linear, layered): what the kernels read of the objective, the other form empty."""
     if isinstance(objective, Layered):
