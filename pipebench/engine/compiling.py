@@ -25,7 +25,7 @@ from pipebench.objectives import LAYERED_KINDS
 # fifth round: compile-timeline"), not measured idle. A replay family's
 # figure is the first run's wait with its kernels compiled in the child beside the
 # timeline's, the longer of the two: `bench_compile.py` (cold minus warm) on the quiet
-# machine, block-linear 8.2-11.3 s (six runs, load 1.0-1.3) with the trace kernel's
+# machine, block-linear 8.2-11.3 s (eight runs, load 1.0-1.3) with the trace kernel's
 # callees split between the two processes (README, "Issue 16, ninth round: blc9"); the
 # mlp 25.6 and 26.6 s and charlm 36.3, 35.3 and 36.4 s with the parent compiling the
 # stage backward and the plan kernel (`bench_compile.py`, load 1.0-1.6; README, "Issue
