@@ -9,8 +9,11 @@ Whether the child saves time is measured, not tested (benchmarks/perf/bench_comp
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
+import subprocess
+import sys
 import time
 from importlib import import_module
 from pathlib import Path
@@ -109,19 +112,25 @@ def compiling_aside(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(precompile.config, "DISABLE_JIT", False)
 
 
+@pytest.fixture
+def nothing_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No kernel compiled ahead of the replay kernels (`_runs` has no objective)."""
+    monkeypatch.setattr(precompile, "ahead_of", lambda kind, runs: precompile.Ahead([], [], False))
+
+
 def test_a_child_free_first_compiles_rpds_plan_kernel_and_rpd_waits_for_it(
-    monkeypatch: pytest.MonkeyPatch, compiling_aside: None
+    monkeypatch: pytest.MonkeyPatch, compiling_aside: None, nothing_ahead: None
 ) -> None:
     monkeypatch.setattr(precompile, "compile_replays", lambda runs: None)  # in the child
     aside = precompile.compile_replays_aside("quadratic", _runs("pd", "rpd"))
     aside.wait(np.zeros(1, np.int64), setup_schedule("rpd", 2, {}))  # until the child ends
     assert multiprocessing.active_children() == []
     aside.parent_free()  # too late: the child had it
-    assert list(aside._state) == [precompile.CHILD, 1, 0, 0]
+    assert list(aside._state) == [precompile.CHILD, 1, 0, 1]
 
 
 def test_rpd_compiles_in_the_parent_once_it_is_free_before_the_child(
-    monkeypatch: pytest.MonkeyPatch, compiling_aside: None
+    monkeypatch: pytest.MonkeyPatch, compiling_aside: None, nothing_ahead: None
 ) -> None:
     parent, compiled = os.getpid(), []
 
@@ -136,7 +145,7 @@ def test_rpd_compiles_in_the_parent_once_it_is_free_before_the_child(
     (child,) = set(multiprocessing.active_children()) - before
     try:
         aside.parent_free()  # free, but the kernels the plan kernel shares are not cached
-        assert list(aside._state) == [precompile.FREE, 0, 0, 0]
+        assert list(aside._state) == [precompile.FREE, 0, 0, 1]
         aside.wait(np.ones(1, np.int64), setup_schedule("pd", 2, {}))  # Ctrl-C: no wait
         assert compiled == []
         aside._state[precompile.REST_OPEN] = 1  # what the child's `_Typed` sets
@@ -144,7 +153,7 @@ def test_rpd_compiles_in_the_parent_once_it_is_free_before_the_child(
         assert not aside._ready(rest=False) and compiled == [["rpd"]]
         aside.wait(np.zeros(1, np.int64), setup_schedule("rpd", 2, {}))  # the parent's now
         assert child.is_alive() and compiled == [["rpd"]]  # once
-        assert list(aside._state) == [precompile.PARENT, 0, 1, 0]
+        assert list(aside._state) == [precompile.PARENT, 0, 1, 1]
     finally:
         child.kill()
         child.join()
@@ -272,3 +281,86 @@ def test_a_family_is_judged_by_kernels_compiled_and_cached_on_their_own(family: 
     for name in compiling.FAMILIES[family][1]:
         module, attr = name.split(":")
         assert _declared(getattr(import_module(module), attr)) == ("never", True), name
+
+
+AHEAD_THEN_REPLAYS = """
+import json, sys
+from pipebench.api import load_experiment
+from pipebench.engine import precompile, replay
+from pipebench.runner import entry_replays, replay_runs
+
+exp = load_experiment(sys.argv[1])
+ahead = precompile.ahead_of(exp.objective.kind, replay_runs(exp))
+for kernel, types in ahead.child + ahead.parent:  # as the two processes do
+    kernel.compile(types)
+for entry in exp.entries:  # numba types the replay kernels: each callee must be found
+    sized, _ = entry_replays(exp, entry).per_seed[exp.seeds[0]]
+    objective, hyper = exp.objective_of(entry), entry.hyper(entry.lrs[0])
+    replay.replay(sized, objective, entry.optimizer_code, hyper, 0, 4, None, exp.switches)
+print(json.dumps([
+    [kernel.__name__, [str(t) for t in types], [[str(t) for t in s] for s in kernel.signatures]]
+    for kernel, types in ahead.child + ahead.parent
+]))
+"""
+
+
+def test_the_trace_callees_compiled_ahead_are_those_the_replays_call(tmp_path: Path) -> None:
+    """In a process with an empty numba cache, so that the replay kernels are typed (not
+    loaded): after real replays, each callee compiled ahead holds exactly the signature
+    it was compiled with; types that drifted would add a second."""
+    if precompile.config.DISABLE_JIT:
+        pytest.skip("no compilation under NUMBA_DISABLE_JIT")
+    path = tmp_path / "s.yaml"
+    # every row kind (I and W from zbv, AVG from localsgd), weight prediction, rpd's plan
+    predicting = "{name: 2bw, optimizer: {name: momentum, predict: true}}"
+    schedules = f"[pd, zbv, localsgd, rpd, {predicting}]"
+    scenario = SCENARIO.format(objective=OBJECTIVES["block-linear"], schedules=schedules)
+    path.write_text(scenario.replace("{name: sgd, lr: 0.01}", "{name: momentum, lr: 0.01}"))
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba"))
+    done = subprocess.run(
+        [sys.executable, "-c", AHEAD_THEN_REPLAYS, str(path)],
+        capture_output=True, text=True, env=env, check=True,
+    )  # fmt: skip
+    compiled = json.loads(done.stdout.splitlines()[-1])
+    names = {name for name, _, _ in compiled}
+    assert set(precompile.PARENT_CALLEES) | {"_loss_at", "versions_read"} < names
+    for name, types, signatures in compiled:
+        assert signatures == [types], name
+
+
+NONE_AHEAD = precompile.Ahead([], [], False)
+
+
+def test_the_child_goes_on_when_the_parent_dies_before_its_share(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    context = multiprocessing.get_context("fork")
+    state, started = context.Array("i", 4), context.Event()
+    monkeypatch.setattr(precompile, "compile_replays", lambda runs: started.set())
+
+    def parent() -> None:  # starts the child, then dies without its share
+        context.Process(target=precompile._compile, args=([], [], state, NONE_AHEAD)).start()
+        os._exit(0)
+
+    dying = context.Process(target=parent)
+    dying.start()
+    dying.join()
+    assert started.wait(600) and state[precompile.AHEAD_DONE] == 0
+
+
+def test_the_child_goes_on_when_the_parents_share_fails(
+    monkeypatch: pytest.MonkeyPatch, compiling_aside: None
+) -> None:
+    context = multiprocessing.get_context("fork")
+    started = context.Event()
+    monkeypatch.setattr(precompile, "compile_replays", lambda runs: started.set())
+    failing = _Kernel(lambda types: 1 / 0)
+    ahead = precompile.Ahead([], [(failing, ("b",))], True)
+    monkeypatch.setattr(precompile, "ahead_of", lambda kind, runs: ahead)
+    before = set(multiprocessing.active_children())
+    with pytest.raises(ZeroDivisionError):  # as the replay would compile it and fail
+        precompile.compile_replays_aside("quadratic", _runs("pd"))
+    (child,) = set(multiprocessing.active_children()) - before
+    assert started.wait(600)
+    child.join()
+    assert child.exitcode == 0

@@ -24,12 +24,12 @@ from pipebench.objectives import LAYERED_KINDS
 # (`bench_compile.py --families timeline`, 22.4 to 12.5 s at load 6; README, "Issue 16,
 # fifth round: compile-timeline"), not measured idle. A replay family's
 # figure is the first run's wait with its kernels compiled in the child beside the
-# timeline's, the longer of the two: `bench_compile.py` (cold minus warm) on the idle
-# machine, block-linear 14.3-14.9 s with the statistics of a tiny run interpreted and
-# rpd's plan kernel compiled by the parent beside the child (README, "Issue 16, eighth
-# round: idle retake"); the mlp 25.6 and 26.6 s and charlm 36.3, 35.3 and 36.4 s with the
-# parent compiling the stage backward and the plan kernel (`bench_compile.py`, load
-# 1.0-1.6; README, "Issue 16, eighth round: chc8" and "idle retake"): the larger.
+# timeline's, the longer of the two: `bench_compile.py` (cold minus warm) on the quiet
+# machine, block-linear 8.2-11.3 s (eight runs, load 1.0-1.3) with the trace kernel's
+# callees split between the two processes (README, "Issue 16, ninth round: blc9"); the
+# mlp 25.6 and 26.6 s and charlm 36.3, 35.3 and 36.4 s with the parent compiling the
+# stage backward and the plan kernel (`bench_compile.py`, load 1.0-1.6; README, "Issue
+# 16, eighth round: chc8" and "idle retake"): the larger.
 FAMILIES: dict[str, tuple[int, tuple[str, ...]]] = {
     "timeline": (
         9,
@@ -39,7 +39,7 @@ FAMILIES: dict[str, tuple[int, tuple[str, ...]]] = {
         ),
     ),
     "block-linear": (
-        15,
+        11,
         (
             "pipebench.engine.replay:_replay_trace",
             "pipebench.engine.replay:_replay_plan",

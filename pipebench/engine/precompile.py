@@ -26,11 +26,15 @@ A first run waits for the longer side, and which side that is depends on the
 scenario: a tiny scenario's parent is done long before the child, the
 quickstart's ten timelines take about as long as the child
 (benchmarks/perf/README.md, "Issue 16, seventh round: blc", "eighth round:
-blc8", "chc8" and "idle retake"). A layered model's stage kernels are most
-of its compilation: the parent compiles the stage backward before it
-simulates the timelines, beside the child's stage forward, and the child
-waits for it before it types the replay kernels, which then load it from
-the cache.
+blc8", "chc8" and "idle retake"). Some kernels the replay kernels call are
+compiled ahead, split between the two processes (`ahead_of`): the parent
+compiles its share before it simulates the timelines, beside the child's,
+and the child waits for it before it types the replay kernels, which then
+load both from the cache. For a layered model these are the stage kernels,
+most of its compilation (the parent the backward, the child the forward);
+for a block-linear one, the trace kernel's callees (about two thirds of its
+compilation), and once both shares are cached the parent may take the plan
+kernel, which shares most of them ("ninth round: blc9").
 """
 
 from __future__ import annotations
@@ -41,14 +45,23 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 
 import numpy as np
 from numba.core import config, event
+from numba.core.registry import cpu_target
 
 from pipebench.engine.compiling import can_compile_aside, family_cold, replay_family
 from pipebench.engine.layered import stage_kernel_types
-from pipebench.engine.replay import SizedReplay, _replay_trace, replay_signature
+from pipebench.engine.replay import (
+    SizedReplay,
+    _replay_trace,
+    plan_callees,
+    replay_signature,
+    trace_callees,
+)
 from pipebench.objectives import BlockLinear, Layered
 from pipebench.objectives.layered import stage_backward, stage_forward
 from pipebench.timeline.rpd import RpdPlan
@@ -90,10 +103,49 @@ def compile_replays(runs: list[Run]) -> None:
 
 # Shared by the two processes, one integer each: who compiles the kernels left to the
 # side free first (REST); 1 once the child's first share is in the cache (FIRST_DONE),
-# once the parent may take the rest (REST_OPEN), once the parent's stage backward of a
-# layered model is in the cache or failed (BACKWARD_DONE).
-REST, FIRST_DONE, REST_OPEN, BACKWARD_DONE = range(4)
+# once the parent may take the rest (REST_OPEN), once the parent's share of the kernels
+# compiled ahead (`Ahead`) is in the cache or failed (AHEAD_DONE).
+REST, FIRST_DONE, REST_OPEN, AHEAD_DONE = range(4)
 FREE, CHILD, PARENT = 0, 1, 2
+
+# The block-linear trace kernel's callees the parent compiles ahead, with rpd's plan
+# kernel's own (`replay.plan_callees`) when a run has rpd; the child compiles the others
+# (`replay.trace_callees`), the largest, `_loss_at`, among them. The parent then prepares
+# the timelines and compiles the plan kernel, the child types and lowers the trace
+# kernel: chosen so that the two end together on bench_compile.py's scenario, pd and rpd
+# (benchmarks/perf/README.md, "Issue 16, ninth round: blc9").
+PARENT_CALLEES = ("draw_rows", "backward_block")
+
+Compiled = list[tuple[Callable, tuple]]  # kernels and the numba argument types to compile
+
+
+@dataclass(frozen=True)
+class Ahead:
+    """Kernels the replay kernels call, compiled before them and split between the two
+    processes; the replay kernels then load them from numba's cache."""
+
+    child: Compiled
+    parent: Compiled
+    shared: bool  # every callee the plan kernel shares with the trace kernel is here
+
+
+def ahead_of(objective_kind: str, runs: list[Run]) -> Ahead:
+    """What `runs`' replay kernels call that is compiled ahead: a layered model's stage
+    kernels (`stage_kernel_types`), the block-linear trace kernel's callees, or none."""
+    if replay_family(objective_kind) != "block-linear":
+        forward, backward = stage_kernel_types(runs[0][1])
+        return Ahead([(stage_forward, forward)], [(stage_backward, backward)], False)
+    traced = [run for run in runs if run[0].form is not None]
+    planned = [run for run in runs if run[0].form is None]
+    if not traced:
+        return Ahead([], [], False)
+    setup, objective, code, hyper, seed, _ = traced[0]
+    callees = trace_callees(setup.chunks, objective, code, hyper, seed)
+    parent = [callees.pop(name) for name in PARENT_CALLEES]
+    if planned:
+        setup, *inputs, _ = planned[0]
+        parent += plan_callees(empty_replay(setup), *inputs).values()
+    return Ahead(list(callees.values()), parent, True)
 
 
 def split_runs(runs: list[Run]) -> tuple[list[Run], list[Run]]:
@@ -130,9 +182,9 @@ class _Typed(event.Listener):
             self._state[REST_OPEN] = 1
 
 
-def _compile(first: list[Run], rest: list[Run], state, stages: tuple | None) -> None:
-    """The child: compile the runs' replay kernels into numba's cache, print nothing;
-    `stages`: a layered model's stage kernel types (`stage_kernel_types`), else None."""
+def _compile(first: list[Run], rest: list[Run], state, ahead: Ahead) -> None:
+    """The child: compile its share of the kernels compiled ahead, then, once the
+    parent's is in the cache, the runs' replay kernels; print nothing."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     parent = os.getppid()
     # Fresh streams: the parent's may have been locked mid-write by another thread (the
@@ -140,10 +192,12 @@ def _compile(first: list[Run], rest: list[Run], state, stages: tuple | None) -> 
     with open(os.devnull, "w") as quiet:
         sys.stdout = sys.stderr = quiet
         try:
-            if stages is not None:  # the stage forward, then the parent's backward
-                stage_forward.compile(stages[0])
-                while state[BACKWARD_DONE] == 0 and os.getppid() == parent:
-                    time.sleep(0.05)
+            for kernel, types in ahead.child:
+                kernel.compile(types)
+            while state[AHEAD_DONE] == 0 and os.getppid() == parent:
+                time.sleep(0.05)
+            if ahead.shared:  # the plan kernel's callees are cached: the parent may take it
+                state[REST_OPEN] = 1
             with event.install_listener("numba:run_pass", _Typed(state)):
                 compile_replays(first)
             state[FIRST_DONE] = 1
@@ -204,9 +258,9 @@ class Aside:
 
 def compile_replays_aside(objective_kind: str, runs: list[Run]) -> Aside:
     """Start compiling the replay kernels of `runs` in a child when the cache lacks them and
-    a second core can take it (`split_runs`); a layered model's stage backward is compiled
-    here, beside the child. Returns what the runs wait for: `Aside.wait`, called from any
-    thread before a replay."""
+    a second core can take it (`split_runs`); the parent's share of the kernels they call
+    (`ahead_of`) is compiled here, beside the child's. Returns what the runs wait for:
+    `Aside.wait`, called from any thread before a replay."""
     if (
         config.DISABLE_JIT
         or not can_compile_aside()
@@ -214,15 +268,18 @@ def compile_replays_aside(objective_kind: str, runs: list[Run]) -> Aside:
     ):
         return Aside()
     first, rest = split_runs(runs)
-    layered = replay_family(objective_kind) != "block-linear"
-    stages = stage_kernel_types(runs[0][1]) if layered and runs else None
+    ahead = ahead_of(objective_kind, runs) if runs else Ahead([], [], False)
+    # numba's typing and lowering registries, loaded here once for both processes (each
+    # loaded them at its first compilation: 0.4 s of CPU)
+    cpu_target.typing_context.refresh()
+    cpu_target.target_context.refresh()
     context = multiprocessing.get_context("fork")
     state = context.Array("i", [FREE, 0, 0, 0])
-    child = context.Process(target=_compile, args=(first, rest, state, stages), daemon=True)
+    child = context.Process(target=_compile, args=(first, rest, state, ahead), daemon=True)
     child.start()
-    if stages is not None:  # Ctrl-C meanwhile is noted for the run (`interrupts`)
-        try:
-            stage_backward.compile(stages[1])
-        finally:
-            state[BACKWARD_DONE] = 1
+    try:  # Ctrl-C meanwhile is noted for the run (`interrupts`)
+        for kernel, types in ahead.parent:
+            kernel.compile(types)
+    finally:
+        state[AHEAD_DONE] = 1
     return Aside(child, state, rest)

@@ -573,6 +573,61 @@ def replay_signature(
     return kernel, tuple(typeof(a) for a in args)
 
 
+def trace_callees(
+    stages: int, objective: BlockLinear, optimizer_code: int, hyper: np.ndarray, seed: int
+) -> dict[str, tuple[Callable, tuple]]:
+    """The block-linear trace kernel's callees, by name, with the numba argument types
+    `_replay_trace` calls them with: the objective's own arrays, the optimizer's state,
+    buffers made as the kernel makes them (any size). engine/precompile.py compiles them
+    ahead, split between two processes, and the trace kernel then loads them from
+    numba's cache (tests/test_precompile.py checks that it compiles none again)."""
+    from numba import typeof  # numba only where kernels are compiled (pipebench/jit.py)
+
+    linear, _ = _models(objective, stages)
+    X, _, y, loss, l2, noise, sampling, batch, off = linear
+    i, t = np.int64(0), 0.0  # int64 and float64 scalars
+    w, z, rows = np.zeros(objective.dim), np.zeros(0), np.zeros(0, np.int64)
+    hist, cur = np.zeros((1, 1, objective.dim)), np.zeros((1, stages), np.int64)
+    ends = np.zeros((1, stages))
+    moments = moment_buffers(optimizer_code, 1, objective.dim)
+    calls = {
+        _loss_at: (t, linear, (), hist, cur, ends, w, (w, z, z), w),
+        new_recorder: (i, i),
+        steps_running: (t, ends),
+        diverged: (t, t),
+        draw_rows: (sampling, seed, i, batch, i, rows),
+        forward_block: (X, rows, i, i, i, w, z),
+        output_gradient: (loss, z, y, rows, i, z),
+        backward_block: (X, rows, i, i, i, z, w, l2, noise, seed, i, w),
+        apply_step: (hyper, i, i, w, w, t, moments, hist[0], i, (), i, i, w),
+        average_replicas: (off, hist, cur),
+    }
+    return {k.__name__: (k, tuple(map(typeof, args))) for k, args in calls.items()}
+
+
+def plan_callees(
+    sized: SizedReplay, objective: BlockLinear, optimizer_code: int, hyper: np.ndarray, seed: int
+) -> dict[str, tuple[Callable, tuple]]:
+    """rpd's plan kernel's own callees (the trace kernel calls the others), by name, with
+    the numba argument types `_replay_plan` calls them with: its own arguments for
+    `sized`, buffers made as it makes them. Compiled ahead as `trace_callees` are."""
+    from numba import typeof  # numba only where kernels are compiled (pipebench/jit.py)
+
+    optimizer, record = _kernel_inputs(sized, objective, optimizer_code, hyper, seed, 1, None)
+    _, args = _kernel(sized.timeline, sized, objective, optimizer, record, hyper)
+    block, _, _, S, mode, delta, plan_seed, pd_update_mb, pd_reads, lookback, linear = args[:11]
+    i, w = np.int64(0), np.zeros(objective.dim)
+    version, delays = np.zeros((1, S), np.int64), np.zeros(S, np.int64)
+    calls = {
+        new_checkpoints: (lookback, S),
+        keep_checkpoint: (i, block.dtype.type(0), version, (version, version)),
+        fill_delays: (mode, delta, plan_seed, i, pd_update_mb, pd_reads, delays),
+        versions_read: (i, delays, (version, version), delays),
+        forward_point: (linear[0], delays, i, linear[-1], w, w),
+    }
+    return {k.__name__: (k, tuple(map(typeof, args))) for k, args in calls.items()}
+
+
 def _models(objective: BlockLinear | Layered, stages: int) -> tuple[tuple, tuple]:
     """(linear, layered): what the kernels read of the objective, the other form empty."""
     if isinstance(objective, Layered):
