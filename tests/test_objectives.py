@@ -12,8 +12,9 @@ from training import objective
 from pipebench.errors import InputError
 from pipebench.hashrng import permuted
 from pipebench.objectives import build_objective
-from pipebench.objectives.blocklinear import SAMPLE_FULL, mean_loss
+from pipebench.objectives.blocklinear import mean_loss
 from pipebench.objectives.quadratic import tridiagonal_hessian
+from pipebench.objectives.sketch import SAMPLE_FULL
 
 VARIANTS = [
     ("quadratic", {"variant": "random", "label_noise": 0.5, "l2": 0.01}),

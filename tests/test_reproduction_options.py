@@ -15,7 +15,8 @@ import pytest
 from conftest import unit
 from training import delays_at
 
-from pipebench.objectives.blocklinear import SAMPLING_CODES, draw_rows
+from pipebench.objectives.blocklinear import draw_rows
+from pipebench.objectives.sketch import SAMPLING_CODES
 from pipebench.timeline import build_timeline, stats_of
 from pipebench.timeline.trace import BACKWARD, FORWARD, UPDATE
 

@@ -35,8 +35,6 @@ from pipebench.engine.replay_size import replay_needs
 from pipebench.engine.staleness import read_delays, stage_delays
 from pipebench.jit import njit
 from pipebench.objectives.blocklinear import (
-    SAMPLE_FULL,
-    SAMPLING_CODES,
     BlockLinear,
     backward_block,
     draw_rows,
@@ -45,6 +43,7 @@ from pipebench.objectives.blocklinear import (
     output_gradient,
 )
 from pipebench.objectives.layered import Layered, mean_loss, stage_backward, stage_forward
+from pipebench.objectives.sketch import SAMPLE_FULL, SAMPLING_CODES
 from pipebench.optim.corrections import (
     compensate,
     correction_buffers,

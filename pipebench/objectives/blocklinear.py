@@ -19,15 +19,12 @@ import numpy as np
 
 from pipebench.hashrng import normal01, permuted, uniform01
 from pipebench.jit import njit
-
-# the sampling codes the kernels dispatch on and the sketch are defined without NumPy
-from pipebench.objectives.sketch import SAMPLE_BATCH as SAMPLE_BATCH
-from pipebench.objectives.sketch import SAMPLE_FULL as SAMPLE_FULL
-from pipebench.objectives.sketch import SAMPLE_SEQUENTIAL as SAMPLE_SEQUENTIAL
-from pipebench.objectives.sketch import SAMPLE_SHUFFLE as SAMPLE_SHUFFLE
-from pipebench.objectives.sketch import SAMPLE_UNIFORM as SAMPLE_UNIFORM
-from pipebench.objectives.sketch import SAMPLING_CODES as SAMPLING_CODES
-from pipebench.objectives.sketch import Sketch as Sketch
+from pipebench.objectives.sketch import (  # defined without NumPy (`validate`)
+    SAMPLE_FULL,
+    SAMPLE_SEQUENTIAL,
+    SAMPLE_SHUFFLE,
+    SAMPLE_UNIFORM,
+)
 
 LOSS_SQUARED = 0  # 1/2 (z - y)^2
 LOSS_LOGISTIC = 1  # log(1 + e^z) - y z, labels in {0, 1}

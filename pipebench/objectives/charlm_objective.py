@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from pipebench.errors import InputError
-from pipebench.objectives.blocklinear import SAMPLING_CODES
 from pipebench.objectives.charlm.layout import charlm_init, charlm_layout
 from pipebench.objectives.corpus import load_corpus, split
 from pipebench.objectives.layered import Layered
+from pipebench.objectives.sketch import SAMPLING_CODES
 
 
 def build_charlm(spec, stages: int, corpus_file: Path | None) -> Layered:

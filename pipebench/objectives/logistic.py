@@ -11,12 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipebench.objectives.blocklinear import (
-    LOSS_LOGISTIC,
-    SAMPLING_CODES,
-    BlockLinear,
-)
+from pipebench.objectives.blocklinear import LOSS_LOGISTIC, BlockLinear
 from pipebench.objectives.data import binary_labels, load_csv
+from pipebench.objectives.sketch import SAMPLING_CODES
 from pipebench.objectives.sketch import logistic as sketch
 
 

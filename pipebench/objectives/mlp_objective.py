@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from pipebench.objectives import mlp
-from pipebench.objectives.blocklinear import SAMPLING_CODES
 from pipebench.objectives.layered import Layered
+from pipebench.objectives.sketch import SAMPLING_CODES
 
 TEACHER_GAIN = 4.0
 STUDENT_GAIN = 1.0

@@ -13,13 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from pipebench.errors import InputError
-from pipebench.objectives.blocklinear import (
-    LOSS_SQUARED,
-    SAMPLE_FULL,
-    SAMPLING_CODES,
-    BlockLinear,
-)
+from pipebench.objectives.blocklinear import LOSS_SQUARED, BlockLinear
 from pipebench.objectives.data import load_csv
+from pipebench.objectives.sketch import SAMPLE_FULL, SAMPLING_CODES
 from pipebench.objectives.sketch import quadratic as sketch
 
 
