@@ -115,7 +115,7 @@ def compiling_aside(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def nothing_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
     """No kernel compiled ahead of the replay kernels (`_runs` has no objective)."""
-    monkeypatch.setattr(precompile, "ahead_of", lambda kind, runs: precompile.Ahead([], [], False))
+    monkeypatch.setattr(precompile, "ahead_of", lambda *_: precompile.Ahead([], [], False))
 
 
 def test_a_child_free_first_compiles_rpds_plan_kernel_and_rpd_waits_for_it(
@@ -290,7 +290,7 @@ from pipebench.engine import precompile, replay
 from pipebench.runner import entry_replays, replay_runs
 
 exp = load_experiment(sys.argv[1])
-ahead = precompile.ahead_of(exp.objective.kind, replay_runs(exp))
+ahead = precompile.ahead_of(exp.objective.kind, *precompile.split_runs(replay_runs(exp)))
 for kernel, types in ahead.child + ahead.parent:  # as the two processes do
     kernel.compile(types)
 for entry in exp.entries:  # numba types the replay kernels: each callee must be found
@@ -356,7 +356,7 @@ def test_the_child_goes_on_when_the_parents_share_fails(
     monkeypatch.setattr(precompile, "compile_replays", lambda runs: started.set())
     failing = _Kernel(lambda types: 1 / 0)
     ahead = precompile.Ahead([], [(failing, ("b",))], True)
-    monkeypatch.setattr(precompile, "ahead_of", lambda kind, runs: ahead)
+    monkeypatch.setattr(precompile, "ahead_of", lambda *_: ahead)
     before = set(multiprocessing.active_children())
     with pytest.raises(ZeroDivisionError):  # as the replay would compile it and fail
         precompile.compile_replays_aside("quadratic", _runs("pd"))

@@ -129,21 +129,20 @@ class Ahead:
     shared: bool  # every callee the plan kernel shares with the trace kernel is here
 
 
-def ahead_of(objective_kind: str, runs: list[Run]) -> Ahead:
-    """What `runs`' replay kernels call that is compiled ahead: a layered model's stage
-    kernels (`stage_kernel_types`), the block-linear trace kernel's callees, or none."""
+def ahead_of(objective_kind: str, first: list[Run], rest: list[Run]) -> Ahead:
+    """What the replay kernels of `split_runs`' (`first`, `rest`) call that is compiled
+    ahead: a layered model's stage kernels (`stage_kernel_types`), the block-linear trace
+    kernel's callees (and the plan kernel's own, for `rest`), or none (rpd alone)."""
     if replay_family(objective_kind) != "block-linear":
-        forward, backward = stage_kernel_types(runs[0][1])
+        forward, backward = stage_kernel_types(first[0][1])
         return Ahead([(stage_forward, forward)], [(stage_backward, backward)], False)
-    traced = [run for run in runs if run[0].form is not None]
-    planned = [run for run in runs if run[0].form is None]
-    if not traced:
+    setup, objective, code, hyper, seed, _ = first[0]
+    if setup.form is None:  # rpd alone: no trace kernel
         return Ahead([], [], False)
-    setup, objective, code, hyper, seed, _ = traced[0]
     callees = trace_callees(setup.chunks, objective, code, hyper, seed)
     parent = [callees.pop(name) for name in PARENT_CALLEES]
-    if planned:
-        setup, *inputs, _ = planned[0]
+    if rest:
+        setup, *inputs, _ = rest[0]
         parent += plan_callees(empty_replay(setup), *inputs).values()
     return Ahead(list(callees.values()), parent, True)
 
@@ -268,7 +267,7 @@ def compile_replays_aside(objective_kind: str, runs: list[Run]) -> Aside:
     ):
         return Aside()
     first, rest = split_runs(runs)
-    ahead = ahead_of(objective_kind, runs) if runs else Ahead([], [], False)
+    ahead = ahead_of(objective_kind, first, rest) if runs else Ahead([], [], False)
     # numba's typing and lowering registries, loaded here once for both processes (each
     # loaded them at its first compilation: 0.4 s of CPU)
     cpu_target.typing_context.refresh()
