@@ -128,6 +128,11 @@ def _replay_trace(
         z = np.zeros((P, nb))  # z[slot]: the running activations of a micro-batch
         g = np.zeros((P, nb))  # g[slot]: dLoss / dz, divided by the batch size
         w_vis, rec = new_recorder(examples, d)
+        # The kernels read these whole, at offsets: a view per call costs two atomic
+        # reference counts (blocklinear.forward_block)
+        flat_hist = hist.reshape(R * H * d)  # hist[r, h] from (r * H + h) * d
+        flat_z = z.reshape(P * nb)  # z[slot] (and g, rows) from slot * nb
+        flat_g = g.reshape(P * nb)
     else:
         (mlp_arch, lm_arch, off, act, saved_size, init, df, dt, di, examples, _, sampling,
          batch) = layered  # fmt: skip
@@ -159,6 +164,8 @@ def _replay_trace(
     last = np.zeros((R, d))
     steps = np.zeros((R, S), np.int64)
     rows = np.zeros((P, nb), np.int64)
+    partition = np.full(examples, -1)  # the shuffled partition's rows, once drawn (draw_rows)
+    flat_rows, flat_acc = rows.reshape(P * nb), acc.reshape(R * d)  # as flat_hist
     initial = _loss_at(-np.inf, linear, layered, hist, cur, last_u_end, w_vis, rec,
                        out_model)  # fmt: skip
     n_pts = len(times)
@@ -185,15 +192,17 @@ def _replay_trace(
         if k in (FORWARD, PAIR_FORWARD):
             slot = mb[i] % P
             if s == 0:
-                draw_rows(sampling, seed, examples, batch, np.int64(mb[i]), rows[slot])
+                draw_rows(sampling, seed, examples, batch, np.int64(mb[i]), rows[slot], partition)
             if len(layered) == 0:
                 if s == 0:
                     z[slot, :] = 0.0
-                w = hist[r, v_fwd[i] % H]
-                if prediction is not None and hyper[PREDICT] != 0.0:
-                    pred, update = prediction
-                    w = predicted(w, tau[i], update[r], off[s], off[s + 1], pred[slot])
-                forward_block(X, rows[slot], nb, off[s], off[s + 1], w, z[slot])
+                w, w_at = flat_hist, (r * H + v_fwd[i] % H) * d
+                if prediction is not None and hyper[PREDICT] != 0.0 and tau[i] != 0:
+                    pred, update = prediction  # the predicted weights, in pred[slot]
+                    predicted(hist[r, v_fwd[i] % H], tau[i], update[r], off[s], off[s + 1],
+                              pred[slot])  # fmt: skip
+                    w, w_at = pred.reshape(P * d), slot * d
+                forward_block(X, flat_rows, nb, off[s], off[s + 1], w, flat_z, slot * nb, w_at)
                 if s == S - 1:
                     output_gradient(loss, z[slot], y, rows[slot], nb, g[slot])
             else:
@@ -208,18 +217,20 @@ def _replay_trace(
             slot = mb[i] % P
             lo, hi = off[s], off[s + 1]
             if len(layered) == 0:
-                w = hist[r, v_bwd[i] % H]
-                if prediction is not None and hyper[PREDICT] != 0.0:
+                w, w_at = flat_hist, (r * H + v_bwd[i] % H) * d
+                if prediction is not None and hyper[PREDICT] != 0.0 and tau[i] != 0:
                     pred, update = prediction
-                    w = predicted(w, tau[i], update[r], lo, hi, pred[slot])
+                    predicted(hist[r, v_bwd[i] % H], tau[i], update[r], lo, hi, pred[slot])
+                    w, w_at = pred.reshape(P * d), slot * d
                 if compensation is not None and hyper[DC] != 0.0:
                     before, ms = compensation
                     before[lo:hi] = acc[r, lo:hi]
-                backward_block(X, rows[slot], nb, lo, hi, g[slot], w, l2, noise,
-                               seed, np.int64(mb[i]), acc[r])  # fmt: skip
+                backward_block(X, flat_rows, nb, lo, hi, flat_g, w, l2, noise, seed,
+                               np.int64(mb[i]), flat_acc, slot * nb, w_at, r * d)  # fmt: skip
                 if compensation is not None and hyper[DC] != 0.0:
                     before, ms = compensation
-                    compensate(acc[r], before, hist[r, cur[r, s] % H], w, hyper, ms[r], lo, hi)
+                    compensate(acc[r], before, hist[r, cur[r, s] % H], w[w_at : w_at + d], hyper,
+                               ms[r], lo, hi)  # fmt: skip
             else:
                 w = hist[r, v_bwd[i] % H, lo:hi]
                 if prediction is not None and hyper[PREDICT] != 0.0:
@@ -258,8 +269,9 @@ def _replay_trace(
             slot = mb[i] % P
             lo, hi = off[s], off[s + 1]
             if len(layered) == 0:
-                backward_block(X, rows[slot], nb, lo, hi, g[slot], hist[r, v_bwd[i] % H], l2,
-                               noise, seed, np.int64(mb[i]), acc[r])  # fmt: skip
+                backward_block(X, flat_rows, nb, lo, hi, flat_g, flat_hist, l2, noise, seed,
+                               np.int64(mb[i]), flat_acc, slot * nb, (r * H + v_bwd[i] % H) * d,
+                               r * d)  # fmt: skip
             else:
                 acc[r, lo:hi] += pending[slot, lo:hi]
             count[r, s] += 1
@@ -594,10 +606,10 @@ def trace_callees(
         new_recorder: (i, i),
         steps_running: (t, ends),
         diverged: (t, t),
-        draw_rows: (sampling, seed, i, batch, i, rows),
-        forward_block: (X, rows, i, i, i, w, z),
+        draw_rows: (sampling, seed, i, batch, i, rows, rows),
+        forward_block: (X, rows, i, i, i, w, z, i, i),
         output_gradient: (loss, z, y, rows, i, z),
-        backward_block: (X, rows, i, i, i, z, w, l2, noise, seed, i, w),
+        backward_block: (X, rows, i, i, i, z, w, l2, noise, seed, i, w, i, i, i),
         apply_step: (hyper, i, i, w, w, t, moments, hist[0], i, (), i, i, w),
         average_replicas: (off, hist, cur),
     }
@@ -610,11 +622,12 @@ def plan_callees(
     """rpd's plan kernel's own callees (the trace kernel calls the others), by name, with
     the numba argument types `_replay_plan` calls them with: its own arguments for
     `sized`, buffers made as it makes them. Compiled ahead as `trace_callees` are."""
-    from numba import typeof  # numba only where kernels are compiled (pipebench/jit.py)
+    from numba import typeof, types  # numba only where kernels are compiled (pipebench/jit.py)
 
     optimizer, record = _kernel_inputs(sized, objective, optimizer_code, hyper, seed, 1, None)
     _, args = _kernel(sized.timeline, sized, objective, optimizer, record, hyper)
     block, _, _, S, mode, delta, plan_seed, pd_update_mb, pd_reads, lookback, linear = args[:11]
+    X, _, _, _, l2, noise, sampling, batch, _ = linear
     i, w = np.int64(0), np.zeros(objective.dim)
     version, delays = np.zeros((1, S), np.int64), np.zeros(S, np.int64)
     calls = {
@@ -624,7 +637,14 @@ def plan_callees(
         versions_read: (i, delays, (version, version), delays),
         forward_point: (linear[0], delays, i, linear[-1], w, w),
     }
-    return {k.__name__: (k, tuple(map(typeof, args))) for k, args in calls.items()}
+    typed = {k.__name__: (k, tuple(map(typeof, args))) for k, args in calls.items()}
+    # The plan calls these two without the trace kernel's optional arguments: compiled
+    # apart from the trace's, for the defaults left out (numba types them `Omitted`).
+    draws = (sampling, seed, i, batch, i, delays)
+    typed["draw_rows"] = (draw_rows, (*map(typeof, draws), types.Omitted(None)))
+    grads = (X, delays, i, i, i, w, w, l2, noise, seed, i, w)
+    typed["backward_block"] = (backward_block, (*map(typeof, grads), *[types.Omitted(0)] * 3))
+    return typed
 
 
 def _models(objective: BlockLinear | Layered, stages: int) -> tuple[tuple, tuple]:

@@ -40,8 +40,15 @@ _FIRST = np.int64(0)  # the first epoch, or a batch's first column
 
 
 @njit(cache=True)
-def draw_rows(mode: int, seed: int, n: int, b: int, draw: int, out: np.ndarray) -> None:
-    """The examples of minibatch number `draw`, written to out[:b] (out[:n] when full)."""
+def draw_rows(
+    mode: int, seed: int, n: int, b: int, draw: int, out: np.ndarray, partition=None
+) -> None:
+    """The examples of minibatch number `draw`, written to out[:b] (out[:n] when full).
+
+    `partition` (n int64, -1 where not yet known), when given, keeps the shuffled
+    partition's rows as they are first drawn: a replay then walks each row's hash
+    once, not once per micro-batch (ten walks of `permuted` were 9% of a pd replay).
+    """
     if mode == SAMPLE_FULL:
         for k in range(n):
             out[k] = k
@@ -55,7 +62,13 @@ def draw_rows(mode: int, seed: int, n: int, b: int, draw: int, out: np.ndarray) 
         epoch, pos = divmod(draw, per_epoch)
         batch = permuted(seed, _ORDER_STREAM, epoch, pos, per_epoch)
         for k in range(b):
-            out[k] = permuted(seed, _BATCH_STREAM, _FIRST, batch * b + k, n)
+            i = batch * b + k
+            if partition is None:
+                out[k] = permuted(seed, _BATCH_STREAM, _FIRST, i, n)
+            else:
+                if partition[i] < 0:
+                    partition[i] = permuted(seed, _BATCH_STREAM, _FIRST, i, n)
+                out[k] = partition[i]
     else:
         # The partition of the Randomized PipeDream simulator: rows in their
         # stored order, cut into n // b batches (a remainder is never drawn).
@@ -77,35 +90,50 @@ def unsigned_range(lo: int, hi: int):
 
 
 @njit(cache=True)
-def forward_block(X, rows, nrows, lo, hi, w, z) -> None:
-    """z[k] += X[rows[k], lo:hi] . w[lo:hi]: one stage's forward.
+def _four_rows(rows, k, last):
+    """rows[k : k + 4], the last row repeated past `last`: a short batch's tail runs as
+    one more group of four (its extra sums discarded) instead of one row at a time."""
+    return rows[k], rows[min(k + 1, last)], rows[min(k + 2, last)], rows[min(k + 3, last)]
+
+
+@njit(cache=True)
+def _add_four(z, k, last, a0, a1, a2, a3) -> None:
+    """z[k + i] += a_i for the rows of the group up to `last`."""
+    z[k] += a0
+    if k + 1 <= last:
+        z[k + 1] += a1
+    if k + 2 <= last:
+        z[k + 2] += a2
+    if k + 3 <= last:
+        z[k + 3] += a3
+
+
+@njit(cache=True)
+def forward_block(X, rows, nrows, lo, hi, w, z, at=0, w_at=0) -> None:
+    """z[at + k] += X[rows[at + k], lo:hi] . w[w_at + lo : w_at + hi], k < nrows:
+    one stage's forward.
 
     Four rows' sums advance side by side, each over the columns in order
     (the same sums as one dot product per row): four independent chains of
     additions that the processor overlaps, where one would wait on each add.
-    Columns are unsigned indices (`unsigned_range`): numba then skips the
-    negative-index fix-up on every load.
+    A batch's last nrows % 4 rows run as one more group of four (`_four_rows`).
+    The offsets let the replay pass its whole buffers (every micro-batch slot's
+    rows and activations, every weight version), not views into them: a view
+    costs two atomic reference counts per call. Columns are unsigned indices
+    (`unsigned_range`): numba then skips the negative-index fix-up on every load.
     """
-    quads = nrows - nrows % 4
-    for k in range(0, quads, 4):
-        r0, r1, r2, r3 = rows[k], rows[k + 1], rows[k + 2], rows[k + 3]
-        a0 = a1 = a2 = a3 = 0.0  # X[row, j], not row views: views cost a reference count each
+    last = at + nrows - 1
+    shift = np.uint64(w_at)
+    for k in range(at, at + nrows, 4):
+        r0, r1, r2, r3 = _four_rows(rows, k, last)
+        a0 = a1 = a2 = a3 = 0.0  # X[row, j], not row views (as above)
         for j in unsigned_range(lo, hi):
-            wj = w[j]
+            wj = w[shift + j]
             a0 += X[r0, j] * wj
             a1 += X[r1, j] * wj
             a2 += X[r2, j] * wj
             a3 += X[r3, j] * wj
-        z[k] += a0
-        z[k + 1] += a1
-        z[k + 2] += a2
-        z[k + 3] += a3
-    for k in range(quads, nrows):
-        row = rows[k]
-        acc = 0.0
-        for j in unsigned_range(lo, hi):
-            acc += X[row, j] * w[j]
-        z[k] += acc
+        _add_four(z, k, last, a0, a1, a2, a3)
 
 
 @njit(cache=True)
@@ -164,33 +192,38 @@ def output_gradient(loss, z, y, rows, nrows, g) -> None:
 
 
 @njit(cache=True)
-def backward_block(X, rows, nrows, lo, hi, g, w, l2, noise, seed, draw, acc) -> None:
-    """acc[lo:hi] += X[rows, lo:hi]^T g + l2 w[lo:hi] (+ seeded Gaussian noise).
+def backward_block(
+    X, rows, nrows, lo, hi, g, w, l2, noise, seed, draw, acc, at=0, w_at=0, acc_at=0
+) -> None:
+    """acc[acc_at + j] += sum over k < nrows of X[rows[at + k], j] g[at + k], then
+    + l2 w[w_at + j] (+ seeded Gaussian noise), for lo <= j < hi.
 
     Each acc[j] adds its rows' products in the rows' order; four rows are added
     per pass over acc[lo:hi] (the same sums, rounded at the same steps), so acc
-    is loaded and stored once per four rows. The column loops are unsigned
-    (`unsigned_range`): no index fix-up, so they vectorise.
+    is loaded and stored once per four rows. The offsets are `forward_block`'s:
+    whole buffers, no views. The column loops are unsigned (`unsigned_range`):
+    no index fix-up, so they vectorise.
     """
+    into, shift = np.uint64(acc_at), np.uint64(w_at)
     quads = nrows - nrows % 4
-    for k in range(0, quads, 4):
+    for k in range(at, at + quads, 4):
         r0, r1, r2, r3 = rows[k], rows[k + 1], rows[k + 2], rows[k + 3]
         g0, g1, g2, g3 = g[k], g[k + 1], g[k + 2], g[k + 3]
         for j in unsigned_range(lo, hi):
-            a = acc[j] + X[r0, j] * g0
+            a = acc[into + j] + X[r0, j] * g0
             a = a + X[r1, j] * g1
             a = a + X[r2, j] * g2
-            acc[j] = a + X[r3, j] * g3
-    for k in range(quads, nrows):
+            acc[into + j] = a + X[r3, j] * g3
+    for k in range(at + quads, at + nrows):
         row = rows[k]
         gk = g[k]
         for j in unsigned_range(lo, hi):
-            acc[j] += X[row, j] * gk
-    for j in range(lo, hi):
-        acc[j] += l2 * w[j]
+            acc[into + j] += X[row, j] * gk
+    for j in unsigned_range(lo, hi):
+        acc[into + j] += l2 * w[shift + j]
     if noise > 0.0:
         for j in range(lo, hi):
-            acc[j] += noise * normal01(seed, _NOISE_STREAM, draw, j)
+            acc[acc_at + j] += noise * normal01(seed, _NOISE_STREAM, draw, j)
 
 
 @njit(cache=True)
