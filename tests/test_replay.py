@@ -362,6 +362,26 @@ def test_divergence_is_reported_with_its_time_not_raised():
     assert not np.isfinite(last) or last > 1e6 * curve.loss[0]
 
 
+def test_a_diverged_run_stops_at_its_diverged_sample():
+    """Samples are taken two at a time (recorder.sample_pair), the first held until the
+    second's time: a run that diverges at either still reports the micro-batches done and
+    the block updates ended by that sample's time, counted here from the trace, and the
+    model of that sample."""
+    obj = objective(stages=2)
+    parities = set()
+    for points in range(30, 40):
+        curve, trace, until = train("pd", obj, 2, lr=1.0, budget=("time", 200.0), points=points)
+        assert curve.diverged_at is not None
+        t, last = curve.diverged_at, len(curve.loss) - 1
+        parities.add(last % 2)
+        done = (trace.kind == BACKWARD) & (trace.stage == 0) & (trace.start <= t)
+        assert curve.microbatches == int((done & (trace.end <= until)).sum())
+        assert curve.block_updates == curve.updates[-1] == int((trace.upd_time <= t).sum())
+        assert all(v <= 1e6 * curve.loss[0] for v in curve.loss[:-1])
+        assert obj.value(curve.model) == pytest.approx(curve.loss[-1], rel=1e-9)  # its model
+    assert parities == {0, 1}  # held samples and the samples taken with them
+
+
 def test_runs_are_reproducible_and_seeds_differ():
     obj = objective(stages=3, grad_noise=0.1)
     a, _, _ = train("pd", obj, 3, seed=1)

@@ -30,7 +30,16 @@ import numpy as np
 from pipebench.engine.iterates import keep_checkpoint, new_checkpoints, versions_read
 from pipebench.engine.layered import objective_tuple
 from pipebench.engine.operations import average_replicas, diverged, steps_running
-from pipebench.engine.recorder import block_offsets, new_recorder, take_sample, visible_model
+from pipebench.engine.recorder import (
+    block_offsets,
+    held_model,
+    hold_sample,
+    new_pair,
+    new_recorder,
+    take_pair,
+    take_sample,
+    visible_model,
+)
 from pipebench.engine.replay_size import replay_needs
 from pipebench.engine.staleness import read_delays, stage_delays
 from pipebench.jit import njit
@@ -121,13 +130,14 @@ def _replay_trace(
     Returns early, with the work done so far, once `stop[0]` is set (Ctrl-C).
     """
     if len(layered) == 0:
-        X, _, y, loss, l2, noise, sampling, batch, off = linear
+        X, XT, y, loss, l2, noise, sampling, batch, off = linear
         examples, d = X.shape
         nb = examples if sampling == SAMPLE_FULL else batch
         hist = np.zeros((R, H, d))
         z = np.zeros((P, nb))  # z[slot]: the running activations of a micro-batch
         g = np.zeros((P, nb))  # g[slot]: dLoss / dz, divided by the batch size
         w_vis, rec = new_recorder(examples, d)
+        pair = new_pair(examples, d, S)  # samples taken two at a time (recorder.sample_pair)
         # The kernels read these whole, at offsets: a view per call costs two atomic
         # reference counts (blocklinear.forward_block)
         flat_hist = hist.reshape(R * H * d)  # hist[r, h] from (r * H + h) * d
@@ -172,17 +182,35 @@ def _replay_trace(
     p = 0
     updates = 0
     done = 0
+    # Block-linear: a sample's model is held and its loss taken with the next sample's,
+    # in one pass over X (recorder.sample_pair); `held` is its index, -1 when none.
+    held, held_updates, held_done = -1, 0, 0
     for i in range(n_rows + 1):
         t_next = start[i] if i < n_rows else np.inf
         while p < n_pts and times[p] < t_next:  # sample the loss before anything later starts
-            value = _loss_at(times[p], linear, layered, hist, cur, last_u_end, w_vis, rec,
-                             out_model)  # fmt: skip
-            out_loss[p] = value
             out_updates[p] = updates - steps_running(times[p], last_u_end)
+            if len(layered) == 0 and held < 0 and p + 1 < n_pts:
+                hold_sample(times[p], off, hist, cur, last_u_end, pair)
+                held, held_updates, held_done = p, updates, done
+            elif len(layered) == 0 and held >= 0:
+                first, value = take_pair(times[p], XT, y, loss, l2, off, hist, cur, last_u_end,
+                                         w_vis, rec, pair, out_model)  # fmt: skip
+                out_loss[held] = first
+                if diverged(first, initial):  # as if the replay had stopped there
+                    held_model(pair, out_model)
+                    return held + 1, held_updates, held_done
+                out_loss[p] = value
+                held = -1
+            else:
+                value = _loss_at(times[p], linear, layered, hist, cur, last_u_end, w_vis, rec,
+                                 out_model)  # fmt: skip
+                out_loss[p] = value
             p += 1
-            if diverged(value, initial):
+            if held < 0 and diverged(out_loss[p - 1], initial):
                 return p, updates, done
         if i == n_rows or (i % 256 == 0 and stop[0] != 0):
+            if held >= 0:  # stopped (Ctrl-C) with a sample held: it is not taken
+                p = held
             break
         if end[i] > until:
             continue
@@ -595,15 +623,20 @@ def trace_callees(
     from numba import typeof  # numba only where kernels are compiled (pipebench/jit.py)
 
     linear, _ = _models(objective, stages)
-    X, _, y, loss, l2, noise, sampling, batch, off = linear
+    X, XT, y, loss, l2, noise, sampling, batch, off = linear
     i, t = np.int64(0), 0.0  # int64 and float64 scalars
     w, z, rows = np.zeros(objective.dim), np.zeros(0), np.zeros(0, np.int64)
     hist, cur = np.zeros((1, 1, objective.dim)), np.zeros((1, stages), np.int64)
     ends = np.zeros((1, stages))
     moments = moment_buffers(optimizer_code, 1, objective.dim)
+    pair = (w, w, np.zeros((0, 0)), np.zeros(0, np.bool_))
     calls = {
         _loss_at: (t, linear, (), hist, cur, ends, w, (w, z, z), w),
         new_recorder: (i, i),
+        new_pair: (i, i, i),
+        hold_sample: (t, off, hist, cur, ends, pair),
+        take_pair: (t, XT, y, loss, l2, off, hist, cur, ends, w, (w, z, z), pair, w),
+        held_model: (pair, w),
         steps_running: (t, ends),
         diverged: (t, t),
         draw_rows: (sampling, seed, i, batch, i, rows, rows),
