@@ -128,10 +128,10 @@ def sample_pair(XT, y, loss, l2, off, w, w2, rec, pair):
     with one pass over X^T where a block moved in both.
 
     A sample reads all of X^T (2.5 MB in the benchmark, from L3: half of a pd replay's
-    time); the replay holds a sample's model until the next sample's (`hold_sample`)
-    and takes both here. The second's changes wait in pair's part2[s] until the first's
+    time); the replay holds a sample's model until the next sample's and takes both
+    here. The second's changes wait in pair's part2[s] until the first's
     activations are complete, then are added in the blocks' order, as before.
-    `pair` is what `new_pair` made; w_mid is left holding the first sample's model.
+    `pair` is what `pair_buffers` made; w_mid is left holding the first sample's model.
     """
     w_rec, z_full, part = rec
     _, w_mid, part2, moved2 = pair
@@ -176,45 +176,23 @@ def take_sample(t, XT, y, loss, l2, off, hist, cur, last_u_end, w_vis, rec, out_
     w_rec, z_full, part = rec
     visible_model(t, off, hist, cur, last_u_end, w_vis)
     value = sample_loss(XT, y, loss, l2, off, w_vis, w_rec, z_full, part)
-    _copy(w_rec, out_model)
+    copy_into(w_rec, out_model)
     return value
 
 
 @njit(cache=True)
-def _copy(a, out) -> None:
+def copy_into(a, out) -> None:
     """out[:] = a, as a loop: `out[:] = a` compiles numba's shape check, whose message
     takes seconds of string code to build."""
     for j in range(len(a)):
         out[j] = a[j]
 
 
-@njit(cache=True)
-def new_pair(n: int, d: int, blocks: int):
-    """What `hold_sample` and `sample_pair` keep: the held model, the first sample's
-    model, the second's change per block and example, whether each block moved."""
+def pair_buffers(n: int, d: int, blocks: int) -> tuple:
+    """What `sample_pair` keeps, made here, not in a kernel (one allocation less to
+    compile): the held model (the replay writes it: `visible_model`), the first
+    sample's model, the second's change per block and example, whether each block moved."""
     return np.zeros(d), np.zeros(d), np.zeros((blocks, n)), np.zeros(blocks, np.bool_)
-
-
-@njit(cache=True)
-def hold_sample(t, off, hist, cur, last_u_end, pair) -> None:
-    """Keep the model visible at time t, whose loss `take_pair` takes with the next."""
-    visible_model(t, off, hist, cur, last_u_end, pair[0])
-
-
-@njit(cache=True)
-def take_pair(t, XT, y, loss, l2, off, hist, cur, last_u_end, w_vis, rec, pair, out_model):
-    """(f at the held model, f at the model visible at time t) (`sample_pair`); the
-    second's model is copied to `out_model` (the first's by `held_model`)."""
-    visible_model(t, off, hist, cur, last_u_end, w_vis)
-    first, second = sample_pair(XT, y, loss, l2, off, pair[0], w_vis, rec, pair)
-    _copy(rec[0], out_model)
-    return first, second
-
-
-@njit(cache=True)
-def held_model(pair, out_model) -> None:
-    """The first model of the last `take_pair`, as recorded, copied to `out_model`."""
-    _copy(pair[1], out_model)
 
 
 def block_offsets(dim: int, stages: int) -> np.ndarray:

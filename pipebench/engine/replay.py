@@ -32,11 +32,10 @@ from pipebench.engine.layered import objective_tuple
 from pipebench.engine.operations import average_replicas, diverged, steps_running
 from pipebench.engine.recorder import (
     block_offsets,
-    held_model,
-    hold_sample,
-    new_pair,
+    copy_into,
     new_recorder,
-    take_pair,
+    pair_buffers,
+    sample_pair,
     take_sample,
     visible_model,
 )
@@ -46,6 +45,7 @@ from pipebench.jit import njit
 from pipebench.objectives.blocklinear import (
     BlockLinear,
     backward_block,
+    backward_block_at,
     draw_rows,
     forward_block,
     forward_point,
@@ -108,8 +108,8 @@ def _loss_at(t, linear, layered, hist, cur, last_u_end, w_vis, rec, out_model):
 @njit(cache=True, nogil=True)
 def _replay_trace(
     kind, stage, mb, replica, start, end, v_fwd, v_bwd, n_rows, until, S, R,
-    linear, layered, recompute, seed, hyper, moments, mats, horizon, H, P, tau, lag,
-    prediction, compensation, outer, times, out_loss, out_updates, out_model, stop,
+    linear, layered, partition, pair, recompute, seed, hyper, moments, mats, horizon, H, P,
+    tau, lag, prediction, compensation, outer, times, out_loss, out_updates, out_model, stop,
 ):  # fmt: skip
     """Replay rows [0, n_rows) that end by `until`; returns (samples, updates, micro-batches).
 
@@ -127,6 +127,9 @@ def _replay_trace(
     One of `linear` (a block-linear objective) and `layered` is the empty
     tuple: numba reads `len()` of a tuple argument as a constant and prunes
     the other form's branches, so each form compiles only its own work.
+    `partition` is `draw_rows`' memo of the shuffled partition (-1: not drawn yet),
+    `pair` the buffers of the block-linear loss samples taken two at a time
+    (recorder.pair_buffers; the empty tuple for a layered objective).
     Returns early, with the work done so far, once `stop[0]` is set (Ctrl-C).
     """
     if len(layered) == 0:
@@ -137,7 +140,6 @@ def _replay_trace(
         z = np.zeros((P, nb))  # z[slot]: the running activations of a micro-batch
         g = np.zeros((P, nb))  # g[slot]: dLoss / dz, divided by the batch size
         w_vis, rec = new_recorder(examples, d)
-        pair = new_pair(examples, d, S)  # samples taken two at a time (recorder.sample_pair)
         # The kernels read these whole, at offsets: a view per call costs two atomic
         # reference counts (blocklinear.forward_block)
         flat_hist = hist.reshape(R * H * d)  # hist[r, h] from (r * H + h) * d
@@ -174,7 +176,6 @@ def _replay_trace(
     last = np.zeros((R, d))
     steps = np.zeros((R, S), np.int64)
     rows = np.zeros((P, nb), np.int64)
-    partition = np.full(examples, -1)  # the shuffled partition's rows, once drawn (draw_rows)
     flat_rows, flat_acc = rows.reshape(P * nb), acc.reshape(R * d)  # as flat_hist
     initial = _loss_at(-np.inf, linear, layered, hist, cur, last_u_end, w_vis, rec,
                        out_model)  # fmt: skip
@@ -190,15 +191,16 @@ def _replay_trace(
         while p < n_pts and times[p] < t_next:  # sample the loss before anything later starts
             out_updates[p] = updates - steps_running(times[p], last_u_end)
             if len(layered) == 0 and held < 0 and p + 1 < n_pts:
-                hold_sample(times[p], off, hist, cur, last_u_end, pair)
+                visible_model(times[p], off, hist, cur, last_u_end, pair[0])  # held
                 held, held_updates, held_done = p, updates, done
             elif len(layered) == 0 and held >= 0:
-                first, value = take_pair(times[p], XT, y, loss, l2, off, hist, cur, last_u_end,
-                                         w_vis, rec, pair, out_model)  # fmt: skip
+                visible_model(times[p], off, hist, cur, last_u_end, w_vis)
+                first, value = sample_pair(XT, y, loss, l2, off, pair[0], w_vis, rec, pair)
                 out_loss[held] = first
                 if diverged(first, initial):  # as if the replay had stopped there
-                    held_model(pair, out_model)
+                    copy_into(pair[1], out_model)  # the first sample's model
                     return held + 1, held_updates, held_done
+                copy_into(rec[0], out_model)
                 out_loss[p] = value
                 held = -1
             else:
@@ -253,7 +255,7 @@ def _replay_trace(
                 if compensation is not None and hyper[DC] != 0.0:
                     before, ms = compensation
                     before[lo:hi] = acc[r, lo:hi]
-                backward_block(X, flat_rows, nb, lo, hi, flat_g, w, l2, noise, seed,
+                backward_block_at(X, flat_rows, nb, lo, hi, flat_g, w, l2, noise, seed,
                                np.int64(mb[i]), flat_acc, slot * nb, w_at, r * d)  # fmt: skip
                 if compensation is not None and hyper[DC] != 0.0:
                     before, ms = compensation
@@ -297,7 +299,7 @@ def _replay_trace(
             slot = mb[i] % P
             lo, hi = off[s], off[s + 1]
             if len(layered) == 0:
-                backward_block(X, flat_rows, nb, lo, hi, flat_g, flat_hist, l2, noise, seed,
+                backward_block_at(X, flat_rows, nb, lo, hi, flat_g, flat_hist, l2, noise, seed,
                                np.int64(mb[i]), flat_acc, slot * nb, (r * H + v_bwd[i] % H) * d,
                                r * d)  # fmt: skip
             else:
@@ -629,20 +631,18 @@ def trace_callees(
     hist, cur = np.zeros((1, 1, objective.dim)), np.zeros((1, stages), np.int64)
     ends = np.zeros((1, stages))
     moments = moment_buffers(optimizer_code, 1, objective.dim)
-    pair = (w, w, np.zeros((0, 0)), np.zeros(0, np.bool_))
+    pair = pair_buffers(0, objective.dim, stages)
     calls = {
         _loss_at: (t, linear, (), hist, cur, ends, w, (w, z, z), w),
         new_recorder: (i, i),
-        new_pair: (i, i, i),
-        hold_sample: (t, off, hist, cur, ends, pair),
-        take_pair: (t, XT, y, loss, l2, off, hist, cur, ends, w, (w, z, z), pair, w),
-        held_model: (pair, w),
+        sample_pair: (XT, y, loss, l2, off, w, w, (w, z, z), pair),
+        copy_into: (w, w),
         steps_running: (t, ends),
         diverged: (t, t),
         draw_rows: (sampling, seed, i, batch, i, rows, rows),
         forward_block: (X, rows, i, i, i, w, z, i, i),
         output_gradient: (loss, z, y, rows, i, z),
-        backward_block: (X, rows, i, i, i, z, w, l2, noise, seed, i, w, i, i, i),
+        backward_block_at: (X, rows, i, i, i, z, w, l2, noise, seed, i, w, i, i, i),
         apply_step: (hyper, i, i, w, w, t, moments, hist[0], i, (), i, i, w),
         average_replicas: (off, hist, cur),
     }
@@ -669,14 +669,13 @@ def plan_callees(
         fill_delays: (mode, delta, plan_seed, i, pd_update_mb, pd_reads, delays),
         versions_read: (i, delays, (version, version), delays),
         forward_point: (linear[0], delays, i, linear[-1], w, w),
+        backward_block: (X, delays, i, i, i, w, w, l2, noise, seed, i, w),
     }
     typed = {k.__name__: (k, tuple(map(typeof, args))) for k, args in calls.items()}
-    # The plan calls these two without the trace kernel's optional arguments: compiled
-    # apart from the trace's, for the defaults left out (numba types them `Omitted`).
+    # The plan calls draw_rows without the trace kernel's row memo: numba compiles that
+    # call apart, for the default left out (typed `Omitted`).
     draws = (sampling, seed, i, batch, i, delays)
     typed["draw_rows"] = (draw_rows, (*map(typeof, draws), types.Omitted(None)))
-    grads = (X, delays, i, i, i, w, w, l2, noise, seed, i, w)
-    typed["backward_block"] = (backward_block, (*map(typeof, grads), *[types.Omitted(0)] * 3))
     return typed
 
 
@@ -720,8 +719,10 @@ def _trace_kernel(t: Trace, sized, objective, optimizer, record, on) -> tuple[Ca
     d = objective.dim
     corrections = correction_buffers(on, sized.slots, t.replicas, d)
     outer = outer_state(on, _initial(objective), t.replicas, t.stages)
-    args = (*trace, linear, layered, t.recompute, *optimizer, sized.slots, tau, lag,
-            *corrections, outer, *record)  # fmt: skip
+    partition = np.full(objective.examples, -1)
+    pair = () if layered else pair_buffers(objective.examples, d, t.stages)
+    args = (*trace, linear, layered, partition, pair, t.recompute, *optimizer, sized.slots,
+            tau, lag, *corrections, outer, *record)  # fmt: skip
     return _replay_trace, args
 
 

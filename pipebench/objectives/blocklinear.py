@@ -90,25 +90,6 @@ def unsigned_range(lo: int, hi: int):
 
 
 @njit(cache=True)
-def _four_rows(rows, k, last):
-    """rows[k : k + 4], the last row repeated past `last`: a short batch's tail runs as
-    one more group of four (its extra sums discarded) instead of one row at a time."""
-    return rows[k], rows[min(k + 1, last)], rows[min(k + 2, last)], rows[min(k + 3, last)]
-
-
-@njit(cache=True)
-def _add_four(z, k, last, a0, a1, a2, a3) -> None:
-    """z[k + i] += a_i for the rows of the group up to `last`."""
-    z[k] += a0
-    if k + 1 <= last:
-        z[k + 1] += a1
-    if k + 2 <= last:
-        z[k + 2] += a2
-    if k + 3 <= last:
-        z[k + 3] += a3
-
-
-@njit(cache=True)
 def forward_block(X, rows, nrows, lo, hi, w, z, at=0, w_at=0) -> None:
     """z[at + k] += X[rows[at + k], lo:hi] . w[w_at + lo : w_at + hi], k < nrows:
     one stage's forward.
@@ -116,7 +97,8 @@ def forward_block(X, rows, nrows, lo, hi, w, z, at=0, w_at=0) -> None:
     Four rows' sums advance side by side, each over the columns in order
     (the same sums as one dot product per row): four independent chains of
     additions that the processor overlaps, where one would wait on each add.
-    A batch's last nrows % 4 rows run as one more group of four (`_four_rows`).
+    A batch's last nrows % 4 rows run as one more group of four, the last row
+    repeated past the end and its extra sums discarded, not one row at a time.
     The offsets let the replay pass its whole buffers (every micro-batch slot's
     rows and activations, every weight version), not views into them: a view
     costs two atomic reference counts per call. Columns are unsigned indices
@@ -125,7 +107,8 @@ def forward_block(X, rows, nrows, lo, hi, w, z, at=0, w_at=0) -> None:
     last = at + nrows - 1
     shift = np.uint64(w_at)
     for k in range(at, at + nrows, 4):
-        r0, r1, r2, r3 = _four_rows(rows, k, last)
+        r0, r1 = rows[k], rows[min(k + 1, last)]
+        r2, r3 = rows[min(k + 2, last)], rows[min(k + 3, last)]
         a0 = a1 = a2 = a3 = 0.0  # X[row, j], not row views (as above)
         for j in unsigned_range(lo, hi):
             wj = w[shift + j]
@@ -133,7 +116,13 @@ def forward_block(X, rows, nrows, lo, hi, w, z, at=0, w_at=0) -> None:
             a1 += X[r1, j] * wj
             a2 += X[r2, j] * wj
             a3 += X[r3, j] * wj
-        _add_four(z, k, last, a0, a1, a2, a3)
+        z[k] += a0  # (written out: a helper is one more kernel to compile)
+        if k + 1 <= last:
+            z[k + 1] += a1
+        if k + 2 <= last:
+            z[k + 2] += a2
+        if k + 3 <= last:
+            z[k + 3] += a3
 
 
 @njit(cache=True)
@@ -192,9 +181,16 @@ def output_gradient(loss, z, y, rows, nrows, g) -> None:
 
 
 @njit(cache=True)
-def backward_block(
-    X, rows, nrows, lo, hi, g, w, l2, noise, seed, draw, acc, at=0, w_at=0, acc_at=0
-) -> None:
+def backward_block(X, rows, nrows, lo, hi, g, w, l2, noise, seed, draw, acc) -> None:
+    """`backward_block_at` on one micro-batch's own buffers (offsets 0): rpd's plan and
+    `batch_gradient`. A wrapper, not default offsets: numba compiles a call that leaves
+    defaults out apart, and the plan then reuses the trace kernel's compiled core."""
+    zero = np.int64(0)
+    backward_block_at(X, rows, nrows, lo, hi, g, w, l2, noise, seed, draw, acc, zero, zero, zero)
+
+
+@njit(cache=True)
+def backward_block_at(X, rows, nrows, lo, hi, g, w, l2, noise, seed, draw, acc, at, w_at, acc_at):
     """acc[acc_at + j] += sum over k < nrows of X[rows[at + k], j] g[at + k], then
     + l2 w[w_at + j] (+ seeded Gaussian noise), for lo <= j < hi.
 
