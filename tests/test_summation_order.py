@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipebench.engine.recorder import new_pair, sample_loss, sample_pair
+from pipebench.engine.recorder import pair_buffers, sample_loss, sample_pair
 from pipebench.objectives.blocklinear import (
     LOSS_SQUARED,
     backward_block,
@@ -88,7 +88,7 @@ def test_two_samples_in_one_pass_are_two_samples(width):
         want.append(sample_loss(XT, y, LOSS_SQUARED, 0.01, off, w, rec, z_full, np.zeros(n)))
         if w is w1:
             rec_first = rec.copy()
-    pair = new_pair(n, d, stages)
+    pair = pair_buffers(n, d, stages)
     got_rec, got_z = w_rec.copy(), z.copy()
     got = sample_pair(XT, y, LOSS_SQUARED, 0.01, off, w1, w2, (got_rec, got_z, np.zeros(n)), pair)
     assert np.array_equal([got[0]], [want[0]]) and np.array_equal([got[1]], [want[1]], True)
