@@ -16,7 +16,6 @@ from pipebench.engine.recorder import pair_buffers, sample_loss, sample_pair
 from pipebench.objectives.blocklinear import (
     LOSS_SQUARED,
     backward_block,
-    backward_block_at,
     forward_block,
     mean_loss,
 )
@@ -169,6 +168,6 @@ def test_block_gradient_at_offsets_is_the_same_gradient(nrows, noise):
     backward_block(X, rows[1].copy(), nrows, lo, hi, g[1].copy(), w[2].copy(), 0.1, noise, 5, 3,
                    want)  # fmt: skip
     got = acc.copy()
-    backward_block_at(X, rows.reshape(-1), nrows, lo, hi, g.reshape(-1), w.reshape(-1), 0.1,
-                      noise, 5, 3, got.reshape(-1), nrows, 18, 9)  # fmt: skip
+    backward_block(X, rows.reshape(-1), nrows, lo, hi, g.reshape(-1), w.reshape(-1), 0.1, noise,
+                   5, 3, got.reshape(-1), nrows, 18, 9)  # fmt: skip
     assert np.array_equal(got[1], want) and np.array_equal(got[0], acc[0])

@@ -114,7 +114,7 @@ FREE, CHILD, PARENT = 0, 1, 2
 # the timelines and compiles the plan kernel, the child types and lowers the trace
 # kernel: chosen so that the two end together on bench_compile.py's scenario, pd and rpd
 # (benchmarks/perf/README.md, "Issue 16, ninth round: blc9").
-PARENT_CALLEES = ("draw_rows", "backward_block_at")
+PARENT_CALLEES = ("draw_rows", "backward_block")
 
 Compiled = list[tuple[Callable, tuple]]  # kernels and the numba argument types to compile
 

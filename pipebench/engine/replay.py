@@ -45,7 +45,6 @@ from pipebench.jit import njit
 from pipebench.objectives.blocklinear import (
     BlockLinear,
     backward_block,
-    backward_block_at,
     draw_rows,
     forward_block,
     forward_point,
@@ -255,7 +254,7 @@ def _replay_trace(
                 if compensation is not None and hyper[DC] != 0.0:
                     before, ms = compensation
                     before[lo:hi] = acc[r, lo:hi]
-                backward_block_at(X, flat_rows, nb, lo, hi, flat_g, w, l2, noise, seed,
+                backward_block(X, flat_rows, nb, lo, hi, flat_g, w, l2, noise, seed,
                                np.int64(mb[i]), flat_acc, slot * nb, w_at, r * d)  # fmt: skip
                 if compensation is not None and hyper[DC] != 0.0:
                     before, ms = compensation
@@ -299,7 +298,7 @@ def _replay_trace(
             slot = mb[i] % P
             lo, hi = off[s], off[s + 1]
             if len(layered) == 0:
-                backward_block_at(X, flat_rows, nb, lo, hi, flat_g, flat_hist, l2, noise, seed,
+                backward_block(X, flat_rows, nb, lo, hi, flat_g, flat_hist, l2, noise, seed,
                                np.int64(mb[i]), flat_acc, slot * nb, (r * H + v_bwd[i] % H) * d,
                                r * d)  # fmt: skip
             else:
@@ -642,7 +641,7 @@ def trace_callees(
         draw_rows: (sampling, seed, i, batch, i, rows, rows),
         forward_block: (X, rows, i, i, i, w, z, i, i),
         output_gradient: (loss, z, y, rows, i, z),
-        backward_block_at: (X, rows, i, i, i, z, w, l2, noise, seed, i, w, i, i, i),
+        backward_block: (X, rows, i, i, i, z, w, l2, noise, seed, i, w, i, i, i),
         apply_step: (hyper, i, i, w, w, t, moments, hist[0], i, (), i, i, w),
         average_replicas: (off, hist, cur),
     }
@@ -669,13 +668,14 @@ def plan_callees(
         fill_delays: (mode, delta, plan_seed, i, pd_update_mb, pd_reads, delays),
         versions_read: (i, delays, (version, version), delays),
         forward_point: (linear[0], delays, i, linear[-1], w, w),
-        backward_block: (X, delays, i, i, i, w, w, l2, noise, seed, i, w),
     }
     typed = {k.__name__: (k, tuple(map(typeof, args))) for k, args in calls.items()}
-    # The plan calls draw_rows without the trace kernel's row memo: numba compiles that
-    # call apart, for the default left out (typed `Omitted`).
+    # The plan calls these two without the trace kernel's optional arguments: compiled
+    # apart from the trace's, for the defaults left out (numba types them `Omitted`).
     draws = (sampling, seed, i, batch, i, delays)
     typed["draw_rows"] = (draw_rows, (*map(typeof, draws), types.Omitted(None)))
+    grads = (X, delays, i, i, i, w, w, l2, noise, seed, i, w)
+    typed["backward_block"] = (backward_block, (*map(typeof, grads), *[types.Omitted(0)] * 3))
     return typed
 
 

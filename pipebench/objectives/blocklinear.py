@@ -181,24 +181,19 @@ def output_gradient(loss, z, y, rows, nrows, g) -> None:
 
 
 @njit(cache=True)
-def backward_block(X, rows, nrows, lo, hi, g, w, l2, noise, seed, draw, acc) -> None:
-    """`backward_block_at` on one micro-batch's own buffers (offsets 0): rpd's plan and
-    `batch_gradient`. A wrapper, not default offsets: numba compiles a call that leaves
-    defaults out apart, and the plan then reuses the trace kernel's compiled core."""
-    zero = np.int64(0)
-    backward_block_at(X, rows, nrows, lo, hi, g, w, l2, noise, seed, draw, acc, zero, zero, zero)
-
-
-@njit(cache=True)
-def backward_block_at(X, rows, nrows, lo, hi, g, w, l2, noise, seed, draw, acc, at, w_at, acc_at):
+def backward_block(
+    X, rows, nrows, lo, hi, g, w, l2, noise, seed, draw, acc, at=0, w_at=0, acc_at=0
+) -> None:
     """acc[acc_at + j] += sum over k < nrows of X[rows[at + k], j] g[at + k], then
     + l2 w[w_at + j] (+ seeded Gaussian noise), for lo <= j < hi.
 
     Each acc[j] adds its rows' products in the rows' order; four rows are added
     per pass over acc[lo:hi] (the same sums, rounded at the same steps), so acc
     is loaded and stored once per four rows. The offsets are `forward_block`'s:
-    whole buffers, no views. The column loops are unsigned (`unsigned_range`):
-    no index fix-up, so they vectorise.
+    whole buffers, no views. A call that leaves them out (rpd's plan) is compiled
+    apart, with them as constants: the same code as without offsets (passed as
+    zeros, they cost the plan 4% in its loops). The column loops are unsigned
+    (`unsigned_range`): no index fix-up, so they vectorise.
     """
     into, shift = np.uint64(acc_at), np.uint64(w_at)
     quads = nrows - nrows % 4
