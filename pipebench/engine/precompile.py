@@ -113,8 +113,9 @@ FREE, CHILD, PARENT = 0, 1, 2
 # (`replay.trace_callees`), the largest, `_loss_at`, among them. The parent then prepares
 # the timelines and compiles the plan kernel, the child types and lowers the trace
 # kernel: chosen so that the two end together on bench_compile.py's scenario, pd and rpd
-# (benchmarks/perf/README.md, "Issue 16, ninth round: blc9").
-PARENT_CALLEES = ("draw_rows", "backward_block")
+# (benchmarks/perf/README.md, "Issue 16, ninth round: blc9"; `sample_pair` since the
+# tenth round's ref10, which added it to the child's longer path).
+PARENT_CALLEES = ("draw_rows", "backward_block", "sample_pair")
 
 Compiled = list[tuple[Callable, tuple]]  # kernels and the numba argument types to compile
 
