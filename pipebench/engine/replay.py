@@ -341,7 +341,15 @@ def _replay_plan(
     version = np.zeros((1, S), np.int64)
     checkpoints = new_checkpoints(lookback, S)
     read = np.zeros(S, np.int64)  # read[j]: the version of block j iteration k reads
-    point = np.zeros(d)  # the mixed point of an iteration
+    point = np.zeros(d)  # the mixed point of an iteration, when it is gathered
+    # Block j of the point is weights[slot[j], off[j]:off[j + 1]]. A block-linear run
+    # without prediction or compensation reads the versions where they are kept
+    # (weights = hist[0], slot[j] = read[j] & ring); otherwise the point is gathered
+    # into `point` first (weights = `point` as one row, slot = 0).
+    gather = (len(layered) != 0 or (prediction is not None and hyper[PREDICT] != 0.0)
+              or (compensation is not None and hyper[DC] != 0.0))  # fmt: skip
+    weights = point.reshape(1, d) if gather else hist[0]
+    slot = np.zeros(S, np.int64)
     never = np.full((1, S), -np.inf)
     delays = np.zeros(S, np.int64)
     rows = np.zeros(nb, np.int64)
@@ -369,9 +377,11 @@ def _replay_plan(
         versions_read(k, delays, checkpoints, read)
         draw_rows(sampling, seed, examples, batch, k, rows)
         for j in range(S):
-            slot = read[j] & ring
+            if not gather:
+                slot[j] = read[j] & ring
+                continue
             for c in unsigned_range(off[j], off[j + 1]):
-                point[c] = hist[0, slot, c]
+                point[c] = hist[0, read[j] & ring, c]
             if prediction is not None and hyper[PREDICT] != 0.0:
                 tau = version[0, j] - read[j]
                 predicted(point, tau, prediction[1][0], off[j], off[j + 1], point)
@@ -379,9 +389,9 @@ def _replay_plan(
         lo, hi = off[s], off[s + 1]
         if len(layered) == 0:
             z[:] = 0.0
-            forward_point(X, rows, nb, off, point, z)
+            forward_point(X, rows, nb, off, weights, slot, z)
             output_gradient(loss, z, y, rows, nb, g)
-            backward_block(X, rows, nb, lo, hi, g, point, l2, noise, seed, k, grad)
+            backward_block(X, rows, nb, lo, hi, g, weights[slot[s]], l2, noise, seed, k, grad)
         else:
             for j in range(S):
                 stage_forward(mlp_arch, lm_arch, j, point[off[j] : off[j + 1]], df, dt, di, rows,
@@ -626,7 +636,7 @@ def plan_callees(
         keep_checkpoint: (i, block.dtype.type(0), version, version),
         fill_delays: (mode, delta, plan_seed, i, pd_update_mb, pd_reads, delays),
         versions_read: (i, delays, version, delays),
-        forward_point: (linear[0], delays, i, linear[-1], w, w),
+        forward_point: (linear[0], delays, i, linear[-1], version.astype(float), delays, w),
     }
     return {k.__name__: (k, tuple(map(typeof, args))) for k, args in calls.items()}
 

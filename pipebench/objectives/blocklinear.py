@@ -108,9 +108,11 @@ def forward_block(X, rows, nrows, lo, hi, w, z) -> None:
 
 
 @njit(cache=True)
-def forward_point(X, rows, nrows, off, w, z) -> None:
-    """z[k] += X[rows[k]] . w summed block by block: S `forward_block` calls, in one
-    (four rows side by side, as there, their z kept in registers across the blocks).
+def forward_point(X, rows, nrows, off, weights, slot, z) -> None:
+    """z[k] += X[rows[k]] . w summed block by block, block s of w being
+    weights[slot[s], off[s]:off[s + 1]]: S `forward_block` calls, in one (four rows side
+    by side, as there, their z kept in registers across the blocks). rpd reads each
+    block's version where it is kept, with no copy into one vector first.
     Blocks and columns are unsigned indices (`unsigned_range`), as in `forward_block`:
     at S = 128 a block is 4 columns, and the fix-ups took a quarter of the time."""
     quads = nrows - nrows % 4
@@ -118,9 +120,10 @@ def forward_point(X, rows, nrows, off, w, z) -> None:
         r0, r1, r2, r3 = rows[k], rows[k + 1], rows[k + 2], rows[k + 3]
         z0, z1, z2, z3 = z[k], z[k + 1], z[k + 2], z[k + 3]
         for s in unsigned_range(0, len(off) - 1):
+            v = slot[s]
             a0 = a1 = a2 = a3 = 0.0
             for j in unsigned_range(off[s], off[s + 1]):
-                wj = w[j]
+                wj = weights[v, j]
                 a0 += X[r0, j] * wj
                 a1 += X[r1, j] * wj
                 a2 += X[r2, j] * wj
@@ -134,9 +137,10 @@ def forward_point(X, rows, nrows, off, w, z) -> None:
         row = rows[k]
         zk = z[k]
         for s in unsigned_range(0, len(off) - 1):
+            v = slot[s]
             acc = 0.0
             for j in unsigned_range(off[s], off[s + 1]):
-                acc += X[row, j] * w[j]
+                acc += X[row, j] * weights[v, j]
             zk += acc
         z[k] = zk
 
