@@ -54,7 +54,8 @@ def _half_width(n: int) -> int:
 
 @njit(cache=True)
 def _round(seed: int, stream: int, epoch: int, half: int, r: int, x: int) -> int:
-    """Round r of `_feistel` on x = (left << half) | right: (right, left ^ f(right))."""
+    """Round r of `permuted`'s Feistel network on x = (left << half) | right, 4^half > x:
+    (right, left ^ f(right)), f a hash of (seed, stream, epoch, r, right)."""
     mask = (1 << half) - 1
     right = x & mask
     f = mix32(int(seed) ^ mix32(int(stream) ^ mix32(int(epoch) ^ mix32(r * 65536 + right))))
@@ -62,27 +63,21 @@ def _round(seed: int, stream: int, epoch: int, half: int, r: int, x: int) -> int
 
 
 @njit(cache=True)
-def _feistel(seed: int, stream: int, epoch: int, half: int, x: int) -> int:
-    """One pass of a 4-round Feistel network on [0, 4^half): a bijection there for any
-    round function."""
-    for r in range(4):
-        x = _round(seed, stream, epoch, half, r, x)
-    return x
-
-
-@njit(cache=True)
 def permuted(seed: int, stream: int, epoch: int, i: int, n: int) -> int:
     """Position i of a seeded permutation of 0 .. n-1, one permutation per epoch.
 
-    The Feistel network (`_feistel`) is a bijection on [0, 4^h); walking the
-    cycle until the value falls below n restricts it to a bijection on [0, n).
-    No table is stored, so any epoch's shuffle costs O(1) per element.
+    A 4-round Feistel network (`_round`) is a bijection on [0, 4^h) for any
+    round function; walking the cycle until the value falls below n restricts it
+    to a bijection on [0, n). No table is stored, so any epoch's shuffle costs
+    O(1) per element.
     """
     half = _half_width(n)
-    x = _feistel(seed, stream, epoch, half, i)
-    while x >= n:
-        x = _feistel(seed, stream, epoch, half, x)
-    return x
+    x = i
+    while True:
+        for r in range(4):
+            x = _round(seed, stream, epoch, half, r, x)
+        if x < n:
+            return x
 
 
 @njit(cache=True)
@@ -102,5 +97,6 @@ def permuted_run(seed: int, stream: int, epoch: int, first: int, n: int, count: 
     for i in range(count):
         x = out[i]
         while x >= n:
-            x = _feistel(seed, stream, epoch, half, x)
+            for r in range(4):
+                x = _round(seed, stream, epoch, half, r, x)
         out[i] = x

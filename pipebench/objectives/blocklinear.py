@@ -17,7 +17,7 @@ from functools import cached_property
 
 import numpy as np
 
-from pipebench.hashrng import normal01, permuted, permuted_run, uniform01
+from pipebench.hashrng import normal01, permuted_run, uniform01
 from pipebench.jit import njit
 from pipebench.objectives.sketch import (  # defined without NumPy (`validate`)
     SAMPLE_FULL,
@@ -37,6 +37,7 @@ _NOISE_STREAM = np.int64(22)
 _ORDER_STREAM = np.int64(23)
 _PICK_STREAM = np.int64(24)
 _FIRST = np.int64(0)  # the first epoch, or a batch's first column
+_ONE = np.int64(1)  # one position of a permutation
 
 
 @njit(cache=True)
@@ -53,8 +54,8 @@ def draw_rows(mode: int, seed: int, n: int, b: int, draw: int, out: np.ndarray) 
         # batches), its batches visited in a new seeded order every epoch.
         per_epoch = n // b
         epoch, pos = divmod(draw, per_epoch)
-        batch = permuted(seed, _ORDER_STREAM, epoch, pos, per_epoch)
-        permuted_run(seed, _BATCH_STREAM, _FIRST, batch * b, n, b, out)
+        permuted_run(seed, _ORDER_STREAM, epoch, pos, per_epoch, _ONE, out)  # out[0]: the batch
+        permuted_run(seed, _BATCH_STREAM, _FIRST, out[0] * b, n, b, out)
     else:
         # The partition of the Randomized PipeDream simulator: rows in their
         # stored order, cut into n // b batches (a remainder is never drawn).
