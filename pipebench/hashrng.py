@@ -44,25 +44,59 @@ def normal01(seed: int, stream: int, a: int, b: int) -> float:
 
 
 @njit(cache=True)
-def permuted(seed: int, stream: int, epoch: int, i: int, n: int) -> int:
-    """Position i of a seeded permutation of 0 .. n-1, one permutation per epoch.
-
-    A 4-round Feistel network is a bijection on [0, 4^h) for any round
-    function; walking the cycle until the value falls below n restricts it to
-    a bijection on [0, n). No table is stored, so any epoch's shuffle costs
-    O(1) per element.
-    """
+def _half_width(n: int) -> int:
+    """The smallest h >= 1 with 4^h >= n: `permuted`'s Feistel network works on 2h bits."""
     half = 1
     while (1 << (2 * half)) < n:
         half += 1
+    return half
+
+
+@njit(cache=True)
+def _round(seed: int, stream: int, epoch: int, half: int, r: int, x: int) -> int:
+    """Round r of `permuted`'s Feistel network on x = (left << half) | right, 4^half > x:
+    (right, left ^ f(right)), f a hash of (seed, stream, epoch, r, right)."""
     mask = (1 << half) - 1
+    right = x & mask
+    f = mix32(int(seed) ^ mix32(int(stream) ^ mix32(int(epoch) ^ mix32(r * 65536 + right))))
+    return (right << half) | ((x >> half) ^ (f & mask))
+
+
+@njit(cache=True)
+def permuted(seed: int, stream: int, epoch: int, i: int, n: int) -> int:
+    """Position i of a seeded permutation of 0 .. n-1, one permutation per epoch.
+
+    A 4-round Feistel network (`_round`) is a bijection on [0, 4^h) for any
+    round function; walking the cycle until the value falls below n restricts it
+    to a bijection on [0, n). No table is stored, so any epoch's shuffle costs
+    O(1) per element.
+    """
+    half = _half_width(n)
     x = i
     while True:
-        left = x >> half
-        right = x & mask
         for r in range(4):
-            f = mix32(int(seed) ^ mix32(int(stream) ^ mix32(int(epoch) ^ mix32(r * 65536 + right))))
-            left, right = right, left ^ (f & mask)
-        x = (left << half) | right
+            x = _round(seed, stream, epoch, half, r, x)
         if x < n:
             return x
+
+
+@njit(cache=True)
+def permuted_run(seed: int, stream: int, epoch: int, first: int, n: int, count: int, out) -> None:
+    """out[i] = permuted(seed, stream, epoch, first + i, n) for i < count.
+
+    Every position's first pass runs in one loop without a branch, which the
+    compiler vectorises; only the positions it left outside [0, n) then walk on,
+    one at a time. One call per position waited on each walk's unpredictable end.
+    """
+    half = _half_width(n)
+    for i in range(count):
+        out[i] = first + i
+    for r in range(4):  # rounds outside, positions inside: the inner loop vectorises
+        for i in range(count):
+            out[i] = _round(seed, stream, epoch, half, r, out[i])
+    for i in range(count):
+        x = out[i]
+        while x >= n:
+            for r in range(4):
+                x = _round(seed, stream, epoch, half, r, x)
+        out[i] = x

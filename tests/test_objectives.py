@@ -10,7 +10,7 @@ import pytest
 from training import objective
 
 from pipebench.errors import InputError
-from pipebench.hashrng import permuted
+from pipebench.hashrng import mix32, permuted, permuted_run
 from pipebench.objectives import build_objective
 from pipebench.objectives.blocklinear import mean_loss
 from pipebench.objectives.quadratic import tridiagonal_hessian
@@ -119,6 +119,38 @@ def test_uniform_batches_cover_the_data_evenly():
 def test_hashed_permutation_is_a_permutation(n):
     for epoch in range(3):
         assert sorted(permuted(9, 4, epoch, i, n) for i in range(n)) == list(range(n))
+
+
+def feistel_reference(seed, stream, epoch, i, n):
+    """`permuted` as first written: four Feistel rounds on (left, right) halves of
+    2h bits, 4^h >= n, walked until the value falls below n."""
+    half = 1
+    while (1 << (2 * half)) < n:
+        half += 1
+    mask = (1 << half) - 1
+    x = i
+    while True:
+        left, right = x >> half, x & mask
+        for r in range(4):
+            f = mix32(seed ^ mix32(stream ^ mix32(epoch ^ mix32(r * 65536 + right))))
+            left, right = right, left ^ (f & mask)
+        x = (left << half) | right
+        if x < n:
+            return x
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 15, 16, 17, 60, 63, 64, 65, 600, 1024, 1025])
+def test_permutation_runs_are_the_reference_permutation(n):
+    """`permuted` and `permuted_run` (all positions' rounds side by side) give the
+    reference's values, for sizes at, below and above the powers of four."""
+    for epoch in (0, 3):
+        expected = [feistel_reference(9, 4, epoch, i, n) for i in range(n)]
+        assert [permuted(9, 4, epoch, i, n) for i in range(n)] == expected
+        for first, count in [(0, n), (0, 0), (n // 3, n - n // 3), (n - 1, 1)]:
+            out = np.full(count + 1, -1, dtype=np.int64)  # one spare: must stay untouched
+            permuted_run(9, 4, epoch, first, n, count, out)
+            assert list(out[:count]) == expected[first : first + count]
+            assert out[count] == -1
 
 
 def spec(**fields):

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from training import blocks, delays_at, numpy_gradient, objective, train
 
-from pipebench.engine.replay import _versions_needed
+from pipebench.engine.iterates import keep_checkpoint, new_checkpoints, versions_read
+from pipebench.engine.replay import _versions_needed, size_replay
 from pipebench.report.torch_schedule import torch_csv_text
 from pipebench.timeline import CostModel, build_timeline, setup_schedule
 from pipebench.timeline.trace import BACKWARD, FORWARD
@@ -282,6 +283,37 @@ def test_rpd_keeps_the_most_versions_a_block_needs_at_once(drawn, window):
     for end in range(len(block) if window > 0 else 0):
         most = max(most, int(np.bincount(block[max(0, end - window + 1) : end + 1]).max()))
     assert _versions_needed(block, window) == most + 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 5), st.integers(1, 100), st.integers(0, 2**32 - 1))
+def test_rpd_versions_read_are_the_updates_before_each_iterate(stages, depth, seed):
+    """Checkpoints every 32 iterations in a power-of-two ring, each with its span's
+    draw bits: every read is the count of the block's draws before its iterate,
+    counted here from the draws themselves."""
+    rng = np.random.default_rng(seed)
+    block = rng.integers(0, stages, 250)
+    checkpoints = new_checkpoints(depth, stages)
+    rows = len(checkpoints)
+    assert rows & (rows - 1) == 0 and rows >= (depth - 1) // 32 + 2
+    version = np.zeros((1, stages), np.int64)
+    read = np.zeros(stages, np.int64)
+    for k in range(len(block)):
+        keep_checkpoint(k, block[k], version, checkpoints)
+        delays = rng.integers(0, min(depth - 1, k) + 1, stages)
+        delays[0] = min(depth - 1, k)  # the oldest iterate it may read
+        versions_read(k, delays, checkpoints, read)
+        assert list(read) == [int(np.sum(block[: k - delays[j]] == j)) for j in range(stages)]
+        version[0, block[k]] += 1
+
+
+@pytest.mark.parametrize("delta", [0, 5, 40])
+def test_rpd_ring_of_versions_is_a_power_of_two_big_enough(delta):
+    obj = objective(stages=3)
+    _, plan, until = train("rpd", obj, 3, lr=0.01, seed=3, delta=delta, budget=("microbatches", 60))
+    sized = size_replay(plan, until)
+    needed = _versions_needed(plan.block[: sized.length], sized.lookback - 1)
+    assert sized.depth & (sized.depth - 1) == 0 and needed <= sized.depth < 2 * needed
 
 
 def momentum_reference(obj, lr, mu, nesterov, steps, seed):

@@ -17,6 +17,7 @@ from pipebench.objectives.blocklinear import (
     LOSS_SQUARED,
     backward_block,
     forward_block,
+    forward_point,
     mean_loss,
 )
 from pipebench.objectives.mlp import _add_column_sums
@@ -133,6 +134,34 @@ def test_block_gradient_adds_rows_in_order(nrows):
         expected[j] = a + l2 * float(w[j])
     backward_block(X, rows, nrows, lo, hi, g, w, l2, 0.0, 0, 0, acc)
     assert np.array_equal(acc, expected)
+
+
+@pytest.mark.parametrize("nrows", range(1, 12))
+@pytest.mark.parametrize("width", [1, 4, 5])
+def test_mixed_point_forward_sums_each_row_block_by_block(nrows, width):
+    """Every batch size through the groups of four, the pair and the single row: each
+    row's z is its blocks' sums, each from 0.0 in column order, added block after block;
+    block s read from the weights' row slot[s] (rpd's versions where they are kept)."""
+    rng = np.random.default_rng(nrows * 10 + width)
+    stages = 5
+    d = stages * width
+    off = np.arange(0, d + 1, width, dtype=np.int64)
+    X = rng.standard_normal((23, d))
+    rows = rng.integers(0, 23, nrows).astype(np.int64)
+    weights = rng.standard_normal((4, d))
+    slot = rng.integers(0, 4, stages).astype(np.int64)
+    z = rng.standard_normal(nrows) * 1e-3  # small: the blocks' sums set the low bits
+    expected = z.copy()
+    for k in range(nrows):
+        total = float(z[k])
+        for s in range(stages):
+            part = 0.0
+            for j in range(off[s], off[s + 1]):
+                part += float(X[rows[k], j]) * float(weights[slot[s], j])
+            total += part
+        expected[k] = total
+    forward_point(X, rows, nrows, off, weights, slot, z)
+    assert np.array_equal(z, expected)
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (3, 5), (8, 4)])

@@ -7,6 +7,11 @@ every read a cache miss at depth: 16 MB at S = 128. Instead the versions are
 kept every `CHECK` iterations, with one bit per iteration since then saying
 which blocks it drew: a read is a checkpoint plus the bits set below its
 iterate, a few hundred kilobytes in all, and no scan of the draws.
+
+One int64 holds both, the version in the high 32 bits and the span's bits in
+the low 32 (versions stay far below 2^31), so a read loads one word, from one
+cache line; the rows are a power of two, so the row of an iterate is a mask of
+its span number, not a division by a size known only at run time.
 """
 
 from __future__ import annotations
@@ -15,29 +20,33 @@ import numpy as np
 
 from pipebench.jit import njit
 
-CHECK = 32  # iterations between checkpoints: the bits of one mask word
+SPAN_BITS = 5
+CHECK = 1 << SPAN_BITS  # iterations between checkpoints: the bits of one mask word
+_IN_SPAN = CHECK - 1  # k & _IN_SPAN: iteration k's place in its span
+_VERSION_SHIFT = 32  # a checkpoint's version sits above the span's 32 bits
 
 
 @njit(cache=True)
 def new_checkpoints(depth, stages):
-    """(versions, drawn): room for the checkpoints that iterates up to depth - 1
-    iterations back can fall after; drawn[row, j] has bit i set when iteration
-    row * CHECK + i (of that checkpoint's span) drew block j."""
-    rows = (depth - 1) // CHECK + 2
-    return np.zeros((rows, stages), np.int64), np.zeros((rows, stages), np.int64)
+    """Room for the checkpoints that iterates up to depth - 1 iterations back can
+    fall after, rounded up to a power of two of rows: row (k >> SPAN_BITS) & (rows - 1)
+    holds the span of iteration k; entry [row, j] is block j's version at the span's
+    start << 32, plus bit i when iteration i of the span drew block j."""
+    rows = 1
+    while rows < (depth - 1) // CHECK + 2:
+        rows *= 2
+    return np.zeros((rows, stages), np.int64)
 
 
 @njit(cache=True)
 def keep_checkpoint(k, drawn_block, version, checkpoints) -> None:
     """At the start of iteration k, which updates block `drawn_block`: the versions
     before its update (every CHECK iterations), and its draw."""
-    versions, drawn = checkpoints
-    row = (k // CHECK) % len(versions)
-    if k % CHECK == 0:
+    row = (k >> SPAN_BITS) & (len(checkpoints) - 1)
+    if k & _IN_SPAN == 0:
         for j in range(version.shape[1]):
-            versions[row, j] = version[0, j]
-            drawn[row, j] = 0
-    drawn[row, drawn_block] |= 1 << (k % CHECK)
+            checkpoints[row, j] = version[0, j] << _VERSION_SHIFT
+    checkpoints[row, drawn_block] |= 1 << (k & _IN_SPAN)
 
 
 @njit(cache=True)
@@ -52,10 +61,9 @@ def _ones(x):
 @njit(cache=True)
 def versions_read(k, delays, checkpoints, out) -> None:
     """out[j]: the version of block j at iterate k - delays[j]."""
-    versions, drawn = checkpoints
-    n = len(versions)
+    last = len(checkpoints) - 1
     for j in range(len(out)):
         at = k - delays[j]
-        row = (at // CHECK) % n
-        below = (1 << (at % CHECK)) - 1  # the draws of the span before iterate `at`
-        out[j] = versions[row, j] + _ones(drawn[row, j] & below)
+        entry = checkpoints[(at >> SPAN_BITS) & last, j]
+        below = (1 << (at & _IN_SPAN)) - 1  # the draws of the span before iterate `at`
+        out[j] = (entry >> _VERSION_SHIFT) + _ones(entry & below)

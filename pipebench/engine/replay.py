@@ -49,6 +49,7 @@ from pipebench.objectives.blocklinear import (
     forward_block,
     forward_point,
     output_gradient,
+    unsigned_range,
 )
 from pipebench.objectives.layered import Layered, mean_loss, stage_backward, stage_forward
 from pipebench.objectives.sketch import SAMPLE_FULL, SAMPLING_CODES
@@ -351,9 +352,10 @@ def _replay_plan(
     the iterate from d_j iterations ago (forward and backward both there).
     Returns (samples, iterations done). One of `linear` and `layered` is ().
 
-    Version v of a block is kept in `hist[0, v % H]`, H being the most versions
-    of one block its reads can need at once, and the delays reach `lookback` - 1
-    iterations back (see `_size_plan`)."""
+    Version v of a block is kept in `hist[0, v & (H - 1)]`, H being the most versions
+    of one block its reads can need at once rounded up to a power of two (a mask,
+    not a division, per block read), and the delays reach `lookback` - 1 iterations
+    back (see `_size_plan`)."""
     if len(layered) == 0:
         X, _, y, loss, l2, noise, sampling, batch, off = linear
         examples, d = X.shape
@@ -376,10 +378,19 @@ def _replay_plan(
         gl = np.zeros((S + 1, act))
         w_vis = np.zeros(d)
         rec = None  # the block-linear recorder's state
+    ring = H - 1  # version v's slot: v & ring
     version = np.zeros((1, S), np.int64)
     checkpoints = new_checkpoints(lookback, S)
     read = np.zeros(S, np.int64)  # read[j]: the version of block j iteration k reads
-    point = np.zeros(d)  # the mixed point of an iteration
+    point = np.zeros(d)  # the mixed point of an iteration, when it is gathered
+    # Block j of the point is weights[slot[j], off[j]:off[j + 1]]. A block-linear run
+    # without prediction or compensation reads the versions where they are kept
+    # (weights = hist[0], slot[j] = read[j] & ring); otherwise the point is gathered
+    # into `point` first (weights = `point` as one row, slot = 0).
+    gather = (len(layered) != 0 or (prediction is not None and hyper[PREDICT] != 0.0)
+              or (compensation is not None and hyper[DC] != 0.0))  # fmt: skip
+    weights = point.reshape(1, d) if gather else hist[0]
+    slot = np.zeros(S, np.int64)
     never = np.full((1, S), -np.inf)
     delays = np.zeros(S, np.int64)
     rows = np.zeros(nb, np.int64)
@@ -407,9 +418,11 @@ def _replay_plan(
         versions_read(k, delays, checkpoints, read)
         draw_rows(sampling, seed, examples, batch, k, rows)
         for j in range(S):
-            slot = read[j] % H
-            for c in range(off[j], off[j + 1]):
-                point[c] = hist[0, slot, c]
+            if not gather:
+                slot[j] = read[j] & ring
+                continue
+            for c in unsigned_range(off[j], off[j + 1]):
+                point[c] = hist[0, read[j] & ring, c]
             if prediction is not None and hyper[PREDICT] != 0.0:
                 tau = version[0, j] - read[j]
                 predicted(point, tau, prediction[1][0], off[j], off[j + 1], point)
@@ -417,9 +430,9 @@ def _replay_plan(
         lo, hi = off[s], off[s + 1]
         if len(layered) == 0:
             z[:] = 0.0
-            forward_point(X, rows, nb, off, point, z)
+            forward_point(X, rows, nb, off, weights, slot, z)
             output_gradient(loss, z, y, rows, nb, g)
-            backward_block(X, rows, nb, lo, hi, g, point, l2, noise, seed, k, grad)
+            backward_block(X, rows, nb, lo, hi, g, weights[slot[s]], l2, noise, seed, k, grad)
         else:
             for j in range(S):
                 stage_forward(mlp_arch, lm_arch, j, point[off[j] : off[j + 1]], df, dt, di, rows,
@@ -432,12 +445,12 @@ def _replay_plan(
         v = version[0, s]
         if compensation is not None and hyper[DC] != 0.0:  # grad[lo:hi] was 0 before
             before, ms = compensation
-            compensate(grad, before, hist[0, v % H], point, hyper, ms[0], lo, hi)
+            compensate(grad, before, hist[0, v & ring], point, hyper, ms[0], lo, hi)
         steps[s] += 1
-        apply_step(hyper, steps[s], horizon[0, s], hist[0, v % H], grad, 1.0, moments, last,
-                   np.int64(0), mats, lo, hi, hist[0, (v + 1) % H])  # fmt: skip
+        apply_step(hyper, steps[s], horizon[0, s], hist[0, v & ring], grad, 1.0, moments, last,
+                   np.int64(0), mats, lo, hi, hist[0, (v + 1) & ring])  # fmt: skip
         if prediction is not None and hyper[PREDICT] != 0.0:
-            remember_update(hist[0, v % H], hist[0, (v + 1) % H], lo, hi, prediction[1][0])
+            remember_update(hist[0, v & ring], hist[0, (v + 1) & ring], lo, hi, prediction[1][0])
         grad[lo:hi] = 0.0
         version[0, s] = v + 1
     return p, n_iter
@@ -493,7 +506,8 @@ def _size_plan(plan: RpdPlan, until: float, iterations: int | None = None) -> Si
     # steps per stage: they depend on the seed's block draws
     horizon = np.bincount(plan.block[:n], minlength=plan.stages).reshape(1, -1).astype(np.int64)
     lookback = _plan_depth(plan, n)
-    depth = _versions_needed(plan.block[:n], lookback - 1)
+    needed = _versions_needed(plan.block[:n], lookback - 1)
+    depth = 1 << (needed - 1).bit_length()  # a power of two: `_replay_plan` masks, not divides
     return SizedReplay(plan, until, n, depth, 1, horizon, lookback)
 
 
@@ -664,10 +678,10 @@ def plan_callees(
     version, delays = np.zeros((1, S), np.int64), np.zeros(S, np.int64)
     calls = {
         new_checkpoints: (lookback, S),
-        keep_checkpoint: (i, block.dtype.type(0), version, (version, version)),
+        keep_checkpoint: (i, block.dtype.type(0), version, version),
         fill_delays: (mode, delta, plan_seed, i, pd_update_mb, pd_reads, delays),
-        versions_read: (i, delays, (version, version), delays),
-        forward_point: (linear[0], delays, i, linear[-1], w, w),
+        versions_read: (i, delays, version, delays),
+        forward_point: (linear[0], delays, i, linear[-1], version.astype(float), delays, w),
     }
     typed = {k.__name__: (k, tuple(map(typeof, args))) for k, args in calls.items()}
     # The plan calls these two without the trace kernel's optional arguments: compiled
@@ -734,6 +748,9 @@ def _plan_kernel(plan: RpdPlan, sized, objective, optimizer, record, on) -> tupl
         plan.block, plan.time, sized.length, plan.stages, plan.mode,
         plan.delta, plan.seed, plan.pd_update_mb, plan.pd_reads, sized.lookback,
     )  # fmt: skip
+    depth = optimizer[-1]
+    if depth & (depth - 1):
+        raise ValueError(f"rpd keeps its versions in a ring of a power of two, not {depth}")
     linear, layered = _models(objective, plan.stages)
     corrections = correction_buffers(on, 0, 1, objective.dim)
     return _replay_plan, (*steps, linear, layered, *optimizer, *corrections, *record)

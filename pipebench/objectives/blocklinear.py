@@ -17,7 +17,7 @@ from functools import cached_property
 
 import numpy as np
 
-from pipebench.hashrng import normal01, permuted, uniform01
+from pipebench.hashrng import normal01, permuted_run, uniform01
 from pipebench.jit import njit
 from pipebench.objectives.sketch import (  # defined without NumPy (`validate`)
     SAMPLE_FULL,
@@ -37,6 +37,7 @@ _NOISE_STREAM = np.int64(22)
 _ORDER_STREAM = np.int64(23)
 _PICK_STREAM = np.int64(24)
 _FIRST = np.int64(0)  # the first epoch, or a batch's first column
+_ONE = np.int64(1)  # one position of a permutation
 
 
 @njit(cache=True)
@@ -46,8 +47,8 @@ def draw_rows(
     """The examples of minibatch number `draw`, written to out[:b] (out[:n] when full).
 
     `partition` (n int64, -1 where not yet known), when given, keeps the shuffled
-    partition's rows as they are first drawn: a replay then walks each row's hash
-    once, not once per micro-batch (ten walks of `permuted` were 9% of a pd replay).
+    partition's rows as a batch's are first drawn: a replay then permutes each batch's
+    rows once, not once per micro-batch (the walks were 9% of a pd replay).
     """
     if mode == SAMPLE_FULL:
         for k in range(n):
@@ -60,15 +61,17 @@ def draw_rows(
         # batches), its batches visited in a new seeded order every epoch.
         per_epoch = n // b
         epoch, pos = divmod(draw, per_epoch)
-        batch = permuted(seed, _ORDER_STREAM, epoch, pos, per_epoch)
-        for k in range(b):
-            i = batch * b + k
-            if partition is None:
-                out[k] = permuted(seed, _BATCH_STREAM, _FIRST, i, n)
-            else:
-                if partition[i] < 0:
-                    partition[i] = permuted(seed, _BATCH_STREAM, _FIRST, i, n)
-                out[k] = partition[i]
+        permuted_run(seed, _ORDER_STREAM, epoch, pos, per_epoch, _ONE, out)  # out[0]: the batch
+        first = out[0] * b
+        if partition is None:
+            permuted_run(seed, _BATCH_STREAM, _FIRST, first, n, b, out)
+        elif partition[first] < 0:  # a batch's rows are drawn and kept together
+            permuted_run(seed, _BATCH_STREAM, _FIRST, first, n, b, out)
+            for k in range(b):
+                partition[first + k] = out[k]
+        else:
+            for k in range(b):
+                out[k] = partition[first + k]
     else:
         # The partition of the Randomized PipeDream simulator: rows in their
         # stored order, cut into n // b batches (a remainder is never drawn).
@@ -126,17 +129,26 @@ def forward_block(X, rows, nrows, lo, hi, w, z, at=0, w_at=0) -> None:
 
 
 @njit(cache=True)
-def forward_point(X, rows, nrows, off, w, z) -> None:
-    """z[k] += X[rows[k]] . w summed block by block: S `forward_block` calls, in one
-    (four rows side by side, as there, their z kept in registers across the blocks)."""
+def forward_point(X, rows, nrows, off, weights, slot, z) -> None:
+    """z[k] += X[rows[k]] . w summed block by block, block s of w being
+    weights[slot[s], off[s]:off[s + 1]]: S `forward_block` calls, in one. rpd reads
+    each block's version where it is kept, with no copy into one vector first.
+
+    Rows run side by side, four, then two, then one at a time, their z kept in
+    registers across the blocks; each row's sum is the same as one at a time. At
+    S = 128 a block is 4 columns and loop overhead dominates: a batch of 10 as
+    4 + 4 + 2 takes 0.9x the time of 4 + 4 + 1 + 1. Blocks and columns are unsigned
+    indices (`unsigned_range`), as in `forward_block`: the fix-ups took a quarter.
+    """
     quads = nrows - nrows % 4
     for k in range(0, quads, 4):
         r0, r1, r2, r3 = rows[k], rows[k + 1], rows[k + 2], rows[k + 3]
         z0, z1, z2, z3 = z[k], z[k + 1], z[k + 2], z[k + 3]
-        for s in range(len(off) - 1):
+        for s in unsigned_range(0, len(off) - 1):
+            v = slot[s]
             a0 = a1 = a2 = a3 = 0.0
-            for j in range(off[s], off[s + 1]):
-                wj = w[j]
+            for j in unsigned_range(off[s], off[s + 1]):
+                wj = weights[v, j]
                 a0 += X[r0, j] * wj
                 a1 += X[r1, j] * wj
                 a2 += X[r2, j] * wj
@@ -146,13 +158,30 @@ def forward_point(X, rows, nrows, off, w, z) -> None:
             z2 += a2
             z3 += a3
         z[k], z[k + 1], z[k + 2], z[k + 3] = z0, z1, z2, z3
-    for k in range(quads, nrows):
-        row = rows[k]
-        for s in range(len(off) - 1):
+    pairs = nrows - nrows % 2
+    for k in range(quads, pairs, 2):  # at most one pair
+        r0, r1 = rows[k], rows[k + 1]
+        z0, z1 = z[k], z[k + 1]
+        for s in unsigned_range(0, len(off) - 1):
+            v = slot[s]
+            a0 = a1 = 0.0
+            for j in unsigned_range(off[s], off[s + 1]):
+                wj = weights[v, j]
+                a0 += X[r0, j] * wj
+                a1 += X[r1, j] * wj
+            z0 += a0
+            z1 += a1
+        z[k], z[k + 1] = z0, z1
+    if pairs < nrows:
+        row = rows[pairs]
+        zk = z[pairs]
+        for s in unsigned_range(0, len(off) - 1):
+            v = slot[s]
             acc = 0.0
-            for j in range(off[s], off[s + 1]):
-                acc += X[row, j] * w[j]
-            z[k] += acc
+            for j in unsigned_range(off[s], off[s + 1]):
+                acc += X[row, j] * weights[v, j]
+            zk += acc
+        z[pairs] = zk
 
 
 @njit(cache=True)
