@@ -183,6 +183,7 @@ def replay_needs(
     bounds; `field` is what to blame when they are too large.
     """
     replicas, versions, slots = shape
+    samples = 0  # what a block-linear replay's loss samples keep besides the data's rows
     copies = replicas * (versions + 4)  # history; gradient sum, two moments, last update
     if spec.kind == "mlp":
         act = spec.batch_size * spec.width
@@ -192,10 +193,13 @@ def replay_needs(
         per_slot = 2 * (stages + 1) * act + saved
     else:
         per_slot = 3 * spec.batch_size  # a minibatch's rows, outputs and gradients
+        # the loss samples, taken two at a time: the held model, the first's model, and
+        # the second's change of every example's output per block (recorder.pair_buffers)
+        samples = stages * rows + 2 * params
     weights = f"{replicas} x {versions} versions of {params} weights for {label}"
     activations = f"{slots} micro-batches in flight in {label}"
     return [
-        Need(field, weights, FLOAT * (copies * params + rows)),
+        Need(field, weights, FLOAT * (copies * params + rows + samples)),
         Need(field, activations, FLOAT * slots * per_slot),
     ]
 
