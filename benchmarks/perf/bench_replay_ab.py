@@ -21,12 +21,8 @@ from pathlib import Path
 
 import pipebench
 from pipebench.api import load_experiment
-from pipebench.engine.replay import prepare, replay
-
-try:
-    from pipebench.timeline.budget import timeline_for
-except ImportError:  # a checkout from before budgets moved to the timeline package
-    from pipebench.engine.budget import timeline_for
+from pipebench.engine.replay import replay, size_replay
+from pipebench.timeline.budget import timeline_for
 
 QUADRATIC = "{kind: quadratic, examples: 600, dim: 512, batch_size: 10}"
 LOGISTIC = "{kind: logistic, examples: 600, dim: 512, batch_size: 10}"
@@ -64,16 +60,15 @@ def measure(name: str) -> dict:
             )
         )
         exp = load_experiment(path)
-    hyper = exp.entries[0].hyper(0.001)
-    timeline, until, iterations = timeline_for(
-        schedule, {}, exp.costs, "microbatches", microbatches
-    )
-    prepared = prepare(timeline, until, iterations)
-    replay(prepared, exp.objective, 0, hyper, 0, 200)  # compiles, or loads from the cache
+    entry = exp.entries[0]
+    hyper, objective, code = entry.hyper(0.001), exp.objective_of(entry), entry.optimizer_code
+    timeline, until, iterations = timeline_for(entry.setup, exp.costs, "microbatches", microbatches)
+    prepared = size_replay(timeline, until, iterations)
+    replay(prepared, objective, code, hyper, 0, 200)  # compiles, or loads from the cache
     cpu, wall = [], []
     for _ in range(repeats):
         w0, c0 = time.perf_counter(), time.process_time()
-        curve = replay(prepared, exp.objective, 0, hyper, 0, 200)
+        curve = replay(prepared, objective, code, hyper, 0, 200)
         cpu.append(time.process_time() - c0)
         wall.append(time.perf_counter() - w0)
     digest = hashlib.sha256(
