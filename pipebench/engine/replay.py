@@ -345,12 +345,13 @@ def _replay_trace(
 @njit(cache=True, nogil=True)
 def _replay_plan(
     block, time, n_iter, S, mode, delta, plan_seed, pd_update_mb, pd_reads, lookback,
-    linear, layered, seed, hyper, moments, mats, horizon, H, prediction, compensation,
-    times, out_loss, out_updates, out_model, stop,
+    linear, layered, partition, seed, hyper, moments, mats, horizon, H, prediction,
+    compensation, times, out_loss, out_updates, out_model, stop,
 ):  # fmt: skip
     """rpd: iteration k steps block[k] with the gradient at a point whose block j is
     the iterate from d_j iterations ago (forward and backward both there).
-    Returns (samples, iterations done). One of `linear` and `layered` is ().
+    Returns (samples, iterations done). One of `linear` and `layered` is ();
+    `partition` is `draw_rows`' memo, as in `_replay_trace`.
 
     Version v of a block is kept in `hist[0, v & (H - 1)]`, H being the most versions
     of one block its reads can need at once rounded up to a power of two (a mask,
@@ -416,7 +417,7 @@ def _replay_plan(
         keep_checkpoint(k, block[k], version, checkpoints)
         fill_delays(mode, delta, plan_seed, k, pd_update_mb, pd_reads, delays)
         versions_read(k, delays, checkpoints, read)
-        draw_rows(sampling, seed, examples, batch, k, rows)
+        draw_rows(sampling, seed, examples, batch, k, rows, partition)
         for j in range(S):
             if not gather:
                 slot[j] = read[j] & ring
@@ -673,7 +674,7 @@ def plan_callees(
     optimizer, record = _kernel_inputs(sized, objective, optimizer_code, hyper, seed, 1, None)
     _, args = _kernel(sized.timeline, sized, objective, optimizer, record, hyper)
     block, _, _, S, mode, delta, plan_seed, pd_update_mb, pd_reads, lookback, linear = args[:11]
-    X, _, _, _, l2, noise, sampling, batch, _ = linear
+    X, _, _, _, l2, noise, _, _, _ = linear
     i, w = np.int64(0), np.zeros(objective.dim)
     version, delays = np.zeros((1, S), np.int64), np.zeros(S, np.int64)
     calls = {
@@ -684,10 +685,8 @@ def plan_callees(
         forward_point: (linear[0], delays, i, linear[-1], version.astype(float), delays, w),
     }
     typed = {k.__name__: (k, tuple(map(typeof, args))) for k, args in calls.items()}
-    # The plan calls these two without the trace kernel's optional arguments: compiled
-    # apart from the trace's, for the defaults left out (numba types them `Omitted`).
-    draws = (sampling, seed, i, batch, i, delays)
-    typed["draw_rows"] = (draw_rows, (*map(typeof, draws), types.Omitted(None)))
+    # The plan calls this one without the trace kernel's offsets: compiled apart from the
+    # trace's, for the defaults left out (numba types them `Omitted`).
     grads = (X, delays, i, i, i, w, w, l2, noise, seed, i, w)
     typed["backward_block"] = (backward_block, (*map(typeof, grads), *[types.Omitted(0)] * 3))
     return typed
@@ -753,4 +752,6 @@ def _plan_kernel(plan: RpdPlan, sized, objective, optimizer, record, on) -> tupl
         raise ValueError(f"rpd keeps its versions in a ring of a power of two, not {depth}")
     linear, layered = _models(objective, plan.stages)
     corrections = correction_buffers(on, 0, 1, objective.dim)
-    return _replay_plan, (*steps, linear, layered, *optimizer, *corrections, *record)
+    partition = np.full(objective.examples, -1)  # draw_rows' memo, as the trace kernel's
+    args = (*steps, linear, layered, partition, *optimizer, *corrections, *record)
+    return _replay_plan, args
