@@ -19,27 +19,23 @@ from numba.core import config
 from pipebench.objectives import LAYERED_KINDS
 
 # family: (seconds its compilation takes on the project's idle 2-core machine; its
-# kernels as module:name). The timeline's 9 s: 16 s measured alone on the idle machine
-# before issue 16's fifth round, scaled by that round's cut of its compile CPU time
-# (`bench_compile.py --families timeline`, 22.4 to 12.5 s at load 6; README, "Issue 16,
-# fifth round: compile-timeline"), not measured idle. A replay family's
-# figure is the first run's wait with its kernels compiled in the child beside the
-# timeline's, the longer of the two: `bench_compile.py` (cold minus warm) on the quiet
-# machine, block-linear 8.2-11.3 s (eight runs, load 1.0-1.3) with the trace kernel's
-# callees split between the two processes (README, "Issue 16, ninth round: blc9"); the
-# mlp 25.6 and 26.6 s and charlm 36.3, 35.3 and 36.4 s with the parent compiling the
-# stage backward and the plan kernel (`bench_compile.py`, load 1.0-1.6; README, "Issue
-# 16, eighth round: chc8" and "idle retake"): the larger.
+# kernels as module:name), measured on an AMD EPYC Zen 5 on 2026-11-27 (README, "Issue
+# 16, tenth round: idle retake"). The timeline's: `pipebench schedule pd -S 16 -M 1600`
+# on an empty cache less the same on a full one, 3.9 s. A replay family's figure is the
+# first run's wait with its kernels compiled in the child beside the timeline's, the
+# longer of the two: `bench_compile.py` (cold minus warm), block-linear 4.9 s, the mlp
+# 10.1 s and charlm 13.0 s at load 1.8-2.0 (on the previous machine, a Zen 3, about
+# twice as long: 8.2-11.3, 25.6-26.6 and 35.3-36.4 s).
 FAMILIES: dict[str, tuple[int, tuple[str, ...]]] = {
     "timeline": (
-        9,
+        4,
         (  # not the simulator nor the statistics: a tiny run interprets them
             # (timeline/interpret.py), and would be announced as compiling on every run
             "pipebench.engine.replay_size:_needs",
         ),
     ),
     "block-linear": (
-        11,
+        5,
         (
             "pipebench.engine.replay:_replay_trace",
             "pipebench.engine.replay:_replay_plan",
@@ -47,7 +43,7 @@ FAMILIES: dict[str, tuple[int, tuple[str, ...]]] = {
         ),
     ),
     "mlp": (
-        27,
+        10,
         (
             "pipebench.engine.replay:_replay_trace",
             "pipebench.engine.replay:_replay_plan",
@@ -55,7 +51,7 @@ FAMILIES: dict[str, tuple[int, tuple[str, ...]]] = {
         ),
     ),
     "charlm": (
-        36,
+        13,
         (
             "pipebench.engine.replay:_replay_trace",
             "pipebench.engine.replay:_replay_plan",
